@@ -1,0 +1,123 @@
+//! floodgate's configuration: the schema a user writes (YAML file, and later the admin API and etcd keys),
+//! its defaults, and a validation pass that reports every error with the path of the field at fault.
+//!
+//! This crate only describes and checks configuration. It does not open sockets, read certificates or compile
+//! routes: the proxy builds its runtime `Snapshot` from a [`Config`] that has passed [`Config::validate`].
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod admin;
+mod duration;
+mod error;
+mod listener;
+mod load;
+mod path_pattern;
+mod route;
+mod size;
+mod upstream;
+mod validate;
+
+pub use admin::AdminConfig;
+pub use duration::HumanDuration;
+pub use error::{ConfigError, FieldError};
+pub use listener::{CertificateConfig, ListenerConfig, ListenerTlsConfig};
+pub use load::{default_config, parse_yaml, DEFAULT_CONFIG_YAML};
+pub use path_pattern::{PathPattern, PathSegment};
+pub use route::{DirectResponse, RouteConfig};
+pub use size::ByteSize;
+pub use upstream::{
+    Balancer, HashOn, KeepaliveConfig, TargetConfig, UpstreamConfig, UpstreamProtocol,
+    UpstreamTlsConfig,
+};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of one floodgate process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Number of worker threads, each with its own listeners and upstream pools. Default: number of cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// How long in-flight requests may run after SIGTERM/SIGINT before the process exits anyway.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: HumanDuration,
+    /// Addresses the gateway accepts client traffic on.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    /// The admin listener: health, readiness and metrics.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Limits applied to every client request.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The JSON access log; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLogConfig>,
+    /// Groups of targets that routes forward to.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Rules that map requests to upstreams.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+fn default_shutdown_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+/// Limits on what a client may send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest total size of a request's header block; larger requests get 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: ByteSize,
+    /// Largest request body; larger bodies get 413. Routes may lower or raise it.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: ByteSize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: default_max_header_bytes(),
+            max_body_bytes: default_max_body_bytes(),
+        }
+    }
+}
+
+fn default_max_header_bytes() -> ByteSize {
+    ByteSize(64 * 1024)
+}
+
+fn default_max_body_bytes() -> ByteSize {
+    ByteSize(100 * 1024 * 1024)
+}
+
+/// Where the JSON access log goes. Lines are written by a background task, never on the request path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// File to append JSON lines to; `-` writes to standard output.
+    pub path: String,
+}
+
+impl Config {
+    /// The number of workers to run: the configured value, or the number of cores.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    /// The JSON Schema of the configuration file, pretty-printed.
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(Config);
+        serde_json::to_string_pretty(&schema).unwrap_or_default()
+    }
+}

@@ -1,0 +1,35 @@
+//! Listener configuration: where clients connect, and with which certificates.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One address the gateway accepts client connections on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// `ip:port` to bind. Without `tls` it serves HTTP/1.1 and HTTP/2 cleartext (h2c) on the same port.
+    pub address: String,
+    /// Serve TLS on this address; ALPN offers `h2` and `http/1.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTlsConfig>,
+}
+
+/// TLS settings of a listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    /// Certificates, chosen by the SNI name the client sends; the first one is the default.
+    pub certificates: Vec<CertificateConfig>,
+}
+
+/// A certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}

@@ -1,0 +1,202 @@
+//! Loading a configuration from YAML text, reporting every error rather than stopping at the first.
+//!
+//! serde stops at the first error, so each list element (every listener, upstream and route) is decoded on its
+//! own: one bad route does not hide a bad upstream. Semantic checks run once everything decoded.
+
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value;
+
+use crate::{
+    AccessLogConfig, AdminConfig, Config, ConfigError, FieldError, HumanDuration, LimitsConfig,
+};
+
+/// The configuration `floodgate run` uses when no file is given.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("default.yaml");
+
+/// The embedded default configuration, parsed.
+pub fn default_config() -> Config {
+    // The embedded file is covered by a unit test, so failing here would be a build defect; fall back to
+    // an empty config rather than panic all the same.
+    parse_yaml(DEFAULT_CONFIG_YAML).unwrap_or_else(|_| empty_config())
+}
+
+fn empty_config() -> Config {
+    Config {
+        workers: None,
+        shutdown_timeout: HumanDuration::from_secs(30),
+        listeners: Vec::new(),
+        admin: AdminConfig::default(),
+        limits: LimitsConfig::default(),
+        access_log: None,
+        upstreams: Vec::new(),
+        routes: Vec::new(),
+    }
+}
+
+const TOP_LEVEL_FIELDS: &[&str] = &[
+    "workers",
+    "shutdown_timeout",
+    "listeners",
+    "admin",
+    "limits",
+    "access_log",
+    "upstreams",
+    "routes",
+];
+
+/// Parses and validates a YAML configuration. The error lists every problem found, each with its field path.
+pub fn parse_yaml(text: &str) -> Result<Config, ConfigError> {
+    let document: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        ConfigError::Invalid(vec![FieldError::new("", format!("not valid YAML: {e}"))])
+    })?;
+    let mapping = match document {
+        Value::Mapping(m) => m,
+        Value::Null => Default::default(),
+        _ => return Err(ConfigError::Invalid(vec![FieldError::new(
+            "",
+            "the configuration must be a mapping of sections (listeners, upstreams, routes, ...)",
+        )])),
+    };
+
+    let mut errors = Vec::new();
+    let mut config = empty_config();
+    for (key, value) in mapping {
+        let Some(key) = key.as_str().map(str::to_owned) else {
+            errors.push(FieldError::new(
+                "",
+                format!("section names must be strings, found {key:?}"),
+            ));
+            continue;
+        };
+        match key.as_str() {
+            "workers" => {
+                config.workers = decode::<Option<usize>>(&key, value, &mut errors).flatten()
+            }
+            "shutdown_timeout" => {
+                if let Some(v) = decode::<HumanDuration>(&key, value, &mut errors) {
+                    config.shutdown_timeout = v;
+                }
+            }
+            "admin" => {
+                if let Some(v) = decode::<Option<AdminConfig>>(&key, value, &mut errors) {
+                    config.admin = v.unwrap_or_default();
+                }
+            }
+            "limits" => {
+                if let Some(v) = decode::<Option<LimitsConfig>>(&key, value, &mut errors) {
+                    config.limits = v.unwrap_or_default();
+                }
+            }
+            "access_log" => {
+                config.access_log =
+                    decode::<Option<AccessLogConfig>>(&key, value, &mut errors).flatten()
+            }
+            "listeners" => config.listeners = decode_list(&key, value, &mut errors),
+            "upstreams" => config.upstreams = decode_list(&key, value, &mut errors),
+            "routes" => config.routes = decode_list(&key, value, &mut errors),
+            other => errors.push(FieldError::new(
+                other,
+                format!(
+                    "unknown field, expected one of: {}",
+                    TOP_LEVEL_FIELDS.join(", ")
+                ),
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(errors));
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Decodes one value, recording a path-qualified error on failure.
+fn decode<T: DeserializeOwned>(
+    path: &str,
+    value: Value,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = if inner == "." || inner.is_empty() {
+                path.to_string()
+            } else if inner.starts_with('[') {
+                format!("{path}{inner}")
+            } else {
+                format!("{path}.{inner}")
+            };
+            errors.push(FieldError::new(full, e.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+/// Decodes a list element by element so that each bad element is reported.
+fn decode_list<T: DeserializeOwned>(
+    path: &str,
+    value: Value,
+    errors: &mut Vec<FieldError>,
+) -> Vec<T> {
+    match value {
+        Value::Null => Vec::new(),
+        Value::Sequence(items) => items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| decode(&format!("{path}[{i}]"), item, errors))
+            .collect(),
+        _ => {
+            errors.push(FieldError::new(path, "expected a list"));
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = parse_yaml(DEFAULT_CONFIG_YAML).expect("embedded default must be valid");
+        assert_eq!(config.listeners[0].address, "127.0.0.1:8080");
+        assert_eq!(config.admin.address, "127.0.0.1:9180");
+        assert!(config.routes[0].respond.is_some());
+    }
+
+    #[test]
+    fn reports_errors_in_several_elements() {
+        let err = parse_yaml(
+            r#"
+listeners: [{ name: a, address: "127.0.0.1:1", colour: red }]
+upstreams:
+  - { id: u, targets: [{ address: "127.0.0.1:2", weight: heavy }] }
+routes:
+  - { id: r, paths: ["/"], upstream: u, timeout: soon }
+bogus: 1
+"#,
+        )
+        .unwrap_err();
+        let paths: Vec<_> = err.field_errors().iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "listeners[0].colour",
+                "upstreams[0].targets[0].weight",
+                "routes[0].timeout",
+                "bogus"
+            ],
+            "{err}"
+        );
+        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn rejects_non_mapping_document() {
+        let err = parse_yaml("- 1\n- 2\n").unwrap_err();
+        assert!(err.to_string().contains("must be a mapping"), "{err}");
+        let err = parse_yaml("routes: [\n").unwrap_err();
+        assert!(err.to_string().contains("not valid YAML"), "{err}");
+    }
+}

@@ -1,0 +1,80 @@
+//! Route configuration: which requests go where.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{ByteSize, HumanDuration};
+
+/// A rule that matches requests and sends them to an upstream (or answers them directly).
+///
+/// All given conditions must hold. When several routes match, the most specific wins: exact host before
+/// wildcard host before any host; exact path before `{param}` path before prefix path; longer prefix before
+/// shorter; then the route with more conditions (methods, headers); then the one listed first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique id, used in logs and metrics.
+    pub id: String,
+    /// Host names to match (`api.example.com`, or `*.example.com` for any subdomain). Empty: any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Paths to match: `/exact`, `/prefix/*` (anything below `/prefix/`), `/users/{id}` (one segment).
+    pub paths: Vec<String>,
+    /// HTTP methods to match. Empty: any method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Request headers that must be present with exactly these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Id of the upstream to forward to. Exactly one of `upstream` and `respond` is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Answer the request directly instead of forwarding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub respond: Option<DirectResponse>,
+    /// Longest time to wait for the upstream's response headers; 504 after that.
+    #[serde(default = "default_route_timeout")]
+    pub timeout: HumanDuration,
+    /// Send the client's `Host` header to the upstream (true), or the target's address (false).
+    #[serde(default = "default_true")]
+    pub preserve_host: bool,
+    /// Largest request body for this route; default: `limits.max_body_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<ByteSize>,
+    /// Per-route plugin configuration (reserved for plugins; must be empty for now).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugins: BTreeMap<String, serde_json::Value>,
+}
+
+fn default_route_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A fixed response the gateway sends itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectResponse {
+    /// Status code.
+    #[serde(default = "default_status")]
+    pub status: u16,
+    /// `Content-Type` of the body.
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+    /// Response body.
+    #[serde(default)]
+    pub body: String,
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+fn default_content_type() -> String {
+    "text/plain; charset=utf-8".to_string()
+}

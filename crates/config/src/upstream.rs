@@ -1,0 +1,144 @@
+//! Upstream configuration: groups of targets, how to pick one, and how to talk to it.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::HumanDuration;
+
+/// A group of interchangeable targets that routes forward to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Unique id that routes refer to.
+    pub id: String,
+    /// The servers of this upstream.
+    pub targets: Vec<TargetConfig>,
+    /// How a target is chosen for each request.
+    #[serde(default)]
+    pub balancer: Balancer,
+    /// What `consistent_hash` hashes on; required with that balancer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_on: Option<HashOn>,
+    /// The header or cookie name when `hash_on` is `header` or `cookie`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<String>,
+    /// Protocol to the targets. Default: `http1` in cleartext; with `tls`, ALPN picks `h2` or `http/1.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<UpstreamProtocol>,
+    /// Connect to the targets over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsConfig>,
+    /// Longest time to establish a connection (TCP and TLS) to a target; 502 after that.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Most connections each worker opens to one target; when every target is at its limit the request
+    /// gets 503. Absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_target: Option<u32>,
+    /// Idle connection reuse.
+    #[serde(default)]
+    pub keepalive: KeepaliveConfig,
+}
+
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration::from_secs(5)
+}
+
+/// One server of an upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// `host:port`; the host may be an IP address or a DNS name.
+    pub address: String,
+    /// Relative share of requests (1 to 10000).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// How a target is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Balancer {
+    /// Smooth weighted round robin (nginx's algorithm).
+    #[default]
+    RoundRobin,
+    /// Weighted random choice.
+    Random,
+    /// Power of two choices on in-flight requests per unit of weight.
+    LeastRequest,
+    /// Ketama consistent hashing on `hash_on`; a request without the key falls back to round robin.
+    ConsistentHash,
+}
+
+/// The request property consistent hashing uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HashOn {
+    /// The value of the request header named by `hash_key`.
+    Header,
+    /// The value of the cookie named by `hash_key`.
+    Cookie,
+    /// The client's IP address.
+    ClientIp,
+    /// The request path (without query).
+    Path,
+}
+
+/// Protocol spoken to the targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (with TLS, ALPN offers only `http/1.1`).
+    Http1,
+    /// HTTP/2: prior knowledge (h2c) in cleartext, ALPN `h2` with TLS. Needed for gRPC.
+    #[serde(alias = "h2c", alias = "http2_prior_knowledge")]
+    Http2,
+}
+
+/// TLS to the targets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM file of CA certificates to verify targets against; default: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Server name to send and verify; default: the target's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Accept any certificate. For tests only: it turns TLS into encryption without authentication.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// Reuse of idle upstream connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeepaliveConfig {
+    /// How long an idle connection is kept before it is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Most idle connections each worker keeps per target.
+    #[serde(default = "default_max_idle")]
+    pub max_idle_per_target: usize,
+}
+
+impl Default for KeepaliveConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: default_idle_timeout(),
+            max_idle_per_target: default_max_idle(),
+        }
+    }
+}
+
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+fn default_max_idle() -> usize {
+    128
+}
