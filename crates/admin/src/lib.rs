@@ -1,0 +1,3 @@
+//! floodgate's admin listener: health, readiness and metrics
+
+#![forbid(unsafe_code)]

@@ -1,0 +1,3 @@
+//! floodgate's metrics, access log and logging set-up
+
+#![forbid(unsafe_code)]

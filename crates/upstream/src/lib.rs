@@ -1,0 +1,3 @@
+//! floodgate's upstream targets and load balancers
+
+#![forbid(unsafe_code)]
