@@ -196,9 +196,7 @@ impl Config {
     fn validate_routes(&self, errors: &mut Vec<FieldError>) {
         let upstream_ids: HashSet<&str> = self.upstreams.iter().map(|u| u.id.as_str()).collect();
         let mut ids = HashSet::new();
-        // A route's identity for conflict detection: host, path, and its method and header conditions.
-        let mut seen: HashMap<(String, String, BTreeSet<String>, Vec<(String, String)>), &str> =
-            HashMap::new();
+        let mut seen: HashMap<RouteIdentity, &str> = HashMap::new();
         for (i, route) in self.routes.iter().enumerate() {
             let at = format!("routes[{i}]");
             check_id(&format!("{at}.id"), &route.id, "route", &mut ids, errors);
@@ -280,10 +278,13 @@ impl Config {
     }
 }
 
+/// A route's identity for conflict detection: host, path, and its method and header conditions.
+type RouteIdentity = (String, String, BTreeSet<String>, Vec<(String, String)>);
+
 fn check_conflicts<'a>(
     index: usize,
     route: &'a RouteConfig,
-    seen: &mut HashMap<(String, String, BTreeSet<String>, Vec<(String, String)>), &'a str>,
+    seen: &mut HashMap<RouteIdentity, &'a str>,
     errors: &mut Vec<FieldError>,
 ) {
     let methods: BTreeSet<String> = route.methods.iter().cloned().collect();

@@ -1,0 +1,44 @@
+//! Test inputs shared by the balancer tests.
+
+use std::time::Duration;
+
+use floodgate_config::{Balancer, HumanDuration, KeepaliveConfig, TargetConfig, UpstreamConfig};
+use http::HeaderMap;
+
+use super::PickContext;
+
+/// Targets from `(address, weight)` pairs.
+pub(crate) fn targets(list: &[(&str, u32)]) -> Vec<TargetConfig> {
+    list.iter()
+        .map(|&(address, weight)| TargetConfig {
+            address: address.to_owned(),
+            weight,
+        })
+        .collect()
+}
+
+/// An upstream with the given balancer and targets, everything else at its default.
+pub(crate) fn upstream(balancer: Balancer, list: &[(&str, u32)]) -> UpstreamConfig {
+    UpstreamConfig {
+        id: "test".to_owned(),
+        targets: targets(list),
+        balancer,
+        hash_on: None,
+        hash_key: None,
+        protocol: None,
+        tls: None,
+        connect_timeout: HumanDuration(Duration::from_secs(5)),
+        max_connections_per_target: None,
+        keepalive: KeepaliveConfig::default(),
+    }
+}
+
+/// A pick context for `worker` with the given headers, path `/` and no client address.
+pub(crate) fn context(worker: usize, headers: &HeaderMap) -> PickContext<'_> {
+    PickContext {
+        worker,
+        headers,
+        path: "/",
+        client_ip: None,
+    }
+}

@@ -1,0 +1,96 @@
+//! Counting the requests in flight to each target, for the `least_request` balancer.
+
+use std::sync::Arc;
+
+/// The shared allocation behind one target's in-flight count.
+///
+/// The count is the `Arc`'s strong count minus the balancer's own reference: starting a request clones
+/// the `Arc` (one atomic add) and dropping the guard releases it (one atomic sub). A separate
+/// `AtomicUsize` inside would cost a second atomic per start and per end for the same information.
+/// The 128-byte alignment gives each target's count a cache line of its own, since every worker
+/// writes every target's count.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Slot;
+
+/// The in-flight counts of all targets of one balancer.
+#[derive(Debug)]
+pub(crate) struct InFlightCounters {
+    slots: Box<[Arc<Slot>]>,
+}
+
+impl InFlightCounters {
+    /// Counters for `targets` targets, all at zero.
+    pub(crate) fn new(targets: usize) -> Self {
+        Self {
+            slots: (0..targets).map(|_| Arc::new(Slot)).collect(),
+        }
+    }
+
+    /// Requests in flight to `target` (0 for an index out of range).
+    pub(crate) fn get(&self, target: usize) -> usize {
+        self.slots
+            .get(target)
+            .map_or(0, |slot| Arc::strong_count(slot).saturating_sub(1))
+    }
+
+    /// Counts one more request to `target` until the returned guard is dropped.
+    pub(crate) fn start(&self, target: usize) -> InFlightGuard {
+        InFlightGuard {
+            _slot: self.slots.get(target).map(Arc::clone),
+        }
+    }
+}
+
+/// Counts one request as in flight to its target for as long as it is alive.
+///
+/// Returned by [`LoadBalancer::start`](crate::LoadBalancer::start). It owns its share of the counter, so
+/// it may outlive the balancer (a configuration reload does not disturb requests in flight) and move to
+/// the task that streams the response body.
+#[derive(Debug)]
+#[must_use = "the request counts as in flight only while the guard is alive"]
+pub struct InFlightGuard {
+    _slot: Option<Arc<Slot>>,
+}
+
+impl InFlightGuard {
+    /// A guard that counts nothing, for balancers that do not track load.
+    pub(crate) fn untracked() -> Self {
+        Self { _slot: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_counts_until_dropped() {
+        let counters = InFlightCounters::new(2);
+        let first = counters.start(1);
+        let second = counters.start(1);
+        assert_eq!((counters.get(0), counters.get(1)), (0, 2));
+        drop(first);
+        assert_eq!(counters.get(1), 1);
+        drop(second);
+        assert_eq!(counters.get(1), 0);
+    }
+
+    #[test]
+    fn guard_is_static_send_and_outlives_the_counters() {
+        fn assert_static_send<T: Send + 'static>(_: &T) {}
+        let counters = InFlightCounters::new(1);
+        let guard = counters.start(0);
+        assert_static_send(&guard);
+        drop(counters);
+        std::thread::spawn(move || drop(guard)).join().unwrap();
+    }
+
+    #[test]
+    fn out_of_range_target_is_not_counted() {
+        let counters = InFlightCounters::new(1);
+        let _guard = counters.start(7);
+        assert_eq!(counters.get(7), 0);
+        assert_eq!(counters.get(0), 0);
+    }
+}
