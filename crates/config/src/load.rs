@@ -52,10 +52,12 @@ pub fn parse_yaml(text: &str) -> Result<Config, ConfigError> {
     let mapping = match document {
         Value::Mapping(m) => m,
         Value::Null => Default::default(),
-        _ => return Err(ConfigError::Invalid(vec![FieldError::new(
+        _ => {
+            return Err(ConfigError::Invalid(vec![FieldError::new(
             "",
             "the configuration must be a mapping of sections (listeners, upstreams, routes, ...)",
-        )])),
+        )]))
+        }
     };
 
     let mut errors = Vec::new();

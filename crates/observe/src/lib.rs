@@ -1,3 +1,18 @@
-//! floodgate's metrics, access log and logging set-up
+//! floodgate's observability: Prometheus metrics recorded lock-free from the worker threads, the JSON access
+//! log written by a background thread, and the process-wide `tracing` subscriber.
+//!
+//! This crate records and renders; it does not serve. The admin crate exposes [`Metrics::render`] on
+//! `/metrics`, and the proxy decides when to record, which worker it is, and whether an access log is
+//! configured. Nothing here does I/O on the request path: metrics are per-worker atomics, and access-log
+//! entries are handed to a bounded channel that never blocks the caller.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod access_log;
+mod logging;
+mod metrics;
+
+pub use access_log::{AccessLog, AccessLogEntry};
+pub use logging::init_logging;
+pub use metrics::{Metrics, RouteMetrics, UpstreamMetrics};

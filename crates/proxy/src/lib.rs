@@ -1,3 +1,29 @@
-//! floodgate's data plane: listeners, TLS, HTTP server, forwarding and upstream connection pools
+//! floodgate's data plane: listeners, TLS, the HTTP/1.1 and HTTP/2 server, forwarding, and per-worker
+//! upstream connection pools.
+//!
+//! The [`Gateway`] runs N workers, each a thread with a single-threaded tokio runtime, its own
+//! `SO_REUSEPORT` socket per listener and its own upstream pools: a request never crosses cores or takes a
+//! lock. Configuration reaches the workers as an immutable [`Snapshot`] swapped atomically on reload.
+//!
+//! This crate does not parse configuration files (see `floodgate-config`) or serve the admin API.
 
 #![forbid(unsafe_code)]
+
+mod body;
+mod completion;
+mod error;
+mod executor;
+mod forward;
+mod gateway;
+mod headers;
+mod listener;
+mod request_id;
+mod server;
+mod snapshot;
+mod tls;
+mod upstream;
+mod worker;
+
+pub use error::ProxyError;
+pub use gateway::{BoundListener, Gateway, GatewayError};
+pub use snapshot::Snapshot;

@@ -1,0 +1,18 @@
+//! Prometheus metrics for a thread-per-core proxy.
+//!
+//! Every metric keeps one cache-line-padded slot of atomics per worker thread. A worker only ever writes its
+//! own slot with `Relaxed` increments, so recording takes no lock and never bounces a cache line between
+//! cores; a scrape sums the slots. Handles ([`RouteMetrics`], [`UpstreamMetrics`]) are created when a config
+//! snapshot is built, off the hot path, and live as long as the process, so counters survive reloads.
+
+mod exposition;
+mod histogram;
+mod per_worker;
+mod registry;
+mod route;
+mod scrape;
+mod upstream;
+
+pub use registry::Metrics;
+pub use route::RouteMetrics;
+pub use upstream::UpstreamMetrics;

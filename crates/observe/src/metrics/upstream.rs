@@ -1,0 +1,70 @@
+//! Per-upstream failure counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::per_worker::PerWorker;
+
+/// One worker's counters for one upstream.
+#[derive(Default)]
+struct UpstreamCell {
+    connect_errors: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+/// Failure counters of one upstream, from [`Metrics::upstream`](crate::Metrics::upstream).
+pub struct UpstreamMetrics {
+    cells: PerWorker<UpstreamCell>,
+}
+
+impl UpstreamMetrics {
+    pub(crate) fn new(workers: usize) -> Self {
+        Self {
+            cells: PerWorker::new(workers),
+        }
+    }
+
+    /// Counts a failed connection attempt to one of this upstream's targets
+    /// (`floodgate_upstream_connect_errors_total`). `worker` past the last worker is clamped.
+    pub fn connect_error(&self, worker: usize) {
+        self.cells
+            .get(worker)
+            .connect_errors
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request to this upstream that timed out (`floodgate_upstream_timeouts_total`).
+    /// `worker` past the last worker is clamped.
+    pub fn timeout(&self, worker: usize) {
+        self.cells
+            .get(worker)
+            .timeouts
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(connect_errors, timeouts)` summed over workers.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        self.cells
+            .iter()
+            .fold((0u64, 0u64), |(errors, timeouts), cell| {
+                (
+                    errors.wrapping_add(cell.connect_errors.load(Ordering::Relaxed)),
+                    timeouts.wrapping_add(cell.timeouts.load(Ordering::Relaxed)),
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_sum_over_workers() {
+        let upstream = UpstreamMetrics::new(2);
+        upstream.connect_error(0);
+        upstream.connect_error(1);
+        upstream.connect_error(5);
+        upstream.timeout(1);
+        assert_eq!(upstream.totals(), (3, 1));
+    }
+}

@@ -1,0 +1,205 @@
+//! Body types of the proxy: the client's request body with its size limit, and the response body that
+//! returns its upstream connection to the pool and records the request when it ends.
+
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::completion::Completion;
+use crate::upstream::pool::Release;
+
+/// The error of a request body: the client's stream failed, or it passed the route's size limit.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestBodyError {
+    /// More bytes than `max_body_bytes`.
+    #[error("request body exceeds the limit of {0} bytes")]
+    TooLarge(u64),
+    /// The client connection failed while sending the body.
+    #[error("client body: {0}")]
+    Client(#[from] hyper::Error),
+}
+
+pin_project_lite::pin_project! {
+    /// The client's body on its way upstream, cut off with [`RequestBodyError::TooLarge`] past the limit.
+    ///
+    /// `Content-Length` over the limit is refused before forwarding; this catches chunked bodies and
+    /// HTTP/2 streams whose length is not declared.
+    pub struct RequestBody {
+        #[pin]
+        inner: Option<Incoming>,
+        remaining: u64,
+        limit: u64,
+    }
+}
+
+impl RequestBody {
+    /// Wraps the client's body with a limit in bytes.
+    pub fn new(inner: Incoming, limit: u64) -> Self {
+        Self {
+            inner: Some(inner),
+            remaining: limit,
+            limit,
+        }
+    }
+
+    /// A body with nothing in it (an upgrade request's body is the tunnel, not this).
+    pub fn empty() -> Self {
+        Self {
+            inner: None,
+            remaining: 0,
+            limit: 0,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        match ready!(inner.poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > *this.remaining {
+                        return Poll::Ready(Some(Err(RequestBodyError::TooLarge(*this.limit))));
+                    }
+                    *this.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(RequestBodyError::Client(e)))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_else(|| SizeHint::with_exact(0))
+    }
+}
+
+/// The body sent to the client: the upstream's stream or a fixed body the gateway wrote itself.
+pub struct ResponseBody {
+    kind: Kind,
+    /// Returns the upstream connection to the pool once the body has ended.
+    release: Option<Release>,
+    /// Records metrics and the access log entry when the body is done (or dropped).
+    completion: Option<Completion>,
+    bytes_sent: u64,
+}
+
+enum Kind {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+impl ResponseBody {
+    /// A fixed body.
+    pub fn full(bytes: Bytes) -> Self {
+        Self {
+            kind: Kind::Full(if bytes.is_empty() { None } else { Some(bytes) }),
+            release: None,
+            completion: None,
+            bytes_sent: 0,
+        }
+    }
+
+    /// The upstream's body; `release` gives the connection back to the pool at the end.
+    pub fn upstream(body: Incoming, release: Option<Release>) -> Self {
+        Self {
+            kind: Kind::Upstream(body),
+            release,
+            completion: None,
+            bytes_sent: 0,
+        }
+    }
+
+    /// Attaches the bookkeeping to run when the body ends.
+    pub fn set_completion(&mut self, completion: Completion) {
+        self.completion = Some(completion);
+    }
+
+    fn finish(&mut self) {
+        if let Some(release) = self.release.take() {
+            release.reuse();
+        }
+        if let Some(mut completion) = self.completion.take() {
+            completion.bytes_sent = Some(self.bytes_sent);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let frame = match &mut this.kind {
+            Kind::Full(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
+            Kind::Upstream(body) => ready!(Pin::new(body).poll_frame(cx)),
+        };
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    this.bytes_sent += data.len() as u64;
+                }
+            }
+            Some(Err(_)) => {
+                // A broken upstream body means the connection cannot be reused.
+                this.release = None;
+            }
+            None => this.finish(),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Upstream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream(body) => body.size_hint(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // hyper stops polling once `is_end_stream` is true (an empty body, or the last data frame of a body
+        // with a length), so the end may only be visible here.
+        if self.is_end_stream() {
+            self.finish();
+        } else {
+            self.release = None;
+        }
+        if let Some(completion) = self.completion.as_mut() {
+            completion.bytes_sent = Some(self.bytes_sent);
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! What happens when a request is done: its metrics and its access log line, recorded once, when the
+//! response body ends or is dropped, so streaming responses are timed to their last byte.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use floodgate_observe::{AccessLog, AccessLogEntry, RouteMetrics};
+use http::{HeaderValue, Method, StatusCode, Version};
+
+/// Bookkeeping for one request, run on drop.
+pub struct Completion {
+    /// Worker that served the request (its metric slot).
+    pub worker: usize,
+    /// The route's metrics (or the unmatched bucket).
+    pub metrics: Arc<RouteMetrics>,
+    /// Request method.
+    pub method: Method,
+    /// Response status.
+    pub status: StatusCode,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Body bytes sent to the client, when known.
+    pub bytes_sent: Option<u64>,
+    /// Held until the response ends so `least_request` counts the request as in flight.
+    pub in_flight: Option<floodgate_upstream::InFlightGuard>,
+    /// Present only when the access log is on, so requests pay for its strings only then.
+    pub access: Option<Box<AccessDetails>>,
+}
+
+/// The parts of an access log line that only the access log needs.
+pub struct AccessDetails {
+    /// Where to send the line.
+    pub log: AccessLog,
+    /// Client address.
+    pub client_ip: Option<IpAddr>,
+    /// Host the client asked for.
+    pub host: Option<String>,
+    /// Path and query.
+    pub path: String,
+    /// HTTP version of the client connection.
+    pub version: Version,
+    /// Matched route id.
+    pub route: Option<Arc<str>>,
+    /// Target address used.
+    pub upstream_addr: Option<Arc<str>>,
+    /// The request id.
+    pub request_id: HeaderValue,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        self.metrics
+            .record(self.worker, &self.method, self.status, elapsed);
+        if let Some(details) = self.access.take() {
+            let details = *details;
+            details.log.log(AccessLogEntry {
+                timestamp: SystemTime::now(),
+                client_ip: details.client_ip,
+                method: self.method.clone(),
+                host: details.host,
+                path: details.path,
+                protocol: details.version,
+                status: self.status.as_u16(),
+                route: details.route,
+                upstream_addr: details.upstream_addr,
+                duration: elapsed,
+                request_id: details.request_id.to_str().unwrap_or("").to_string(),
+                bytes_sent: self.bytes_sent,
+            });
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The gateway as a whole: its workers, its listeners, and reloading both from a new configuration.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use floodgate_config::{Config, FieldError};
+use floodgate_observe::{AccessLog, Metrics};
+use tokio::sync::mpsc;
+
+use crate::listener::bind_reuseport;
+use crate::snapshot::Snapshot;
+use crate::worker::{run_worker, Shared, WorkerCommand};
+
+/// Why the gateway could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The configuration has problems that only show when building it (certificates, keys).
+    #[error("{}", render(.0))]
+    Invalid(Vec<FieldError>),
+    /// A listener's address could not be bound.
+    #[error("{path}: cannot listen on {address}: {source}")]
+    Bind {
+        /// The listener's field path.
+        path: String,
+        /// Its address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A worker thread could not be started.
+    #[error("cannot start worker: {0}")]
+    Worker(std::io::Error),
+}
+
+fn render(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+struct Worker {
+    commands: mpsc::UnboundedSender<WorkerCommand>,
+    thread: JoinHandle<()>,
+}
+
+/// A listener the gateway is accepting on.
+#[derive(Debug, Clone)]
+pub struct BoundListener {
+    /// Listener name from the configuration.
+    pub name: String,
+    /// The address actually bound (differs from the configured one when that has port 0).
+    pub local_addr: SocketAddr,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    workers: Vec<Worker>,
+    listeners: HashMap<SocketAddr, BoundListener>,
+    access_log: Option<(String, AccessLog)>,
+}
+
+impl Gateway {
+    /// Builds the first snapshot, binds every listener and starts the workers.
+    pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Gateway, GatewayError> {
+        let worker_count = config.worker_count();
+        let access_log = open_access_log(config, None)?;
+        let snapshot = Snapshot::build(
+            config,
+            &metrics,
+            worker_count,
+            access_log.as_ref().map(|(_, log)| log.clone()),
+        )
+        .map_err(GatewayError::Invalid)?;
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+        });
+        let mut workers = Vec::with_capacity(worker_count);
+        for index in 0..worker_count {
+            let (commands, receiver) = mpsc::unbounded_channel();
+            let worker_shared = shared.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("floodgate-worker-{index}"))
+                .spawn(move || {
+                    if let Err(e) = run_worker(index, worker_shared, receiver) {
+                        tracing::error!(worker = index, error = %e, "worker failed to start");
+                    }
+                })
+                .map_err(GatewayError::Worker)?;
+            workers.push(Worker { commands, thread });
+        }
+        let mut gateway = Gateway {
+            shared,
+            workers,
+            listeners: HashMap::new(),
+            access_log,
+        };
+        gateway.apply_listeners(config)?;
+        Ok(gateway)
+    }
+
+    /// Applies a new configuration: builds its snapshot and binds any new listener first, and only when all
+    /// of that succeeded swaps the snapshot in and closes removed listeners. On error nothing changes.
+    /// Open connections, in-flight requests and tunnels are never touched.
+    pub fn reload(&mut self, config: &Config) -> Result<(), GatewayError> {
+        if config.worker_count() != self.workers.len() {
+            tracing::warn!(
+                running = self.workers.len(),
+                configured = config.worker_count(),
+                "changing the number of workers needs a restart; keeping the running count"
+            );
+        }
+        let access_log = open_access_log(config, self.access_log.as_ref())?;
+        let snapshot = Snapshot::build(
+            config,
+            &self.shared.metrics,
+            self.workers.len(),
+            access_log.as_ref().map(|(_, log)| log.clone()),
+        )
+        .map_err(GatewayError::Invalid)?;
+        let new_sockets = self.bind_new(config)?;
+        self.shared.snapshot.store(Arc::new(snapshot));
+        self.access_log = access_log;
+        let wanted = configured_addresses(config);
+        let removed: Vec<SocketAddr> = self
+            .listeners
+            .keys()
+            .filter(|addr| !wanted.iter().any(|(a, _, _)| a == *addr))
+            .copied()
+            .collect();
+        for addr in removed {
+            for worker in &self.workers {
+                let _ = worker.commands.send(WorkerCommand::Close(addr));
+            }
+            self.listeners.remove(&addr);
+            tracing::info!(%addr, "listener closed");
+        }
+        self.hand_out(new_sockets);
+        Ok(())
+    }
+
+    /// The listeners being served, by configured address.
+    pub fn listeners(&self) -> Vec<BoundListener> {
+        self.listeners.values().cloned().collect()
+    }
+
+    /// The bound address of the listener with this name.
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .values()
+            .find(|l| l.name == name)
+            .map(|l| l.local_addr)
+    }
+
+    /// Stops accepting, lets open connections finish for up to `grace`, then stops the workers. Blocks until
+    /// every worker has stopped.
+    pub fn shutdown(self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        for worker in &self.workers {
+            let _ = worker.commands.send(WorkerCommand::Shutdown(deadline));
+        }
+        for worker in self.workers {
+            let _ = worker.thread.join();
+        }
+    }
+
+    fn apply_listeners(&mut self, config: &Config) -> Result<(), GatewayError> {
+        let sockets = self.bind_new(config)?;
+        self.hand_out(sockets);
+        Ok(())
+    }
+
+    /// Binds every configured listener that is not bound yet. All or nothing: on error the sockets bound so
+    /// far are dropped (closed).
+    fn bind_new(&self, config: &Config) -> Result<Vec<NewListener>, GatewayError> {
+        let mut bound = Vec::new();
+        for (addr, name, path) in configured_addresses(config) {
+            if self.listeners.contains_key(&addr) {
+                continue;
+            }
+            let (sockets, local_addr) =
+                bind_reuseport(addr, self.workers.len()).map_err(|source| GatewayError::Bind {
+                    path,
+                    address: addr,
+                    source,
+                })?;
+            bound.push(NewListener {
+                config_addr: addr,
+                name,
+                local_addr,
+                sockets,
+            });
+        }
+        Ok(bound)
+    }
+
+    fn hand_out(&mut self, new: Vec<NewListener>) {
+        for listener in new {
+            for (worker, socket) in self.workers.iter().zip(listener.sockets) {
+                let _ = worker.commands.send(WorkerCommand::Listen {
+                    config_addr: listener.config_addr,
+                    socket,
+                });
+            }
+            tracing::info!(name = %listener.name, address = %listener.local_addr, "listening");
+            self.listeners.insert(
+                listener.config_addr,
+                BoundListener {
+                    name: listener.name,
+                    local_addr: listener.local_addr,
+                },
+            );
+        }
+    }
+}
+
+struct NewListener {
+    config_addr: SocketAddr,
+    name: String,
+    local_addr: SocketAddr,
+    sockets: Vec<std::net::TcpListener>,
+}
+
+fn configured_addresses(config: &Config) -> Vec<(SocketAddr, String, String)> {
+    config
+        .listeners
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            l.address
+                .parse()
+                .ok()
+                .map(|addr| (addr, l.name.clone(), format!("listeners[{i}].address")))
+        })
+        .collect()
+}
+
+/// Opens the access log, reusing the open one when the path did not change.
+fn open_access_log(
+    config: &Config,
+    current: Option<&(String, AccessLog)>,
+) -> Result<Option<(String, AccessLog)>, GatewayError> {
+    let Some(access_log) = &config.access_log else {
+        return Ok(None);
+    };
+    if let Some((path, log)) = current {
+        if *path == access_log.path {
+            return Ok(Some((path.clone(), log.clone())));
+        }
+    }
+    AccessLog::open(&access_log.path)
+        .map(|log| Some((access_log.path.clone(), log)))
+        .map_err(|e| {
+            GatewayError::Invalid(vec![FieldError::new(
+                "access_log.path",
+                format!("cannot open {:?}: {e}", access_log.path),
+            )])
+        })
+}

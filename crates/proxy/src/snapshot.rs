@@ -1,0 +1,269 @@
+//! The immutable runtime form of a configuration, built off the request path and swapped in atomically.
+//!
+//! Everything a request needs is resolved here once: routes compiled, balancers and TLS configs built,
+//! certificates loaded, metric handles looked up. A request loads the current snapshot once and keeps it to
+//! its end, so a reload never changes a request halfway.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use floodgate_config::{Config, FieldError, KeepaliveConfig, UpstreamConfig, UpstreamProtocol};
+use floodgate_observe::{AccessLog, Metrics, RouteMetrics, UpstreamMetrics};
+use floodgate_router::RouteTable;
+use floodgate_upstream::LoadBalancer;
+use http::{HeaderValue, StatusCode};
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls;
+
+/// One configuration, ready for the request path.
+pub struct Snapshot {
+    /// Compiled routes.
+    pub routes: RouteTable<Arc<RouteRuntime>>,
+    /// Listeners by configured address: name and TLS acceptor.
+    pub listeners: HashMap<SocketAddr, ListenerRuntime>,
+    /// Largest header block, in bytes.
+    pub max_header_bytes: usize,
+    /// Metrics of requests that matched no route.
+    pub unmatched: Arc<RouteMetrics>,
+    /// The access log, when on.
+    pub access_log: Option<AccessLog>,
+    /// Longest idle timeout of any upstream, for the idle connection sweep.
+    pub max_idle_timeout: Duration,
+}
+
+/// A listener's per-snapshot settings; looked up per connection so certificates change on reload.
+pub struct ListenerRuntime {
+    /// Listener name.
+    pub name: Arc<str>,
+    /// TLS acceptor, for TLS listeners.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// A route ready to serve.
+pub struct RouteRuntime {
+    /// Route id.
+    pub id: Arc<str>,
+    /// What to do with a matching request.
+    pub action: RouteAction,
+    /// Longest wait for the upstream's response headers.
+    pub timeout: Duration,
+    /// Keep the client's Host header (else the target's address).
+    pub preserve_host: bool,
+    /// Largest request body.
+    pub max_body_bytes: u64,
+    /// This route's metrics.
+    pub metrics: Arc<RouteMetrics>,
+}
+
+/// What a route does.
+pub enum RouteAction {
+    /// Answer with a fixed response.
+    Respond {
+        /// Status.
+        status: StatusCode,
+        /// Content type.
+        content_type: HeaderValue,
+        /// Body.
+        body: Bytes,
+    },
+    /// Forward to an upstream.
+    Forward(Arc<UpstreamRuntime>),
+}
+
+/// An upstream ready to serve.
+pub struct UpstreamRuntime {
+    /// Upstream id.
+    pub id: Arc<str>,
+    /// Its targets, indexed like the balancer's.
+    pub targets: Vec<Target>,
+    /// Picks a target per request.
+    pub balancer: LoadBalancer,
+    /// Configured protocol (None: HTTP/1.1 in cleartext, ALPN with TLS).
+    pub protocol: Option<UpstreamProtocol>,
+    /// TLS client config, when the upstream uses TLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Connect (TCP + TLS) timeout.
+    pub connect_timeout: Duration,
+    /// Per-worker connection limit per target.
+    pub max_connections_per_target: Option<u32>,
+    /// Idle connection reuse.
+    pub keepalive: KeepaliveConfig,
+    /// This upstream's metrics.
+    pub metrics: Arc<UpstreamMetrics>,
+}
+
+/// One target of an upstream.
+pub struct Target {
+    /// `host:port`.
+    pub address: Arc<str>,
+    /// `Host` to send when the route does not preserve the client's.
+    pub authority: HeaderValue,
+    /// Name to verify over TLS.
+    pub server_name: Option<ServerName<'static>>,
+    /// Key of this target's connection pool. It includes the upstream's protocol and TLS settings so a
+    /// reload that changes them does not reuse connections made under the old ones.
+    pub pool_key: Arc<str>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from a validated configuration. Errors name the field at fault (certificates that
+    /// cannot be read, keys that do not match).
+    pub fn build(
+        config: &Config,
+        metrics: &Metrics,
+        workers: usize,
+        access_log: Option<AccessLog>,
+    ) -> Result<Snapshot, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut upstreams = HashMap::new();
+        for (i, upstream) in config.upstreams.iter().enumerate() {
+            match build_upstream(upstream, i, metrics, workers) {
+                Ok(runtime) => {
+                    upstreams.insert(upstream.id.clone(), Arc::new(runtime));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let mut listeners = HashMap::new();
+        for (i, listener) in config.listeners.iter().enumerate() {
+            let Ok(address) = listener.address.parse::<SocketAddr>() else {
+                errors.push(FieldError::new(
+                    format!("listeners[{i}].address"),
+                    "invalid address",
+                ));
+                continue;
+            };
+            let tls = match &listener.tls {
+                None => None,
+                Some(tls) => {
+                    match tls::server::server_config(tls, &format!("listeners[{i}].tls")) {
+                        Ok(server) => Some(TlsAcceptor::from(server)),
+                        Err((path, message)) => {
+                            errors.push(FieldError::new(path, message));
+                            None
+                        }
+                    }
+                }
+            };
+            listeners.insert(
+                address,
+                ListenerRuntime {
+                    name: listener.name.as_str().into(),
+                    tls,
+                },
+            );
+        }
+        let mut runtimes = Vec::with_capacity(config.routes.len());
+        for (i, route) in config.routes.iter().enumerate() {
+            let action = match (&route.upstream, &route.respond) {
+                (Some(id), _) => match upstreams.get(id) {
+                    Some(upstream) => RouteAction::Forward(upstream.clone()),
+                    None => {
+                        errors.push(FieldError::new(
+                            format!("routes[{i}].upstream"),
+                            format!("no upstream with id {id:?}"),
+                        ));
+                        continue;
+                    }
+                },
+                (None, Some(respond)) => RouteAction::Respond {
+                    status: StatusCode::from_u16(respond.status).unwrap_or(StatusCode::OK),
+                    content_type: HeaderValue::from_str(&respond.content_type)
+                        .unwrap_or(HeaderValue::from_static("text/plain")),
+                    body: Bytes::from(respond.body.clone()),
+                },
+                (None, None) => continue,
+            };
+            runtimes.push((
+                route,
+                Arc::new(RouteRuntime {
+                    id: route.id.as_str().into(),
+                    action,
+                    timeout: route.timeout.get(),
+                    preserve_host: route.preserve_host,
+                    max_body_bytes: route
+                        .max_body_bytes
+                        .unwrap_or(config.limits.max_body_bytes)
+                        .get(),
+                    metrics: metrics.route(&route.id),
+                }),
+            ));
+        }
+        let routes = match RouteTable::build(runtimes) {
+            Ok(table) => table,
+            Err(e) => {
+                errors.push(FieldError::new("routes", e.to_string()));
+                return Err(errors);
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Snapshot {
+            routes,
+            listeners,
+            max_header_bytes: config.limits.max_header_bytes.get() as usize,
+            unmatched: metrics.unmatched(),
+            access_log,
+            max_idle_timeout: config
+                .upstreams
+                .iter()
+                .map(|u| u.keepalive.idle_timeout.get())
+                .max()
+                .unwrap_or(Duration::from_secs(60)),
+        })
+    }
+}
+
+fn build_upstream(
+    config: &UpstreamConfig,
+    index: usize,
+    metrics: &Metrics,
+    workers: usize,
+) -> Result<UpstreamRuntime, FieldError> {
+    let tls = match &config.tls {
+        None => None,
+        Some(tls) => Some(
+            tls::client::client_config(tls, config.protocol, &format!("upstreams[{index}].tls"))
+                .map_err(|(path, message)| FieldError::new(path, message))?,
+        ),
+    };
+    // Everything that changes how a connection is made goes into the pool key.
+    let fingerprint = format!("{}|{:?}|{:?}", config.id, config.protocol, config.tls);
+    let targets = config
+        .targets
+        .iter()
+        .map(|t| {
+            let host = t
+                .address
+                .rsplit_once(':')
+                .map_or(t.address.as_str(), |(h, _)| h);
+            Target {
+                address: t.address.as_str().into(),
+                authority: HeaderValue::from_str(&t.address)
+                    .unwrap_or(HeaderValue::from_static("localhost")),
+                server_name: config
+                    .tls
+                    .as_ref()
+                    .and_then(|tls| tls::client::server_name(tls, host)),
+                pool_key: format!("{fingerprint}|{}", t.address).into(),
+            }
+        })
+        .collect();
+    Ok(UpstreamRuntime {
+        id: config.id.as_str().into(),
+        targets,
+        balancer: LoadBalancer::new(config, workers),
+        protocol: config.protocol,
+        tls,
+        connect_timeout: config.connect_timeout.get(),
+        max_connections_per_target: config.max_connections_per_target,
+        keepalive: config.keepalive.clone(),
+        metrics: metrics.upstream(&config.id),
+    })
+}

@@ -1,0 +1,176 @@
+//! A worker: one thread, one single-threaded runtime, its own listeners' sockets and its own pools.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use floodgate_observe::Metrics;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::{JoinHandle, LocalSet};
+
+use crate::server::accept::accept_loop;
+use crate::snapshot::Snapshot;
+use crate::upstream::WorkerPools;
+
+/// State every worker shares: the current snapshot and the metrics registry.
+pub struct Shared {
+    /// The configuration in force; swapped whole on reload.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Process-wide metrics with per-worker slots.
+    pub metrics: Arc<Metrics>,
+}
+
+/// What the gateway tells a worker.
+pub enum WorkerCommand {
+    /// Start accepting on this socket, bound for the listener configured at `config_addr`.
+    Listen {
+        /// The address as configured; keys the listener's TLS settings in the snapshot.
+        config_addr: SocketAddr,
+        /// This worker's own `SO_REUSEPORT` socket.
+        socket: std::net::TcpListener,
+    },
+    /// Stop accepting on the listener configured at this address; open connections continue.
+    Close(SocketAddr),
+    /// Stop accepting, let open connections finish until the deadline, then stop the worker.
+    Shutdown(Instant),
+}
+
+/// Per-worker context handed to every connection task.
+pub struct WorkerCtx {
+    /// Worker index (its metric and balancer slot).
+    pub index: usize,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// This worker's upstream connection pools.
+    pub pools: Rc<WorkerPools>,
+    open_connections: Cell<usize>,
+    all_closed: Notify,
+    shutdown: watch::Sender<bool>,
+    deadline: Cell<Option<Instant>>,
+}
+
+/// Counts an open connection (or tunnel) for as long as it lives.
+pub struct ConnectionGuard(Rc<WorkerCtx>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let open = self.0.open_connections.get().saturating_sub(1);
+        self.0.open_connections.set(open);
+        if open == 0 {
+            self.0.all_closed.notify_waiters();
+        }
+    }
+}
+
+impl WorkerCtx {
+    /// Counts a connection until the guard drops.
+    pub fn track_connection(self: &Rc<Self>) -> ConnectionGuard {
+        self.open_connections.set(self.open_connections.get() + 1);
+        ConnectionGuard(self.clone())
+    }
+
+    /// Becomes true when the worker starts shutting down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Resolves at the shutdown deadline (never, before shutdown starts).
+    pub async fn wait_for_deadline(&self) {
+        match self.deadline.get() {
+            Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Runs a worker until it is told to shut down. Blocks the calling thread.
+pub fn run_worker(
+    index: usize,
+    shared: Arc<Shared>,
+    mut commands: mpsc::UnboundedReceiver<WorkerCommand>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = LocalSet::new();
+    local.block_on(&runtime, async move {
+        let (shutdown, _) = watch::channel(false);
+        let ctx = Rc::new(WorkerCtx {
+            index,
+            shared,
+            pools: Rc::new(WorkerPools::default()),
+            open_connections: Cell::new(0),
+            all_closed: Notify::new(),
+            shutdown,
+            deadline: Cell::new(None),
+        });
+        let sweeper = tokio::task::spawn_local(sweep_idle(ctx.clone()));
+        let mut accepting: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
+        let mut deadline = None;
+        while let Some(command) = commands.recv().await {
+            match command {
+                WorkerCommand::Listen {
+                    config_addr,
+                    socket,
+                } => match tokio::net::TcpListener::from_std(socket) {
+                    Ok(listener) => {
+                        let task = tokio::task::spawn_local(accept_loop(ctx.clone(), config_addr, listener));
+                        if let Some(previous) = accepting.insert(config_addr, task) {
+                            previous.abort();
+                        }
+                    }
+                    Err(e) => tracing::error!(worker = index, %config_addr, error = %e, "cannot use listener socket"),
+                },
+                WorkerCommand::Close(config_addr) => {
+                    if let Some(task) = accepting.remove(&config_addr) {
+                        task.abort();
+                    }
+                }
+                WorkerCommand::Shutdown(at) => {
+                    deadline = Some(at);
+                    break;
+                }
+            }
+        }
+        // Stop accepting first, so no new connection arrives while the open ones wind down.
+        for (_, task) in accepting.drain() {
+            task.abort();
+        }
+        sweeper.abort();
+        let deadline = deadline.unwrap_or_else(Instant::now);
+        ctx.deadline.set(Some(deadline));
+        let _ = ctx.shutdown.send(true);
+        let drained = async {
+            while ctx.open_connections.get() > 0 {
+                let notified = ctx.all_closed.notified();
+                if ctx.open_connections.get() == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout_at(deadline.into(), drained).await.is_err() {
+            tracing::warn!(
+                worker = index,
+                open = ctx.open_connections.get(),
+                "shutdown deadline reached with connections still open"
+            );
+        }
+    });
+    Ok(())
+}
+
+/// Closes idle upstream connections past their idle timeout, so upstreams are not held open forever by an
+/// idle gateway. The longest idle timeout of the current snapshot applies to the sweep.
+async fn sweep_idle(ctx: Rc<WorkerCtx>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let idle_timeout = ctx.shared.snapshot.load().max_idle_timeout;
+        ctx.pools.sweep(idle_timeout);
+    }
+}
