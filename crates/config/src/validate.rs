@@ -57,6 +57,8 @@ impl Config {
                 ));
             }
             match listener.address.parse::<SocketAddr>() {
+                // Port 0 asks the kernel for a free port, so two such listeners never collide.
+                Ok(addr) if addr.port() == 0 => {}
                 Ok(addr) => {
                     if let Some(first) = addresses.insert(addr, i) {
                         errors.push(FieldError::new(
@@ -102,10 +104,11 @@ impl Config {
                         "required when admin.address is not a loopback address",
                     ));
                 }
-                if self
-                    .listeners
-                    .iter()
-                    .any(|l| l.address.parse::<SocketAddr>() == Ok(addr))
+                if addr.port() != 0
+                    && self
+                        .listeners
+                        .iter()
+                        .any(|l| l.address.parse::<SocketAddr>() == Ok(addr))
                 {
                     errors.push(FieldError::new(
                         "admin.address",

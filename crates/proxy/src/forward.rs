@@ -116,6 +116,8 @@ pub async fn forward(
     });
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers, false);
+    // The client's connection has its own version; an HTTP/1.0 upstream must not turn it into HTTP/1.0.
+    parts.version = http::Version::HTTP_11;
     Ok(Outcome {
         response: Response::from_parts(parts, ResponseBody::upstream(body, release)),
         target: Some(target.address.clone()),

@@ -1,3 +1,15 @@
-//! Test helpers for floodgate: spawn a gateway, mock upstreams, certificates
+//! Test helpers for floodgate's integration tests: an in-process gateway, mock upstreams (HTTP/1.1, h2c,
+//! TLS, gRPC, WebSocket), certificates, and clients for every protocol the gateway speaks.
+//!
+//! Everything runs on real sockets on 127.0.0.1 with ephemeral ports. This crate is for tests only: its
+//! helpers panic with a clear message instead of returning errors, so tests stay short.
 
-#![forbid(unsafe_code)]
+pub mod certs;
+pub mod client;
+pub mod gateway;
+pub mod upstream;
+
+pub use certs::TestCerts;
+pub use client::{raw_exchange, send, send_on, Proto, TestResponse};
+pub use gateway::{free_port, TestGateway};
+pub use upstream::{grpc_health_server, MockUpstream};

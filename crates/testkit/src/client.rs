@@ -1,0 +1,221 @@
+//! Clients for tests: HTTP/1.1, h2c (prior knowledge), and TLS with ALPN, each on a fresh connection, plus a
+//! raw TCP exchange for requests no well-behaved client would send.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How a test client talks to the gateway.
+#[derive(Clone, Debug)]
+pub enum Proto {
+    /// HTTP/1.1 in cleartext.
+    H1,
+    /// HTTP/2 in cleartext with prior knowledge.
+    H2c,
+    /// TLS, trusting `root`, sending `server_name` as SNI; ALPN offers only `h2` or only `http/1.1`.
+    Tls {
+        /// Offer h2 (else http/1.1).
+        h2: bool,
+        /// SNI name.
+        server_name: String,
+        /// Certificate to trust.
+        root: CertificateDer<'static>,
+    },
+}
+
+/// A whole response, body collected.
+#[derive(Debug)]
+pub struct TestResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Version the gateway answered with.
+    pub version: Version,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+    /// Trailers, when any.
+    pub trailers: Option<HeaderMap>,
+}
+
+impl TestResponse {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+
+    /// The body as JSON; panics when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends a request on a new connection and collects the response.
+pub async fn send<B>(
+    addr: SocketAddr,
+    proto: Proto,
+    req: Request<B>,
+) -> Result<TestResponse, String>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let response = send_on(addr, proto, req).await?;
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.map_err(|e| format!("body: {e}"))?;
+    let trailers = collected.trailers().cloned();
+    Ok(TestResponse {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body: collected.to_bytes(),
+        trailers,
+    })
+}
+
+/// Sends a request on a new connection and returns the response with its body still streaming.
+pub async fn send_on<B>(
+    addr: SocketAddr,
+    proto: Proto,
+    mut req: Request<B>,
+) -> Result<Response<Incoming>, String>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    match proto {
+        Proto::H1 => h1(TokioIo::new(tcp), addr, req).await,
+        Proto::H2c => h2(TokioIo::new(tcp), addr, "http", req).await,
+        Proto::Tls {
+            h2: use_h2,
+            server_name,
+            root,
+        } => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(root).map_err(|e| format!("root: {e}"))?;
+            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            config.alpn_protocols = vec![if use_h2 {
+                b"h2".to_vec()
+            } else {
+                b"http/1.1".to_vec()
+            }];
+            let name = ServerName::try_from(server_name.clone()).map_err(|e| e.to_string())?;
+            let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("tls: {e}"))?;
+            if req.headers().get(header::HOST).is_none() {
+                if let Ok(host) = HeaderValue::from_str(&server_name) {
+                    req.headers_mut().insert(header::HOST, host);
+                }
+            }
+            if use_h2 {
+                h2(TokioIo::new(stream), addr, "https", req).await
+            } else {
+                h1(TokioIo::new(stream), addr, req).await
+            }
+        }
+    }
+}
+
+async fn h1<I, B>(
+    io: I,
+    addr: SocketAddr,
+    mut req: Request<B>,
+) -> Result<Response<Incoming>, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn.with_upgrades());
+    if req.headers().get(header::HOST).is_none() {
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| addr.to_string());
+        if let Ok(value) = HeaderValue::from_str(&host) {
+            req.headers_mut().insert(header::HOST, value);
+        }
+    }
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))
+}
+
+async fn h2<I, B>(
+    io: I,
+    addr: SocketAddr,
+    scheme: &str,
+    mut req: Request<B>,
+) -> Result<Response<Incoming>, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    if req.uri().authority().is_none() {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| addr.to_string());
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        *req.uri_mut() =
+            Uri::try_from(format!("{scheme}://{host}{path}")).map_err(|e| e.to_string())?;
+        req.headers_mut().remove(header::HOST);
+    }
+    *req.version_mut() = Version::HTTP_2;
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))
+}
+
+/// Writes `bytes` on a new connection and reads until the gateway closes it (at most 10 s, a safety net for
+/// a broken test, not a timing assertion). Returns what was read as text.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}

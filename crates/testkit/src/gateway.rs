@@ -1,0 +1,89 @@
+//! A gateway running in the test process, on real sockets.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use floodgate_config::{parse_yaml, Config};
+use floodgate_observe::Metrics;
+use floodgate_proxy::{Gateway, GatewayError};
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for tests that then bind it themselves).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A gateway started from YAML in this process. Listeners on port 0 get free ports; ask [`TestGateway::addr`].
+pub struct TestGateway {
+    gateway: Option<Gateway>,
+    /// The gateway's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl TestGateway {
+    /// Starts a gateway; panics with the error when the config is invalid.
+    pub fn start(yaml: &str) -> TestGateway {
+        Self::try_start(yaml).unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+    }
+
+    /// Starts a gateway, returning why it could not.
+    pub fn try_start(yaml: &str) -> Result<TestGateway, String> {
+        let config = parse_yaml(yaml).map_err(|e| e.to_string())?;
+        let metrics = Metrics::new(config.worker_count());
+        let gateway = Gateway::start(&config, metrics.clone()).map_err(|e| e.to_string())?;
+        metrics.set_config_loaded_now();
+        Ok(TestGateway {
+            gateway: Some(gateway),
+            metrics,
+        })
+    }
+
+    /// The address of the listener named `name`.
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        self.gateway()
+            .local_addr(name)
+            .unwrap_or_else(|| panic!("no listener named {name:?}"))
+    }
+
+    /// Reloads from YAML, as SIGHUP does with a file.
+    pub fn reload(&mut self, yaml: &str) -> Result<(), String> {
+        let config: Config = parse_yaml(yaml).map_err(|e| e.to_string())?;
+        let result = self
+            .gateway
+            .as_mut()
+            .expect("gateway running")
+            .reload(&config)
+            .map_err(|e: GatewayError| e.to_string());
+        self.metrics.record_reload(result.is_ok());
+        result
+    }
+
+    /// The running gateway.
+    pub fn gateway(&self) -> &Gateway {
+        self.gateway.as_ref().expect("gateway running")
+    }
+
+    /// Shuts down with a grace period, blocking until the workers stop. Run it on a blocking thread from
+    /// async tests (`tokio::task::spawn_blocking`).
+    pub fn shutdown(mut self, grace: Duration) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown(grace);
+        }
+    }
+
+    /// Takes the gateway out, for tests that drive shutdown themselves.
+    pub fn into_inner(mut self) -> Gateway {
+        self.gateway.take().expect("gateway running")
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown(Duration::ZERO);
+        }
+    }
+}
