@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs floodgate's whole test suite on a fresh Debian machine, installing what it needs first.
+#
+# The integration tests start everything they use themselves (gateways, mock upstreams, gRPC and WebSocket
+# servers) on 127.0.0.1 with ephemeral ports, so nothing has to be running beforehand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the build or the tests need, installed only when missing.
+need_packages=()
+command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || need_packages+=(pkg-config)
+if [ ${#need_packages[@]} -gt 0 ]; then
+    echo "installing: ${need_packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_packages[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo not found: install the Rust toolchain (https://rustup.rs) first" >&2
+    exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo install --locked cargo-nextest
+fi
+
+# Many tests hold hundreds of sockets open at once.
+ulimit -n 65536 2>/dev/null || true
+
+cargo nextest run --workspace --profile ci
+cargo test --workspace --doc --quiet
