@@ -54,6 +54,8 @@ struct Worker {
 pub struct BoundListener {
     /// Listener name from the configuration.
     pub name: String,
+    /// The address as configured.
+    pub config_addr: SocketAddr,
     /// The address actually bound (differs from the configured one when that has port 0).
     pub local_addr: SocketAddr,
 }
@@ -62,7 +64,8 @@ pub struct BoundListener {
 pub struct Gateway {
     shared: Arc<Shared>,
     workers: Vec<Worker>,
-    listeners: HashMap<SocketAddr, BoundListener>,
+    /// Listeners by name: names are unique, addresses need not be (port 0).
+    listeners: HashMap<String, BoundListener>,
     access_log: Option<(String, AccessLog)>,
 }
 
@@ -128,35 +131,33 @@ impl Gateway {
         let new_sockets = self.bind_new(config)?;
         self.shared.snapshot.store(Arc::new(snapshot));
         self.access_log = access_log;
-        let wanted = configured_addresses(config);
-        let removed: Vec<SocketAddr> = self
+        let removed: Vec<String> = self
             .listeners
             .keys()
-            .filter(|addr| !wanted.iter().any(|(a, _, _)| a == *addr))
-            .copied()
+            .filter(|name| !config.listeners.iter().any(|l| &l.name == *name))
+            .cloned()
             .collect();
-        for addr in removed {
+        for name in removed {
+            let key: Arc<str> = name.as_str().into();
             for worker in &self.workers {
-                let _ = worker.commands.send(WorkerCommand::Close(addr));
+                let _ = worker.commands.send(WorkerCommand::Close(key.clone()));
             }
-            self.listeners.remove(&addr);
-            tracing::info!(%addr, "listener closed");
+            self.listeners.remove(&name);
+            tracing::info!(listener = %name, "listener closed");
         }
+        // A listener whose address changed gets its new sockets here; the worker drops the old ones.
         self.hand_out(new_sockets);
         Ok(())
     }
 
-    /// The listeners being served, by configured address.
+    /// The listeners being served.
     pub fn listeners(&self) -> Vec<BoundListener> {
         self.listeners.values().cloned().collect()
     }
 
     /// The bound address of the listener with this name.
     pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners
-            .values()
-            .find(|l| l.name == name)
-            .map(|l| l.local_addr)
+        self.listeners.get(name).map(|l| l.local_addr)
     }
 
     /// Stops accepting, lets open connections finish for up to `grace`, then stops the workers. Blocks until
@@ -177,12 +178,16 @@ impl Gateway {
         Ok(())
     }
 
-    /// Binds every configured listener that is not bound yet. All or nothing: on error the sockets bound so
-    /// far are dropped (closed).
+    /// Binds every configured listener that is new or whose address changed. All or nothing: on error the
+    /// sockets bound so far are dropped (closed).
     fn bind_new(&self, config: &Config) -> Result<Vec<NewListener>, GatewayError> {
         let mut bound = Vec::new();
         for (addr, name, path) in configured_addresses(config) {
-            if self.listeners.contains_key(&addr) {
+            if self
+                .listeners
+                .get(&name)
+                .is_some_and(|current| current.config_addr == addr)
+            {
                 continue;
             }
             let (sockets, local_addr) =
@@ -203,17 +208,19 @@ impl Gateway {
 
     fn hand_out(&mut self, new: Vec<NewListener>) {
         for listener in new {
+            let key: Arc<str> = listener.name.as_str().into();
             for (worker, socket) in self.workers.iter().zip(listener.sockets) {
                 let _ = worker.commands.send(WorkerCommand::Listen {
-                    config_addr: listener.config_addr,
+                    name: key.clone(),
                     socket,
                 });
             }
             tracing::info!(name = %listener.name, address = %listener.local_addr, "listening");
             self.listeners.insert(
-                listener.config_addr,
+                listener.name.clone(),
                 BoundListener {
                     name: listener.name,
+                    config_addr: listener.config_addr,
                     local_addr: listener.local_addr,
                 },
             );

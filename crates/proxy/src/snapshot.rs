@@ -5,7 +5,6 @@
 //! its end, so a reload never changes a request halfway.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +23,8 @@ use crate::tls;
 pub struct Snapshot {
     /// Compiled routes.
     pub routes: RouteTable<Arc<RouteRuntime>>,
-    /// Listeners by configured address: name and TLS acceptor.
-    pub listeners: HashMap<SocketAddr, ListenerRuntime>,
+    /// Listeners by name (names are unique; addresses need not be, with port 0).
+    pub listeners: HashMap<Arc<str>, ListenerRuntime>,
     /// Largest header block, in bytes.
     pub max_header_bytes: usize,
     /// Metrics of requests that matched no route.
@@ -131,13 +130,6 @@ impl Snapshot {
         }
         let mut listeners = HashMap::new();
         for (i, listener) in config.listeners.iter().enumerate() {
-            let Ok(address) = listener.address.parse::<SocketAddr>() else {
-                errors.push(FieldError::new(
-                    format!("listeners[{i}].address"),
-                    "invalid address",
-                ));
-                continue;
-            };
             let tls = match &listener.tls {
                 None => None,
                 Some(tls) => {
@@ -150,13 +142,8 @@ impl Snapshot {
                     }
                 }
             };
-            listeners.insert(
-                address,
-                ListenerRuntime {
-                    name: listener.name.as_str().into(),
-                    tls,
-                },
-            );
+            let name: Arc<str> = listener.name.as_str().into();
+            listeners.insert(name.clone(), ListenerRuntime { name, tls });
         }
         let mut runtimes = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {

@@ -2,7 +2,6 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,15 +25,15 @@ pub struct Shared {
 
 /// What the gateway tells a worker.
 pub enum WorkerCommand {
-    /// Start accepting on this socket, bound for the listener configured at `config_addr`.
+    /// Start accepting on this socket for the listener `name`, replacing its previous socket if any.
     Listen {
-        /// The address as configured; keys the listener's TLS settings in the snapshot.
-        config_addr: SocketAddr,
+        /// The listener's name; keys its TLS settings in the snapshot.
+        name: Arc<str>,
         /// This worker's own `SO_REUSEPORT` socket.
         socket: std::net::TcpListener,
     },
-    /// Stop accepting on the listener configured at this address; open connections continue.
-    Close(SocketAddr),
+    /// Stop accepting on the listener with this name; open connections continue.
+    Close(Arc<str>),
     /// Stop accepting, let open connections finish until the deadline, then stop the worker.
     Shutdown(Instant),
 }
@@ -109,24 +108,24 @@ pub fn run_worker(
             deadline: Cell::new(None),
         });
         let sweeper = tokio::task::spawn_local(sweep_idle(ctx.clone()));
-        let mut accepting: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
+        let mut accepting: HashMap<Arc<str>, JoinHandle<()>> = HashMap::new();
         let mut deadline = None;
         while let Some(command) = commands.recv().await {
             match command {
-                WorkerCommand::Listen {
-                    config_addr,
-                    socket,
-                } => match tokio::net::TcpListener::from_std(socket) {
-                    Ok(listener) => {
-                        let task = tokio::task::spawn_local(accept_loop(ctx.clone(), config_addr, listener));
-                        if let Some(previous) = accepting.insert(config_addr, task) {
-                            previous.abort();
+                WorkerCommand::Listen { name, socket } => {
+                    match tokio::net::TcpListener::from_std(socket) {
+                        Ok(listener) => {
+                            let task =
+                                tokio::task::spawn_local(accept_loop(ctx.clone(), name.clone(), listener));
+                            if let Some(previous) = accepting.insert(name, task) {
+                                previous.abort();
+                            }
                         }
+                        Err(e) => tracing::error!(worker = index, listener = %name, error = %e, "cannot use listener socket"),
                     }
-                    Err(e) => tracing::error!(worker = index, %config_addr, error = %e, "cannot use listener socket"),
-                },
-                WorkerCommand::Close(config_addr) => {
-                    if let Some(task) = accepting.remove(&config_addr) {
+                }
+                WorkerCommand::Close(name) => {
+                    if let Some(task) = accepting.remove(&name) {
                         task.abort();
                     }
                 }

@@ -49,15 +49,21 @@ impl TestGateway {
     }
 
     /// Reloads from YAML, as SIGHUP does with a file.
+    /// Like the binary's SIGHUP handling, every outcome is counted in the reload metrics and a success
+    /// restarts the config age.
     pub fn reload(&mut self, yaml: &str) -> Result<(), String> {
-        let config: Config = parse_yaml(yaml).map_err(|e| e.to_string())?;
-        let result = self
-            .gateway
-            .as_mut()
-            .expect("gateway running")
-            .reload(&config)
-            .map_err(|e: GatewayError| e.to_string());
+        let gateway = self.gateway.as_mut().expect("gateway running");
+        let result = parse_yaml(yaml)
+            .map_err(|e| e.to_string())
+            .and_then(|config: Config| {
+                gateway
+                    .reload(&config)
+                    .map_err(|e: GatewayError| e.to_string())
+            });
         self.metrics.record_reload(result.is_ok());
+        if result.is_ok() {
+            self.metrics.set_config_loaded_now();
+        }
         result
     }
 

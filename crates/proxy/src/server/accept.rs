@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::rt::{Read, Write};
@@ -11,6 +13,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::executor::LocalExec;
+use crate::server::framing::FramingInspector;
 use crate::server::handle::{handle, ConnInfo};
 use crate::worker::WorkerCtx;
 
@@ -18,61 +21,41 @@ use crate::worker::WorkerCtx;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts until the task is aborted (listener removed on reload, or shutdown).
-pub async fn accept_loop(ctx: Rc<WorkerCtx>, config_addr: SocketAddr, listener: TcpListener) {
+pub async fn accept_loop(ctx: Rc<WorkerCtx>, name: Arc<str>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::task::spawn_local(serve_connection(ctx.clone(), config_addr, stream, peer));
+                tokio::task::spawn_local(serve_connection(ctx.clone(), name.clone(), stream, peer));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(listener = %config_addr, error = %e, "accept failed");
+                tracing::warn!(listener = %name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
 }
 
-async fn serve_connection(
-    ctx: Rc<WorkerCtx>,
-    config_addr: SocketAddr,
-    stream: TcpStream,
-    peer: SocketAddr,
-) {
+async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream, peer: SocketAddr) {
     let _open = ctx.track_connection();
     let metrics = ctx.shared.metrics.clone();
     metrics.connection_opened(ctx.index);
     let _ = stream.set_nodelay(true);
     let (tls, max_header_bytes) = {
         let snapshot = ctx.shared.snapshot.load();
-        let tls = snapshot
-            .listeners
-            .get(&config_addr)
-            .and_then(|l| l.tls.clone());
+        let tls = snapshot.listeners.get(&*name).and_then(|l| l.tls.clone());
         (tls, snapshot.max_header_bytes)
     };
     match tls {
         None => {
-            let info = ConnInfo {
-                client: peer,
-                tls: false,
-            };
-            serve_http(ctx.clone(), TokioIo::new(stream), info, max_header_bytes).await;
+            let (info, io) = inspected(peer, false, stream);
+            serve_http(ctx.clone(), io, info, max_header_bytes).await;
         }
         Some(acceptor) => {
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
-                    let info = ConnInfo {
-                        client: peer,
-                        tls: true,
-                    };
-                    serve_http(
-                        ctx.clone(),
-                        TokioIo::new(tls_stream),
-                        info,
-                        max_header_bytes,
-                    )
-                    .await;
+                    let (info, io) = inspected(peer, true, tls_stream);
+                    serve_http(ctx.clone(), io, info, max_header_bytes).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -80,6 +63,20 @@ async fn serve_connection(
         }
     }
     metrics.connection_closed(ctx.index);
+}
+
+fn inspected<I>(
+    peer: SocketAddr,
+    tls: bool,
+    stream: I,
+) -> (ConnInfo, TokioIo<FramingInspector<I>>) {
+    let ambiguous = Arc::new(AtomicBool::new(false));
+    let info = ConnInfo {
+        client: peer,
+        tls,
+        ambiguous_framing: ambiguous.clone(),
+    };
+    (info, TokioIo::new(FramingInspector::new(stream, ambiguous)))
 }
 
 async fn serve_http<I>(ctx: Rc<WorkerCtx>, io: I, info: ConnInfo, max_header_bytes: usize)

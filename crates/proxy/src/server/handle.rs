@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,6 +25,9 @@ pub struct ConnInfo {
     pub client: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// Set when a request head on this connection declared both `Content-Length` and
+    /// `Transfer-Encoding` (see `framing.rs`).
+    pub ambiguous_framing: Arc<AtomicBool>,
 }
 
 /// The hyper service function: never fails; every problem becomes a response.
@@ -36,6 +40,10 @@ pub async fn handle(
     let snapshot = ctx.shared.snapshot.load_full();
     let (request_id, _) = request_id(req.headers());
     let method = req.method().clone();
+    let grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
     let access = snapshot.access_log.as_ref().map(|log| {
         Box::new(AccessDetails {
             log: log.clone(),
@@ -61,7 +69,7 @@ pub async fn handle(
             in_flight = outcome.in_flight;
             outcome.response
         }
-        Err(error) => error.response(&request_id),
+        Err(error) => error.response(&request_id, grpc),
     };
     response.headers_mut().insert(&X_REQUEST_ID, request_id);
     let metrics = route_used
@@ -104,7 +112,7 @@ async fn serve(
     request_id: &HeaderValue,
     route_used: &mut Option<Arc<RouteRuntime>>,
 ) -> Result<Outcome, ProxyError> {
-    check_request(&req, snapshot.max_header_bytes)?;
+    check_request(&req, conn, snapshot.max_header_bytes)?;
     let route = snapshot
         .routes
         .lookup(
@@ -164,13 +172,17 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
 
 /// Checks hyper leaves to us: framing ambiguity, header size, and path segments that could escape a prefix
 /// route once the upstream normalises them.
-fn check_request(req: &Request<Incoming>, max_header_bytes: usize) -> Result<(), ProxyError> {
+fn check_request(
+    req: &Request<Incoming>,
+    conn: &ConnInfo,
+    max_header_bytes: usize,
+) -> Result<(), ProxyError> {
     let headers = req.headers();
-    if req.version() <= Version::HTTP_11
-        && headers.contains_key(header::TRANSFER_ENCODING)
-        && headers.contains_key(header::CONTENT_LENGTH)
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && conn.ambiguous_framing.swap(false, Ordering::Relaxed)
     {
-        // RFC 9112 §6.3: such a message may be a smuggling attempt; a proxy must not forward it as is.
+        // RFC 9112 §6.3: such a message may be a smuggling attempt; hyper already dropped the
+        // Content-Length, but the gateway refuses the request outright.
         return Err(ProxyError::AmbiguousLength);
     }
     let header_bytes: usize = headers
@@ -184,13 +196,36 @@ fn check_request(req: &Request<Incoming>, max_header_bytes: usize) -> Result<(),
     if !path.starts_with('/') && req.method() != Method::OPTIONS {
         return Err(ProxyError::BadRequest);
     }
-    if path
-        .split('/')
-        .any(|segment| segment == ".." || segment == "." || segment.eq_ignore_ascii_case("%2e%2e"))
-    {
+    if path.split('/').any(is_dot_segment) {
         return Err(ProxyError::BadRequest);
     }
     Ok(())
+}
+
+/// Whether a path segment is `.` or `..`, also when its dots are percent-encoded (`%2e`, RFC 3986
+/// §6.2.2.2): an upstream that normalises the path would otherwise climb out of a prefix route.
+fn is_dot_segment(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let mut dots = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'.' {
+            i += 1;
+        } else if bytes[i] == b'%'
+            && bytes.len() >= i + 3
+            && bytes[i + 1] == b'2'
+            && bytes[i + 2] | 0x20 == b'e'
+        {
+            i += 3;
+        } else {
+            return false;
+        }
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
 }
 
 /// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
@@ -211,5 +246,20 @@ pub fn client_host(req: &Request<Incoming>) -> Option<HeaderValue> {
     match req.uri().authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_dot_segment;
+
+    #[test]
+    fn dot_segments_are_found_in_every_spelling() {
+        for segment in [".", "..", "%2e", "%2E%2e", ".%2e", "%2e."] {
+            assert!(is_dot_segment(segment), "{segment}");
+        }
+        for segment in ["", "...", "a.", ".a", "%2f", "%2", "%2e%2e%2e", "users"] {
+            assert!(!is_dot_segment(segment), "{segment}");
+        }
     }
 }

@@ -1,0 +1,384 @@
+//! The real binary under signals: SIGHUP re-reads the file (routes, listeners, a bad file kept out) without
+//! breaking open connections, and SIGTERM drains in-flight requests, refuses new connections and exits 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use floodgate_testkit::{free_port, send, send_on, MockUpstream, Proto, TestResponse};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use tokio::net::TcpStream;
+
+/// How long to keep polling for an effect before giving up: a safety net for a broken test, not a
+/// timing assertion.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A `floodgate run -c FILE` process with its listener and admin on free ports; killed when dropped.
+struct Floodgate {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    log: PathBuf,
+    listener: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Floodgate {
+    /// Starts the binary on a config built by `yaml(listener, admin)` and waits until it is ready.
+    async fn start(yaml: impl Fn(SocketAddr, SocketAddr) -> String) -> Floodgate {
+        let listener: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("floodgate.yaml");
+        let log = dir.path().join("floodgate.log");
+        std::fs::write(&config, yaml(listener, admin)).expect("write config");
+        let child = Command::new(env!("CARGO_BIN_EXE_floodgate"))
+            .args(["run", "-c", &config.display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn floodgate");
+        let gateway = Floodgate {
+            child: Some(child),
+            dir,
+            config,
+            log,
+            listener,
+            admin,
+        };
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> String {
+        self.child.as_ref().expect("running").id().to_string()
+    }
+
+    /// Replaces the config file. Written next to it and renamed, so the gateway never reads half a file.
+    fn write_config(&self, yaml: &str) {
+        let next = self.dir.path().join("next.yaml");
+        std::fs::write(&next, yaml).expect("write config");
+        std::fs::rename(&next, &self.config).expect("replace config");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    async fn wait_ready(&self) {
+        self.poll("/readyz never answered 200", || async {
+            get(self.admin, "/readyz")
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await;
+    }
+
+    async fn metrics(&self) -> String {
+        get(self.admin, "/metrics")
+            .await
+            .map(|r| r.text())
+            .unwrap_or_default()
+    }
+
+    /// Polls `check` until it holds; panics with `what` and the gateway's log after [`PATIENCE`].
+    async fn poll<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + PATIENCE;
+        while !check().await {
+            assert!(Instant::now() < deadline, "{what}; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits for the process to exit without blocking the test's runtime.
+    async fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE * 2;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "floodgate did not exit; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Floodgate {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn get_request(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Result<TestResponse, String> {
+    send(addr, Proto::H1, get_request(path)).await
+}
+
+async fn status_of(addr: SocketAddr, path: &str) -> Option<u16> {
+    get(addr, path).await.ok().map(|r| r.status.as_u16())
+}
+
+fn refuses(result: std::io::Result<TcpStream>) -> bool {
+    matches!(result, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
+/// One listener, one upstream, and a route per `(id, path)`; `extra` is appended to the listeners list.
+fn config(
+    listener: SocketAddr,
+    admin: SocketAddr,
+    upstream: &MockUpstream,
+    routes: &[(&str, &str)],
+    extra: &str,
+) -> String {
+    let routes: String = routes
+        .iter()
+        .map(|(id, path)| format!("  - {{ id: {id}, paths: [\"{path}\"], upstream: backend }}\n"))
+        .collect();
+    format!(
+        "workers: 2\nshutdown_timeout: 10s\nlisteners:\n  - {{ name: main, address: \"{listener}\" }}\n{extra}\
+         admin: {{ address: \"{admin}\" }}\n\
+         upstreams:\n  - {{ id: backend, targets: [{{ address: \"{}\" }}] }}\n\
+         routes:\n{routes}",
+        upstream.address()
+    )
+}
+
+#[tokio::test]
+async fn sighup_with_a_changed_file_changes_routing() {
+    let upstream = MockUpstream::http("one").await;
+    let mut gw = Floodgate::start(|l, a| config(l, a, &upstream, &[("old", "/old/*")], "")).await;
+    assert_eq!(status_of(gw.listener, "/old/x").await, Some(200));
+    assert_eq!(status_of(gw.listener, "/new/x").await, Some(404));
+
+    gw.write_config(&config(
+        gw.listener,
+        gw.admin,
+        &upstream,
+        &[("new", "/new/*")],
+        "",
+    ));
+    gw.signal("HUP");
+    gw.poll("the new route never answered", || async {
+        status_of(gw.listener, "/new/x").await == Some(200)
+    })
+    .await;
+    assert_eq!(status_of(gw.listener, "/old/x").await, Some(404));
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains(r#"floodgate_config_reloads_total{result="success"} 1"#),
+        "{metrics}"
+    );
+
+    gw.signal("TERM");
+    assert_eq!(gw.wait_exit().await.code(), Some(0), "{}", gw.log());
+}
+
+#[tokio::test]
+async fn sighup_with_an_invalid_file_keeps_the_running_config() {
+    let upstream = MockUpstream::http("one").await;
+    let gw = Floodgate::start(|l, a| config(l, a, &upstream, &[("old", "/old/*")], "")).await;
+
+    // A new route pointing at an upstream that does not exist: the whole file must be refused.
+    let mut bad = config(gw.listener, gw.admin, &upstream, &[("old", "/old/*")], "");
+    bad.push_str("  - { id: new, paths: [\"/new/*\"], upstream: usr }\n");
+    gw.write_config(&bad);
+    gw.signal("HUP");
+    gw.poll("the failed reload was never counted", || async {
+        gw.metrics()
+            .await
+            .contains(r#"floodgate_config_reloads_total{result="failure"} 1"#)
+    })
+    .await;
+    assert_eq!(status_of(gw.listener, "/old/x").await, Some(200));
+    assert_eq!(status_of(gw.listener, "/new/x").await, Some(404));
+    assert_eq!(status_of(gw.admin, "/readyz").await, Some(200));
+    let log = gw.log();
+    assert!(
+        log.contains("routes[1].upstream"),
+        "the log does not say what is wrong:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn sighup_adds_and_removes_a_listener() {
+    let upstream = MockUpstream::http("one").await;
+    let gw = Floodgate::start(|l, a| config(l, a, &upstream, &[("api", "/api/*")], "")).await;
+    let second: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    assert!(refuses(TcpStream::connect(second).await));
+
+    let extra = format!("  - {{ name: second, address: \"{second}\" }}\n");
+    gw.write_config(&config(
+        gw.listener,
+        gw.admin,
+        &upstream,
+        &[("api", "/api/*")],
+        &extra,
+    ));
+    gw.signal("HUP");
+    gw.poll("the added listener never answered", || async {
+        status_of(second, "/api/x").await == Some(200)
+    })
+    .await;
+    assert_eq!(status_of(gw.listener, "/api/x").await, Some(200));
+
+    gw.write_config(&config(
+        gw.listener,
+        gw.admin,
+        &upstream,
+        &[("api", "/api/*")],
+        "",
+    ));
+    gw.signal("HUP");
+    gw.poll("the removed listener kept accepting", || async {
+        refuses(TcpStream::connect(second).await)
+    })
+    .await;
+    assert_eq!(status_of(gw.listener, "/api/x").await, Some(200));
+}
+
+#[tokio::test]
+async fn sighup_keeps_an_inflight_download() {
+    const TOTAL: usize = 20_000_000;
+    let upstream = MockUpstream::http("one").await;
+    let gw = Floodgate::start(|l, a| config(l, a, &upstream, &[("old", "/*")], "")).await;
+    let response = send_on(
+        gw.listener,
+        Proto::H1,
+        get_request(&format!("/stream/{TOTAL}")),
+    )
+    .await
+    .expect("download starts");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = 0;
+    // Read a little, so the download is under way (and held back by this slow reader) during the reload.
+    while received < 1_000_000 {
+        let frame = body
+            .frame()
+            .await
+            .expect("body ended early")
+            .expect("body frame");
+        received += frame.data_ref().map_or(0, Bytes::len);
+    }
+
+    // The reload removes the route the download came through.
+    gw.write_config(&config(
+        gw.listener,
+        gw.admin,
+        &upstream,
+        &[("new", "/new/*")],
+        "",
+    ));
+    gw.signal("HUP");
+    gw.poll("the reload never took effect", || async {
+        status_of(gw.listener, "/new/x").await == Some(200)
+    })
+    .await;
+
+    while let Some(frame) = body.frame().await {
+        let frame = frame.unwrap_or_else(|e| panic!("download broke after {received} bytes: {e}"));
+        received += frame.data_ref().map_or(0, Bytes::len);
+    }
+    assert_eq!(received, TOTAL);
+}
+
+#[tokio::test]
+async fn sigterm_drains_inflight_requests_refuses_new_connections_and_exits_zero() {
+    let upstream = MockUpstream::http("one").await;
+    let mut gw = Floodgate::start(|l, a| config(l, a, &upstream, &[("api", "/*")], "")).await;
+    let listener = gw.listener;
+    let inflight = tokio::spawn(async move { get(listener, "/slow/1500").await });
+    gw.poll("the slow request never reached the upstream", || async {
+        upstream.requests() >= 1
+    })
+    .await;
+
+    gw.signal("TERM");
+    // While the slow request is still open, the gateway must stop accepting.
+    let mut refused_while_draining = false;
+    while !inflight.is_finished() {
+        if refuses(TcpStream::connect(listener).await) {
+            refused_while_draining = !inflight.is_finished();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let response = inflight
+        .await
+        .expect("request task")
+        .expect("in-flight request answered");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["uri"], "/slow/1500");
+    assert!(
+        refused_while_draining,
+        "new connections were accepted while draining"
+    );
+
+    let status = gw.wait_exit().await;
+    assert_eq!(status.code(), Some(0), "log:\n{}", gw.log());
+    assert!(refuses(TcpStream::connect(listener).await));
+}
+
+#[tokio::test]
+async fn sigint_stops_the_gateway_with_exit_zero() {
+    let upstream = MockUpstream::http("one").await;
+    let mut gw = Floodgate::start(|l, a| config(l, a, &upstream, &[("api", "/*")], "")).await;
+    assert_eq!(status_of(gw.listener, "/x").await, Some(200));
+    gw.signal("INT");
+    assert_eq!(gw.wait_exit().await.code(), Some(0), "log:\n{}", gw.log());
+    assert!(refuses(TcpStream::connect(gw.listener).await));
+}
+
+#[tokio::test]
+async fn sigterm_gives_up_on_a_stuck_request_after_shutdown_timeout() {
+    let upstream = MockUpstream::http("one").await;
+    let mut gw = Floodgate::start(|l, a| {
+        config(l, a, &upstream, &[("api", "/*")], "")
+            .replace("shutdown_timeout: 10s", "shutdown_timeout: 1s")
+    })
+    .await;
+    let listener = gw.listener;
+    // Far longer than any patience in this file: only the shutdown timeout can end it.
+    let stuck = tokio::spawn(async move { get(listener, "/slow/600000").await });
+    gw.poll("the slow request never reached the upstream", || async {
+        upstream.requests() >= 1
+    })
+    .await;
+
+    gw.signal("TERM");
+    assert_eq!(gw.wait_exit().await.code(), Some(0), "log:\n{}", gw.log());
+    let outcome = stuck.await.expect("request task");
+    assert!(
+        outcome.as_ref().map_or(true, |r| r.status != 200),
+        "a request cut off by shutdown answered 200: {outcome:?}"
+    );
+}
