@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
-    /// Unique name, used in logs and metrics.
+    /// Unique name, used in logs and to tell listeners apart on reload.
     pub name: String,
     /// `ip:port` to bind. Without `tls` it serves HTTP/1.1 and HTTP/2 cleartext (h2c) on the same port.
     pub address: String,

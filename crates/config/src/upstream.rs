@@ -28,7 +28,7 @@ pub struct UpstreamConfig {
     /// Connect to the targets over TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTlsConfig>,
-    /// Longest time to establish a connection (TCP and TLS) to a target; 502 after that.
+    /// Longest time to establish a connection (TCP and TLS) to a target; 504 after that.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
     /// Most connections each worker opens to one target; when every target is at its limit the request
