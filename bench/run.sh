@@ -40,6 +40,10 @@ H2_STREAMS=${H2_STREAMS:-10}   # concurrent streams per h2 connection (h2load -m
 IDLE_CONNS=${IDLE_CONNS:-10000}
 SKIP_MEMORY=${SKIP_MEMORY:-0}
 BENCH_ONLY=${BENCH_ONLY:-both} # both | nginx | floodgate
+SECTIONS=${SECTIONS:-"h1 h2c h1-tls h2-tls"}  # which load sections to run
+
+# Whether the load section named $1 is in SECTIONS.
+section_enabled() { [[ " $SECTIONS " == *" $1 "* ]]; }
 OUT=${OUT:-$SCRIPT_DIR/out}    # generated configs, certs, logs, raw tool output (gitignored)
 
 PROXY_CORE=0
@@ -577,10 +581,10 @@ main() {
   start upstream
   for p in "${PROXIES[@]}"; do start "$p"; done
 
-  run_section h1     "$ROUNDS"     "HTTP/1.1 cleartext, wrk -t1 -c$CONNS"
-  run_section h2c    "$TLS_ROUNDS" "HTTP/2 prior knowledge (h2c), h2load -t1 -c$CONNS -m$H2_STREAMS"
-  run_section h1-tls "$TLS_ROUNDS" "HTTP/1.1 over TLS, wrk -t1 -c$CONNS"
-  run_section h2-tls "$TLS_ROUNDS" "HTTP/2 over TLS (ALPN h2), h2load -t1 -c$CONNS -m$H2_STREAMS"
+  section_enabled h1     && run_section h1     "$ROUNDS"     "HTTP/1.1 cleartext, wrk -t1 -c$CONNS"
+  section_enabled h2c    && run_section h2c    "$TLS_ROUNDS" "HTTP/2 prior knowledge (h2c), h2load -t1 -c$CONNS -m$H2_STREAMS"
+  section_enabled h1-tls && run_section h1-tls "$TLS_ROUNDS" "HTTP/1.1 over TLS, wrk -t1 -c$CONNS"
+  section_enabled h2-tls && run_section h2-tls "$TLS_ROUNDS" "HTTP/2 over TLS (ALPN h2), h2load -t1 -c$CONNS -m$H2_STREAMS"
 
   if (( SKIP_MEMORY )); then
     echo; echo "(memory section skipped)"

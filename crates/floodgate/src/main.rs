@@ -14,6 +14,11 @@ use floodgate_observe::Metrics;
 use floodgate_proxy::{Gateway, Snapshot};
 use tokio::signal::unix::{signal, SignalKind};
 
+// mimalloc's per-thread free lists suit thread-per-core workers: measured against glibc malloc in
+// docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// floodgate: a cloud-native API gateway.
 #[derive(Parser)]
 #[command(name = "floodgate", version, about)]

@@ -17,7 +17,7 @@ use super::timestamp::write_rfc3339_millis;
 /// microsecond precision), `request_id`, `bytes_sent`.
 #[derive(Debug, Clone)]
 pub struct AccessLogEntry {
-    /// When the request was received.
+    /// When the response finished (the line is written then).
     pub timestamp: SystemTime,
     /// The client's address (after any trusted `Forwarded` processing the proxy does), if known.
     pub client_ip: Option<IpAddr>,
