@@ -28,5 +28,6 @@ fi
 # Many tests hold hundreds of sockets open at once.
 ulimit -n 65536 2>/dev/null || true
 
-cargo nextest run --workspace --profile ci
+# Doc examples first, so the run ends with nextest's summary of the whole suite.
 cargo test --workspace --doc --quiet
+cargo nextest run --workspace --profile ci

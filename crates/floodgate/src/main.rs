@@ -14,11 +14,6 @@ use floodgate_observe::Metrics;
 use floodgate_proxy::{Gateway, Snapshot};
 use tokio::signal::unix::{signal, SignalKind};
 
-// mimalloc's per-thread free lists suit thread-per-core workers: measured against glibc malloc in
-// docs/benchmarks.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// floodgate: a cloud-native API gateway.
 #[derive(Parser)]
 #[command(name = "floodgate", version, about)]
@@ -101,34 +96,42 @@ fn run(path: Option<&Path>) -> Result<()> {
         .build()
         .context("cannot start the main runtime")?;
     let mut shutdown_timeout = config.shutdown_timeout.get();
-    let outcome: Result<()> = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&admin_address)
-            .await
-            .with_context(|| format!("admin.address: cannot listen on {admin_address}"))?;
-        tracing::info!(address = %admin_address, "admin listening");
-        tokio::spawn(floodgate_admin::serve(listener, admin.clone()));
-        admin.set_ready(true);
-        let mut hangup = signal(SignalKind::hangup())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        loop {
-            tokio::select! {
-                _ = hangup.recv() => {
-                    if let Some(timeout) = reload(path, &mut gateway, &metrics) {
-                        shutdown_timeout = timeout;
+    runtime.block_on(async move {
+        let serving: Result<()> = async {
+            let listener = tokio::net::TcpListener::bind(&admin_address)
+                .await
+                .with_context(|| format!("admin.address: cannot listen on {admin_address}"))?;
+            tracing::info!(address = %admin_address, "admin listening");
+            tokio::spawn(floodgate_admin::serve(listener, admin.clone()));
+            admin.set_ready(true);
+            let mut hangup = signal(SignalKind::hangup())?;
+            let mut terminate = signal(SignalKind::terminate())?;
+            let mut interrupt = signal(SignalKind::interrupt())?;
+            loop {
+                tokio::select! {
+                    _ = hangup.recv() => {
+                        if let Some(timeout) = reload(path, &mut gateway, &metrics) {
+                            shutdown_timeout = timeout;
+                        }
                     }
+                    _ = terminate.recv() => break,
+                    _ = interrupt.recv() => break,
                 }
-                _ = terminate.recv() => break,
-                _ = interrupt.recv() => break,
             }
+            Ok(())
         }
-        Ok(())
-    });
-    admin.set_ready(false);
-    tracing::info!(grace = ?shutdown_timeout, "shutting down: draining open connections");
-    gateway.shutdown(shutdown_timeout);
-    tracing::info!("stopped");
-    outcome
+        .await;
+        // The admin listener keeps answering while connections drain, so /readyz says 503 to load
+        // balancers instead of going silent.
+        admin.set_ready(false);
+        tracing::info!(grace = ?shutdown_timeout, "shutting down: draining open connections");
+        let drained = tokio::task::spawn_blocking(move || gateway.shutdown(shutdown_timeout)).await;
+        if drained.is_err() {
+            tracing::error!("shutdown did not complete cleanly");
+        }
+        tracing::info!("stopped");
+        serving
+    })
 }
 
 /// Re-reads and applies the configuration file. A bad file leaves the running configuration in place.

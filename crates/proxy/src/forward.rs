@@ -159,7 +159,9 @@ async fn exchange(
             }
         }
     }
-    let conn = connect(upstream, target, &ctx.pools, ctx.index).await?;
+    // Boxed: connecting (TCP, TLS, handshakes) is the rare path, and inline it would make every request's
+    // future, and so every connection's memory, several kilobytes larger.
+    let conn = Box::pin(connect(upstream, target, &ctx.pools, ctx.index)).await?;
     let conn = match (upgrade, conn) {
         // WebSocket over HTTP/2 (RFC 8441) is not spoken upstream: send such a request as a plain one.
         (true, Conn::H2(h2)) => {

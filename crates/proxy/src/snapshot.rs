@@ -120,12 +120,16 @@ impl Snapshot {
     ) -> Result<Snapshot, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut upstreams = HashMap::new();
+        let mut broken_upstreams = Vec::new();
         for (i, upstream) in config.upstreams.iter().enumerate() {
             match build_upstream(upstream, i, metrics, workers) {
                 Ok(runtime) => {
                     upstreams.insert(upstream.id.clone(), Arc::new(runtime));
                 }
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    errors.push(e);
+                    broken_upstreams.push(upstream.id.as_str());
+                }
             }
         }
         let mut listeners = HashMap::new();
@@ -150,6 +154,8 @@ impl Snapshot {
             let action = match (&route.upstream, &route.respond) {
                 (Some(id), _) => match upstreams.get(id) {
                     Some(upstream) => RouteAction::Forward(upstream.clone()),
+                    // Already reported at the upstream itself.
+                    None if broken_upstreams.contains(&id.as_str()) => continue,
                     None => {
                         errors.push(FieldError::new(
                             format!("routes[{i}].upstream"),

@@ -52,7 +52,12 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
             serve_http(ctx.clone(), io, info, max_header_bytes).await;
         }
         Some(acceptor) => {
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            // Boxed so plain connections do not carry the handshake's state for their whole life.
+            let handshake = Box::pin(tokio::time::timeout(
+                TLS_HANDSHAKE_TIMEOUT,
+                acceptor.accept(stream),
+            ));
+            match handshake.await {
                 Ok(Ok(tls_stream)) => {
                     let (info, io) = inspected(peer, true, tls_stream);
                     serve_http(ctx.clone(), io, info, max_header_bytes).await;
@@ -98,7 +103,9 @@ where
         .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
     let info = Rc::new(info);
     let service_ctx = ctx.clone();
-    let service = service_fn(move |req| handle(service_ctx.clone(), info.clone(), req));
+    // hyper keeps the service's future in a box it allocates per connection and reuses; boxing it per
+    // request instead means an idle keep-alive connection does not hold a request's worth of state.
+    let service = service_fn(move |req| Box::pin(handle(service_ctx.clone(), info.clone(), req)));
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let mut shutdown = ctx.shutdown_signal();
