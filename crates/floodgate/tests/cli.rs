@@ -230,6 +230,20 @@ fn validate_reports_a_missing_tls_certificate_file() {
 }
 
 #[test]
+fn validate_reports_a_missing_upstream_ca_file_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("ca.pem").display().to_string();
+    let err = validate_fails(&format!(
+        "listeners: [{{ name: main, address: \"127.0.0.1:18080\" }}]\n\
+         upstreams:\n  - {{ id: secure, targets: [{{ address: \"127.0.0.1:9443\" }}], tls: {{ ca_file: \"{missing}\" }} }}\n\
+         routes: [{{ id: r, paths: [\"/\"], upstream: secure }}]\n"
+    ));
+    assert_reports(&err, "upstreams[0].tls.ca_file");
+    // The route that uses the broken upstream is not reported a second time as a dangling reference.
+    assert!(!err.contains("no upstream with id"), "{err}");
+}
+
+#[test]
 fn validate_reports_an_unreadable_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let missing = dir.path().join("nope.yaml").display().to_string();

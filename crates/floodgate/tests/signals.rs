@@ -323,11 +323,20 @@ async fn sigterm_drains_inflight_requests_refuses_new_connections_and_exits_zero
     .await;
 
     gw.signal("TERM");
-    // While the slow request is still open, the gateway must stop accepting.
+    // While the slow request is still open, the gateway must stop accepting, and the admin listener
+    // tells load balancers it is not ready any more.
     let mut refused_while_draining = false;
     while !inflight.is_finished() {
         if refuses(TcpStream::connect(listener).await) {
             refused_while_draining = !inflight.is_finished();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut unready_while_draining = false;
+    while !inflight.is_finished() {
+        if status_of(gw.admin, "/readyz").await == Some(503) {
+            unready_while_draining = !inflight.is_finished();
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -341,6 +350,10 @@ async fn sigterm_drains_inflight_requests_refuses_new_connections_and_exits_zero
     assert!(
         refused_while_draining,
         "new connections were accepted while draining"
+    );
+    assert!(
+        unready_while_draining,
+        "/readyz did not answer 503 while draining"
     );
 
     let status = gw.wait_exit().await;

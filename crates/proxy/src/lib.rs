@@ -27,3 +27,13 @@ mod worker;
 pub use error::ProxyError;
 pub use gateway::{BoundListener, Gateway, GatewayError};
 pub use snapshot::Snapshot;
+
+/// The TLS client config floodgate uses towards an upstream with these settings (roots or CA file, SNI
+/// verification or `insecure_skip_verify`, ALPN by protocol). Errors are field messages.
+pub fn upstream_tls_config(
+    tls: &floodgate_config::UpstreamTlsConfig,
+    protocol: Option<floodgate_config::UpstreamProtocol>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    tls::client::client_config(tls, protocol, "tls")
+        .map_err(|(path, message)| format!("{path}: {message}"))
+}

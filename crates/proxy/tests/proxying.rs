@@ -187,3 +187,36 @@ async fn upstream_connections_are_reused() {
         "sequential requests should share one pooled connection"
     );
 }
+
+#[tokio::test]
+async fn idle_upstream_connections_expire_after_idle_timeout() {
+    let upstream = MockUpstream::http("one").await;
+    let yaml = config(&upstream)
+        .replace("workers: 2", "workers: 1")
+        .replace(
+            "    targets: [",
+            "    keepalive: { idle_timeout: 100ms }\n    targets: [",
+        );
+    let gw = TestGateway::start(&yaml);
+    let addr = gw.addr("main");
+    assert_eq!(
+        send(addr, Proto::H1, get("/api/a")).await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        send(addr, Proto::H1, get("/api/b")).await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "back-to-back requests share the pooled connection"
+    );
+    // Idle longer than idle_timeout: the pooled connection is closed, not reused.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(
+        send(addr, Proto::H1, get("/api/c")).await.unwrap().status,
+        200
+    );
+    assert_eq!(upstream.connections(), 2);
+}

@@ -2,18 +2,15 @@
 //! leave the gateway serving, upstream TLS verification, and start-up errors for unusable certificates.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
+use floodgate_config::UpstreamTlsConfig;
 use floodgate_testkit::{
     free_port, raw_exchange, send, MockUpstream, Proto, TestCerts, TestGateway,
 };
 use http::{Request, Version};
 use http_body_util::Full;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
 /// A gateway with a TLS listener serving `a.test` (the default) and `b.test`, and a plain listener, both
@@ -89,68 +86,19 @@ fn tls(h2: bool, server_name: &str, trusted: &TestCerts) -> Proto {
     }
 }
 
-/// Accepts any certificate so a test can look at which one the gateway presented.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// The leaf certificate the gateway presents for `server_name` (a DNS name is sent as SNI; an IP address
 /// makes rustls send no SNI at all).
 async fn presented_certificate(addr: SocketAddr, server_name: &str) -> CertificateDer<'static> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-        .with_no_client_auth();
+    // The gateway's own `insecure_skip_verify` client config accepts any certificate, so the test can
+    // look at which one was presented.
+    let skip_verify = UpstreamTlsConfig {
+        insecure_skip_verify: true,
+        ..Default::default()
+    };
+    let config = floodgate_proxy::upstream_tls_config(&skip_verify, None).unwrap();
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from(server_name.to_string()).unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .expect("handshake");
