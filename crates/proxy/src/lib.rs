@@ -8,6 +8,7 @@
 //! This crate does not parse configuration files (see `floodgate-config`) or serve the admin API.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod body;
 mod completion;
