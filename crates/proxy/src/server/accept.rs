@@ -60,7 +60,9 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
             match handshake.await {
                 Ok(Ok(tls_stream)) => {
                     let (info, io) = inspected(peer, true, tls_stream);
-                    serve_http(ctx.clone(), io, info, max_header_bytes).await;
+                    // Boxed: the TLS connection state is large, and inline it would make every plain
+                    // connection's task as large too.
+                    Box::pin(serve_http(ctx.clone(), io, info, max_header_bytes)).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
