@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::rt::{Read, Write};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::executor::LocalExec;
@@ -47,10 +47,13 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
         (tls, snapshot.max_header_bytes)
     };
     match tls {
-        None => {
-            let (info, io) = inspected(peer, false, stream);
-            serve_http(ctx.clone(), io, info, max_header_bytes).await;
-        }
+        None => match sniff_cleartext(&stream).await {
+            Ok(protocol) => {
+                let (info, io) = inspected(peer, false, stream);
+                serve_http(ctx.clone(), io, info, protocol, max_header_bytes).await;
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "connection closed before a request"),
+        },
         Some(acceptor) => {
             // Boxed so plain connections do not carry the handshake's state for their whole life.
             let handshake = Box::pin(tokio::time::timeout(
@@ -59,10 +62,23 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
             ));
             match handshake.await {
                 Ok(Ok(tls_stream)) => {
+                    // ALPN decides; a client that offered none speaks HTTP/1.1.
+                    let protocol = if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        Protocol::Http2
+                    } else {
+                        Protocol::Http1
+                    };
                     let (info, io) = inspected(peer, true, tls_stream);
                     // Boxed: the TLS connection state is large, and inline it would make every plain
                     // connection's task as large too.
-                    Box::pin(serve_http(ctx.clone(), io, info, max_header_bytes)).await;
+                    Box::pin(serve_http(
+                        ctx.clone(),
+                        io,
+                        info,
+                        protocol,
+                        max_header_bytes,
+                    ))
+                    .await;
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -71,6 +87,46 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
     }
     metrics.connection_closed(ctx.index);
 }
+
+/// The HTTP version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Tells HTTP/2 with prior knowledge (h2c) from HTTP/1.1 by peeking at the connection's first bytes,
+/// leaving them in the socket for the server that takes the connection.
+///
+/// Peeking instead of reading them into a buffer and replaying it (as hyper-util's `auto` server does)
+/// keeps hyper's first read aligned to its 8 KiB buffer: the replayed prefix made hyper grow the buffer to
+/// 16 KiB for the life of every connection, and added a wrapper to every read.
+async fn sniff_cleartext(stream: &TcpStream) -> std::io::Result<Protocol> {
+    let mut first = [0u8; 24];
+    let deadline = tokio::time::Instant::now() + SNIFF_TIMEOUT;
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut first))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if first[..n] != H2_PREFACE[..n] {
+            return Ok(Protocol::Http1);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(Protocol::Http2);
+        }
+        // Only a prefix of the HTTP/2 preface so far (rare: it comes in one segment in practice). peek
+        // returns at once while bytes are waiting, so pause instead of spinning until the rest arrives.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// How long a new connection may stay silent before its first bytes; like the header read timeout.
+const SNIFF_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn inspected<I>(
     peer: SocketAddr,
@@ -86,42 +142,123 @@ fn inspected<I>(
     (info, TokioIo::new(FramingInspector::new(stream, ambiguous)))
 }
 
-async fn serve_http<I>(ctx: Rc<WorkerCtx>, io: I, info: ConnInfo, max_header_bytes: usize)
-where
+async fn serve_http<I>(
+    ctx: Rc<WorkerCtx>,
+    io: I,
+    info: ConnInfo,
+    protocol: Protocol,
+    max_header_bytes: usize,
+) where
     I: Read + Write + Unpin + Send + 'static,
 {
-    let mut builder = auto::Builder::new(LocalExec);
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        // Headers between the limit and hyper's buffer get our 431 with a JSON body; beyond the buffer hyper
-        // answers 431 itself.
-        .max_buf_size((max_header_bytes + 16 * 1024).max(8192))
-        .max_headers(1024);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
     let info = Rc::new(info);
     let service_ctx = ctx.clone();
     // hyper keeps the service's future in a box it allocates per connection and reuses; boxing it per
     // request instead means an idle keep-alive connection does not hold a request's worth of state.
     let service = service_fn(move |req| Box::pin(handle(service_ctx.clone(), info.clone(), req)));
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
     let mut shutdown = ctx.shutdown_signal();
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
+    match protocol {
+        Protocol::Http1 => {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                // Headers between the limit and hyper's buffer get our 431 with a JSON body; beyond the
+                // buffer hyper answers 431 itself.
+                .max_buf_size((max_header_bytes + 16 * 1024).max(8192))
+                .max_headers(1024)
+                .serve_connection(io, service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => log_end(result),
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    // Finish the response in flight, then close instead of waiting for another request.
+                    connection.as_mut().graceful_shutdown();
+                    log_end(connection.as_mut().await);
+                }
             }
         }
-        _ = shutdown.wait_for(|stop| *stop) => {
-            // Finish the requests in flight, refuse new ones (HTTP/1.1: close after the current response;
-            // HTTP/2: GOAWAY).
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.as_mut().await;
+        Protocol::Http2 => {
+            let connection = http2::Builder::new(LocalExec)
+                .timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+                .serve_connection(io, service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => log_end(result),
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    // GOAWAY: streams in flight finish, no new ones start.
+                    connection.as_mut().graceful_shutdown();
+                    log_end(connection.as_mut().await);
+                }
+            }
         }
+    }
+}
+
+fn log_end(result: Result<(), hyper::Error>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{sniff_cleartext, Protocol, H2_PREFACE};
+
+    /// Sends `parts` one write at a time (each after the previous was sniffed as undecided) and returns
+    /// what the server side sniffed.
+    async fn sniff(parts: &[&[u8]]) -> std::io::Result<Protocol> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let writer = tokio::spawn(async move {
+            for part in parts {
+                client.write_all(&part).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            // Closing after the last part: what was sent stays readable, and an empty send is EOF.
+        });
+        let result = sniff_cleartext(&server).await;
+        writer.await.unwrap();
+        result
+    }
+
+    #[tokio::test]
+    async fn http2_preface_is_http2_even_when_split() {
+        assert_eq!(sniff(&[H2_PREFACE]).await.unwrap(), Protocol::Http2);
+        assert_eq!(
+            sniff(&[&H2_PREFACE[..10], &H2_PREFACE[10..]])
+                .await
+                .unwrap(),
+            Protocol::Http2
+        );
+    }
+
+    #[tokio::test]
+    async fn anything_else_is_http1() {
+        assert_eq!(
+            sniff(&[b"GET / HTTP/1.1\r\n\r\n"]).await.unwrap(),
+            Protocol::Http1
+        );
+        assert_eq!(
+            sniff(&[b"P", b"OST / HTTP/1.1\r\n"]).await.unwrap(),
+            Protocol::Http1
+        );
+        assert_eq!(
+            sniff(&[b"PRI * HTTP/1.1\r\n"]).await.unwrap(),
+            Protocol::Http1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_any_byte_is_an_error() {
+        assert!(sniff(&[]).await.is_err());
     }
 }
