@@ -48,7 +48,7 @@ pub async fn forward(
     let in_flight = upstream.balancer.start(index);
 
     let upgrade = is_upgrade(&req);
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = (upgrade && !conn.manual_upgrades).then(|| hyper::upgrade::on(&mut req));
     let host_in = client_host(&req);
     let (mut parts, body) = req.into_parts();
     remove_hop_by_hop(&mut parts.headers, upgrade);
@@ -93,18 +93,22 @@ pub async fn forward(
         }
     };
 
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::task::spawn_local(tunnel(ctx.clone(), client_upgrade, upstream_upgrade));
-            let (mut parts, _) = response.into_parts();
-            remove_hop_by_hop(&mut parts.headers, true);
-            return Ok(Outcome {
-                response: Response::from_parts(parts, ResponseBody::full(Bytes::new())),
-                target: Some(target.address.clone()),
-                in_flight: Some(in_flight),
-            });
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        match client_upgrade {
+            Some(client_upgrade) => {
+                tokio::task::spawn_local(tunnel(ctx.clone(), client_upgrade, upstream_upgrade));
+            }
+            // The connection task takes the client's side once hyper has written the 101.
+            None => *conn.pending_upgrade.borrow_mut() = Some(upstream_upgrade),
         }
+        let (mut parts, _) = response.into_parts();
+        remove_hop_by_hop(&mut parts.headers, true);
+        return Ok(Outcome {
+            response: Response::from_parts(parts, ResponseBody::full(Bytes::new())),
+            target: Some(target.address.clone()),
+            in_flight: Some(in_flight),
+        });
     }
     let release = sender.map(|s| {
         Release::new(

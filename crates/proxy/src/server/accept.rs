@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,9 +47,13 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
     };
     match tls {
         None => match sniff_cleartext(&stream).await {
-            Ok(protocol) => {
+            Ok(Protocol::Http1) => {
+                let info = ConnInfo::new(peer, false, true);
+                crate::server::http1::serve(ctx.clone(), stream, info, max_header_bytes).await;
+            }
+            Ok(Protocol::Http2) => {
                 let (info, io) = inspected(peer, false, stream);
-                serve_http(ctx.clone(), io, info, protocol, max_header_bytes).await;
+                serve_http(ctx.clone(), io, info, Protocol::Http2, max_header_bytes).await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "connection closed before a request"),
         },
@@ -133,13 +136,12 @@ fn inspected<I>(
     tls: bool,
     stream: I,
 ) -> (ConnInfo, TokioIo<FramingInspector<I>>) {
-    let ambiguous = Arc::new(AtomicBool::new(false));
-    let info = ConnInfo {
-        client: peer,
-        tls,
-        ambiguous_framing: ambiguous.clone(),
-    };
-    (info, TokioIo::new(FramingInspector::new(stream, ambiguous)))
+    let info = ConnInfo::new(peer, tls, false);
+    let io = TokioIo::new(FramingInspector::new(
+        stream,
+        info.ambiguous_framing.clone(),
+    ));
+    (info, io)
 }
 
 async fn serve_http<I>(

@@ -29,6 +29,11 @@ impl<I> FramingInspector<I> {
     pub fn new(inner: I, ambiguous: Arc<AtomicBool>) -> Self {
         Self { inner, ambiguous }
     }
+
+    /// The connection inside.
+    pub fn into_inner(self) -> I {
+        self.inner
+    }
 }
 
 impl<I: AsyncRead> AsyncRead for FramingInspector<I> {

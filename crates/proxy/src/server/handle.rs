@@ -1,5 +1,6 @@
 //! One request's way through: checks, routing, then a direct answer or forwarding.
 
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -28,6 +29,50 @@ pub struct ConnInfo {
     /// Set when a request head on this connection declared both `Content-Length` and
     /// `Transfer-Encoding` (see `framing.rs`).
     pub ambiguous_framing: Arc<AtomicBool>,
+    /// Requests started on this connection; the parking logic in `http1.rs` watches it for activity.
+    pub requests: Cell<u64>,
+    /// Requests whose response has not finished yet.
+    pub in_flight: Cell<u32>,
+    /// Set on connections served by `http1.rs`, which hands the client's side of an upgrade to the
+    /// tunnel itself instead of through hyper.
+    pub manual_upgrades: bool,
+    /// With `manual_upgrades`: the upstream's side of an accepted upgrade, waiting for the connection
+    /// task to join it with the client's.
+    pub pending_upgrade: RefCell<Option<hyper::upgrade::OnUpgrade>>,
+}
+
+impl ConnInfo {
+    /// A connection from `client`; `manual_upgrades` as described on the field.
+    pub fn new(client: SocketAddr, tls: bool, manual_upgrades: bool) -> Self {
+        Self {
+            client,
+            tls,
+            ambiguous_framing: Arc::new(AtomicBool::new(false)),
+            requests: Cell::new(0),
+            in_flight: Cell::new(0),
+            manual_upgrades,
+            pending_upgrade: RefCell::new(None),
+        }
+    }
+}
+
+/// Counts a request as in flight on its connection until the response ends.
+pub struct ActiveRequest(Rc<ConnInfo>);
+
+impl ActiveRequest {
+    fn start(conn: &Rc<ConnInfo>) -> Self {
+        conn.requests.set(conn.requests.get().wrapping_add(1));
+        conn.in_flight.set(conn.in_flight.get() + 1);
+        Self(conn.clone())
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .set(self.0.in_flight.get().saturating_sub(1));
+    }
 }
 
 /// The hyper service function: never fails; every problem becomes a response.
@@ -37,6 +82,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
+    let active = ActiveRequest::start(&conn);
     let snapshot = ctx.shared.snapshot.load_full();
     let (request_id, _) = request_id(req.headers());
     let method = req.method().clone();
@@ -90,6 +136,7 @@ pub async fn handle(
         bytes_sent: None,
         access,
         in_flight,
+        active: Some(active),
     });
     Ok(response)
 }

@@ -3,4 +3,6 @@
 pub mod accept;
 pub mod framing;
 pub mod handle;
+pub mod http1;
+pub mod rewind;
 pub mod tunnel;

@@ -2,8 +2,9 @@
 
 use std::rc::Rc;
 
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::worker::WorkerCtx;
 
@@ -16,7 +17,24 @@ pub async fn tunnel(ctx: Rc<WorkerCtx>, client: OnUpgrade, upstream: OnUpgrade) 
         tracing::debug!("upgrade failed on one side; tunnel not opened");
         return;
     };
-    let mut client = TokioIo::new(client);
+    copy_until_closed(&ctx, TokioIo::new(client), upstream).await;
+}
+
+/// Like [`tunnel`], for a client connection the caller already holds (see `http1.rs`).
+pub async fn tunnel_io<C>(ctx: Rc<WorkerCtx>, client: C, upstream: OnUpgrade)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    match upstream.await {
+        Ok(upstream) => copy_until_closed(&ctx, client, upstream).await,
+        Err(e) => tracing::debug!(error = %e, "upstream upgrade failed; tunnel not opened"),
+    }
+}
+
+async fn copy_until_closed<C>(ctx: &WorkerCtx, mut client: C, upstream: Upgraded)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
     let mut upstream = TokioIo::new(upstream);
     let mut shutdown = ctx.shutdown_signal();
     tokio::select! {
