@@ -219,3 +219,17 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).to_string()
 }
+
+/// Reads body frames until at least `at_least` bytes arrived (or the body ended) and returns how many did.
+/// Reading part of a body and pausing keeps a download in flight, held back by this slow reader.
+pub async fn read_body(body: &mut Incoming, at_least: usize) -> Result<usize, String> {
+    let mut received = 0;
+    while received < at_least {
+        match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => received += frame.data_ref().map_or(0, Bytes::len),
+            Some(Err(e)) => return Err(format!("body broke after {received} bytes: {e}")),
+        }
+    }
+    Ok(received)
+}

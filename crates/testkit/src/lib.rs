@@ -10,6 +10,6 @@ pub mod gateway;
 pub mod upstream;
 
 pub use certs::TestCerts;
-pub use client::{raw_exchange, send, send_on, Proto, TestResponse};
+pub use client::{raw_exchange, read_body, send, send_on, Proto, TestResponse};
 pub use gateway::{free_port, TestGateway};
 pub use upstream::{grpc_health_server, MockUpstream};
