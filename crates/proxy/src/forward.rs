@@ -28,6 +28,7 @@ pub async fn forward(
     upstream: &Arc<UpstreamRuntime>,
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
+    target_used: &mut Option<Arc<str>>,
 ) -> Result<Outcome, ProxyError> {
     let pools = &ctx.pools;
     let pick = PickContext {
@@ -45,6 +46,7 @@ pub async fn forward(
         })
         .ok_or(ProxyError::NoTarget)?;
     let target = upstream.targets.get(index).ok_or(ProxyError::NoTarget)?;
+    *target_used = Some(target.address.clone());
     let in_flight = upstream.balancer.start(index);
 
     let upgrade = is_upgrade(&req);
@@ -106,7 +108,6 @@ pub async fn forward(
         remove_hop_by_hop(&mut parts.headers, true);
         return Ok(Outcome {
             response: Response::from_parts(parts, ResponseBody::full(Bytes::new())),
-            target: Some(target.address.clone()),
             in_flight: Some(in_flight),
         });
     }
@@ -124,7 +125,6 @@ pub async fn forward(
     parts.version = http::Version::HTTP_11;
     Ok(Outcome {
         response: Response::from_parts(parts, ResponseBody::upstream(body, release)),
-        target: Some(target.address.clone()),
         in_flight: Some(in_flight),
     })
 }

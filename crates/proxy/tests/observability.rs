@@ -420,6 +420,13 @@ async fn access_log_writes_one_json_line_per_request() {
     let line = line_for(&lines, failed.header("x-request-id").unwrap());
     assert_eq!(line["status"], 502);
     assert_eq!(line["route"], "down");
+    // The target that refused is named, as nginx's $upstream_addr does.
+    assert!(
+        line["upstream_addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{line}"
+    );
 }
 
 #[tokio::test]

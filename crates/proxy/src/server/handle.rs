@@ -105,25 +105,24 @@ pub async fn handle(
             request_id: request_id.clone(),
         })
     });
-    let mut route_used: Option<Arc<RouteRuntime>> = None;
-    let mut upstream_addr = None;
+    let mut used = Used::default();
     let mut in_flight = None;
-    let result = serve(&ctx, &conn, &snapshot, req, &request_id, &mut route_used).await;
+    let result = serve(&ctx, &conn, &snapshot, req, &request_id, &mut used).await;
     let mut response = match result {
         Ok(outcome) => {
-            upstream_addr = outcome.target;
             in_flight = outcome.in_flight;
             outcome.response
         }
         Err(error) => error.response(&request_id, grpc),
     };
     response.headers_mut().insert(&X_REQUEST_ID, request_id);
-    let metrics = route_used
+    let metrics = used
+        .route
         .as_ref()
         .map_or_else(|| snapshot.unmatched.clone(), |r| r.metrics.clone());
     let access = access.map(|mut details| {
-        details.route = route_used.as_ref().map(|r| r.id.clone());
-        details.upstream_addr = upstream_addr;
+        details.route = used.route.as_ref().map(|r| r.id.clone());
+        details.upstream_addr = used.target;
         details
     });
     let status = response.status();
@@ -145,10 +144,18 @@ pub async fn handle(
 pub struct Outcome {
     /// The response to send.
     pub response: Response<ResponseBody>,
-    /// Address of the target used.
-    pub target: Option<Arc<str>>,
     /// Kept until the response ends so `least_request` sees the request as in flight.
     pub in_flight: Option<floodgate_upstream::InFlightGuard>,
+}
+
+/// What a request was routed to, filled in as far as it got, for metrics and the access log (also when
+/// it failed: a 502's log line names the target that refused, as nginx's `$upstream_addr` does).
+#[derive(Default)]
+pub struct Used {
+    /// The matched route.
+    pub route: Option<Arc<RouteRuntime>>,
+    /// The target picked.
+    pub target: Option<Arc<str>>,
 }
 
 async fn serve(
@@ -157,7 +164,7 @@ async fn serve(
     snapshot: &Snapshot,
     req: Request<Incoming>,
     request_id: &HeaderValue,
-    route_used: &mut Option<Arc<RouteRuntime>>,
+    used: &mut Used,
 ) -> Result<Outcome, ProxyError> {
     check_request(&req, conn, snapshot.max_header_bytes)?;
     let route = snapshot
@@ -169,7 +176,7 @@ async fn serve(
             req.headers(),
         )
         .ok_or(ProxyError::NoRoute)?;
-    *route_used = Some(route.clone());
+    used.route = Some(route.clone());
     match &route.action {
         RouteAction::Respond {
             status,
@@ -188,7 +195,6 @@ async fn serve(
                 .insert(header::CONTENT_TYPE, content_type.clone());
             Ok(Outcome {
                 response,
-                target: None,
                 in_flight: None,
             })
         }
@@ -196,7 +202,16 @@ async fn serve(
             if declared_length(&req).is_some_and(|len| len > route.max_body_bytes) {
                 return Err(ProxyError::BodyTooLarge);
             }
-            forward(ctx, conn, route, upstream, req, request_id).await
+            forward(
+                ctx,
+                conn,
+                route,
+                upstream,
+                req,
+                request_id,
+                &mut used.target,
+            )
+            .await
         }
     }
 }
