@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
-use floodgate_testkit::{send, MockUpstream, Proto, TestGateway, TestResponse};
+use floodgate_testkit::{eventually, send, MockUpstream, Proto, TestGateway, TestResponse};
 use http::Request;
 use http_body_util::Full;
 
@@ -62,18 +61,6 @@ fn tally<'a>(names: impl IntoIterator<Item = &'a String>) -> BTreeMap<&'a str, u
         *counts.entry(name.as_str()).or_insert(0) += 1;
     }
     counts
-}
-
-/// Polls `condition` every 10 ms; panics after 10 s (a safety net for a broken test, not a timing
-/// assertion).
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test]

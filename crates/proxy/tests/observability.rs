@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use floodgate_observe::Metrics;
-use floodgate_testkit::{free_port, send, MockUpstream, Proto, TestGateway};
+use floodgate_testkit::{eventually, free_port, send, MockUpstream, Proto, TestGateway};
 use http::Request;
 use http_body_util::Full;
 use serde_json::Value;
@@ -39,18 +39,6 @@ routes:
 "#,
         backend = backend.address()
     )
-}
-
-/// Polls `condition` every 10 ms; panics after 10 s (a safety net for a broken test, not a timing
-/// assertion).
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// The lines of a scrape that start with `prefix`.

@@ -8,8 +8,10 @@ pub mod certs;
 pub mod client;
 pub mod gateway;
 pub mod upstream;
+pub mod wait;
 
 pub use certs::TestCerts;
 pub use client::{raw_exchange, read_body, send, send_on, Proto, TestResponse};
 pub use gateway::{free_port, TestGateway};
 pub use upstream::{grpc_health_server, MockUpstream};
+pub use wait::eventually;
