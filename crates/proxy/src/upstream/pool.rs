@@ -111,11 +111,6 @@ impl WorkerPools {
             }
         }
     }
-
-    /// Number of connections open to `key` from this worker.
-    pub fn open_count(&self, key: &str) -> usize {
-        self.targets.borrow().get(key).map_or(0, |p| p.open)
-    }
 }
 
 /// Gives an HTTP/1.1 connection back to its pool once the response body has been read to the end.
