@@ -59,7 +59,7 @@ pub async fn forward(
     parts.headers.remove(header::EXPECT);
     add_forwarded(
         &mut parts.headers,
-        conn.client.ip(),
+        &conn.client_ip_value,
         conn.tls,
         host_in.as_ref(),
     );

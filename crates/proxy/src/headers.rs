@@ -19,21 +19,31 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 ///
 /// `keep_upgrade` keeps `Connection: upgrade` and `Upgrade` for a tunnelled upgrade request or a 101 answer.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(connection) = headers.get(header::CONNECTION) {
-        // Collect first: the names borrow from the map we are about to change. Most requests have none or
-        // one such name, so this stays small.
-        let named: Vec<HeaderName> = connection
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
-            .collect();
-        for name in named {
-            headers.remove(&name);
+    // One pass over the names first: most messages carry none of these, or only `Connection:
+    // keep-alive`, and a lookup per name would cost more than the scan.
+    if !headers.keys().any(is_hop_by_hop) {
+        if keep_upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        headers.remove(header::CONNECTION);
+        return;
     }
+    let lines = headers.get_all(header::CONNECTION).iter().count();
+    if lines == 1 {
+        // A clone of the value (a reference count) lets the names it lists be removed from the map.
+        if let Some(connection) = headers.get(header::CONNECTION).cloned() {
+            remove_named(headers, &connection, keep_upgrade);
+        }
+    } else if lines > 1 {
+        let all: Vec<HeaderValue> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .cloned()
+            .collect();
+        for connection in &all {
+            remove_named(headers, connection, keep_upgrade);
+        }
+    }
+    headers.remove(header::CONNECTION);
     headers.remove(&KEEP_ALIVE);
     headers.remove(&PROXY_CONNECTION);
     headers.remove(header::TRANSFER_ENCODING);
@@ -49,22 +59,47 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::TE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
+/// Removes the headers a `Connection` value names (RFC 9110 §7.6.1), looked up by text so no name is
+/// allocated.
+fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue, keep_upgrade: bool) {
+    for token in connection.to_str().unwrap_or("").split(',') {
+        let token = token.trim();
+        let keep = token.is_empty()
+            || token.eq_ignore_ascii_case("close")
+            || token.eq_ignore_ascii_case("keep-alive")
+            || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"));
+        if !keep {
+            headers.remove(token);
+        }
+    }
+}
+
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` and `X-Forwarded-Host`.
+///
+/// `client` is the client's address as a header value, made once per connection with [`ip_value`].
 pub fn add_forwarded(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    client: &HeaderValue,
     tls: bool,
     host: Option<&HeaderValue>,
 ) {
-    let mut ip_buf = [0u8; 64];
-    let ip = format_ip(client, &mut ip_buf);
+    let ip = client.as_bytes();
     let mut prior = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter(|v| !v.is_empty())
         .peekable();
     let value = if prior.peek().is_none() {
-        HeaderValue::from_bytes(ip).ok()
+        Some(client.clone())
     } else {
         let mut joined = Vec::with_capacity(64);
         for v in prior {
@@ -87,12 +122,10 @@ pub fn add_forwarded(
     }
 }
 
-fn format_ip(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
-    use std::io::Write;
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "{ip}");
-    let len = cursor.position() as usize;
-    &buf[..len]
+/// An IP address as a header value (for `X-Forwarded-For`).
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    // An IP address's text is always a valid header value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]
@@ -121,6 +154,22 @@ mod tests {
     }
 
     #[test]
+    fn odd_connection_tokens_do_not_break_removal() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("x y, , close, Keep-Alive, x-gone"),
+        );
+        h.insert("x-gone", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        h.append(header::CONNECTION, HeaderValue::from_static("x-also-gone"));
+        h.insert("x-also-gone", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
     fn keeps_te_trailers_and_upgrade_when_tunnelling() {
         let mut h = HeaderMap::new();
         h.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -138,7 +187,7 @@ mod tests {
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
         add_forwarded(
             &mut h,
-            "127.0.0.1".parse().unwrap(),
+            &ip_value("127.0.0.1".parse().unwrap()),
             true,
             Some(&HeaderValue::from_static("a.example")),
         );

@@ -24,6 +24,8 @@ use crate::worker::WorkerCtx;
 pub struct ConnInfo {
     /// The client's address.
     pub client: SocketAddr,
+    /// The client's IP as a header value, made once per connection for `X-Forwarded-For`.
+    pub client_ip_value: HeaderValue,
     /// Whether the connection is TLS.
     pub tls: bool,
     /// Set when a request head on this connection declared both `Content-Length` and
@@ -46,6 +48,7 @@ impl ConnInfo {
     pub fn new(client: SocketAddr, tls: bool, manual_upgrades: bool) -> Self {
         Self {
             client,
+            client_ip_value: crate::headers::ip_value(client.ip()),
             tls,
             ambiguous_framing: Arc::new(AtomicBool::new(false)),
             requests: Cell::new(0),
