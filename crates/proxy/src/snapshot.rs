@@ -37,8 +37,6 @@ pub struct Snapshot {
 
 /// A listener's per-snapshot settings; looked up per connection so certificates change on reload.
 pub struct ListenerRuntime {
-    /// Listener name.
-    pub name: Arc<str>,
     /// TLS acceptor, for TLS listeners.
     pub tls: Option<TlsAcceptor>,
 }
@@ -147,7 +145,7 @@ impl Snapshot {
                 }
             };
             let name: Arc<str> = listener.name.as_str().into();
-            listeners.insert(name.clone(), ListenerRuntime { name, tls });
+            listeners.insert(name, ListenerRuntime { tls });
         }
         let mut runtimes = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {

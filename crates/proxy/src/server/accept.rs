@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::rt::{Read, Write};
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -161,13 +161,7 @@ async fn serve_http<I>(
     let mut shutdown = ctx.shutdown_signal();
     match protocol {
         Protocol::Http1 => {
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                // Headers between the limit and hyper's buffer get our 431 with a JSON body; beyond the
-                // buffer hyper answers 431 itself.
-                .max_buf_size((max_header_bytes + 16 * 1024).max(8192))
-                .max_headers(1024)
+            let connection = crate::server::http1::builder(max_header_bytes)
                 .serve_connection(io, service)
                 .with_upgrades();
             tokio::pin!(connection);

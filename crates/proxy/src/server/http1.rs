@@ -77,6 +77,19 @@ pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, info: ConnInfo, max_he
     }
 }
 
+/// hyper's HTTP/1.1 server as floodgate configures it, for cleartext and TLS connections alike.
+pub fn builder(max_header_bytes: usize) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        // Headers between the limit and hyper's buffer get our 431 with a JSON body; beyond the buffer
+        // hyper answers 431 itself.
+        .max_buf_size((max_header_bytes + 16 * 1024).max(8192))
+        .max_headers(1024);
+    builder
+}
+
 /// How an active phase of a connection ended.
 enum Phase {
     /// Nothing more to do with the connection.
@@ -105,14 +118,7 @@ async fn serve_until_idle(
     // request instead means a connection between requests holds no request state.
     let service =
         service_fn(move |req| Box::pin(handle(service_ctx.clone(), service_info.clone(), req)));
-    let mut connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        // Headers between the limit and hyper's buffer get our 431 with a JSON body; beyond the buffer
-        // hyper answers 431 itself.
-        .max_buf_size((max_header_bytes + 16 * 1024).max(8192))
-        .max_headers(1024)
-        .serve_connection(io, service);
+    let mut connection = builder(max_header_bytes).serve_connection(io, service);
     let ended = drive(ctx, info, &mut connection).await;
     let upgrade = info.pending_upgrade.borrow_mut().take();
     if matches!(ended, Ended::Closed) && upgrade.is_none() {
