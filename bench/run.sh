@@ -503,13 +503,15 @@ mem_idle() {
   rss0=$(mem_kib "$pid" VmRSS)
   out=$OUT/idle-$proxy.txt; : >"$out"
   timeout 300 taskset -c "$LOAD_CORE" python3 "$SCRIPT_DIR/idle_conns.py" \
-    --port "$(plain_port "$proxy")" --count "$IDLE_CONNS" --hold 5 >"$out" 2>&1 &
+    --port "$(plain_port "$proxy")" --count "$IDLE_CONNS" --hold 10 >"$out" 2>&1 &
   hpid=$!; EXTRA_PIDS+=("$hpid")
   for ((i = 0; i < 2400; i++)); do grep -qs '^ready' "$out" && break; kill -0 "$hpid" 2>/dev/null || break; sleep 0.1; done
   line=$(grep '^ready' "$out" || true)
   [[ -n $line ]] || { cat "$out" >&2; die "idle connection helper failed against $proxy"; }
   read -r _ opened failed secs <<<"$line"
-  sleep 2   # let the proxy settle (buffers shrink, allocator returns memory)
+  # Measured once the connections are idle, not while they are still being answered: floodgate parks
+  # a connection after 1 s without a request and its allocator hands freed pages back about 1 s later.
+  sleep 5
   rss1=$(mem_kib "$pid" VmRSS)
   wait "$hpid" || true
   open=$(awk '/^open/ { print $2 }' "$out")

@@ -1,6 +1,8 @@
 //! The `floodgate` binary: command line, start-up, signals (SIGHUP reloads, SIGTERM/SIGINT drain and stop).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+mod allocator;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
