@@ -1,5 +1,5 @@
 //! Body types of the proxy: the client's request body with its size limit, and the response body that
-//! returns its upstream connection to the pool and records the request when it ends.
+//! records the request when it ends.
 
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -9,7 +9,10 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::completion::Completion;
-use crate::upstream::pool::Release;
+use crate::upstream::http1::UpstreamBody;
+
+/// The error of a response body: whatever the upstream connection's reader reports.
+pub type ResponseBodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The error of a request body: the client's stream failed, or it passed the route's size limit.
 #[derive(Debug, thiserror::Error)]
@@ -98,15 +101,16 @@ impl Body for RequestBody {
 /// The body sent to the client: the upstream's stream or a fixed body the gateway wrote itself.
 pub struct ResponseBody {
     kind: Kind,
-    /// Returns the upstream connection to the pool once the body has ended.
-    release: Option<Release>,
     /// Records metrics and the access log entry when the body is done (or dropped).
     completion: Option<Completion>,
     bytes_sent: u64,
 }
 
 enum Kind {
-    Upstream(Incoming),
+    /// From an HTTP/1.1 upstream; it returns its connection to the pool itself when it ends.
+    H1(UpstreamBody),
+    /// A stream of a shared HTTP/2 upstream connection.
+    H2(Incoming),
     Full(Option<Bytes>),
 }
 
@@ -115,17 +119,24 @@ impl ResponseBody {
     pub fn full(bytes: Bytes) -> Self {
         Self {
             kind: Kind::Full(if bytes.is_empty() { None } else { Some(bytes) }),
-            release: None,
             completion: None,
             bytes_sent: 0,
         }
     }
 
-    /// The upstream's body; `release` gives the connection back to the pool at the end.
-    pub fn upstream(body: Incoming, release: Option<Release>) -> Self {
+    /// The body of an HTTP/1.1 upstream's response.
+    pub fn h1(body: UpstreamBody) -> Self {
+        Self::from_kind(Kind::H1(body))
+    }
+
+    /// The body of an HTTP/2 upstream's response.
+    pub fn h2(body: Incoming) -> Self {
+        Self::from_kind(Kind::H2(body))
+    }
+
+    fn from_kind(kind: Kind) -> Self {
         Self {
-            kind: Kind::Upstream(body),
-            release,
+            kind,
             completion: None,
             bytes_sent: 0,
         }
@@ -137,9 +148,6 @@ impl ResponseBody {
     }
 
     fn finish(&mut self) {
-        if let Some(release) = self.release.take() {
-            release.reuse();
-        }
         if let Some(mut completion) = self.completion.take() {
             completion.bytes_sent = Some(self.bytes_sent);
         }
@@ -148,16 +156,17 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ResponseBodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
         let this = &mut *self;
         let frame = match &mut this.kind {
             Kind::Full(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
-            Kind::Upstream(body) => ready!(Pin::new(body).poll_frame(cx)),
+            Kind::H1(body) => ready!(Pin::new(body).poll_frame(cx)).map(|f| f.map_err(Into::into)),
+            Kind::H2(body) => ready!(Pin::new(body).poll_frame(cx)).map(|f| f.map_err(Into::into)),
         };
         match &frame {
             Some(Ok(f)) => {
@@ -165,10 +174,7 @@ impl Body for ResponseBody {
                     this.bytes_sent += data.len() as u64;
                 }
             }
-            Some(Err(_)) => {
-                // A broken upstream body means the connection cannot be reused.
-                this.release = None;
-            }
+            Some(Err(_)) => {}
             None => this.finish(),
         }
         Poll::Ready(frame)
@@ -177,14 +183,16 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
-            Kind::Upstream(body) => body.is_end_stream(),
+            Kind::H1(body) => body.is_end_stream(),
+            Kind::H2(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Upstream(body) => body.size_hint(),
+            Kind::H1(body) => body.size_hint(),
+            Kind::H2(body) => body.size_hint(),
         }
     }
 }
@@ -193,13 +201,6 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         // hyper stops polling once `is_end_stream` is true (an empty body, or the last data frame of a body
         // with a length), so the end may only be visible here.
-        if self.is_end_stream() {
-            self.finish();
-        } else {
-            self.release = None;
-        }
-        if let Some(completion) = self.completion.as_mut() {
-            completion.bytes_sent = Some(self.bytes_sent);
-        }
+        self.finish();
     }
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use floodgate_upstream::PickContext;
 use http::uri::{PathAndQuery, Scheme};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::body::{RequestBody, RequestBodyError, ResponseBody};
@@ -14,9 +15,11 @@ use crate::error::ProxyError;
 use crate::headers::{add_forwarded, remove_hop_by_hop};
 use crate::request_id::X_REQUEST_ID;
 use crate::server::handle::{client_host, is_upgrade, ConnInfo, Outcome};
-use crate::server::tunnel::tunnel;
+use crate::server::rewind::Rewind;
+use crate::server::tunnel::{tunnel, UpstreamTunnel};
 use crate::snapshot::{RouteRuntime, Target, UpstreamRuntime};
-use crate::upstream::{connect, Conn, Release};
+use crate::upstream::http1::{self, HeadError, Http1Conn, UpstreamBody};
+use crate::upstream::{connect, Checkin, Conn};
 use crate::worker::WorkerCtx;
 
 /// Picks a target, sends the request (on a pooled connection when one is ready), and returns the upstream's
@@ -73,174 +76,268 @@ pub async fn forward(
     } else {
         RequestBody::new(body, route.max_body_bytes)
     };
-    let scheme = if upstream.tls.is_some() {
-        Scheme::HTTPS
-    } else {
-        Scheme::HTTP
-    };
     let path = parts
         .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let request = Request::from_parts(parts, body);
-    let exchange = exchange(
-        ctx, upstream, target, request, upgrade, &host, &scheme, &path,
-    );
-    let (mut response, sender) = match tokio::time::timeout(route.timeout, exchange).await {
+    let outgoing = Outgoing {
+        parts,
+        body,
+        upgrade,
+        host,
+        path,
+    };
+    let answer = match tokio::time::timeout(
+        route.timeout,
+        exchange(ctx, upstream, target, outgoing),
+    )
+    .await
+    {
         Ok(result) => result?,
         Err(_) => {
             upstream.metrics.timeout(ctx.index);
             return Err(ProxyError::UpstreamTimeout);
         }
     };
-
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade {
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
-        match client_upgrade {
-            Some(client_upgrade) => {
-                tokio::task::spawn_local(tunnel(ctx.clone(), client_upgrade, upstream_upgrade));
+    let response = match answer {
+        Answer::Response(response) => response,
+        Answer::Upgraded(mut parts, upstream_io) => {
+            match client_upgrade {
+                Some(client_upgrade) => {
+                    tokio::task::spawn_local(tunnel(ctx.clone(), client_upgrade, upstream_io));
+                }
+                // The connection task takes the client's side once hyper has written the 101.
+                None => *conn.pending_upgrade.borrow_mut() = Some(upstream_io),
             }
-            // The connection task takes the client's side once hyper has written the 101.
-            None => *conn.pending_upgrade.borrow_mut() = Some(upstream_upgrade),
+            remove_hop_by_hop(&mut parts.headers, true);
+            return Ok(Outcome {
+                response: Response::from_parts(parts, ResponseBody::full(Bytes::new())),
+                in_flight: Some(in_flight),
+            });
         }
-        let (mut parts, _) = response.into_parts();
-        remove_hop_by_hop(&mut parts.headers, true);
-        return Ok(Outcome {
-            response: Response::from_parts(parts, ResponseBody::full(Bytes::new())),
-            in_flight: Some(in_flight),
-        });
-    }
-    let release = sender.map(|s| {
-        Release::new(
-            pools.clone(),
-            target.pool_key.clone(),
-            s,
-            upstream.keepalive.max_idle_per_target,
-        )
-    });
+    };
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers, false);
     // The client's connection has its own version; an HTTP/1.0 upstream must not turn it into HTTP/1.0.
     parts.version = http::Version::HTTP_11;
     Ok(Outcome {
-        response: Response::from_parts(parts, ResponseBody::upstream(body, release)),
+        response: Response::from_parts(parts, body),
         in_flight: Some(in_flight),
     })
 }
 
-type Exchanged = (
-    Response<Incoming>,
-    Option<hyper::client::conn::http1::SendRequest<RequestBody>>,
-);
+/// A request on its way to the upstream, the same whichever connection carries it.
+struct Outgoing {
+    parts: http::request::Parts,
+    body: RequestBody,
+    upgrade: bool,
+    /// `Host` (HTTP/1.1) or `:authority` (HTTP/2) for the upstream.
+    host: HeaderValue,
+    path: PathAndQuery,
+}
+
+/// The upstream's answer.
+enum Answer {
+    /// A response, its body streaming from the upstream.
+    Response(Response<ResponseBody>),
+    /// `101 Switching Protocols`: the head, and the upstream's side of the tunnel.
+    Upgraded(http::response::Parts, UpstreamTunnel),
+}
 
 /// Sends on a pooled connection, or on a new one when none is ready or the pooled one turned out to be
-/// closed before the request left (hyper hands such a request back untouched, so retrying is safe).
-#[allow(clippy::too_many_arguments)]
+/// closed before it could carry the request (see [`http1::SendError`] for when that is safe to tell).
 async fn exchange(
     ctx: &Rc<WorkerCtx>,
     upstream: &UpstreamRuntime,
     target: &Target,
-    mut request: Request<RequestBody>,
-    upgrade: bool,
-    host: &HeaderValue,
-    scheme: &Scheme,
-    path: &PathAndQuery,
-) -> Result<Exchanged, ProxyError> {
+    mut outgoing: Outgoing,
+) -> Result<Answer, ProxyError> {
+    // Encoded once, for the pooled connection and, if that fails, the fresh one.
+    let mut encoded = None;
     // An upgraded connection becomes the tunnel, so it must be a fresh one that no pool knows.
-    if !upgrade {
-        if let Some(conn) = ctx
+    if !outgoing.upgrade {
+        match ctx
             .pools
             .checkout(&target.pool_key, upstream.keepalive.idle_timeout.get())
         {
-            match send(conn, request, host, scheme, path).await {
-                Ok(done) => return Ok(done),
+            Some(Conn::H1(conn)) => {
+                match send_h1(ctx, upstream, target, conn, &mut outgoing, &mut encoded).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(http1::SendError::Upstream {
+                        error,
+                        retryable: true,
+                    }) => {
+                        tracing::debug!(target = %target.address, %error, "pooled connection was closed, retrying");
+                    }
+                    Err(e) => return Err(h1_error(upstream, e)),
+                }
+            }
+            Some(Conn::H2(sender)) => match send_h2(sender, outgoing, upstream.tls.is_some()).await
+            {
+                Ok(answer) => return Ok(answer),
                 Err((error, Some(returned))) => {
                     tracing::debug!(target = %target.address, %error, "pooled connection was closed, retrying");
-                    request = returned;
+                    outgoing = returned;
                 }
-                Err((error, None)) => return Err(map_send_error(upstream, ctx.index, &error)),
-            }
+                Err((error, None)) => return Err(h2_error(upstream, &error)),
+            },
+            None => {}
         }
     }
     // Boxed: connecting (TCP, TLS, handshakes) is the rare path, and inline it would make every request's
     // future, and so every connection's memory, several kilobytes larger.
-    let conn = Box::pin(connect(upstream, target, &ctx.pools, ctx.index)).await?;
-    let conn = match (upgrade, conn) {
-        // WebSocket over HTTP/2 (RFC 8441) is not spoken upstream: send such a request as a plain one.
-        (true, Conn::H2(h2)) => {
-            remove_hop_by_hop(request.headers_mut(), false);
-            Conn::H2(h2)
+    match Box::pin(connect(upstream, target, &ctx.pools, ctx.index)).await? {
+        Conn::H1(conn) => send_h1(ctx, upstream, target, conn, &mut outgoing, &mut encoded)
+            .await
+            .map_err(|e| h1_error(upstream, e)),
+        Conn::H2(sender) => {
+            if outgoing.upgrade {
+                // WebSocket over HTTP/2 (RFC 8441) is not spoken upstream: send such a request as a plain one.
+                remove_hop_by_hop(&mut outgoing.parts.headers, false);
+            }
+            send_h2(sender, outgoing, upstream.tls.is_some())
+                .await
+                .map_err(|(error, _)| h2_error(upstream, &error))
         }
-        (_, conn) => conn,
-    };
-    send(conn, request, host, scheme, path)
-        .await
-        .map_err(|(error, _)| map_send_error(upstream, ctx.index, &error))
+    }
 }
 
-type SendFailure = (hyper::Error, Option<Request<RequestBody>>);
-
-async fn send(
-    conn: Conn,
-    mut request: Request<RequestBody>,
-    host: &HeaderValue,
-    scheme: &Scheme,
-    path: &PathAndQuery,
-) -> Result<Exchanged, SendFailure> {
-    match conn {
-        Conn::H1(mut sender) => {
-            // HTTP/1.1 takes the origin form and a Host header.
-            *request.uri_mut() = Uri::from(path.clone());
-            *request.version_mut() = http::Version::HTTP_11;
-            request.headers_mut().insert(header::HOST, host.clone());
-            match sender.try_send_request(request).await {
-                Ok(response) => Ok((response, Some(sender))),
-                Err(mut e) => {
-                    let returned = e.take_message();
-                    Err((e.into_error(), returned))
-                }
-            }
+/// One request on an HTTP/1.1 connection with floodgate's own client (see `upstream/http1`).
+async fn send_h1(
+    ctx: &Rc<WorkerCtx>,
+    upstream: &UpstreamRuntime,
+    target: &Target,
+    mut conn: Http1Conn,
+    outgoing: &mut Outgoing,
+    encoded: &mut Option<(Vec<u8>, bool)>,
+) -> Result<Answer, http1::SendError> {
+    let (head, chunked) = encoded.get_or_insert_with(|| encode_h1(outgoing));
+    let method = &outgoing.parts.method;
+    let head = http1::send(&mut conn, head, &mut outgoing.body, *chunked, method).await?;
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        if !outgoing.upgrade {
+            return Err(http1::SendError::BadResponse(HeadError::UnaskedUpgrade));
         }
-        Conn::H2(mut sender) => {
-            // HTTP/2 carries the host as :authority, built from the absolute URI.
-            let uri = Uri::builder()
-                .scheme(scheme.clone())
-                .authority(host.as_bytes())
-                .path_and_query(path.clone())
-                .build();
-            match uri {
-                Ok(uri) => *request.uri_mut() = uri,
-                Err(_) => {
-                    *request.uri_mut() = Uri::from(path.clone());
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts.status = head.status;
+        parts.headers = head.headers;
+        let (io, rest) = conn.into_parts();
+        return Ok(Answer::Upgraded(parts, Rewind::new(io, rest.freeze())));
+    }
+    let checkin = Checkin::new(
+        ctx.pools.clone(),
+        target.pool_key.clone(),
+        upstream.keepalive.max_idle_per_target,
+    );
+    let body = UpstreamBody::new(conn, head.framing, head.keep_alive, Some(checkin));
+    let mut response = Response::new(ResponseBody::h1(body));
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    Ok(Answer::Response(response))
+}
+
+/// The request head for an HTTP/1.1 upstream, and whether the body goes chunked.
+fn encode_h1(outgoing: &Outgoing) -> (Vec<u8>, bool) {
+    let headers = &outgoing.parts.headers;
+    let body = &outgoing.body;
+    let mut length_line = None;
+    let framing: Option<&[u8]> =
+        if body.is_end_stream() || headers.contains_key(header::CONTENT_LENGTH) {
+            None
+        } else if let Some(n) = body.size_hint().exact() {
+            length_line = Some(format!("content-length: {n}\r\n"));
+            length_line.as_deref().map(str::as_bytes)
+        } else {
+            Some(b"transfer-encoding: chunked\r\n")
+        };
+    let chunked = framing.is_some() && length_line.is_none();
+    let mut head = Vec::with_capacity(256 + headers.len() * 32);
+    http1::encode_request(
+        &mut head,
+        &outgoing.parts.method,
+        outgoing.path.as_str(),
+        outgoing.host.as_bytes(),
+        headers,
+        framing,
+    );
+    (head, chunked)
+}
+
+type H2Failure = (hyper::Error, Option<Outgoing>);
+
+/// One request on a shared HTTP/2 connection (hyper's client).
+async fn send_h2(
+    mut sender: hyper::client::conn::http2::SendRequest<RequestBody>,
+    outgoing: Outgoing,
+    tls: bool,
+) -> Result<Answer, H2Failure> {
+    let Outgoing {
+        mut parts,
+        body,
+        upgrade,
+        host,
+        path,
+    } = outgoing;
+    let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
+    // HTTP/2 carries the host as :authority, built from the absolute URI.
+    let uri = Uri::builder()
+        .scheme(scheme)
+        .authority(host.as_bytes())
+        .path_and_query(path.clone())
+        .build();
+    parts.uri = uri.unwrap_or_else(|_| Uri::from(path.clone()));
+    parts.version = http::Version::HTTP_2;
+    parts.headers.remove(header::HOST);
+    match sender
+        .try_send_request(Request::from_parts(parts, body))
+        .await
+    {
+        Ok(response) => Ok(Answer::Response(response.map(ResponseBody::h2))),
+        Err(mut e) => {
+            let returned = e.take_message().map(|request| {
+                let (parts, body) = request.into_parts();
+                Outgoing {
+                    parts,
+                    body,
+                    upgrade,
+                    host,
+                    path,
                 }
-            }
-            *request.version_mut() = http::Version::HTTP_2;
-            request.headers_mut().remove(header::HOST);
-            match sender.try_send_request(request).await {
-                Ok(response) => Ok((response, None)),
-                Err(mut e) => {
-                    let returned = e.take_message();
-                    Err((e.into_error(), returned))
-                }
-            }
+            });
+            Err((e.into_error(), returned))
+        }
+    }
+}
+
+/// The gateway's answer to a failed HTTP/1.1 exchange: the client's fault (body too large, client
+/// gone) or the upstream's.
+fn h1_error(upstream: &UpstreamRuntime, error: http1::SendError) -> ProxyError {
+    match error {
+        http1::SendError::Body(e) => body_error(&e),
+        e => {
+            tracing::debug!(upstream = %upstream.id, error = %e, "upstream request failed");
+            ProxyError::UpstreamConnect
         }
     }
 }
 
 /// Tells a client-side failure (body too large, client gone) from an upstream one.
-fn map_send_error(upstream: &UpstreamRuntime, worker: usize, error: &hyper::Error) -> ProxyError {
+fn h2_error(upstream: &UpstreamRuntime, error: &hyper::Error) -> ProxyError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
-        if let Some(body_error) = e.downcast_ref::<RequestBodyError>() {
-            return match body_error {
-                RequestBodyError::TooLarge(_) => ProxyError::BodyTooLarge,
-                RequestBodyError::Client(_) => ProxyError::ClientBody,
-            };
+        if let Some(body) = e.downcast_ref::<RequestBodyError>() {
+            return body_error(body);
         }
         source = e.source();
     }
     tracing::debug!(upstream = %upstream.id, %error, "upstream request failed");
-    let _ = worker;
     ProxyError::UpstreamConnect
+}
+
+fn body_error(error: &RequestBodyError) -> ProxyError {
+    match error {
+        RequestBodyError::TooLarge(_) => ProxyError::BodyTooLarge,
+        RequestBodyError::Client(_) => ProxyError::ClientBody,
+    }
 }

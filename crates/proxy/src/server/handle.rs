@@ -40,7 +40,7 @@ pub struct ConnInfo {
     pub manual_upgrades: bool,
     /// With `manual_upgrades`: the upstream's side of an accepted upgrade, waiting for the connection
     /// task to join it with the client's.
-    pub pending_upgrade: RefCell<Option<hyper::upgrade::OnUpgrade>>,
+    pub pending_upgrade: RefCell<Option<crate::server::tunnel::UpstreamTunnel>>,
 }
 
 impl ConnInfo {

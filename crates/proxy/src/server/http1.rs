@@ -97,7 +97,7 @@ enum Phase {
     /// Idle: the socket and the bytes read from it but not used yet.
     Parked(TcpStream, Bytes),
     /// A 101 was sent: the client's side, to join with the upstream's.
-    Upgraded(Rewind<TcpStream>, hyper::upgrade::OnUpgrade),
+    Upgraded(Rewind<TcpStream>, crate::server::tunnel::UpstreamTunnel),
 }
 
 /// Serves requests on `stream` with a hyper connection until it closes, upgrades or goes idle.

@@ -2,40 +2,41 @@
 
 use std::rc::Rc;
 
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::server::rewind::Rewind;
+use crate::upstream::io::UpstreamIo;
 use crate::worker::WorkerCtx;
 
-/// Joins the client's and the upstream's upgraded connections and copies between them until either side
-/// closes. The tunnel counts as an open connection so graceful shutdown waits for it.
-pub async fn tunnel(ctx: Rc<WorkerCtx>, client: OnUpgrade, upstream: OnUpgrade) {
-    let _open = ctx.track_connection();
-    let (client, upstream) = tokio::join!(client, upstream);
-    let (Ok(client), Ok(upstream)) = (client, upstream) else {
-        tracing::debug!("upgrade failed on one side; tunnel not opened");
-        return;
-    };
-    copy_until_closed(&ctx, TokioIo::new(client), upstream).await;
-}
+/// The upstream's side of a tunnel: its connection after the 101, with any bytes it sent past the
+/// response head put back in front.
+pub type UpstreamTunnel = Rewind<UpstreamIo>;
 
-/// Like [`tunnel`], for a client connection the caller already holds (see `http1.rs`).
-pub async fn tunnel_io<C>(ctx: Rc<WorkerCtx>, client: C, upstream: OnUpgrade)
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-{
-    match upstream.await {
-        Ok(upstream) => copy_until_closed(&ctx, client, upstream).await,
-        Err(e) => tracing::debug!(error = %e, "upstream upgrade failed; tunnel not opened"),
+/// Joins the client's upgraded connection (once hyper has written the 101) with the upstream's and copies
+/// between them until either side closes. The tunnel counts as an open connection so graceful shutdown
+/// waits for it.
+pub async fn tunnel(ctx: Rc<WorkerCtx>, client: OnUpgrade, upstream: UpstreamTunnel) {
+    let _open = ctx.track_connection();
+    match client.await {
+        Ok(client) => copy_until_closed(&ctx, TokioIo::new(client), upstream).await,
+        Err(e) => tracing::debug!(error = %e, "client upgrade failed; tunnel not opened"),
     }
 }
 
-async fn copy_until_closed<C>(ctx: &WorkerCtx, mut client: C, upstream: Upgraded)
+/// Like [`tunnel`], for a client connection the caller already holds (see `http1.rs`).
+pub async fn tunnel_io<C>(ctx: Rc<WorkerCtx>, client: C, upstream: UpstreamTunnel)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut upstream = TokioIo::new(upstream);
+    copy_until_closed(&ctx, client, upstream).await;
+}
+
+async fn copy_until_closed<C>(ctx: &WorkerCtx, mut client: C, mut upstream: UpstreamTunnel)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
     let mut shutdown = ctx.shutdown_signal();
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}

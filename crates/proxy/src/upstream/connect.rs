@@ -1,15 +1,16 @@
 //! Opening a connection to a target: TCP, optional TLS with ALPN, then the HTTP/1.1 or HTTP/2 handshake.
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use floodgate_config::UpstreamProtocol;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper::rt::{Read, Write};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use super::http1::Http1Conn;
+use super::io::UpstreamIo;
 use super::pool::{Conn, WorkerPools};
 use crate::error::ProxyError;
 use crate::executor::LocalExec;
@@ -30,10 +31,13 @@ pub async fn connect(
         })?;
         let _ = tcp.set_nodelay(true);
         match &upstream.tls {
-            None => {
-                let h2 = upstream.protocol == Some(UpstreamProtocol::Http2);
-                handshake(TokioIo::new(tcp), h2, target, pools).await
+            None if upstream.protocol == Some(UpstreamProtocol::Http2) => {
+                handshake_h2(TokioIo::new(tcp), target, pools).await
             }
+            None => Ok(Conn::H1(Http1Conn::new(
+                UpstreamIo::Plain(tcp),
+                pools.opened(&target.pool_key),
+            ))),
             Some(tls) => {
                 let Some(name) = target.server_name.clone() else {
                     debug!(target = %target.address, "no valid TLS server name");
@@ -46,8 +50,14 @@ pub async fn connect(
                         debug!(upstream = %upstream.id, target = %target.address, error = %e, "TLS handshake failed");
                         ProxyError::UpstreamConnect
                     })?;
-                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                handshake(TokioIo::new(stream), h2, target, pools).await
+                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    handshake_h2(TokioIo::new(stream), target, pools).await
+                } else {
+                    Ok(Conn::H1(Http1Conn::new(
+                        UpstreamIo::Tls(Box::new(stream)),
+                        pools.opened(&target.pool_key),
+                    )))
+                }
             }
         }
     };
@@ -64,44 +74,28 @@ pub async fn connect(
     }
 }
 
-async fn handshake<I>(
+/// The HTTP/2 handshake; a task drives the connection, shared by this worker's requests to the target.
+async fn handshake_h2<I>(
     io: I,
-    h2: bool,
     target: &Target,
     pools: &Rc<WorkerPools>,
 ) -> Result<Conn, ProxyError>
 where
     I: Read + Write + Unpin + Send + 'static,
 {
-    let key: Arc<str> = target.pool_key.clone();
-    if h2 {
-        let (sender, connection) = http2::Builder::new(LocalExec)
-            .timer(TokioTimer::new())
-            .handshake(io)
-            .await
-            .map_err(|e| {
-                debug!(target = %target.address, error = %e, "HTTP/2 handshake failed");
-                ProxyError::UpstreamConnect
-            })?;
-        pools.opened(&key);
-        let driver_pools = pools.clone();
-        tokio::task::spawn_local(async move {
-            let _ = connection.await;
-            driver_pools.closed(&key);
-        });
-        pools.share_h2(&target.pool_key, sender.clone());
-        Ok(Conn::H2(sender))
-    } else {
-        let (sender, connection) = http1::Builder::new().handshake(io).await.map_err(|e| {
-            debug!(target = %target.address, error = %e, "HTTP/1.1 handshake failed");
+    let (sender, connection) = http2::Builder::new(LocalExec)
+        .timer(TokioTimer::new())
+        .handshake(io)
+        .await
+        .map_err(|e| {
+            debug!(target = %target.address, error = %e, "HTTP/2 handshake failed");
             ProxyError::UpstreamConnect
         })?;
-        pools.opened(&key);
-        let driver_pools = pools.clone();
-        tokio::task::spawn_local(async move {
-            let _ = connection.with_upgrades().await;
-            driver_pools.closed(&key);
-        });
-        Ok(Conn::H1(sender))
-    }
+    let open = pools.opened(&target.pool_key);
+    tokio::task::spawn_local(async move {
+        let _ = connection.await;
+        drop(open);
+    });
+    pools.share_h2(&target.pool_key, sender.clone());
+    Ok(Conn::H2(sender))
 }

@@ -1,7 +1,10 @@
-//! The client side of the proxy: per-worker connection pools and connecting to targets.
+//! The client side of the proxy: per-worker connection pools, connecting to targets, and the HTTP/1.1
+//! client.
 
 pub mod connect;
+pub mod http1;
+pub mod io;
 pub mod pool;
 
 pub use connect::connect;
-pub use pool::{Conn, Release, WorkerPools};
+pub use pool::{Checkin, Conn, WorkerPools};

@@ -1,0 +1,396 @@
+//! HTTP/1.1 message heads on the upstream side: the request head written, the response head parsed.
+
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// Most header lines an upstream response head may carry.
+const MAX_RESPONSE_HEADERS: usize = 128;
+
+/// Largest response head accepted from an upstream, in bytes.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// Where one header line's name and value lie in the head.
+#[derive(Debug, Default, Clone, Copy)]
+struct FieldSpan {
+    name: usize,
+    name_len: usize,
+    value: usize,
+    value_len: usize,
+}
+
+/// How a message body is delimited (RFC 9112 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body at all.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the upstream closes the connection.
+    UntilClose,
+}
+
+/// Why an upstream response head could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeadError {
+    /// Not valid HTTP/1.x.
+    #[error("malformed response head: {0}")]
+    Malformed(httparse::Error),
+    /// Longer than [`MAX_RESPONSE_HEAD`].
+    #[error("response head larger than {MAX_RESPONSE_HEAD} bytes")]
+    TooLarge,
+    /// `Content-Length` that is not a number, or several that disagree.
+    #[error("invalid Content-Length")]
+    BadContentLength,
+    /// `101 Switching Protocols` to a request that did not ask to upgrade.
+    #[error("101 Switching Protocols to a request that did not ask for an upgrade")]
+    UnaskedUpgrade,
+}
+
+/// Writes the head of an HTTP/1.1 request into `out`: the request line, `Host` (always first, and
+/// instead of any `Host` in `headers`), the other headers, then `framing` (a `Content-Length` or
+/// `Transfer-Encoding` line of the caller's choosing) when given.
+pub fn encode_request(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path: &str,
+    host: &[u8],
+    headers: &HeaderMap,
+    framing: Option<&[u8]>,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host);
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if name != header::HOST {
+            encode_field(out, name, value);
+        }
+    }
+    if let Some(framing) = framing {
+        out.extend_from_slice(framing);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn encode_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes header (or trailer) lines.
+pub fn encode_fields(out: &mut Vec<u8>, fields: &HeaderMap) {
+    for (name, value) in fields {
+        encode_field(out, name, value);
+    }
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: StatusCode,
+    /// The header fields, values sharing the bytes they were read into.
+    pub headers: HeaderMap,
+    /// How the body that follows is delimited.
+    pub framing: Framing,
+    /// Whether the connection may carry another request once this response is read to its end.
+    pub keep_alive: bool,
+}
+
+/// Parses a response head from the start of `buf`. `Ok(None)`: incomplete, read more. On success the
+/// head's bytes are taken off `buf`, which then starts at the body.
+pub fn parse_response(
+    buf: &mut BytesMut,
+    request_method: &Method,
+) -> Result<Option<ResponseHead>, HeadError> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut slots,
+    );
+    let head_len = match parsed {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
+            return Err(HeadError::TooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(e) => return Err(HeadError::Malformed(e)),
+    };
+    if head_len > MAX_RESPONSE_HEAD {
+        return Err(HeadError::TooLarge);
+    }
+    let code = response.code.unwrap_or_default();
+    let status =
+        StatusCode::from_u16(code).map_err(|_| HeadError::Malformed(httparse::Error::Status))?;
+    let version = if response.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    // Offsets first, so the buffer can be frozen and each name and value read from it as a slice.
+    let base = buf.as_ptr() as usize;
+    let mut spans = [FieldSpan::default(); MAX_RESPONSE_HEADERS];
+    let count = response.headers.len();
+    for (span, h) in spans.iter_mut().zip(response.headers.iter()) {
+        *span = FieldSpan {
+            name: h.name.as_ptr() as usize - base,
+            name_len: h.name.len(),
+            value: h.value.as_ptr() as usize - base,
+            value_len: h.value.len(),
+        };
+    }
+    let head: Bytes = buf.split_to(head_len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for span in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[span.name..span.name + span.name_len])
+            .map_err(|_| HeadError::Malformed(httparse::Error::HeaderName))?;
+        // A slice of the frozen head: no copy of the value.
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(span.value..span.value + span.value_len))
+                .map_err(|_| HeadError::Malformed(httparse::Error::HeaderValue))?;
+        headers.append(name, value);
+    }
+    let framing = framing(status, request_method, &headers)?;
+    let keep_alive = keep_alive(version, &headers) && framing != Framing::UntilClose;
+    Ok(Some(ResponseHead {
+        status,
+        headers,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// RFC 9112 §6.3: how the body of this response is delimited.
+fn framing(status: StatusCode, method: &Method, headers: &HeaderMap) -> Result<Framing, HeadError> {
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    if let Some(last) = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+    {
+        let chunked_last = last
+            .as_bytes()
+            .rsplit(|b| *b == b',')
+            .next()
+            .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        return Ok(if chunked_last {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|b| *b == b',') {
+            let n = parse_decimal(part.trim_ascii()).ok_or(HeadError::BadContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::BadContentLength);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::UntilClose,
+    })
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
+/// Whether the upstream lets the connection carry another request: HTTP/1.1 unless it says `close`,
+/// HTTP/1.0 only when it says `keep-alive`.
+fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+    let has = |token: &[u8]| {
+        headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        })
+    };
+    if version == Version::HTTP_11 {
+        !has(b"close")
+    } else {
+        has(b"keep-alive")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
+        let mut buf = BytesMut::from(raw.as_bytes());
+        parse_response(&mut buf, &method)
+    }
+
+    #[test]
+    fn parses_status_headers_and_leaves_the_body() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello"[..],
+        );
+        let head = parse_response(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.framing, Framing::Length(5));
+        assert!(head.keep_alive);
+        let values: Vec<_> = head.headers.get_all("x-a").iter().collect();
+        assert_eq!(values, ["1", "2"]);
+        assert_eq!(&buf[..], b"hello");
+    }
+
+    #[test]
+    fn incomplete_head_asks_for_more() {
+        assert!(parse("HTTP/1.1 200 OK\r\nContent-Le", Method::GET)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let cases = [
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Method::GET,
+                Framing::Chunked,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                Method::GET,
+                Framing::Chunked,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                Method::GET,
+                Framing::UntilClose,
+            ),
+            ("HTTP/1.1 200 OK\r\n\r\n", Method::GET, Framing::UntilClose),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n",
+                Method::GET,
+                Framing::Length(7),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                Method::GET,
+                Framing::Empty,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+                Method::HEAD,
+                Framing::Empty,
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                Method::GET,
+                Framing::Empty,
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                Method::GET,
+                Framing::Empty,
+            ),
+        ];
+        for (raw, method, want) in cases {
+            assert_eq!(
+                parse(raw, method).unwrap().unwrap().framing,
+                want,
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_lengths_and_heads_are_errors() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 7, 8\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse(raw, Method::GET).unwrap_err(),
+                HeadError::BadContentLength,
+                "{raw:?}"
+            );
+        }
+        assert!(matches!(
+            parse("HTP/1.1 200 OK\r\n\r\n", Method::GET),
+            Err(HeadError::Malformed(_))
+        ));
+        let huge = format!(
+            "HTTP/1.1 200 OK\r\nX: {}\r\n",
+            "a".repeat(MAX_RESPONSE_HEAD)
+        );
+        assert_eq!(parse(&huge, Method::GET).unwrap_err(), HeadError::TooLarge);
+        let many: String = (0..=MAX_RESPONSE_HEADERS)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect();
+        let many = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
+        assert_eq!(parse(&many, Method::GET).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn keep_alive_by_version_and_connection_header() {
+        let reusable = |raw: &str| parse(raw, Method::GET).unwrap().unwrap().keep_alive;
+        assert!(reusable("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!reusable(
+            "HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(!reusable("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(reusable(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(
+            !reusable("HTTP/1.1 200 OK\r\n\r\n"),
+            "a body until close ends the connection"
+        );
+    }
+
+    #[test]
+    fn request_head_encoding() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.insert(header::HOST, HeaderValue::from_static("client.example"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        let mut out = Vec::new();
+        let framing = b"transfer-encoding: chunked\r\n";
+        encode_request(
+            &mut out,
+            &Method::POST,
+            "/p?q=1",
+            b"up.example",
+            &headers,
+            Some(framing),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /p?q=1 HTTP/1.1\r\nhost: up.example\r\nx-a: 1\r\nx-a: 2\r\n\
+             transfer-encoding: chunked\r\n\r\n"
+        );
+    }
+}
