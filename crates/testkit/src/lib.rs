@@ -7,11 +7,13 @@
 pub mod certs;
 pub mod client;
 pub mod gateway;
+pub mod scripted;
 pub mod upstream;
 pub mod wait;
 
 pub use certs::TestCerts;
 pub use client::{raw_exchange, read_body, send, send_on, Proto, TestResponse};
 pub use gateway::{free_port, TestGateway};
+pub use scripted::{Reply, ScriptedRequest, ScriptedUpstream};
 pub use upstream::{grpc_health_server, MockUpstream};
 pub use wait::eventually;
