@@ -60,6 +60,9 @@ pub async fn forward(
     // hyper already answered `Expect: 100-continue` when the body was first read; the upstream gets the body
     // straight away and must not wait for a 100 of its own.
     parts.headers.remove(header::EXPECT);
+    // Room for the headers added below, so the map grows once (a client sending only `Host` leaves a map
+    // with no spare capacity, and each insert would otherwise grow it).
+    parts.headers.reserve(4);
     add_forwarded(
         &mut parts.headers,
         &conn.client_ip_value,
@@ -196,7 +199,7 @@ async fn exchange(
                 // WebSocket over HTTP/2 (RFC 8441) is not spoken upstream: send such a request as a plain one.
                 remove_hop_by_hop(&mut outgoing.parts.headers, false);
             }
-            send_h2(sender, outgoing, upstream.tls.is_some())
+            Box::pin(send_h2(sender, outgoing, upstream.tls.is_some()))
                 .await
                 .map_err(|(error, _)| h2_error(upstream, &error))
         }
@@ -266,7 +269,8 @@ fn encode_h1(outgoing: &Outgoing) -> (Vec<u8>, bool) {
 
 type H2Failure = (hyper::Error, Option<Outgoing>);
 
-/// One request on a shared HTTP/2 connection (hyper's client).
+/// One request on a shared HTTP/2 connection (hyper's client). Callers box it, to keep its state out of
+/// the futures of HTTP/1.1 requests.
 async fn send_h2(
     mut sender: hyper::client::conn::http2::SendRequest<RequestBody>,
     outgoing: Outgoing,

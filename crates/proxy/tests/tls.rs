@@ -500,3 +500,33 @@ async fn upstream_protocol_over_tls_is_chosen_by_config_or_alpn() {
         }
     }
 }
+
+#[tokio::test]
+async fn tls_http11_upstream_connection_is_kept_alive_and_reused() {
+    let certs = TestCerts::new(&["localhost"]);
+    let secure = MockUpstream::tls("secure", &certs).await;
+    let gw = upstreams_gateway(&[(
+        "h1",
+        upstream_entry(
+            &secure.address(),
+            &format!(
+                "    protocol: http1\n    tls: {{ ca_file: \"{}\", sni: localhost }}\n",
+                certs.cert()
+            ),
+        ),
+    )]);
+    // TLS 1.3 servers send session tickets after the handshake, unasked: an idle pooled connection
+    // with such bytes waiting is still reusable.
+    for _ in 0..4 {
+        let res = send(gw.addr("main"), Proto::H1, get("/h1/x"))
+            .await
+            .unwrap();
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.json()["version"], "HTTP/1.1");
+    }
+    assert_eq!(
+        secure.connections(),
+        1,
+        "one TLS connection carried every request"
+    );
+}

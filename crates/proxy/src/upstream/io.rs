@@ -26,20 +26,22 @@ impl UpstreamIo {
     }
 
     /// Whether an idle connection can take another request: the peer has neither closed it nor sent
-    /// anything unasked. Asks the socket only when the event loop has seen it become readable, so a
-    /// quiet connection costs no system call.
-    pub fn is_reusable_when_idle(&self) -> bool {
-        let tcp = self.tcp();
+    /// anything unasked. Reads only when the event loop has seen the socket become readable, so a quiet
+    /// connection costs no system call. Over TLS the read goes through rustls, which consumes what a
+    /// server may send on its own between responses (session tickets, key updates) and reports only
+    /// application data or the end of the stream.
+    pub fn is_reusable_when_idle(&mut self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        match tcp.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                // Readable while idle means closed (0), or bytes nobody asked for: neither is reusable.
-                matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
+        match self.tcp().poll_read_ready(&mut cx) {
+            Poll::Pending => return true,
+            Poll::Ready(Err(_)) => return false,
+            Poll::Ready(Ok(())) => {}
         }
+        let mut probe = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut probe);
+        // Pending: nothing for the application, still open. Ready: closed (nothing read), bytes nobody
+        // asked for, or an error; none of them is reusable.
+        Pin::new(self).poll_read(&mut cx, &mut probe).is_pending()
     }
 }
 

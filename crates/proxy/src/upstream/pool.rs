@@ -63,7 +63,7 @@ impl WorkerPools {
             }
             let now = Instant::now();
             let mut found = None;
-            while let Some((conn, since)) = pool.idle.pop() {
+            while let Some((mut conn, since)) = pool.idle.pop() {
                 if now.duration_since(since) <= idle_timeout && conn.is_reusable_when_idle() {
                     found = Some(Conn::H1(conn));
                     break;
@@ -120,7 +120,7 @@ impl WorkerPools {
         let mut stale = Vec::new();
         for pool in self.targets.borrow_mut().values_mut() {
             // In order: the most recently used stays on top.
-            for (conn, since) in std::mem::take(&mut pool.idle) {
+            for (mut conn, since) in std::mem::take(&mut pool.idle) {
                 if now.duration_since(since) <= idle_timeout && conn.is_reusable_when_idle() {
                     pool.idle.push((conn, since));
                 } else {

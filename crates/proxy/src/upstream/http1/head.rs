@@ -152,7 +152,8 @@ pub fn parse_response(
         };
     }
     let head: Bytes = buf.split_to(head_len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    // Spare room for what the gateway adds to a response (`X-Request-Id`), so the map does not grow.
+    let mut headers = HeaderMap::with_capacity(count + 2);
     for span in &spans[..count] {
         let name = HeaderName::from_bytes(&head[span.name..span.name + span.name_len])
             .map_err(|_| HeadError::Malformed(httparse::Error::HeaderName))?;

@@ -49,7 +49,7 @@ impl Http1Conn {
     }
 
     /// Whether this idle connection can carry another request (see [`UpstreamIo::is_reusable_when_idle`]).
-    pub fn is_reusable_when_idle(&self) -> bool {
+    pub fn is_reusable_when_idle(&mut self) -> bool {
         self.buf.is_empty() && self.io.is_reusable_when_idle()
     }
 

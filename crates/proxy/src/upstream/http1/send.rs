@@ -67,6 +67,42 @@ pub async fn send(
             .map_err(|e| e.into_send_error(&progress, failed));
     }
 
+    // Boxed: most requests have no body, and inline this would make every request's future larger.
+    let (result, body_sent, body_taken, response_bytes) =
+        Box::pin(stream_body(conn, body, chunked, method)).await?;
+    progress.response_bytes = response_bytes;
+    progress.body_taken = body_taken;
+    let body_complete = matches!(body_sent, Some(Ok(())));
+    let mut head = match (result, body_sent) {
+        (Ok(head), _) => head,
+        // The response could not be read; a failure to send the body explains it best.
+        (Err(_), Some(Err(e))) => return Err(failed(e, &progress)),
+        (Err(e), _) => return Err(e.into_send_error(&progress, failed)),
+    };
+    if !body_complete {
+        // The rest of the body is still on its way from the client; the connection cannot carry more.
+        head.keep_alive = false;
+    }
+    Ok(head)
+}
+
+/// What [`stream_body`] saw: the response head (or why not), how sending the body ended (`None`: the
+/// head came first), whether any of the body was taken from the client, and whether any byte of a
+/// response arrived.
+type Streamed = (
+    Result<ResponseHead, ReadError>,
+    Option<io::Result<()>>,
+    bool,
+    bool,
+);
+
+/// Writes the body while reading the response head, until the head has arrived.
+async fn stream_body(
+    conn: &mut Http1Conn,
+    body: &mut RequestBody,
+    chunked: bool,
+    method: &Method,
+) -> Result<Streamed, SendError> {
     let mut body_taken = false;
     let mut head_progress = Progress {
         head_written: true,
@@ -90,20 +126,7 @@ pub async fn send(
             }
         }
     };
-    progress.response_bytes = head_progress.response_bytes;
-    progress.body_taken = body_taken;
-    let body_complete = matches!(body_sent, Some(Ok(())));
-    let mut head = match (result, body_sent) {
-        (Ok(head), _) => head,
-        // The response could not be read; a failure to send the body explains it best.
-        (Err(_), Some(Err(e))) => return Err(failed(e, &progress)),
-        (Err(e), _) => return Err(e.into_send_error(&progress, failed)),
-    };
-    if !body_complete {
-        // The rest of the body is still on its way from the client; the connection cannot carry more.
-        head.keep_alive = false;
-    }
-    Ok(head)
+    Ok((result, body_sent, body_taken, head_progress.response_bytes))
 }
 
 /// How far a request got, for deciding whether it may be sent again.
