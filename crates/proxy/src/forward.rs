@@ -233,7 +233,7 @@ async fn send_h1(
         target.pool_key.clone(),
         upstream.keepalive.max_idle_per_target,
     );
-    let body = UpstreamBody::new(conn, head.framing, head.keep_alive, Some(checkin));
+    let body = UpstreamBody::new(conn, head.framing, head.keep_alive, checkin);
     let mut response = Response::new(ResponseBody::h1(body));
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod body;
+mod codec;
 mod completion;
 mod error;
 mod executor;

@@ -6,6 +6,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use crate::codec::{chunked_last, connection_has, content_length, encode_field, Framing};
+
 /// Most header lines an upstream response head may carry.
 const MAX_RESPONSE_HEADERS: usize = 128;
 
@@ -19,19 +21,6 @@ struct FieldSpan {
     name_len: usize,
     value: usize,
     value_len: usize,
-}
-
-/// How a message body is delimited (RFC 9112 §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body at all.
-    Empty,
-    /// Exactly this many bytes.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-    /// Until the upstream closes the connection.
-    UntilClose,
 }
 
 /// Why an upstream response head could not be used.
@@ -70,27 +59,13 @@ pub fn encode_request(
     out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
         if name != header::HOST {
-            encode_field(out, name, value);
+            encode_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
     if let Some(framing) = framing {
         out.extend_from_slice(framing);
     }
     out.extend_from_slice(b"\r\n");
-}
-
-fn encode_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
-    out.extend_from_slice(name.as_str().as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Writes header (or trailer) lines.
-pub fn encode_fields(out: &mut Vec<u8>, fields: &HeaderMap) {
-    for (name, value) in fields {
-        encode_field(out, name, value);
-    }
 }
 
 /// A parsed response head.
@@ -182,62 +157,27 @@ fn framing(status: StatusCode, method: &Method, headers: &HeaderMap) -> Result<F
     {
         return Ok(Framing::Empty);
     }
-    if let Some(last) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    {
-        let chunked_last = last
-            .as_bytes()
-            .rsplit(|b| *b == b',')
-            .next()
-            .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        return Ok(if chunked_last {
+    if let Some(chunked) = chunked_last(headers) {
+        return Ok(if chunked {
             Framing::Chunked
         } else {
             Framing::UntilClose
         });
     }
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
-            let n = parse_decimal(part.trim_ascii()).ok_or(HeadError::BadContentLength)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::BadContentLength);
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
+    Ok(match content_length(headers).map_err(|()| HeadError::BadContentLength)? {
         Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
         None => Framing::UntilClose,
     })
 }
 
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, d| {
-        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
-    })
-}
-
 /// Whether the upstream lets the connection carry another request: HTTP/1.1 unless it says `close`,
 /// HTTP/1.0 only when it says `keep-alive`.
 fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
-    let has = |token: &[u8]| {
-        headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
-    };
     if version == Version::HTTP_11 {
-        !has(b"close")
+        !connection_has(headers, b"close")
     } else {
-        has(b"keep-alive")
+        connection_has(headers, b"keep-alive")
     }
 }
 

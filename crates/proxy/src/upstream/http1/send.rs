@@ -8,7 +8,8 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::head::{encode_fields, parse_response, HeadError, ResponseHead};
+use super::head::{parse_response, HeadError, ResponseHead};
+use crate::codec::encode_fields;
 use super::{Http1Conn, READ_CHUNK};
 use crate::body::{RequestBody, RequestBodyError};
 
