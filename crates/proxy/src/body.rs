@@ -12,7 +12,7 @@ use crate::completion::Completion;
 use crate::upstream::http1::UpstreamBody;
 
 /// The error of a response body: whatever the upstream connection's reader reports.
-pub type ResponseBodyError = Box<dyn std::error::Error + Send + Sync>;
+pub type ResponseBodyError = BoxError;
 
 /// The error of a request body: the client's stream failed, or it passed the route's size limit.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +22,47 @@ pub enum RequestBodyError {
     TooLarge(u64),
     /// The client connection failed while sending the body.
     #[error("client body: {0}")]
-    Client(#[from] hyper::Error),
+    Client(BoxError),
+}
+
+/// Any error, boxed: what the bodies of either protocol may fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client's request body, as the server of its protocol reads it.
+pub enum ClientBody {
+    /// An HTTP/2 stream, from hyper's server.
+    Http2(Incoming),
+    /// Read off an HTTP/1.1 connection by floodgate's server.
+    Http1(crate::server::h1::RequestBodyReader),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Http2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Self::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Http2(body) => body.is_end_stream(),
+            Self::Http1(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Http2(body) => body.size_hint(),
+            Self::Http1(body) => body.size_hint(),
+        }
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -32,7 +72,7 @@ pin_project_lite::pin_project! {
     /// HTTP/2 streams whose length is not declared.
     pub struct RequestBody {
         #[pin]
-        inner: Option<Incoming>,
+        inner: Option<ClientBody>,
         remaining: u64,
         limit: u64,
     }
@@ -40,7 +80,7 @@ pin_project_lite::pin_project! {
 
 impl RequestBody {
     /// Wraps the client's body with a limit in bytes.
-    pub fn new(inner: Incoming, limit: u64) -> Self {
+    pub fn new(inner: ClientBody, limit: u64) -> Self {
         Self {
             inner: Some(inner),
             remaining: limit,

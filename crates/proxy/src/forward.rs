@@ -8,15 +8,14 @@ use floodgate_upstream::PickContext;
 use http::uri::{PathAndQuery, Scheme};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
-use hyper::body::Incoming;
 
-use crate::body::{RequestBody, RequestBodyError, ResponseBody};
+use crate::body::{ClientBody, RequestBody, RequestBodyError, ResponseBody};
 use crate::error::ProxyError;
 use crate::headers::{add_forwarded, remove_hop_by_hop};
 use crate::request_id::X_REQUEST_ID;
 use crate::server::handle::{client_host, is_upgrade, ConnInfo, Outcome};
 use crate::server::rewind::Rewind;
-use crate::server::tunnel::{tunnel, UpstreamTunnel};
+use crate::server::tunnel::UpstreamTunnel;
 use crate::snapshot::{RouteRuntime, Target, UpstreamRuntime};
 use crate::upstream::http1::{self, HeadError, Http1Conn, UpstreamBody};
 use crate::upstream::{connect, Checkin, Conn};
@@ -29,7 +28,7 @@ pub async fn forward(
     conn: &ConnInfo,
     route: &RouteRuntime,
     upstream: &Arc<UpstreamRuntime>,
-    mut req: Request<Incoming>,
+    req: Request<ClientBody>,
     request_id: &HeaderValue,
     target_used: &mut Option<Arc<str>>,
 ) -> Result<Outcome, ProxyError> {
@@ -53,7 +52,6 @@ pub async fn forward(
     let in_flight = upstream.balancer.start(index);
 
     let upgrade = is_upgrade(&req);
-    let client_upgrade = (upgrade && !conn.manual_upgrades).then(|| hyper::upgrade::on(&mut req));
     let host_in = client_host(&req);
     let (mut parts, body) = req.into_parts();
     remove_hop_by_hop(&mut parts.headers, upgrade);
@@ -106,13 +104,8 @@ pub async fn forward(
     let response = match answer {
         Answer::Response(response) => response,
         Answer::Upgraded(mut parts, upstream_io) => {
-            match client_upgrade {
-                Some(client_upgrade) => {
-                    tokio::task::spawn_local(tunnel(ctx.clone(), client_upgrade, upstream_io));
-                }
-                // The connection task takes the client's side once hyper has written the 101.
-                None => *conn.pending_upgrade.borrow_mut() = Some(upstream_io),
-            }
+            // The HTTP/1.1 connection joins its side to this one once it has written the 101.
+            *conn.pending_upgrade.borrow_mut() = Some(upstream_io);
             remove_hop_by_hop(&mut parts.headers, true);
             return Ok(Outcome {
                 response: Response::from_parts(parts, ResponseBody::full(Bytes::new())),

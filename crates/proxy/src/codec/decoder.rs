@@ -170,8 +170,8 @@ impl Decoder {
                 let Some(line_end) = find(src.buffered(), b"\r\n") else {
                     return fill_or_fail(cx, src, MAX_CHUNK_LINE);
                 };
-                let size = parse_chunk_size(&src.buffered()[..line_end])
-                    .ok_or(DecodeError::BadChunk)?;
+                let size =
+                    parse_chunk_size(&src.buffered()[..line_end]).ok_or(DecodeError::BadChunk)?;
                 src.buffered().advance(line_end + 2);
                 self.state = if size == 0 {
                     State::Trailers
@@ -291,7 +291,10 @@ mod tests {
     }
 
     /// Decodes all of `parts`: the data, the trailers, and the error if it failed.
-    fn decode(framing: Framing, parts: &[&'static [u8]]) -> (Vec<u8>, Option<HeaderMap>, Option<String>) {
+    fn decode(
+        framing: Framing,
+        parts: &[&'static [u8]],
+    ) -> (Vec<u8>, Option<HeaderMap>, Option<String>) {
         let mut src = Parts {
             buf: BytesMut::new(),
             parts: parts.to_vec(),
@@ -300,7 +303,10 @@ mod tests {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let (mut data, mut trailers) = (Vec::new(), None);
         loop {
-            match Pin::new(&mut decoder).get_mut().poll_frame(&mut cx, &mut src) {
+            match Pin::new(&mut decoder)
+                .get_mut()
+                .poll_frame(&mut cx, &mut src)
+            {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(bytes) => data.extend_from_slice(&bytes),
                     Err(frame) => trailers = frame.into_trailers().ok(),
@@ -355,6 +361,10 @@ mod tests {
         assert_eq!(parse_chunk_size(b"FF;name=value"), Some(255));
         assert_eq!(parse_chunk_size(b""), None);
         assert_eq!(parse_chunk_size(b"-1"), None);
-        assert_eq!(parse_chunk_size(b"1000000000000000"), None, "past 2^60 is refused");
+        assert_eq!(
+            parse_chunk_size(b"1000000000000000"),
+            None,
+            "past 2^60 is refused"
+        );
     }
 }

@@ -62,12 +62,9 @@ pub fn chunked_last(headers: &http::HeaderMap) -> Option<bool> {
 
 /// Whether a `Connection` header lists `token` (case-insensitive).
 pub fn connection_has(headers: &http::HeaderMap, token: &[u8]) -> bool {
-    headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .any(|v| {
-            v.as_bytes()
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
+    headers.get_all(http::header::CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    })
 }

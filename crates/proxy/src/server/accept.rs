@@ -5,15 +5,19 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
 use hyper::rt::{Read, Write};
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::body::ClientBody;
 use crate::executor::LocalExec;
-use crate::server::framing::FramingInspector;
+use crate::server::h1;
 use crate::server::handle::{handle, ConnInfo};
+use crate::server::io::ClientIo;
 use crate::worker::WorkerCtx;
 
 /// Slow or stalled TLS handshakes are cut off after this, so they cannot hold sockets forever.
@@ -48,12 +52,12 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
     match tls {
         None => match sniff_cleartext(&stream).await {
             Ok(Protocol::Http1) => {
-                let info = ConnInfo::new(peer, false, true);
-                crate::server::http1::serve(ctx.clone(), stream, info, max_header_bytes).await;
+                let info = ConnInfo::new(peer, false);
+                h1::serve(ctx.clone(), ClientIo::Plain(stream), info, max_header_bytes).await;
             }
             Ok(Protocol::Http2) => {
-                let (info, io) = inspected(peer, false, stream);
-                serve_http(ctx.clone(), io, info, Protocol::Http2, max_header_bytes).await;
+                let info = ConnInfo::new(peer, false);
+                serve_h2(ctx.clone(), TokioIo::new(stream), info, max_header_bytes).await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "connection closed before a request"),
         },
@@ -65,23 +69,22 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
             ));
             match handshake.await {
                 Ok(Ok(tls_stream)) => {
-                    // ALPN decides; a client that offered none speaks HTTP/1.1.
-                    let protocol = if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        Protocol::Http2
+                    let info = ConnInfo::new(peer, true);
+                    // ALPN decides; a client that offered none speaks HTTP/1.1. Boxed: the TLS
+                    // connection state is large, and inline it would make every plain connection's
+                    // task as large too.
+                    if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        Box::pin(serve_h2(
+                            ctx.clone(),
+                            TokioIo::new(tls_stream),
+                            info,
+                            max_header_bytes,
+                        ))
+                        .await;
                     } else {
-                        Protocol::Http1
-                    };
-                    let (info, io) = inspected(peer, true, tls_stream);
-                    // Boxed: the TLS connection state is large, and inline it would make every plain
-                    // connection's task as large too.
-                    Box::pin(serve_http(
-                        ctx.clone(),
-                        io,
-                        info,
-                        protocol,
-                        max_header_bytes,
-                    ))
-                    .await;
+                        let io = ClientIo::Tls(Box::new(tls_stream));
+                        Box::pin(h1::serve(ctx.clone(), io, info, max_header_bytes)).await;
+                    }
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -131,63 +134,33 @@ async fn sniff_cleartext(stream: &TcpStream) -> std::io::Result<Protocol> {
 /// How long a new connection may stay silent before its first bytes; like the header read timeout.
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn inspected<I>(
-    peer: SocketAddr,
-    tls: bool,
-    stream: I,
-) -> (ConnInfo, TokioIo<FramingInspector<I>>) {
-    let info = ConnInfo::new(peer, tls, false);
-    let io = TokioIo::new(FramingInspector::new(
-        stream,
-        info.ambiguous_framing.clone(),
-    ));
-    (info, io)
-}
-
-async fn serve_http<I>(
-    ctx: Rc<WorkerCtx>,
-    io: I,
-    info: ConnInfo,
-    protocol: Protocol,
-    max_header_bytes: usize,
-) where
+/// Serves HTTP/2 with hyper's server until the connection ends; on shutdown, GOAWAY lets the streams
+/// in flight finish and starts no new ones.
+async fn serve_h2<I>(ctx: Rc<WorkerCtx>, io: I, info: ConnInfo, max_header_bytes: usize)
+where
     I: Read + Write + Unpin + Send + 'static,
 {
     let info = Rc::new(info);
     let service_ctx = ctx.clone();
-    // hyper keeps the service's future in a box it allocates per connection and reuses; boxing it per
-    // request instead means an idle keep-alive connection does not hold a request's worth of state.
-    let service = service_fn(move |req| Box::pin(handle(service_ctx.clone(), info.clone(), req)));
+    // Boxed per request, so an idle connection does not hold a request's worth of state.
+    let service = service_fn(move |req: Request<Incoming>| {
+        Box::pin(handle(
+            service_ctx.clone(),
+            info.clone(),
+            req.map(ClientBody::Http2),
+        ))
+    });
     let mut shutdown = ctx.shutdown_signal();
-    match protocol {
-        Protocol::Http1 => {
-            let connection = crate::server::http1::builder(max_header_bytes)
-                .serve_connection(io, service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => log_end(result),
-                _ = shutdown.wait_for(|stop| *stop) => {
-                    // Finish the response in flight, then close instead of waiting for another request.
-                    connection.as_mut().graceful_shutdown();
-                    log_end(connection.as_mut().await);
-                }
-            }
-        }
-        Protocol::Http2 => {
-            let connection = http2::Builder::new(LocalExec)
-                .timer(TokioTimer::new())
-                .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
-                .serve_connection(io, service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => log_end(result),
-                _ = shutdown.wait_for(|stop| *stop) => {
-                    // GOAWAY: streams in flight finish, no new ones start.
-                    connection.as_mut().graceful_shutdown();
-                    log_end(connection.as_mut().await);
-                }
-            }
+    let connection = http2::Builder::new(LocalExec)
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => log_end(result),
+        _ = shutdown.wait_for(|stop| *stop) => {
+            connection.as_mut().graceful_shutdown();
+            log_end(connection.as_mut().await);
         }
     }
 }

@@ -10,9 +10,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, Version};
-use hyper::body::Incoming;
 
-use crate::body::ResponseBody;
+use crate::body::{ClientBody, ResponseBody};
 use crate::completion::{AccessDetails, Completion};
 use crate::error::ProxyError;
 use crate::forward::forward;
@@ -35,17 +34,14 @@ pub struct ConnInfo {
     pub requests: Cell<u64>,
     /// Requests whose response has not finished yet.
     pub in_flight: Cell<u32>,
-    /// Set on connections served by `http1.rs`, which hands the client's side of an upgrade to the
-    /// tunnel itself instead of through hyper.
-    pub manual_upgrades: bool,
-    /// With `manual_upgrades`: the upstream's side of an accepted upgrade, waiting for the connection
-    /// task to join it with the client's.
+    /// The upstream's side of an accepted upgrade, waiting for the HTTP/1.1 connection to join it with
+    /// the client's once the 101 is written.
     pub pending_upgrade: RefCell<Option<crate::server::tunnel::UpstreamTunnel>>,
 }
 
 impl ConnInfo {
-    /// A connection from `client`; `manual_upgrades` as described on the field.
-    pub fn new(client: SocketAddr, tls: bool, manual_upgrades: bool) -> Self {
+    /// A connection from `client`.
+    pub fn new(client: SocketAddr, tls: bool) -> Self {
         Self {
             client,
             client_ip_value: crate::headers::ip_value(client.ip()),
@@ -53,7 +49,6 @@ impl ConnInfo {
             ambiguous_framing: Arc::new(AtomicBool::new(false)),
             requests: Cell::new(0),
             in_flight: Cell::new(0),
-            manual_upgrades,
             pending_upgrade: RefCell::new(None),
         }
     }
@@ -82,7 +77,7 @@ impl Drop for ActiveRequest {
 pub async fn handle(
     ctx: Rc<WorkerCtx>,
     conn: Rc<ConnInfo>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let active = ActiveRequest::start(&conn);
@@ -165,7 +160,7 @@ async fn serve(
     ctx: &Rc<WorkerCtx>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     request_id: &HeaderValue,
     used: &mut Used,
 ) -> Result<Outcome, ProxyError> {
@@ -220,7 +215,7 @@ async fn serve(
 }
 
 /// The host a request is for: the URI's authority (HTTP/2, absolute-form HTTP/1.1), else `Host`.
-fn request_host(req: &Request<Incoming>) -> Option<&str> {
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
     req.uri().host().or_else(|| {
         req.headers()
             .get(header::HOST)
@@ -228,7 +223,7 @@ fn request_host(req: &Request<Incoming>) -> Option<&str> {
     })
 }
 
-fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
     req.headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -238,7 +233,7 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
 /// Checks hyper leaves to us: framing ambiguity, header size, and path segments that could escape a prefix
 /// route once the upstream normalises them.
 fn check_request(
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     conn: &ConnInfo,
     max_header_bytes: usize,
 ) -> Result<(), ProxyError> {
@@ -294,7 +289,7 @@ fn is_dot_segment(segment: &str) -> bool {
 }
 
 /// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
-pub fn is_upgrade(req: &Request<Incoming>) -> bool {
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
         && req
@@ -307,7 +302,7 @@ pub fn is_upgrade(req: &Request<Incoming>) -> bool {
 }
 
 /// The `Host` value for the upstream when the route preserves it: the client's host as sent.
-pub fn client_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+pub fn client_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     match req.uri().authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),

@@ -1,9 +1,9 @@
 //! The server side of the proxy: accepting connections, TLS, and serving HTTP/1.1 and HTTP/2 on them.
 
 pub mod accept;
-pub mod framing;
+pub mod h1;
 pub mod handle;
-pub mod http1;
+pub mod io;
 pub mod rewind;
 pub mod tunnel;
 

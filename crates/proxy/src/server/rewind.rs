@@ -22,11 +22,6 @@ impl<T> Rewind<T> {
     pub fn new(inner: T, prefix: Bytes) -> Self {
         Self { prefix, inner }
     }
-
-    /// The inner connection and whatever of the prefix was not read yet.
-    pub fn into_inner(self) -> (T, Bytes) {
-        (self.inner, self.prefix)
-    }
 }
 
 impl<T: AsyncRead> AsyncRead for Rewind<T> {
@@ -61,15 +56,5 @@ mod tests {
         let mut out = String::new();
         rewound.read_to_string(&mut out).await.unwrap();
         assert_eq!(out, "hello world");
-    }
-
-    #[tokio::test]
-    async fn unread_prefix_is_handed_back() {
-        let inner: &[u8] = b"";
-        let mut rewound = Rewind::new(inner, Bytes::from_static(b"abcdef"));
-        let mut two = [0u8; 2];
-        rewound.read_exact(&mut two).await.unwrap();
-        let (_, rest) = rewound.into_inner();
-        assert_eq!(&rest[..], b"cdef");
     }
 }

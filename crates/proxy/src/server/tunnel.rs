@@ -2,8 +2,6 @@
 
 use std::rc::Rc;
 
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::server::rewind::Rewind;
@@ -14,18 +12,8 @@ use crate::worker::WorkerCtx;
 /// response head put back in front.
 pub type UpstreamTunnel = Rewind<UpstreamIo>;
 
-/// Joins the client's upgraded connection (once hyper has written the 101) with the upstream's and copies
-/// between them until either side closes. The tunnel counts as an open connection so graceful shutdown
-/// waits for it.
-pub async fn tunnel(ctx: Rc<WorkerCtx>, client: OnUpgrade, upstream: UpstreamTunnel) {
-    let _open = ctx.track_connection();
-    match client.await {
-        Ok(client) => copy_until_closed(&ctx, TokioIo::new(client), upstream).await,
-        Err(e) => tracing::debug!(error = %e, "client upgrade failed; tunnel not opened"),
-    }
-}
-
-/// Like [`tunnel`], for a client connection the caller already holds (see `http1.rs`).
+/// Joins the client's connection (once the 101 is written) with the upstream's and copies between them
+/// until either side closes. The tunnel counts as an open connection so graceful shutdown waits for it.
 pub async fn tunnel_io<C>(ctx: Rc<WorkerCtx>, client: C, upstream: UpstreamTunnel)
 where
     C: AsyncRead + AsyncWrite + Unpin,

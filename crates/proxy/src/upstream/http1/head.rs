@@ -164,11 +164,13 @@ fn framing(status: StatusCode, method: &Method, headers: &HeaderMap) -> Result<F
             Framing::UntilClose
         });
     }
-    Ok(match content_length(headers).map_err(|()| HeadError::BadContentLength)? {
-        Some(0) => Framing::Empty,
-        Some(n) => Framing::Length(n),
-        None => Framing::UntilClose,
-    })
+    Ok(
+        match content_length(headers).map_err(|()| HeadError::BadContentLength)? {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        },
+    )
 }
 
 /// Whether the upstream lets the connection carry another request: HTTP/1.1 unless it says `close`,

@@ -9,9 +9,9 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::head::{parse_response, HeadError, ResponseHead};
-use crate::codec::encode_fields;
 use super::{Http1Conn, READ_CHUNK};
 use crate::body::{RequestBody, RequestBodyError};
+use crate::codec::encode_fields;
 
 /// Why a request got no usable response head.
 #[derive(Debug, thiserror::Error)]

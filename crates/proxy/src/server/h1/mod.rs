@@ -1,0 +1,243 @@
+//! floodgate's HTTP/1.1 server, for cleartext and TLS connections.
+//!
+//! One task per connection reads a request head with `httparse`, hands the request to the handler, and
+//! writes the response as its body streams; the request body is read off the same connection by whoever
+//! consumes it (`body.rs`), in the same task. Between requests the connection holds no buffer, only its
+//! socket: an idle keep-alive connection costs a small task and its socket registration, as in nginx.
+//!
+//! hyper's server, which this replaces for HTTP/1.1, kept an 8 KiB read buffer and an 8 KiB header
+//! buffer for the life of every connection, built every request through its dispatcher, and needed a
+//! second scan of each head to see `Content-Length` together with `Transfer-Encoding` (it hides one).
+//! HTTP/2 connections are still served by hyper.
+
+mod body;
+mod request;
+mod response;
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{Method, Request, StatusCode};
+use tokio::io::AsyncWrite;
+
+pub use body::RequestBodyReader;
+
+use self::request::{parse_request, HeadError, RequestHead};
+use self::response::{write_response, Written};
+use crate::body::ClientBody;
+use crate::codec::BodySource;
+use crate::error::ProxyError;
+use crate::server::handle::{handle, ConnInfo};
+use crate::server::io::ClientIo;
+use crate::server::rewind::Rewind;
+use crate::server::tunnel::tunnel_io;
+use crate::worker::WorkerCtx;
+
+/// A request head must arrive whole within this, once its first bytes have.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 4096;
+
+/// How long, and how many bytes, a closing connection reads and drops (see [`close`]).
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// The connection as its reader and writer share it: the socket and the bytes read but not used.
+pub struct Wire {
+    io: ClientIo,
+    buf: BytesMut,
+    /// Whether the current request's body has been read to its end.
+    body_done: bool,
+}
+
+impl BodySource for Wire {
+    fn buffered(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+}
+
+/// Serves HTTP/1.1 on `io` until the client closes, asks to close, the gateway shuts down, or the
+/// connection becomes a tunnel. Heads over `max_header_bytes` plus 16 KiB are refused with 431 as they
+/// arrive; heads over `max_header_bytes` get the handler's 431.
+pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_bytes: usize) {
+    let info = Rc::new(info);
+    let head_limit = max_header_bytes + 16 * 1024;
+    let wire = Rc::new(RefCell::new(Wire {
+        io,
+        buf: BytesMut::new(),
+        body_done: true,
+    }));
+    let mut shutdown = ctx.shutdown_signal();
+    loop {
+        if wire.borrow().buf.is_empty() {
+            // Idle: give the buffer back, and wait with nothing but the socket.
+            wire.borrow_mut().buf = BytesMut::new();
+            let readable = {
+                let wire_ref = &wire;
+                tokio::select! {
+                    ready = wait_readable(wire_ref) => ready,
+                    _ = shutdown.wait_for(|stop| *stop) => false,
+                }
+            };
+            if !readable {
+                return;
+            }
+        }
+        let head = match read_head(&wire, head_limit).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(error) => {
+                refuse(&wire, error).await;
+                return;
+            }
+        };
+        let RequestHead {
+            parts,
+            framing,
+            keep_alive,
+            expects_continue,
+            ambiguous,
+        } = head;
+        if ambiguous {
+            info.ambiguous_framing
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let head_request = parts.method == Method::HEAD;
+        let client_version = parts.version;
+        let body = RequestBodyReader::new(wire.clone(), framing, expects_continue);
+        let request = Request::from_parts(parts, ClientBody::Http1(body));
+        // Boxed: the handler's state lives only while a request does, not in every idle connection.
+        let Ok(response) = Box::pin(handle(ctx.clone(), info.clone(), request)).await;
+        let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        // A body left unread (an answer that did not need it) cannot be skipped safely on the
+        // connection: say so in the response, and close after it.
+        let keep = keep_alive && !*shutdown.borrow() && wire.borrow().body_done;
+        let written = write_response(&wire, response, head_request, client_version, keep).await;
+        if upgraded {
+            let upstream = info.pending_upgrade.borrow_mut().take();
+            if let (Written::Complete(_), Some(upstream)) = (&written, upstream) {
+                if let Ok(wire) = Rc::try_unwrap(wire) {
+                    let Wire { io, buf, .. } = wire.into_inner();
+                    tunnel_io(ctx.clone(), Rewind::new(io, buf.freeze()), upstream).await;
+                }
+            }
+            return;
+        }
+        let body_done = wire.borrow().body_done;
+        match written {
+            Written::Complete(true) if body_done => {}
+            Written::Complete(_) => {
+                Box::pin(close(&wire, !body_done)).await;
+                return;
+            }
+            Written::Broken => return,
+        }
+    }
+}
+
+/// Waits until the client sends something; `false` when it failed instead.
+async fn wait_readable(wire: &Rc<RefCell<Wire>>) -> bool {
+    let plain = matches!(wire.borrow().io, ClientIo::Plain(_));
+    if plain {
+        // Readiness of the socket needs no buffer; a close shows as readable and then reads nothing.
+        poll_fn(|cx| match &wire.borrow().io {
+            ClientIo::Plain(tcp) => tcp.poll_read_ready(cx),
+            ClientIo::Tls(_) => Poll::Ready(Ok(())),
+        })
+        .await
+        .is_ok()
+    } else {
+        // rustls may hold decrypted bytes the socket no longer shows: read instead.
+        matches!(poll_fn(|cx| wire.borrow_mut().poll_fill(cx)).await, Ok(n) if n > 0)
+    }
+}
+
+/// Reads until a whole request head is in the buffer. `Ok(None)`: the client closed (or went silent
+/// too long) before a whole head.
+async fn read_head(
+    wire: &Rc<RefCell<Wire>>,
+    limit: usize,
+) -> Result<Option<RequestHead>, ProxyError> {
+    let mut deadline = None;
+    loop {
+        {
+            let mut w = wire.borrow_mut();
+            if !w.buf.is_empty() {
+                match parse_request(&mut w.buf) {
+                    Ok(Some(head)) => return Ok(Some(head)),
+                    Ok(None) if w.buf.len() > limit => return Err(ProxyError::HeadersTooLarge),
+                    Ok(None) => {}
+                    Err(HeadError::TooManyHeaders) => return Err(ProxyError::HeadersTooLarge),
+                    Err(HeadError::Malformed) => return Err(ProxyError::BadRequest),
+                }
+            }
+        }
+        let fill = poll_fn(|cx| wire.borrow_mut().poll_fill(cx));
+        let read = match deadline {
+            // The first read of a head needs no timer: it follows readiness.
+            None => {
+                deadline = Some(tokio::time::Instant::now() + HEADER_READ_TIMEOUT);
+                fill.await
+            }
+            Some(at) => match tokio::time::timeout_at(at, fill).await {
+                Ok(read) => read,
+                Err(_) => return Ok(None),
+            },
+        };
+        match read {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Answers a head the server could not take (400, 431) with the gateway's JSON error, and closes.
+async fn refuse(wire: &Rc<RefCell<Wire>>, error: ProxyError) {
+    let request_id = crate::request_id::generate();
+    let mut response = error.response(&request_id, false);
+    response
+        .headers_mut()
+        .insert(&crate::request_id::X_REQUEST_ID, request_id);
+    let _ = write_response(wire, response, false, http::Version::HTTP_11, false).await;
+    close(wire, true).await;
+}
+
+/// Closes the connection gracefully: sends FIN, then, when the client may still be sending (a body
+/// the gateway did not read), reads and drops what comes for a short while, so a response the client
+/// has not read yet is not destroyed by a reset (a lingering close, as nginx does).
+async fn close(wire: &Rc<RefCell<Wire>>, linger: bool) {
+    let _ = poll_fn(|cx| Pin::new(&mut wire.borrow_mut().io).poll_shutdown(cx)).await;
+    if !linger {
+        return;
+    }
+    let drain = async {
+        let mut dropped = 0;
+        loop {
+            wire.borrow_mut().buf.clear();
+            match poll_fn(|cx| wire.borrow_mut().poll_fill(cx)).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    dropped += n;
+                    if dropped > LINGER_BYTES {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}

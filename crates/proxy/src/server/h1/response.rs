@@ -1,0 +1,201 @@
+//! Writing a response on an HTTP/1.1 connection: the head, then the body as it streams, framed by
+//! length, chunked, or (for HTTP/1.0 clients) by closing.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{header, Response, StatusCode, Version};
+use http_body::Body;
+use tokio::io::AsyncWrite;
+
+use super::Wire;
+use crate::body::ResponseBody;
+use crate::codec::{content_length, encode_field, encode_fields, Framing};
+
+/// How the exchange on the connection ended.
+pub enum Written {
+    /// The response is complete; `true` when the connection may carry another request.
+    Complete(bool),
+    /// The response could not be completed (the client went away, or the upstream's body broke off):
+    /// close the connection.
+    Broken,
+}
+
+/// Writes `response`. `head_request`: the request was `HEAD` (no body is sent). `client`: the
+/// request's version. `keep_alive`: whether the client and the gateway want the connection kept.
+pub async fn write_response(
+    wire: &Rc<RefCell<Wire>>,
+    response: Response<ResponseBody>,
+    head_request: bool,
+    client: Version,
+    keep_alive: bool,
+) -> Written {
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    let headers = &parts.headers;
+    let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
+    let bodiless = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let mut keep = keep_alive;
+    let mut extra: Vec<u8> = Vec::new();
+    let framing = if bodiless {
+        Framing::Empty
+    } else if let Ok(Some(n)) = content_length(headers) {
+        Framing::Length(n)
+    } else if let Some(n) = body.size_hint().exact() {
+        encode_field(&mut extra, b"content-length", n.to_string().as_bytes());
+        Framing::Length(n)
+    } else if client == Version::HTTP_11 {
+        extra.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        Framing::Chunked
+    } else {
+        keep = false;
+        Framing::UntilClose
+    };
+
+    let mut head = Vec::with_capacity(128 + headers.len() * 48);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    encode_fields(&mut head, headers);
+    head.extend_from_slice(&extra);
+    if !headers.contains_key(header::DATE) {
+        with_date(|date| encode_field(&mut head, b"date", date));
+    }
+    if !upgrade {
+        if !keep {
+            head.extend_from_slice(b"connection: close\r\n");
+        } else if client == Version::HTTP_10 {
+            head.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    }
+    head.extend_from_slice(b"\r\n");
+
+    if bodiless {
+        drop(body);
+        return match write_all(wire, &mut [IoSlice::new(&head)]).await {
+            Ok(()) => Written::Complete(keep),
+            Err(_) => Written::Broken,
+        };
+    }
+
+    let chunked = framing == Framing::Chunked;
+    let mut pending_head = Some(head);
+    let mut sent: u64 = 0;
+    let mut ended_chunks = false;
+    while !body.is_end_stream() {
+        let frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        let frame = match frame {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body broke off; closing the connection");
+                return Written::Broken;
+            }
+        };
+        let head = pending_head.take().unwrap_or_default();
+        let result = match frame.into_data() {
+            Ok(data) if data.is_empty() => {
+                pending_head = Some(head);
+                continue;
+            }
+            Ok(data) => {
+                sent += data.len() as u64;
+                if chunked {
+                    let size = format!("{:x}\r\n", data.len());
+                    let mut parts = [
+                        IoSlice::new(&head),
+                        IoSlice::new(size.as_bytes()),
+                        IoSlice::new(&data),
+                        IoSlice::new(b"\r\n"),
+                    ];
+                    write_all(wire, &mut parts).await
+                } else {
+                    write_all(wire, &mut [IoSlice::new(&head), IoSlice::new(&data)]).await
+                }
+            }
+            Err(frame) => {
+                // Trailers end a chunked body; other framings cannot carry them.
+                let Ok(trailers) = frame.into_trailers() else {
+                    pending_head = Some(head);
+                    continue;
+                };
+                if chunked {
+                    let mut last = b"0\r\n".to_vec();
+                    encode_fields(&mut last, &trailers);
+                    last.extend_from_slice(b"\r\n");
+                    ended_chunks = true;
+                    let result =
+                        write_all(wire, &mut [IoSlice::new(&head), IoSlice::new(&last)]).await;
+                    if result.is_err() {
+                        return Written::Broken;
+                    }
+                    break;
+                }
+                pending_head = Some(head);
+                continue;
+            }
+        };
+        if result.is_err() {
+            return Written::Broken;
+        }
+    }
+    let head = pending_head.unwrap_or_default();
+    let tail: &[u8] = if chunked && !ended_chunks {
+        b"0\r\n\r\n"
+    } else {
+        b""
+    };
+    if write_all(wire, &mut [IoSlice::new(&head), IoSlice::new(tail)])
+        .await
+        .is_err()
+    {
+        return Written::Broken;
+    }
+    drop(body);
+    match framing {
+        // A body shorter than its declared length leaves the client waiting for the rest: close.
+        Framing::Length(n) if n != sent => Written::Broken,
+        _ => Written::Complete(keep),
+    }
+}
+
+/// Writes all of `parts` and flushes.
+pub async fn write_all(wire: &Rc<RefCell<Wire>>, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        let n = poll_fn(|cx| Pin::new(&mut wire.borrow_mut().io).poll_write_vectored(cx, parts))
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut parts, n);
+    }
+    poll_fn(|cx| Pin::new(&mut wire.borrow_mut().io).poll_flush(cx)).await
+}
+
+thread_local! {
+    /// The `Date` value of the current second: formatted once a second per worker, not per response.
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+}
+
+/// Calls `f` with the current `Date` header value (IMF-fixdate).
+fn with_date(f: impl FnOnce(&[u8])) {
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != second || cached.1.is_empty() {
+            *cached = (second, httpdate::fmt_http_date(now));
+        }
+        f(cached.1.as_bytes());
+    });
+}
