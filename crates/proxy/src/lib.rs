@@ -22,6 +22,7 @@ mod listener;
 mod request_id;
 mod server;
 mod snapshot;
+mod stream;
 mod tls;
 mod upstream;
 mod worker;

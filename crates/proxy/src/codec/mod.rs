@@ -2,8 +2,10 @@
 //! decoder that reads one off a connection's buffer.
 
 mod decoder;
+mod read_size;
 
 pub use decoder::{BodySource, DecodeError, Decoder, Framing};
+pub use read_size::ReadSize;
 
 /// Writes header (or trailer) lines, `name: value\r\n` each.
 pub fn encode_fields(out: &mut Vec<u8>, fields: &http::HeaderMap) {

@@ -57,41 +57,61 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
             }
             Ok(Protocol::Http2) => {
                 let info = ConnInfo::new(peer, false);
-                serve_h2(ctx.clone(), TokioIo::new(stream), info, max_header_bytes).await;
+                // Boxed: hyper's HTTP/2 connection state is large, and inline it would make every
+                // HTTP/1.1 connection's task as large too.
+                Box::pin(serve_h2(
+                    ctx.clone(),
+                    TokioIo::new(stream),
+                    info,
+                    max_header_bytes,
+                ))
+                .await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "connection closed before a request"),
         },
+        // Boxed: the handshake and the TLS connection's state are large, and inline they would make
+        // every plain connection's task as large too.
         Some(acceptor) => {
-            // Boxed so plain connections do not carry the handshake's state for their whole life.
-            let handshake = Box::pin(tokio::time::timeout(
-                TLS_HANDSHAKE_TIMEOUT,
-                acceptor.accept(stream),
-            ));
-            match handshake.await {
-                Ok(Ok(tls_stream)) => {
-                    let info = ConnInfo::new(peer, true);
-                    // ALPN decides; a client that offered none speaks HTTP/1.1. Boxed: the TLS
-                    // connection state is large, and inline it would make every plain connection's
-                    // task as large too.
-                    if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        Box::pin(serve_h2(
-                            ctx.clone(),
-                            TokioIo::new(tls_stream),
-                            info,
-                            max_header_bytes,
-                        ))
-                        .await;
-                    } else {
-                        let io = ClientIo::Tls(Box::new(tls_stream));
-                        Box::pin(h1::serve(ctx.clone(), io, info, max_header_bytes)).await;
-                    }
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
+            Box::pin(serve_tls(
+                ctx.clone(),
+                acceptor,
+                stream,
+                peer,
+                max_header_bytes,
+            ))
+            .await
         }
     }
     metrics.connection_closed(ctx.index);
+}
+
+/// Runs the TLS handshake, then serves the protocol ALPN chose (HTTP/1.1 when the client offered none).
+async fn serve_tls(
+    ctx: Rc<WorkerCtx>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    max_header_bytes: usize,
+) {
+    let tls_stream =
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => tls_stream,
+            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+        };
+    let info = ConnInfo::new(peer, true);
+    if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        Box::pin(serve_h2(
+            ctx,
+            TokioIo::new(tls_stream),
+            info,
+            max_header_bytes,
+        ))
+        .await;
+    } else {
+        let io = ClientIo::Tls(Box::new(tls_stream));
+        h1::serve(ctx, io, info, max_header_bytes).await;
+    }
 }
 
 /// The HTTP version a connection speaks.

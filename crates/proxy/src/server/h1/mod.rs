@@ -19,7 +19,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -31,7 +31,7 @@ pub use body::RequestBodyReader;
 use self::request::{parse_request, HeadError, RequestHead};
 use self::response::{write_response, Written};
 use crate::body::ClientBody;
-use crate::codec::BodySource;
+use crate::codec::{BodySource, ReadSize};
 use crate::error::ProxyError;
 use crate::server::handle::{handle, ConnInfo};
 use crate::server::io::ClientIo;
@@ -42,8 +42,8 @@ use crate::worker::WorkerCtx;
 /// A request head must arrive whole within this, once its first bytes have.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 4096;
+/// Bytes asked of the socket by the first read of a request.
+const FIRST_READ: usize = 4096;
 
 /// How long, and how many bytes, a closing connection reads and drops (see [`close`]).
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -55,6 +55,8 @@ pub struct Wire {
     buf: BytesMut,
     /// Whether the current request's body has been read to its end.
     body_done: bool,
+    /// How much the next read asks for.
+    read_size: ReadSize,
 }
 
 impl BodySource for Wire {
@@ -63,10 +65,14 @@ impl BodySource for Wire {
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.io), cx, &mut self.buf)
+        let room = self.read_size.reserve(&mut self.buf);
+        let read = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.buf
+        ))?;
+        self.read_size.record(read, room);
+        Poll::Ready(Ok(read))
     }
 }
 
@@ -80,12 +86,16 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
         io,
         buf: BytesMut::new(),
         body_done: true,
+        read_size: ReadSize::new(FIRST_READ),
     }));
     let mut shutdown = ctx.shutdown_signal();
     loop {
         if wire.borrow().buf.is_empty() {
             // Idle: give the buffer back, and wait with nothing but the socket.
-            wire.borrow_mut().buf = BytesMut::new();
+            let mut idle = wire.borrow_mut();
+            idle.buf = BytesMut::new();
+            idle.read_size.reset();
+            drop(idle);
             let readable = {
                 let wire_ref = &wire;
                 tokio::select! {
@@ -101,7 +111,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(error) => {
-                refuse(&wire, error).await;
+                Box::pin(refuse(&wire, error)).await;
                 return;
             }
         };
@@ -126,13 +136,26 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
         // A body left unread (an answer that did not need it) cannot be skipped safely on the
         // connection: say so in the response, and close after it.
         let keep = keep_alive && !*shutdown.borrow() && wire.borrow().body_done;
-        let written = write_response(&wire, response, head_request, client_version, keep).await;
+        // Boxed, like the handler: an idle connection's task keeps none of a response's state.
+        let written = Box::pin(write_response(
+            &wire,
+            response,
+            head_request,
+            client_version,
+            keep,
+        ))
+        .await;
         if upgraded {
             let upstream = info.pending_upgrade.borrow_mut().take();
             if let (Written::Complete(_), Some(upstream)) = (&written, upstream) {
                 if let Ok(wire) = Rc::try_unwrap(wire) {
                     let Wire { io, buf, .. } = wire.into_inner();
-                    tunnel_io(ctx.clone(), Rewind::new(io, buf.freeze()), upstream).await;
+                    Box::pin(tunnel_io(
+                        ctx.clone(),
+                        Rewind::new(io, buf.freeze()),
+                        upstream,
+                    ))
+                    .await;
                 }
             }
             return;
@@ -173,6 +196,7 @@ async fn read_head(
     limit: usize,
 ) -> Result<Option<RequestHead>, ProxyError> {
     let mut deadline = None;
+    let mut reads = 0u32;
     loop {
         {
             let mut w = wire.borrow_mut();
@@ -187,17 +211,19 @@ async fn read_head(
             }
         }
         let fill = poll_fn(|cx| wire.borrow_mut().poll_fill(cx));
-        let read = match deadline {
-            // The first read of a head needs no timer: it follows readiness.
-            None => {
-                deadline = Some(tokio::time::Instant::now() + HEADER_READ_TIMEOUT);
-                fill.await
-            }
-            Some(at) => match tokio::time::timeout_at(at, fill).await {
+        // The first read of a head follows readiness and needs no timer (nor a clock reading); a head
+        // that needs more reads gets its deadline then.
+        let read = if reads == 0 {
+            fill.await
+        } else {
+            let at =
+                *deadline.get_or_insert_with(|| tokio::time::Instant::now() + HEADER_READ_TIMEOUT);
+            match tokio::time::timeout_at(at, fill).await {
                 Ok(read) => read,
                 Err(_) => return Ok(None),
-            },
+            }
         };
+        reads += 1;
         match read {
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}

@@ -44,6 +44,28 @@ struct FieldSpan {
     value_len: usize,
 }
 
+/// The headers that shape how a request is read, as found while its head is parsed.
+#[derive(Default)]
+struct Present {
+    content_length: bool,
+    transfer_encoding: bool,
+    connection: bool,
+    expect: bool,
+}
+
+impl Present {
+    fn note(&mut self, name: &[u8]) {
+        let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+        match name.len() {
+            14 => self.content_length |= is("content-length"),
+            17 => self.transfer_encoding |= is("transfer-encoding"),
+            10 => self.connection |= is("connection"),
+            6 => self.expect |= is("expect"),
+            _ => {}
+        }
+    }
+}
+
 /// Parses a request head from the start of `buf`. `Ok(None)`: incomplete, read more. On success the
 /// head's bytes are taken off `buf`, which then starts at the body.
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
@@ -68,7 +90,11 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     // Filled only as far as used: zeroing a whole array of spans per request showed up in profiles.
     let mut spans = ArrayVec::<FieldSpan, MAX_REQUEST_HEADERS>::new();
     let count = request.headers.len();
+    // Which of the headers that shape the message are present, noted in this pass so the common
+    // request (none of them) costs no map lookups below.
+    let mut present = Present::default();
     for h in request.headers.iter() {
+        present.note(h.name.as_bytes());
         spans.push(FieldSpan {
             name: h.name.as_ptr() as usize - base,
             name_len: h.name.len(),
@@ -92,8 +118,16 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         headers.append(name, value);
     }
 
-    let length = content_length(&headers).map_err(|()| HeadError::Malformed)?;
-    let chunked = chunked_last(&headers);
+    let length = if present.content_length {
+        content_length(&headers).map_err(|()| HeadError::Malformed)?
+    } else {
+        None
+    };
+    let chunked = if present.transfer_encoding {
+        chunked_last(&headers)
+    } else {
+        None
+    };
     let ambiguous = chunked.is_some() && length.is_some();
     let framing = match (chunked, length) {
         // RFC 9112 §6.3: refused by the handler; the connection closes after its answer.
@@ -106,12 +140,13 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     };
     let keep_alive = !ambiguous
         && if version == Version::HTTP_11 {
-            !connection_has(&headers, b"close")
+            !(present.connection && connection_has(&headers, b"close"))
         } else {
-            connection_has(&headers, b"keep-alive")
+            present.connection && connection_has(&headers, b"keep-alive")
         };
     let expects_continue = version == Version::HTTP_11
         && framing != Framing::Empty
+        && present.expect
         && headers
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));

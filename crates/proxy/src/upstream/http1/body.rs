@@ -56,6 +56,8 @@ impl UpstreamBody {
         if let (Some(conn), Some(checkin)) = (conn, self.checkin.take()) {
             // Bytes after the end of the response are a broken upstream; such a connection is closed.
             if self.keep_alive && conn.buf.is_empty() {
+                let mut conn = conn;
+                conn.idle();
                 checkin.put(conn);
             }
         }

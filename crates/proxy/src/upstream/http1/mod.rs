@@ -12,7 +12,8 @@ mod head;
 mod send;
 
 use std::io;
-use std::task::{Context, Poll};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 
@@ -22,9 +23,10 @@ pub use send::{send, SendError};
 
 use super::io::UpstreamIo;
 use super::pool::OpenGuard;
+use crate::codec::ReadSize;
 
-/// Bytes asked of the socket per read, and the most an idle connection keeps allocated.
-const READ_CHUNK: usize = 8 * 1024;
+/// Bytes asked of the socket by the first read of a response.
+const FIRST_READ: usize = 8 * 1024;
 
 /// An HTTP/1.1 connection to a target, between requests or carrying one.
 pub struct Http1Conn {
@@ -33,6 +35,8 @@ pub struct Http1Conn {
     buf: BytesMut,
     /// Requests sent on this connection before the current one.
     served: u64,
+    /// How much the next read asks for.
+    read_size: ReadSize,
     /// Counts the connection as open in its pool for as long as it lives.
     _open: OpenGuard,
 }
@@ -44,6 +48,7 @@ impl Http1Conn {
             io,
             buf: BytesMut::new(),
             served: 0,
+            read_size: ReadSize::new(FIRST_READ),
             _open: open,
         }
     }
@@ -60,9 +65,20 @@ impl Http1Conn {
 
     /// Reads more bytes from the upstream into the buffer; `Ok(0)` at end of stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.io), cx, &mut self.buf)
+        let room = self.read_size.reserve(&mut self.buf);
+        let read = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.buf
+        ))?;
+        self.read_size.record(read, room);
+        Poll::Ready(Ok(read))
+    }
+
+    /// Readies an idle connection for the pool: its buffer (empty) is given back, and the next
+    /// response starts with a small read again.
+    pub fn idle(&mut self) {
+        self.buf = BytesMut::new();
+        self.read_size.reset();
     }
 }

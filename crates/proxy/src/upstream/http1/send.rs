@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::head::{parse_response, HeadError, ResponseHead};
-use super::{Http1Conn, READ_CHUNK};
+use super::{Http1Conn, FIRST_READ};
 use crate::body::{RequestBody, RequestBodyError};
 use crate::codec::encode_fields;
 
@@ -261,8 +261,8 @@ async fn read_head<R: AsyncRead + Unpin>(
                 Err(e) => return Err(ReadError::Head(e)),
             }
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
+        if buf.capacity() - buf.len() < FIRST_READ / 4 {
+            buf.reserve(FIRST_READ);
         }
         match io.read_buf(buf).await {
             Ok(0) if buf.is_empty() => {
