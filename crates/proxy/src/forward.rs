@@ -134,6 +134,7 @@ struct Outgoing {
 }
 
 /// The upstream's answer.
+#[allow(clippy::large_enum_variant)] // one per request, moved once: boxing would cost more
 enum Answer {
     /// A response, its body streaming from the upstream.
     Response(Response<ResponseBody>),

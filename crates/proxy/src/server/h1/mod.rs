@@ -92,10 +92,11 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
     loop {
         if wire.borrow().buf.is_empty() {
             // Idle: give the buffer back, and wait with nothing but the socket.
-            let mut idle = wire.borrow_mut();
-            idle.buf = BytesMut::new();
-            idle.read_size.reset();
-            drop(idle);
+            {
+                let mut idle = wire.borrow_mut();
+                idle.buf = BytesMut::new();
+                idle.read_size.reset();
+            }
             let readable = {
                 let wire_ref = &wire;
                 tokio::select! {
@@ -136,15 +137,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
         // A body left unread (an answer that did not need it) cannot be skipped safely on the
         // connection: say so in the response, and close after it.
         let keep = keep_alive && !*shutdown.borrow() && wire.borrow().body_done;
-        // Boxed, like the handler: an idle connection's task keeps none of a response's state.
-        let written = Box::pin(write_response(
-            &wire,
-            response,
-            head_request,
-            client_version,
-            keep,
-        ))
-        .await;
+        let written = write_response(&wire, response, head_request, client_version, keep).await;
         if upgraded {
             let upstream = info.pending_upgrade.borrow_mut().take();
             if let (Written::Complete(_), Some(upstream)) = (&written, upstream) {

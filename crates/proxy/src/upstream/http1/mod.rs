@@ -75,10 +75,12 @@ impl Http1Conn {
         Poll::Ready(Ok(read))
     }
 
-    /// Readies an idle connection for the pool: its buffer (empty) is given back, and the next
-    /// response starts with a small read again.
+    /// Readies an idle connection for the pool: a buffer grown by a large body is given back (a small
+    /// one is kept for the next response), and the next response starts with a small read again.
     pub fn idle(&mut self) {
-        self.buf = BytesMut::new();
+        if self.buf.capacity() > 2 * FIRST_READ {
+            self.buf = BytesMut::new();
+        }
         self.read_size.reset();
     }
 }
