@@ -2,9 +2,11 @@
 //! decoder that reads one off a connection's buffer.
 
 mod decoder;
+mod fields;
 mod read_size;
 
 pub use decoder::{BodySource, DecodeError, Decoder, Framing};
+pub use fields::{header_map, FieldSpan};
 pub use read_size::ReadSize;
 
 /// Writes header (or trailer) lines, `name: value\r\n` each.

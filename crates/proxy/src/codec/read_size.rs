@@ -1,6 +1,11 @@
 //! How much to read at a time: little for heads, more as a body keeps filling what was asked.
 
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
 use bytes::BytesMut;
+use tokio::io::AsyncRead;
 
 /// Largest read asked for.
 const MAX_READ: usize = 64 * 1024;
@@ -36,6 +41,19 @@ impl ReadSize {
         if read >= room && self.next < MAX_READ {
             self.next = (self.next * 2).min(MAX_READ);
         }
+    }
+
+    /// Reads from `io` into `buf` as much as this size asks; `Ok(0)` at end of stream.
+    pub fn poll_fill<R: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut R,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        let room = self.reserve(buf);
+        let read = ready!(tokio_util::io::poll_read_buf(Pin::new(io), cx, buf))?;
+        self.record(read, room);
+        Poll::Ready(Ok(read))
     }
 
     /// Back to the starting size, for the next message.

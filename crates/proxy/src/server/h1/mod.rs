@@ -19,7 +19,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -65,14 +65,7 @@ impl BodySource for Wire {
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let room = self.read_size.reserve(&mut self.buf);
-        let read = ready!(tokio_util::io::poll_read_buf(
-            Pin::new(&mut self.io),
-            cx,
-            &mut self.buf
-        ))?;
-        self.read_size.record(read, room);
-        Poll::Ready(Ok(read))
+        self.read_size.poll_fill(cx, &mut self.io, &mut self.buf)
     }
 }
 

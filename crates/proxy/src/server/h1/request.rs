@@ -4,10 +4,10 @@ use std::mem::MaybeUninit;
 
 use arrayvec::ArrayVec;
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header;
 use http::{Method, Uri, Version};
 
-use crate::codec::{chunked_last, connection_has, content_length, Framing};
+use crate::codec::{chunked_last, connection_has, content_length, header_map, FieldSpan, Framing};
 
 /// Most header lines a request head may carry.
 const MAX_REQUEST_HEADERS: usize = 256;
@@ -33,15 +33,6 @@ pub struct RequestHead {
     pub expects_continue: bool,
     /// Both `Content-Length` and `Transfer-Encoding`: refused by the handler, body not read.
     pub ambiguous: bool,
-}
-
-/// Where one header line's name and value lie in the head.
-#[derive(Clone, Copy)]
-struct FieldSpan {
-    name: usize,
-    name_len: usize,
-    value: usize,
-    value_len: usize,
 }
 
 /// The headers that shape how a request is read, as found while its head is parsed.
@@ -84,39 +75,24 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     } else {
         Version::HTTP_11
     };
-    let base = buf.as_ptr() as usize;
+    let base = buf.as_ptr();
     let target = request.path.unwrap_or_default();
-    let target_span = (target.as_ptr() as usize - base, target.len());
+    let target_at = target.as_ptr() as usize - base as usize;
+    let target_span = target_at..target_at + target.len();
     // Filled only as far as used: zeroing a whole array of spans per request showed up in profiles.
     let mut spans = ArrayVec::<FieldSpan, MAX_REQUEST_HEADERS>::new();
-    let count = request.headers.len();
     // Which of the headers that shape the message are present, noted in this pass so the common
     // request (none of them) costs no map lookups below.
     let mut present = Present::default();
     for h in request.headers.iter() {
         present.note(h.name.as_bytes());
-        spans.push(FieldSpan {
-            name: h.name.as_ptr() as usize - base,
-            name_len: h.name.len(),
-            value: h.value.as_ptr() as usize - base,
-            value_len: h.value.len(),
-        });
+        spans.push(FieldSpan::of(h, base));
     }
     let head: Bytes = buf.split_to(head_len).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(target_span.0..target_span.0 + target_span.1))
-        .map_err(|_| HeadError::Malformed)?;
+    let uri = Uri::from_maybe_shared(head.slice(target_span)).map_err(|_| HeadError::Malformed)?;
     // Room for what the gateway adds on the way upstream (`X-Forwarded-*`, `X-Request-Id`), so the
     // map does not grow.
-    let mut headers = HeaderMap::with_capacity(count + 4);
-    for span in &spans {
-        let name = HeaderName::from_bytes(&head[span.name..span.name + span.name_len])
-            .map_err(|_| HeadError::Malformed)?;
-        // A slice of the frozen head: no copy of the value.
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(span.value..span.value + span.value_len))
-                .map_err(|_| HeadError::Malformed)?;
-        headers.append(name, value);
-    }
+    let headers = header_map(&head, &spans, 4).map_err(|_| HeadError::Malformed)?;
 
     let length = if present.content_length {
         content_length(&headers).map_err(|()| HeadError::Malformed)?

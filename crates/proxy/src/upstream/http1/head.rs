@@ -4,25 +4,18 @@ use std::mem::MaybeUninit;
 
 use arrayvec::ArrayVec;
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{Method, StatusCode, Version};
 
-use crate::codec::{chunked_last, connection_has, content_length, encode_field, Framing};
+use crate::codec::{
+    chunked_last, connection_has, content_length, encode_field, header_map, FieldSpan, Framing,
+};
 
 /// Most header lines an upstream response head may carry.
 const MAX_RESPONSE_HEADERS: usize = 128;
 
 /// Largest response head accepted from an upstream, in bytes.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-
-/// Where one header line's name and value lie in the head.
-#[derive(Debug, Clone, Copy)]
-struct FieldSpan {
-    name: usize,
-    name_len: usize,
-    value: usize,
-    value_len: usize,
-}
 
 /// Why an upstream response head could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -116,30 +109,17 @@ pub fn parse_response(
         Version::HTTP_11
     };
     // Offsets first, so the buffer can be frozen and each name and value read from it as a slice.
-    let base = buf.as_ptr() as usize;
     // Filled only as far as used: zeroing a whole array of spans per response showed up in profiles.
-    let mut spans = ArrayVec::<FieldSpan, MAX_RESPONSE_HEADERS>::new();
-    let count = response.headers.len();
-    for h in response.headers.iter() {
-        spans.push(FieldSpan {
-            name: h.name.as_ptr() as usize - base,
-            name_len: h.name.len(),
-            value: h.value.as_ptr() as usize - base,
-            value_len: h.value.len(),
-        });
-    }
+    let base = buf.as_ptr();
+    let spans: ArrayVec<FieldSpan, MAX_RESPONSE_HEADERS> = response
+        .headers
+        .iter()
+        .map(|h| FieldSpan::of(h, base))
+        .collect();
     let head: Bytes = buf.split_to(head_len).freeze();
     // Spare room for what the gateway adds to a response (`X-Request-Id`), so the map does not grow.
-    let mut headers = HeaderMap::with_capacity(count + 2);
-    for span in &spans {
-        let name = HeaderName::from_bytes(&head[span.name..span.name + span.name_len])
-            .map_err(|_| HeadError::Malformed(httparse::Error::HeaderName))?;
-        // A slice of the frozen head: no copy of the value.
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(span.value..span.value + span.value_len))
-                .map_err(|_| HeadError::Malformed(httparse::Error::HeaderValue))?;
-        headers.append(name, value);
-    }
+    let headers = header_map(&head, &spans, 2)
+        .map_err(|_| HeadError::Malformed(httparse::Error::HeaderName))?;
     let framing = framing(status, request_method, &headers)?;
     let keep_alive = keep_alive(version, &headers) && framing != Framing::UntilClose;
     Ok(Some(ResponseHead {
@@ -188,6 +168,7 @@ fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn parse(raw: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
         let mut buf = BytesMut::from(raw.as_bytes());

@@ -12,8 +12,7 @@ mod head;
 mod send;
 
 use std::io;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 
@@ -65,14 +64,7 @@ impl Http1Conn {
 
     /// Reads more bytes from the upstream into the buffer; `Ok(0)` at end of stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let room = self.read_size.reserve(&mut self.buf);
-        let read = ready!(tokio_util::io::poll_read_buf(
-            Pin::new(&mut self.io),
-            cx,
-            &mut self.buf
-        ))?;
-        self.read_size.record(read, room);
-        Poll::Ready(Ok(read))
+        self.read_size.poll_fill(cx, &mut self.io, &mut self.buf)
     }
 
     /// Readies an idle connection for the pool: a buffer grown by a large body is given back (a small
