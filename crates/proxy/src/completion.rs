@@ -24,8 +24,6 @@ pub struct Completion {
     pub bytes_sent: Option<u64>,
     /// Held until the response ends so `least_request` counts the request as in flight.
     pub in_flight: Option<floodgate_upstream::InFlightGuard>,
-    /// Held until the response ends so the connection is not parked under a request.
-    pub active: Option<crate::server::handle::ActiveRequest>,
     /// Present only when the access log is on, so requests pay for its strings only then.
     pub access: Option<Box<AccessDetails>>,
 }

@@ -1,5 +1,5 @@
-//! Client keep-alive connections: reused across requests, parked outside hyper while idle, resumed when
-//! the next request arrives, and closed on shutdown.
+//! Client keep-alive connections: reused across requests, holding no buffer while idle, serving the
+//! next request when it arrives, and closed on shutdown.
 
 use std::time::Duration;
 
@@ -11,8 +11,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Longer than the gateway's park delay (one second), so the connection is parked in between.
-const IDLE: Duration = Duration::from_millis(2500);
+/// A pause between requests, so the connection is idle (its buffer given back) when the next one comes.
+const IDLE: Duration = Duration::from_millis(200);
 
 fn config(upstream: &MockUpstream) -> String {
     format!(
@@ -35,7 +35,7 @@ fn get(path: &str) -> Request<Full<Bytes>> {
 }
 
 #[tokio::test]
-async fn idle_connection_serves_the_next_request_after_parking() {
+async fn idle_connection_serves_the_next_request() {
     let upstream = MockUpstream::http("one").await;
     let gw = TestGateway::start(&config(&upstream));
     let tcp = TcpStream::connect(gw.addr("main")).await.unwrap();
@@ -69,7 +69,7 @@ fn response_kept_alive(echo: &serde_json::Value) -> bool {
 }
 
 #[tokio::test]
-async fn request_split_across_the_park_delay_is_answered() {
+async fn request_head_split_across_a_pause_is_answered() {
     let upstream = MockUpstream::http("one").await;
     let gw = TestGateway::start(&config(&upstream));
     let mut tcp = TcpStream::connect(gw.addr("main")).await.unwrap();
@@ -88,7 +88,7 @@ async fn request_split_across_the_park_delay_is_answered() {
 }
 
 #[tokio::test]
-async fn pipelined_requests_after_parking_are_all_answered() {
+async fn pipelined_requests_after_an_idle_pause_are_all_answered() {
     let upstream = MockUpstream::http("one").await;
     let gw = TestGateway::start(&config(&upstream));
     let mut tcp = TcpStream::connect(gw.addr("main")).await.unwrap();
@@ -116,7 +116,7 @@ async fn pipelined_requests_after_parking_are_all_answered() {
 }
 
 #[tokio::test]
-async fn parked_connection_is_closed_on_shutdown() {
+async fn idle_connection_is_closed_on_shutdown() {
     let upstream = MockUpstream::http("one").await;
     let gw = TestGateway::start(&config(&upstream));
     let mut tcp = TcpStream::connect(gw.addr("main")).await.unwrap();
@@ -127,7 +127,7 @@ async fn parked_connection_is_closed_on_shutdown() {
     let n = tcp.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200 OK"));
     tokio::time::sleep(IDLE).await;
-    // A long grace period: the parked connection must close at once, not hold shutdown up.
+    // A long grace period: the idle connection must close at once, not hold shutdown up.
     tokio::task::spawn_blocking(move || gw.shutdown(Duration::from_secs(60)))
         .await
         .unwrap();
@@ -135,5 +135,5 @@ async fn parked_connection_is_closed_on_shutdown() {
         .await
         .expect("safety timeout")
         .unwrap_or(0);
-    assert_eq!(n, 0, "the gateway closes parked connections when it stops");
+    assert_eq!(n, 0, "the gateway closes idle connections when it stops");
 }

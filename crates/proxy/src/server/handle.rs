@@ -4,7 +4,6 @@ use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,13 +26,9 @@ pub struct ConnInfo {
     pub client_ip_value: HeaderValue,
     /// Whether the connection is TLS.
     pub tls: bool,
-    /// Set when a request head on this connection declared both `Content-Length` and
-    /// `Transfer-Encoding` (see `framing.rs`).
-    pub ambiguous_framing: Arc<AtomicBool>,
-    /// Requests started on this connection; the parking logic in `http1.rs` watches it for activity.
-    pub requests: Cell<u64>,
-    /// Requests whose response has not finished yet.
-    pub in_flight: Cell<u32>,
+    /// Set by the HTTP/1.1 server when a request head declared both `Content-Length` and
+    /// `Transfer-Encoding`; the handler refuses that request.
+    pub ambiguous_framing: Cell<bool>,
     /// The upstream's side of an accepted upgrade, waiting for the HTTP/1.1 connection to join it with
     /// the client's once the 101 is written.
     pub pending_upgrade: RefCell<Option<crate::server::tunnel::UpstreamTunnel>>,
@@ -46,41 +41,19 @@ impl ConnInfo {
             client,
             client_ip_value: crate::headers::ip_value(client.ip()),
             tls,
-            ambiguous_framing: Arc::new(AtomicBool::new(false)),
-            requests: Cell::new(0),
-            in_flight: Cell::new(0),
+            ambiguous_framing: Cell::new(false),
             pending_upgrade: RefCell::new(None),
         }
     }
 }
 
-/// Counts a request as in flight on its connection until the response ends.
-pub struct ActiveRequest(Rc<ConnInfo>);
-
-impl ActiveRequest {
-    fn start(conn: &Rc<ConnInfo>) -> Self {
-        conn.requests.set(conn.requests.get().wrapping_add(1));
-        conn.in_flight.set(conn.in_flight.get() + 1);
-        Self(conn.clone())
-    }
-}
-
-impl Drop for ActiveRequest {
-    fn drop(&mut self) {
-        self.0
-            .in_flight
-            .set(self.0.in_flight.get().saturating_sub(1));
-    }
-}
-
-/// The hyper service function: never fails; every problem becomes a response.
+/// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
 pub async fn handle(
     ctx: Rc<WorkerCtx>,
     conn: Rc<ConnInfo>,
     req: Request<ClientBody>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
-    let active = ActiveRequest::start(&conn);
     let snapshot = ctx.shared.snapshot.load_full();
     let (request_id, _) = request_id(req.headers());
     let method = req.method().clone();
@@ -133,7 +106,6 @@ pub async fn handle(
         bytes_sent: None,
         access,
         in_flight,
-        active: Some(active),
     });
     Ok(response)
 }
@@ -238,9 +210,7 @@ fn check_request(
     max_header_bytes: usize,
 ) -> Result<(), ProxyError> {
     let headers = req.headers();
-    if headers.contains_key(header::TRANSFER_ENCODING)
-        && conn.ambiguous_framing.swap(false, Ordering::Relaxed)
-    {
+    if headers.contains_key(header::TRANSFER_ENCODING) && conn.ambiguous_framing.replace(false) {
         // RFC 9112 §6.3: such a message may be a smuggling attempt; hyper already dropped the
         // Content-Length, but the gateway refuses the request outright.
         return Err(ProxyError::AmbiguousLength);

@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 pin_project_lite::pin_project! {
     /// Reads `prefix` first, then the inner connection. Used when a connection moves between servers
-    /// (a parked HTTP/1.1 connection resuming, or one becoming a tunnel) with bytes the last one had
+    /// (an HTTP/1.1 connection becoming a tunnel) with bytes the last one had
     /// read but not used.
     pub struct Rewind<T> {
         prefix: Bytes,

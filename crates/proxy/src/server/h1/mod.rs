@@ -117,8 +117,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
             ambiguous,
         } = head;
         if ambiguous {
-            info.ambiguous_framing
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            info.ambiguous_framing.set(true);
         }
         let head_request = parts.method == Method::HEAD;
         let client_version = parts.version;
