@@ -509,8 +509,8 @@ mem_idle() {
   line=$(grep '^ready' "$out" || true)
   [[ -n $line ]] || { cat "$out" >&2; die "idle connection helper failed against $proxy"; }
   read -r _ opened failed secs <<<"$line"
-  # Measured once the connections are idle, not while they are still being answered: floodgate parks
-  # a connection after 1 s without a request and its allocator hands freed pages back about 1 s later.
+  # Measured once the connections are idle, not while they are still being answered: floodgate frees a
+  # connection's buffers when it goes idle, and its allocator hands freed pages back about 1 s later.
   sleep 5
   rss1=$(mem_kib "$pid" VmRSS)
   wait "$hpid" || true
