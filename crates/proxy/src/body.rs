@@ -11,9 +11,6 @@ use hyper::body::Incoming;
 use crate::completion::Completion;
 use crate::upstream::http1::UpstreamBody;
 
-/// The error of a response body: whatever the upstream connection's reader reports.
-pub type ResponseBodyError = BoxError;
-
 /// The error of a request body: the client's stream failed, or it passed the route's size limit.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestBodyError {
@@ -196,12 +193,12 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = ResponseBodyError;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let frame = match &mut this.kind {
             Kind::Full(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
@@ -209,11 +206,7 @@ impl Body for ResponseBody {
             Kind::H2(body) => ready!(Pin::new(body).poll_frame(cx)).map(|f| f.map_err(Into::into)),
         };
         match &frame {
-            Some(Ok(f)) => {
-                if let Some(data) = f.data_ref() {
-                    this.bytes_sent += data.len() as u64;
-                }
-            }
+            Some(Ok(f)) => this.bytes_sent += f.data_ref().map_or(0, |d| d.len() as u64),
             Some(Err(_)) => {}
             None => this.finish(),
         }
@@ -239,7 +232,7 @@ impl Body for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        // hyper stops polling once `is_end_stream` is true (an empty body, or the last data frame of a body
+        // Servers stop polling once `is_end_stream` is true (an empty body, or the last data frame of a body
         // with a length), so the end may only be visible here.
         self.finish();
     }

@@ -8,7 +8,8 @@ use crate::body::ResponseBody;
 /// Why a request could not be proxied. Each kind answers with its own status and a short JSON body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyError {
-    /// The request is malformed in a way hyper let through (both framing headers, dot segments).
+    /// The request is malformed: an HTTP/1.1 head that does not parse, a bad `Content-Length` or
+    /// transfer coding, dot segments, or a target that is not a path.
     #[error("bad request")]
     BadRequest,
     /// The request declared both `Content-Length` and `Transfer-Encoding` (request smuggling).

@@ -55,7 +55,7 @@ pub async fn forward(
     let host_in = client_host(&req);
     let (mut parts, body) = req.into_parts();
     remove_hop_by_hop(&mut parts.headers, upgrade);
-    // hyper already answered `Expect: 100-continue` when the body was first read; the upstream gets the body
+    // The server answers `Expect: 100-continue` when the body is first read; the upstream gets the body
     // straight away and must not wait for a 100 of its own.
     parts.headers.remove(header::EXPECT);
     // Room for the headers added below, so the map grows once (a client sending only `Host` leaves a map

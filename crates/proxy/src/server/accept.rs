@@ -127,8 +127,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// leaving them in the socket for the server that takes the connection.
 ///
 /// Peeking instead of reading them into a buffer and replaying it (as hyper-util's `auto` server does)
-/// keeps hyper's first read aligned to its 8 KiB buffer: the replayed prefix made hyper grow the buffer to
-/// 16 KiB for the life of every connection, and added a wrapper to every read.
+/// hands either server an untouched socket, with no replay wrapper on every read.
 async fn sniff_cleartext(stream: &TcpStream) -> std::io::Result<Protocol> {
     let mut first = [0u8; 24];
     let deadline = tokio::time::Instant::now() + SNIFF_TIMEOUT;

@@ -202,8 +202,8 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Checks hyper leaves to us: framing ambiguity, header size, and path segments that could escape a prefix
-/// route once the upstream normalises them.
+/// Checks every protocol's requests share: framing ambiguity (reported by the HTTP/1.1 server), header
+/// size, and path segments that could escape a prefix route once the upstream normalises them.
 fn check_request(
     req: &Request<ClientBody>,
     conn: &ConnInfo,
@@ -211,8 +211,8 @@ fn check_request(
 ) -> Result<(), ProxyError> {
     let headers = req.headers();
     if headers.contains_key(header::TRANSFER_ENCODING) && conn.ambiguous_framing.replace(false) {
-        // RFC 9112 §6.3: such a message may be a smuggling attempt; hyper already dropped the
-        // Content-Length, but the gateway refuses the request outright.
+        // RFC 9112 §6.3: such a message may be a smuggling attempt; the gateway refuses it outright
+        // (its body was not read, and the connection closes after this answer).
         return Err(ProxyError::AmbiguousLength);
     }
     let header_bytes: usize = headers

@@ -1,17 +1,19 @@
 //! Sending one request on an HTTP/1.1 upstream connection and reading its response head.
 
+use std::future::poll_fn;
 use std::io::{self, IoSlice};
 
 use bytes::BytesMut;
 use http::{Method, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::head::{parse_response, HeadError, ResponseHead};
-use super::{Http1Conn, FIRST_READ};
+use super::Http1Conn;
 use crate::body::{RequestBody, RequestBodyError};
 use crate::codec::encode_fields;
+use crate::codec::ReadSize;
 
 /// Why a request got no usable response head.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +65,15 @@ pub async fn send(
     progress.head_written = true;
 
     if body.is_end_stream() {
-        return read_head(&mut conn.io, &mut conn.buf, method, &mut progress)
-            .await
-            .map_err(|e| e.into_send_error(&progress, failed));
+        return read_head(
+            &mut conn.io,
+            &mut conn.buf,
+            &mut conn.read_size,
+            method,
+            &mut progress,
+        )
+        .await
+        .map_err(|e| e.into_send_error(&progress, failed));
     }
 
     // Boxed: most requests have no body, and inline this would make every request's future larger.
@@ -113,7 +121,13 @@ async fn stream_body(
     let result = {
         let (mut reader, mut writer) = tokio::io::split(&mut conn.io);
         let sending = write_body(&mut writer, body, chunked, &mut body_taken);
-        let receiving = read_head(&mut reader, &mut conn.buf, method, &mut head_progress);
+        let receiving = read_head(
+            &mut reader,
+            &mut conn.buf,
+            &mut conn.read_size,
+            method,
+            &mut head_progress,
+        );
         tokio::pin!(sending, receiving);
         loop {
             tokio::select! {
@@ -243,6 +257,7 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
 async fn read_head<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
+    read_size: &mut ReadSize,
     method: &Method,
     progress: &mut Progress,
 ) -> Result<ResponseHead, ReadError> {
@@ -261,10 +276,7 @@ async fn read_head<R: AsyncRead + Unpin>(
                 Err(e) => return Err(ReadError::Head(e)),
             }
         }
-        if buf.capacity() - buf.len() < FIRST_READ / 4 {
-            buf.reserve(FIRST_READ);
-        }
-        match io.read_buf(buf).await {
+        match poll_fn(|cx| read_size.poll_fill(cx, io, buf)).await {
             Ok(0) if buf.is_empty() => {
                 return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
