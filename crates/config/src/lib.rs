@@ -72,7 +72,7 @@ fn default_shutdown_timeout() -> HumanDuration {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Largest total size of a request's header block; larger requests get 431.
+    /// Largest total size of a request's header block (1KiB to 16MiB); larger requests get 431.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: ByteSize,
     /// Largest request body; larger bodies get 413. Routes may lower or raise it.

@@ -22,10 +22,12 @@ impl Config {
         }
         self.validate_listeners(&mut errors);
         self.validate_admin(&mut errors);
-        if self.limits.max_header_bytes.get() < 1024 {
+        // The upper bound keeps every offset into a request head within 32 bits, as the server stores them.
+        let header_bytes = self.limits.max_header_bytes.get();
+        if !(1024..=16 * 1024 * 1024).contains(&header_bytes) {
             errors.push(FieldError::new(
                 "limits.max_header_bytes",
-                "must be at least 1KiB",
+                "must be between 1KiB and 16MiB",
             ));
         }
         self.validate_upstreams(&mut errors);
@@ -482,6 +484,19 @@ routes:
                 "upstreams[1].hash_on: only used with balancer consistent_hash",
             ]
         );
+    }
+
+    #[test]
+    fn header_limit_must_be_sane() {
+        for limit in ["512", "17MiB"] {
+            let errors = errors_of(&format!("{BASE}limits: {{ max_header_bytes: {limit} }}\n"));
+            assert_eq!(
+                errors,
+                ["limits.max_header_bytes: must be between 1KiB and 16MiB"],
+                "{limit}"
+            );
+        }
+        assert!(errors_of(&format!("{BASE}limits: {{ max_header_bytes: 16MiB }}\n")).is_empty());
     }
 
     #[test]

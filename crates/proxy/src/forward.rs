@@ -1,7 +1,11 @@
 //! Forwarding a request to an upstream target and shaping the response on its way back.
 
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
 
 use bytes::Bytes;
 use floodgate_upstream::PickContext;
@@ -22,105 +26,118 @@ use crate::upstream::{connect, Checkin, Conn};
 use crate::worker::WorkerCtx;
 
 /// Picks a target, sends the request (on a pooled connection when one is ready), and returns the upstream's
-/// response with its body streaming through.
-pub async fn forward(
-    ctx: &Rc<WorkerCtx>,
-    conn: &ConnInfo,
-    route: &RouteRuntime,
-    upstream: &Arc<UpstreamRuntime>,
+/// response with its body streaming through. The route's timeout runs from `started`, when the request
+/// arrived, until the response head.
+///
+/// Not an `async fn`, which would hold `req` twice in its future (see `handle`).
+#[allow(clippy::too_many_arguments)] // each is one piece of the request's context, borrowed
+#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice (see `handle`)
+pub fn forward<'a>(
+    ctx: &'a Rc<WorkerCtx>,
+    conn: &'a ConnInfo,
+    route: &'a RouteRuntime,
+    upstream: &'a Arc<UpstreamRuntime>,
     req: Request<ClientBody>,
-    request_id: &HeaderValue,
-    target_used: &mut Option<Arc<str>>,
-) -> Result<Outcome, ProxyError> {
-    let pools = &ctx.pools;
-    let pick = PickContext {
-        worker: ctx.index,
-        headers: req.headers(),
-        path: req.uri().path(),
-        client_ip: Some(conn.client.ip()),
-    };
-    let index = upstream
-        .balancer
-        .pick(&pick, |i| {
-            upstream.targets.get(i).is_some_and(|t| {
-                pools.has_capacity(&t.pool_key, upstream.max_connections_per_target)
+    request_id: &'a HeaderValue,
+    started: Instant,
+    target_used: &'a mut Option<Arc<str>>,
+) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
+    async move {
+        let pools = &ctx.pools;
+        let pick = PickContext {
+            worker: ctx.index,
+            headers: req.headers(),
+            path: req.uri().path(),
+            client_ip: Some(conn.client.ip()),
+        };
+        let index = upstream
+            .balancer
+            .pick(&pick, |i| {
+                upstream.targets.get(i).is_some_and(|t| {
+                    pools.has_capacity(&t.pool_key, upstream.max_connections_per_target)
+                })
             })
-        })
-        .ok_or(ProxyError::NoTarget)?;
-    let target = upstream.targets.get(index).ok_or(ProxyError::NoTarget)?;
-    *target_used = Some(target.address.clone());
-    let in_flight = upstream.balancer.start(index);
+            .ok_or(ProxyError::NoTarget)?;
+        let target = upstream.targets.get(index).ok_or(ProxyError::NoTarget)?;
+        *target_used = Some(target.address.clone());
+        let in_flight = upstream.balancer.start(index);
 
-    let upgrade = is_upgrade(&req);
-    let host_in = client_host(&req);
-    let (mut parts, body) = req.into_parts();
-    remove_hop_by_hop(&mut parts.headers, upgrade);
-    // The server answers `Expect: 100-continue` when the body is first read; the upstream gets the body
-    // straight away and must not wait for a 100 of its own.
-    parts.headers.remove(header::EXPECT);
-    // Room for the headers added below, so the map grows once (a client sending only `Host` leaves a map
-    // with no spare capacity, and each insert would otherwise grow it).
-    parts.headers.reserve(4);
-    add_forwarded(
-        &mut parts.headers,
-        &conn.client_ip_value,
-        conn.tls,
-        host_in.as_ref(),
-    );
-    parts.headers.insert(&X_REQUEST_ID, request_id.clone());
-    let host = match (route.preserve_host, host_in) {
-        (true, Some(host)) => host,
-        _ => target.authority.clone(),
-    };
-    let body = if upgrade {
-        RequestBody::empty()
-    } else {
-        RequestBody::new(body, route.max_body_bytes)
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let outgoing = Outgoing {
-        parts,
-        body,
-        upgrade,
-        host,
-        path,
-    };
-    let answer = match tokio::time::timeout(
-        route.timeout,
-        exchange(ctx, upstream, target, outgoing),
-    )
-    .await
-    {
-        Ok(result) => result?,
-        Err(_) => {
-            upstream.metrics.timeout(ctx.index);
-            return Err(ProxyError::UpstreamTimeout);
-        }
-    };
-    let response = match answer {
-        Answer::Response(response) => response,
-        Answer::Upgraded(mut parts, upstream_io) => {
-            // The HTTP/1.1 connection joins its side to this one once it has written the 101.
-            *conn.pending_upgrade.borrow_mut() = Some(upstream_io);
-            remove_hop_by_hop(&mut parts.headers, true);
-            return Ok(Outcome {
-                response: Response::from_parts(parts, ResponseBody::full(Bytes::new())),
-                in_flight: Some(in_flight),
-            });
-        }
-    };
-    let (mut parts, body) = response.into_parts();
-    remove_hop_by_hop(&mut parts.headers, false);
-    // The client's connection has its own version; an HTTP/1.0 upstream must not turn it into HTTP/1.0.
-    parts.version = http::Version::HTTP_11;
-    Ok(Outcome {
-        response: Response::from_parts(parts, body),
-        in_flight: Some(in_flight),
-    })
+        let upgrade = is_upgrade(&req);
+        let host_in = client_host(&req);
+        let (mut parts, body) = req.into_parts();
+        remove_hop_by_hop(&mut parts.headers, upgrade);
+        // The server answers `Expect: 100-continue` when the body is first read; the upstream gets the body
+        // straight away and must not wait for a 100 of its own.
+        parts.headers.remove(header::EXPECT);
+        // Room for the headers added below, so the map grows once (a client sending only `Host` leaves a map
+        // with no spare capacity, and each insert would otherwise grow it).
+        parts.headers.reserve(4);
+        add_forwarded(
+            &mut parts.headers,
+            &conn.client_ip_value,
+            conn.tls,
+            host_in.as_ref(),
+        );
+        parts.headers.insert(&X_REQUEST_ID, request_id.clone());
+        let host = match (route.preserve_host, host_in) {
+            (true, Some(host)) => host,
+            _ => target.authority.clone(),
+        };
+        let body = if upgrade {
+            RequestBody::empty()
+        } else {
+            RequestBody::new(body, route.max_body_bytes)
+        };
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let outgoing = Outgoing {
+            parts,
+            body,
+            upgrade,
+            host,
+            path,
+        };
+        let mut timer = conn.request_timer(started + route.timeout);
+        let answer = {
+            let mut exchange = pin!(exchange(ctx, upstream, target, outgoing, started));
+            poll_fn(|cx| match exchange.as_mut().poll(cx) {
+                Poll::Ready(result) => Poll::Ready(Some(result)),
+                Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+            })
+            .await
+        };
+        conn.keep_timer(timer);
+        let answer = match answer {
+            Some(result) => result?,
+            None => {
+                upstream.metrics.timeout(ctx.index);
+                return Err(ProxyError::UpstreamTimeout);
+            }
+        };
+        let response = match answer {
+            Answer::Response(response) => response,
+            Answer::Upgraded(mut parts, upstream_io) => {
+                // The HTTP/1.1 connection joins its side to this one once it has written the 101.
+                *conn.pending_upgrade.borrow_mut() = Some(upstream_io);
+                remove_hop_by_hop(&mut parts.headers, true);
+                return Ok(Outcome {
+                    response: Response::from_parts(parts, ResponseBody::full(Bytes::new())),
+                    in_flight: Some(in_flight),
+                });
+            }
+        };
+        let (mut parts, body) = response.into_parts();
+        remove_hop_by_hop(&mut parts.headers, false);
+        // The client's connection has its own version; an HTTP/1.0 upstream must not turn it into HTTP/1.0.
+        parts.version = http::Version::HTTP_11;
+        Ok(Outcome {
+            response: Response::from_parts(parts, body),
+            in_flight: Some(in_flight),
+        })
+    }
 }
 
 /// A request on its way to the upstream, the same whichever connection carries it.
@@ -144,58 +161,63 @@ enum Answer {
 
 /// Sends on a pooled connection, or on a new one when none is ready or the pooled one turned out to be
 /// closed before it could carry the request (see [`http1::SendError`] for when that is safe to tell).
-async fn exchange(
-    ctx: &Rc<WorkerCtx>,
-    upstream: &UpstreamRuntime,
-    target: &Target,
+#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice (see `handle`)
+fn exchange<'a>(
+    ctx: &'a Rc<WorkerCtx>,
+    upstream: &'a UpstreamRuntime,
+    target: &'a Target,
     mut outgoing: Outgoing,
-) -> Result<Answer, ProxyError> {
-    // Encoded once, for the pooled connection and, if that fails, the fresh one.
-    let mut encoded = None;
-    // An upgraded connection becomes the tunnel, so it must be a fresh one that no pool knows.
-    if !outgoing.upgrade {
-        match ctx
-            .pools
-            .checkout(&target.pool_key, upstream.keepalive.idle_timeout.get())
-        {
-            Some(Conn::H1(conn)) => {
-                match send_h1(ctx, upstream, target, conn, &mut outgoing, &mut encoded).await {
-                    Ok(answer) => return Ok(answer),
-                    Err(http1::SendError::Upstream {
-                        error,
-                        retryable: true,
-                    }) => {
-                        tracing::debug!(target = %target.address, %error, "pooled connection was closed, retrying");
-                    }
-                    Err(e) => return Err(h1_error(upstream, e)),
-                }
-            }
-            Some(Conn::H2(sender)) => match send_h2(sender, outgoing, upstream.tls.is_some()).await
+    now: Instant,
+) -> impl Future<Output = Result<Answer, ProxyError>> + use<'a> {
+    async move {
+        // Encoded once, for the pooled connection and, if that fails, the fresh one.
+        let mut encoded = None;
+        // An upgraded connection becomes the tunnel, so it must be a fresh one that no pool knows.
+        if !outgoing.upgrade {
+            match ctx
+                .pools
+                .checkout(&target.pool_key, upstream.keepalive.idle_timeout.get(), now)
             {
-                Ok(answer) => return Ok(answer),
-                Err((error, Some(returned))) => {
-                    tracing::debug!(target = %target.address, %error, "pooled connection was closed, retrying");
-                    outgoing = returned;
+                Some(Conn::H1(conn)) => {
+                    match send_h1(ctx, upstream, target, conn, &mut outgoing, &mut encoded).await {
+                        Ok(answer) => return Ok(answer),
+                        Err(http1::SendError::Upstream {
+                            error,
+                            retryable: true,
+                        }) => {
+                            tracing::debug!(target = %target.address, %error, "pooled connection was closed, retrying");
+                        }
+                        Err(e) => return Err(h1_error(upstream, e)),
+                    }
                 }
-                Err((error, None)) => return Err(h2_error(upstream, &error)),
-            },
-            None => {}
-        }
-    }
-    // Boxed: connecting (TCP, TLS, handshakes) is the rare path, and inline it would make every request's
-    // future, and so every connection's memory, several kilobytes larger.
-    match Box::pin(connect(upstream, target, &ctx.pools, ctx.index)).await? {
-        Conn::H1(conn) => send_h1(ctx, upstream, target, conn, &mut outgoing, &mut encoded)
-            .await
-            .map_err(|e| h1_error(upstream, e)),
-        Conn::H2(sender) => {
-            if outgoing.upgrade {
-                // WebSocket over HTTP/2 (RFC 8441) is not spoken upstream: send such a request as a plain one.
-                remove_hop_by_hop(&mut outgoing.parts.headers, false);
+                Some(Conn::H2(sender)) => {
+                    match Box::pin(send_h2(sender, outgoing, upstream.tls.is_some())).await {
+                        Ok(answer) => return Ok(answer),
+                        Err((error, Some(returned))) => {
+                            tracing::debug!(target = %target.address, %error, "pooled connection was closed, retrying");
+                            outgoing = returned;
+                        }
+                        Err((error, None)) => return Err(h2_error(upstream, &error)),
+                    }
+                }
+                None => {}
             }
-            Box::pin(send_h2(sender, outgoing, upstream.tls.is_some()))
+        }
+        // Boxed: connecting (TCP, TLS, handshakes) is the rare path, and inline it would make every request's
+        // future, and so every connection's memory, several kilobytes larger.
+        match Box::pin(connect(upstream, target, &ctx.pools, ctx.index)).await? {
+            Conn::H1(conn) => send_h1(ctx, upstream, target, conn, &mut outgoing, &mut encoded)
                 .await
-                .map_err(|(error, _)| h2_error(upstream, &error))
+                .map_err(|e| h1_error(upstream, e)),
+            Conn::H2(sender) => {
+                if outgoing.upgrade {
+                    // WebSocket over HTTP/2 (RFC 8441) is not spoken upstream: send such a request as a plain one.
+                    remove_hop_by_hop(&mut outgoing.parts.headers, false);
+                }
+                Box::pin(send_h2(sender, outgoing, upstream.tls.is_some()))
+                    .await
+                    .map_err(|(error, _)| h2_error(upstream, &error))
+            }
         }
     }
 }
@@ -263,8 +285,8 @@ fn encode_h1(outgoing: &Outgoing) -> (Vec<u8>, bool) {
 
 type H2Failure = (hyper::Error, Option<Outgoing>);
 
-/// One request on a shared HTTP/2 connection (hyper's client). Callers box it, to keep its state out of
-/// the futures of HTTP/1.1 requests.
+/// One request on a shared HTTP/2 connection (hyper's client). Callers box it, to keep its state (about
+/// 1 KiB) out of the futures of HTTP/1.1 requests.
 async fn send_h2(
     mut sender: hyper::client::conn::http2::SendRequest<RequestBody>,
     outgoing: Outgoing,

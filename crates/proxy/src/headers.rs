@@ -19,65 +19,106 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 ///
 /// `keep_upgrade` keeps `Connection: upgrade` and `Upgrade` for a tunnelled upgrade request or a 101 answer.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the names first: most messages carry none of these, or only `Connection:
-    // keep-alive`, and a lookup per name would cost more than the scan.
-    if !headers.keys().any(is_hop_by_hop) {
-        if keep_upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        }
-        return;
+    // One pass over the names first, noting which are there: most messages carry none of these, or
+    // only `Connection: keep-alive`, and a lookup per name would cost more than the scan.
+    let mut found = HopByHop::default();
+    for name in headers.keys() {
+        found.note(name);
     }
-    let lines = headers.get_all(header::CONNECTION).iter().count();
-    if lines == 1 {
-        // A clone of the value (a reference count) lets the names it lists be removed from the map.
-        if let Some(connection) = headers.get(header::CONNECTION).cloned() {
-            remove_named(headers, &connection, keep_upgrade);
-        }
-    } else if lines > 1 {
-        let all: Vec<HeaderValue> = headers
+    if found.connection {
+        let names_others = headers
             .get_all(header::CONNECTION)
             .iter()
-            .cloned()
-            .collect();
-        for connection in &all {
-            remove_named(headers, connection, keep_upgrade);
+            .any(|value| names_other_headers(value, keep_upgrade));
+        if names_others {
+            // Clones of the values (reference counts) let the names they list be removed from the map.
+            let all: Vec<HeaderValue> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .cloned()
+                .collect();
+            for connection in &all {
+                remove_named(headers, connection, keep_upgrade);
+            }
         }
+        headers.remove(header::CONNECTION);
     }
-    headers.remove(header::CONNECTION);
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::TRANSFER_ENCODING);
-    if let Some(te) = headers.get(header::TE) {
-        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
+    if found.keep_alive {
+        headers.remove(&KEEP_ALIVE);
+    }
+    if found.proxy_connection {
+        headers.remove(&PROXY_CONNECTION);
+    }
+    if found.transfer_encoding {
+        headers.remove(header::TRANSFER_ENCODING);
+    }
+    if found.te {
+        let trailers_only = headers
+            .get(header::TE)
+            .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+        if !trailers_only {
             headers.remove(header::TE);
         }
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if found.upgrade {
         headers.remove(header::UPGRADE);
     }
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == header::TE
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
+/// Which hop-by-hop headers a message has.
+#[derive(Default)]
+struct HopByHop {
+    connection: bool,
+    keep_alive: bool,
+    proxy_connection: bool,
+    transfer_encoding: bool,
+    te: bool,
+    upgrade: bool,
+}
+
+impl HopByHop {
+    fn note(&mut self, name: &HeaderName) {
+        if name == header::CONNECTION {
+            self.connection = true;
+        } else if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if name == header::UPGRADE {
+            self.upgrade = true;
+        } else if name == header::TE {
+            self.te = true;
+        } else if name == KEEP_ALIVE {
+            self.keep_alive = true;
+        } else if name == PROXY_CONNECTION {
+            self.proxy_connection = true;
+        }
+    }
+}
+
+/// Whether a `Connection` value names a header to remove, beyond the usual `keep-alive` and `close`.
+fn names_other_headers(connection: &HeaderValue, keep_upgrade: bool) -> bool {
+    let Ok(text) = connection.to_str() else {
+        return false;
+    };
+    text.split(',')
+        .map(str::trim)
+        .any(|token| !is_kept_token(token, keep_upgrade))
+}
+
+/// Connection options that are not header names to remove.
+fn is_kept_token(token: &str, keep_upgrade: bool) -> bool {
+    token.is_empty()
+        || token.eq_ignore_ascii_case("close")
+        || token.eq_ignore_ascii_case("keep-alive")
+        || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"))
 }
 
 /// Removes the headers a `Connection` value names (RFC 9110 §7.6.1), looked up by text so no name is
 /// allocated.
 fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue, keep_upgrade: bool) {
-    for token in connection.to_str().unwrap_or("").split(',') {
-        let token = token.trim();
-        let keep = token.is_empty()
-            || token.eq_ignore_ascii_case("close")
-            || token.eq_ignore_ascii_case("keep-alive")
-            || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"));
-        if !keep {
+    for token in connection.to_str().unwrap_or("").split(',').map(str::trim) {
+        if !is_kept_token(token, keep_upgrade) {
             headers.remove(token);
         }
     }

@@ -22,6 +22,7 @@ mod listener;
 mod request_id;
 mod server;
 mod snapshot;
+mod stop;
 mod stream;
 mod tls;
 mod upstream;

@@ -40,16 +40,17 @@ pub fn generate() -> HeaderValue {
         next.set(n.wrapping_add(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
         n
     });
-    let mut buf = [0u8; 36];
+    // Two hex digits per byte, with the dashes of the layout written around them.
     let hex = b"0123456789abcdef";
-    let mut nibble = 0;
-    for (i, slot) in buf.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            *slot = b'-';
-            continue;
+    let mut buf = [b'-'; 36];
+    let mut at = 0;
+    for (i, byte) in n.to_be_bytes().into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
         }
-        *slot = hex[((n >> (124 - 4 * nibble)) & 0xf) as usize];
-        nibble += 1;
+        buf[at] = hex[usize::from(byte >> 4)];
+        buf[at + 1] = hex[usize::from(byte & 0xf)];
+        at += 2;
     }
     // Only hex digits and dashes were written, which are always a valid header value.
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
@@ -65,7 +66,13 @@ mod tests {
         let b = generate();
         assert_ne!(a, b);
         assert_eq!(a.len(), 36);
-        assert_eq!(a.as_bytes()[8], b'-');
+        for (i, c) in a.as_bytes().iter().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                assert_eq!(*c, b'-', "{a:?}");
+            } else {
+                assert!(c.is_ascii_hexdigit() && !c.is_ascii_uppercase(), "{a:?}");
+            }
+        }
     }
 
     #[test]

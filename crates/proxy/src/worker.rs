@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use floodgate_observe::Metrics;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, LocalSet};
 
 use crate::server::accept::accept_loop;
 use crate::snapshot::Snapshot;
+use crate::stop::StopSignal;
 use crate::upstream::WorkerPools;
 
 /// State every worker shares: the current snapshot and the metrics registry.
@@ -48,7 +49,8 @@ pub struct WorkerCtx {
     pub pools: Rc<WorkerPools>,
     open_connections: Cell<usize>,
     all_closed: Notify,
-    shutdown: watch::Sender<bool>,
+    /// Set when the worker starts shutting down.
+    pub stop: StopSignal,
     deadline: Cell<Option<Instant>>,
 }
 
@@ -72,11 +74,6 @@ impl WorkerCtx {
         ConnectionGuard(self.clone())
     }
 
-    /// Becomes true when the worker starts shutting down.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
-    }
-
     /// Resolves at the shutdown deadline (never, before shutdown starts).
     pub async fn wait_for_deadline(&self) {
         match self.deadline.get() {
@@ -97,14 +94,13 @@ pub fn run_worker(
         .build()?;
     let local = LocalSet::new();
     local.block_on(&runtime, async move {
-        let (shutdown, _) = watch::channel(false);
         let ctx = Rc::new(WorkerCtx {
             index,
             shared,
             pools: Rc::new(WorkerPools::default()),
             open_connections: Cell::new(0),
             all_closed: Notify::new(),
-            shutdown,
+            stop: StopSignal::default(),
             deadline: Cell::new(None),
         });
         let sweeper = tokio::task::spawn_local(sweep_idle(ctx.clone()));
@@ -142,7 +138,7 @@ pub fn run_worker(
         sweeper.abort();
         let deadline = deadline.unwrap_or_else(Instant::now);
         ctx.deadline.set(Some(deadline));
-        let _ = ctx.shutdown.send(true);
+        ctx.stop.stop();
         let drained = async {
             while ctx.open_connections.get() > 0 {
                 let notified = ctx.all_closed.notified();

@@ -250,6 +250,36 @@ async fn upstream_slower_than_route_timeout_is_504_json_then_serves() {
 }
 
 #[tokio::test]
+async fn route_timeouts_hold_request_by_request_on_one_connection() {
+    // A connection keeps one timer for its requests' deadlines, moved for each: a longer timeout after a
+    // shorter one must not fire at the earlier deadline, and a shorter one after a longer must still fire.
+    let backend = MockUpstream::http("backend").await;
+    let gw = TestGateway::start(&config(&backend));
+    let tcp = TcpStream::connect(gw.addr("main")).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let steps = [
+        ("hurried.test", "/quick", 200),
+        // The default 60 s timeout: 400 ms is fine, though the previous deadline (200 ms) has passed.
+        ("other.test", "/slow/400", 200),
+        ("hurried.test", "/slow/3000", 504),
+        ("other.test", "/slow/400", 200),
+    ];
+    for (host, path, status) in steps {
+        let res = tokio::time::timeout(SAFETY, sender.send_request(get(host, path)))
+            .await
+            .expect("request did not finish")
+            .expect("request failed");
+        assert_eq!(res.status(), status, "{host}{path}");
+        res.into_body().collect().await.unwrap();
+    }
+    assert_still_serves(&gw).await;
+}
+
+#[tokio::test]
 async fn malformed_requests_are_400_then_serves() {
     let backend = MockUpstream::http("backend").await;
     let gw = TestGateway::start(&config(&backend));

@@ -4,25 +4,35 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// Where one header line's name and value lie in a head, as offsets from its first byte: taken while
-/// `httparse` borrows the buffer, used once the buffer has been frozen.
+/// `httparse` borrows the buffer, used once the buffer has been frozen. Heads are far shorter than 4 GiB,
+/// so `u32` offsets do, and keep a head's spans half the size.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldSpan {
-    name: usize,
-    name_len: usize,
-    value: usize,
-    value_len: usize,
+    name: u32,
+    name_len: u32,
+    value: u32,
+    value_len: u32,
 }
 
 impl FieldSpan {
     /// The span of `field`, parsed out of a buffer that starts at `base`.
     pub fn of(field: &httparse::Header<'_>, base: *const u8) -> Self {
         let base = base as usize;
+        let offset = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
         Self {
-            name: field.name.as_ptr() as usize - base,
-            name_len: field.name.len(),
-            value: field.value.as_ptr() as usize - base,
-            value_len: field.value.len(),
+            name: offset(field.name.as_ptr() as usize - base),
+            name_len: offset(field.name.len()),
+            value: offset(field.value.as_ptr() as usize - base),
+            value_len: offset(field.value.len()),
         }
+    }
+
+    fn name(&self) -> std::ops::Range<usize> {
+        self.name as usize..(self.name as usize + self.name_len as usize)
+    }
+
+    fn value(&self) -> std::ops::Range<usize> {
+        self.value as usize..(self.value as usize + self.value_len as usize)
     }
 }
 
@@ -39,11 +49,9 @@ pub fn header_map(
 ) -> Result<HeaderMap, InvalidField> {
     let mut headers = HeaderMap::with_capacity(spans.len() + spare);
     for span in spans {
-        let name = HeaderName::from_bytes(&head[span.name..span.name + span.name_len])
-            .map_err(|_| InvalidField)?;
+        let name = HeaderName::from_bytes(&head[span.name()]).map_err(|_| InvalidField)?;
         let value =
-            HeaderValue::from_maybe_shared(head.slice(span.value..span.value + span.value_len))
-                .map_err(|_| InvalidField)?;
+            HeaderValue::from_maybe_shared(head.slice(span.value())).map_err(|_| InvalidField)?;
         headers.append(name, value);
     }
     Ok(headers)

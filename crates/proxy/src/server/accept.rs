@@ -169,7 +169,6 @@ where
             req.map(ClientBody::Http2),
         ))
     });
-    let mut shutdown = ctx.shutdown_signal();
     let connection = http2::Builder::new(LocalExec)
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
@@ -177,7 +176,7 @@ where
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => log_end(result),
-        _ = shutdown.wait_for(|stop| *stop) => {
+        () = ctx.stop.stopped() => {
             connection.as_mut().graceful_shutdown();
             log_end(connection.as_mut().await);
         }

@@ -2,13 +2,16 @@
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, Version};
+use tokio::time::Sleep;
 
 use crate::body::{ClientBody, ResponseBody};
 use crate::completion::{AccessDetails, Completion};
@@ -32,6 +35,8 @@ pub struct ConnInfo {
     /// The upstream's side of an accepted upgrade, waiting for the HTTP/1.1 connection to join it with
     /// the client's once the 101 is written.
     pub pending_upgrade: RefCell<Option<crate::server::tunnel::UpstreamTunnel>>,
+    /// A timer kept for the next request's deadline (see [`ConnInfo::request_timer`]).
+    spare_timer: Cell<Option<Pin<Box<Sleep>>>>,
 }
 
 impl ConnInfo {
@@ -43,71 +48,99 @@ impl ConnInfo {
             tls,
             ambiguous_framing: Cell::new(false),
             pending_upgrade: RefCell::new(None),
+            spare_timer: Cell::new(None),
         }
+    }
+
+    /// A timer that fires at `deadline`: the connection's kept one when it is free, else a new one.
+    ///
+    /// Moving a registered timer to a later deadline takes no lock in tokio's timer, while a new timer
+    /// takes one to register and another to unregister when dropped. An HTTP/1.1 connection runs one
+    /// request at a time, so it always finds its timer free; HTTP/2 streams running at once make their own.
+    pub fn request_timer(&self, deadline: Instant) -> Pin<Box<Sleep>> {
+        match self.spare_timer.take() {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline.into());
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline.into())),
+        }
+    }
+
+    /// Keeps `timer` for the next request.
+    pub fn keep_timer(&self, timer: Pin<Box<Sleep>>) {
+        self.spare_timer.set(Some(timer));
     }
 }
 
 /// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
-pub async fn handle(
+///
+/// Written as a function returning an `async move` block rather than an `async fn`: an `async fn` moves
+/// each argument into a second slot of its future, and this future is copied whole into its box on every
+/// request. The functions it awaits are written the same way for the same reason.
+#[allow(clippy::manual_async_fn)] // on purpose, as the doc comment says
+pub fn handle(
     ctx: Rc<WorkerCtx>,
     conn: Rc<ConnInfo>,
     req: Request<ClientBody>,
-) -> Result<Response<ResponseBody>, Infallible> {
-    let started = Instant::now();
-    let snapshot = ctx.shared.snapshot.load_full();
-    let (request_id, _) = request_id(req.headers());
-    let method = req.method().clone();
-    let grpc = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
-    let access = snapshot.access_log.as_ref().map(|log| {
-        Box::new(AccessDetails {
-            log: log.clone(),
-            client_ip: Some(conn.client.ip()),
-            host: request_host(&req).map(str::to_string),
-            path: req.uri().path_and_query().map_or_else(
-                || req.uri().path().to_string(),
-                |pq| pq.as_str().to_string(),
-            ),
-            version: req.version(),
-            route: None,
-            upstream_addr: None,
-            request_id: request_id.clone(),
-        })
-    });
-    let mut used = Used::default();
-    let mut in_flight = None;
-    let result = serve(&ctx, &conn, &snapshot, req, &request_id, &mut used).await;
-    let mut response = match result {
-        Ok(outcome) => {
-            in_flight = outcome.in_flight;
-            outcome.response
-        }
-        Err(error) => error.response(&request_id, grpc),
-    };
-    response.headers_mut().insert(&X_REQUEST_ID, request_id);
-    let metrics = used
-        .route
-        .as_ref()
-        .map_or_else(|| snapshot.unmatched.clone(), |r| r.metrics.clone());
-    let access = access.map(|mut details| {
-        details.route = used.route.as_ref().map(|r| r.id.clone());
-        details.upstream_addr = used.target;
-        details
-    });
-    let status = response.status();
-    response.body_mut().set_completion(Completion {
-        worker: ctx.index,
-        metrics,
-        method,
-        status,
-        started,
-        bytes_sent: None,
-        access,
-        in_flight,
-    });
-    Ok(response)
+) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> {
+    async move {
+        let started = Instant::now();
+        let snapshot = ctx.shared.snapshot.load_full();
+        let (request_id, _) = request_id(req.headers());
+        let method = req.method().clone();
+        let grpc = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
+        let access = snapshot.access_log.as_ref().map(|log| {
+            Box::new(AccessDetails {
+                log: log.clone(),
+                client_ip: Some(conn.client.ip()),
+                host: request_host(&req).map(str::to_string),
+                path: req.uri().path_and_query().map_or_else(
+                    || req.uri().path().to_string(),
+                    |pq| pq.as_str().to_string(),
+                ),
+                version: req.version(),
+                route: None,
+                upstream_addr: None,
+                request_id: request_id.clone(),
+            })
+        });
+        let mut used = Used::default();
+        let mut in_flight = None;
+        let result = serve(&ctx, &conn, &snapshot, req, &request_id, started, &mut used).await;
+        let mut response = match result {
+            Ok(outcome) => {
+                in_flight = outcome.in_flight;
+                outcome.response
+            }
+            Err(error) => error.response(&request_id, grpc),
+        };
+        response.headers_mut().insert(&X_REQUEST_ID, request_id);
+        let metrics = used
+            .route
+            .as_ref()
+            .map_or_else(|| snapshot.unmatched.clone(), |r| r.metrics.clone());
+        let access = access.map(|mut details| {
+            details.route = used.route.as_ref().map(|r| r.id.clone());
+            details.upstream_addr = used.target;
+            details
+        });
+        let status = response.status();
+        response.body_mut().set_completion(Completion {
+            worker: ctx.index,
+            metrics,
+            method,
+            status,
+            started,
+            bytes_sent: None,
+            access,
+            in_flight,
+        });
+        Ok(response)
+    }
 }
 
 /// A forwarded or directly answered response with what the completion needs to know.
@@ -128,60 +161,65 @@ pub struct Used {
     pub target: Option<Arc<str>>,
 }
 
-async fn serve(
-    ctx: &Rc<WorkerCtx>,
-    conn: &ConnInfo,
-    snapshot: &Snapshot,
+#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice (see `handle`)
+fn serve<'a>(
+    ctx: &'a Rc<WorkerCtx>,
+    conn: &'a ConnInfo,
+    snapshot: &'a Snapshot,
     req: Request<ClientBody>,
-    request_id: &HeaderValue,
-    used: &mut Used,
-) -> Result<Outcome, ProxyError> {
-    check_request(&req, conn, snapshot.max_header_bytes)?;
-    let route = snapshot
-        .routes
-        .lookup(
-            request_host(&req),
-            req.uri().path(),
-            req.method(),
-            req.headers(),
-        )
-        .ok_or(ProxyError::NoRoute)?;
-    used.route = Some(route.clone());
-    match &route.action {
-        RouteAction::Respond {
-            status,
-            content_type,
-            body,
-        } => {
-            let body = if req.method() == Method::HEAD {
-                Bytes::new()
-            } else {
-                body.clone()
-            };
-            let mut response = Response::new(ResponseBody::full(body));
-            *response.status_mut() = *status;
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, content_type.clone());
-            Ok(Outcome {
-                response,
-                in_flight: None,
-            })
-        }
-        RouteAction::Forward(upstream) => {
-            if declared_length(&req).is_some_and(|len| len > route.max_body_bytes) {
-                return Err(ProxyError::BodyTooLarge);
-            }
-            forward(
-                ctx,
-                conn,
-                route,
-                upstream,
-                req,
-                request_id,
-                &mut used.target,
+    request_id: &'a HeaderValue,
+    started: Instant,
+    used: &'a mut Used,
+) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
+    async move {
+        check_request(&req, conn, snapshot.max_header_bytes)?;
+        let route = snapshot
+            .routes
+            .lookup(
+                request_host(&req),
+                req.uri().path(),
+                req.method(),
+                req.headers(),
             )
-            .await
+            .ok_or(ProxyError::NoRoute)?;
+        used.route = Some(route.clone());
+        match &route.action {
+            RouteAction::Respond {
+                status,
+                content_type,
+                body,
+            } => {
+                let body = if req.method() == Method::HEAD {
+                    Bytes::new()
+                } else {
+                    body.clone()
+                };
+                let mut response = Response::new(ResponseBody::full(body));
+                *response.status_mut() = *status;
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type.clone());
+                Ok(Outcome {
+                    response,
+                    in_flight: None,
+                })
+            }
+            RouteAction::Forward(upstream) => {
+                if declared_length(&req).is_some_and(|len| len > route.max_body_bytes) {
+                    return Err(ProxyError::BodyTooLarge);
+                }
+                forward(
+                    ctx,
+                    conn,
+                    route,
+                    upstream,
+                    req,
+                    request_id,
+                    started,
+                    &mut used.target,
+                )
+                .await
+            }
         }
     }
 }

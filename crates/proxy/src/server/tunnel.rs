@@ -25,10 +25,9 @@ async fn copy_until_closed<C>(ctx: &WorkerCtx, mut client: C, mut upstream: Upst
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut shutdown = ctx.shutdown_signal();
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-        _ = shutdown.wait_for(|stop| *stop) => {
+        () = ctx.stop.stopped() => {
             // Tunnels carry no requests to finish, so they end at the shutdown deadline, not before it.
             ctx.wait_for_deadline().await;
         }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http2;
+use rustc_hash::FxBuildHasher;
 
 use super::http1::Http1Conn;
 use crate::body::RequestBody;
@@ -43,14 +44,16 @@ impl Drop for OpenGuard {
 /// All pools of one worker, keyed by target (upstream id, TLS settings and address).
 #[derive(Default)]
 pub struct WorkerPools {
-    targets: RefCell<HashMap<Arc<str>, TargetPool>>,
+    /// Keyed by names from the configuration, not from clients, so a fast hash without a random seed
+    /// is safe (it is looked up twice per request).
+    targets: RefCell<HashMap<Arc<str>, TargetPool, FxBuildHasher>>,
 }
 
 impl WorkerPools {
     /// A reusable connection to `key`: the shared HTTP/2 connection, or the most recently used idle HTTP/1.1
     /// one (warm in the upstream's caches). Connections idle longer than `idle_timeout`, or closed by the
-    /// upstream, are dropped on the way.
-    pub fn checkout(&self, key: &str, idle_timeout: Duration) -> Option<Conn> {
+    /// upstream, are dropped on the way. `now` is the caller's reading of the clock.
+    pub fn checkout(&self, key: &str, idle_timeout: Duration, now: Instant) -> Option<Conn> {
         let mut stale = Vec::new();
         let found = {
             let mut targets = self.targets.borrow_mut();
@@ -61,7 +64,6 @@ impl WorkerPools {
                 }
                 pool.h2 = None;
             }
-            let now = Instant::now();
             let mut found = None;
             while let Some((mut conn, since)) = pool.idle.pop() {
                 if now.duration_since(since) <= idle_timeout && conn.is_reusable_when_idle() {
@@ -104,7 +106,11 @@ impl WorkerPools {
 
     fn checkin(&self, key: &Arc<str>, conn: Http1Conn, max_idle: usize) {
         let mut targets = self.targets.borrow_mut();
-        let pool = targets.entry(key.clone()).or_default();
+        // The pool exists once a connection to the target was opened; `entry` would clone the key.
+        let pool = match targets.get_mut(&**key) {
+            Some(pool) => pool,
+            None => targets.entry(key.clone()).or_default(),
+        };
         if pool.idle.len() < max_idle {
             pool.idle.push((conn, Instant::now()));
             return;

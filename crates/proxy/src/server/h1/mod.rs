@@ -81,7 +81,8 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
         body_done: true,
         read_size: ReadSize::new(FIRST_READ),
     }));
-    let mut shutdown = ctx.shutdown_signal();
+    // Registered once for the connection's life; each idle wait below only polls it again.
+    let mut stopped = ctx.stop.stopped();
     loop {
         if wire.borrow().buf.is_empty() {
             // Idle: give the buffer back, and wait with nothing but the socket.
@@ -94,7 +95,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
                 let wire_ref = &wire;
                 tokio::select! {
                     ready = wait_readable(wire_ref) => ready,
-                    _ = shutdown.wait_for(|stop| *stop) => false,
+                    () = &mut stopped => false,
                 }
             };
             if !readable {
@@ -128,7 +129,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
         let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         // A body left unread (an answer that did not need it) cannot be skipped safely on the
         // connection: say so in the response, and close after it.
-        let keep = keep_alive && !*shutdown.borrow() && wire.borrow().body_done;
+        let keep = keep_alive && !ctx.stop.is_stopped() && wire.borrow().body_done;
         let written = write_response(&wire, response, head_request, client_version, keep).await;
         if upgraded {
             let upstream = info.pending_upgrade.borrow_mut().take();

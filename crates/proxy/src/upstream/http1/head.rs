@@ -111,11 +111,11 @@ pub fn parse_response(
     // Offsets first, so the buffer can be frozen and each name and value read from it as a slice.
     // Filled only as far as used: zeroing a whole array of spans per response showed up in profiles.
     let base = buf.as_ptr();
-    let spans: ArrayVec<FieldSpan, MAX_RESPONSE_HEADERS> = response
-        .headers
-        .iter()
-        .map(|h| FieldSpan::of(h, base))
-        .collect();
+    // Pushed in place: `collect` built the array elsewhere and copied all of it.
+    let mut spans = ArrayVec::<FieldSpan, MAX_RESPONSE_HEADERS>::new();
+    for h in response.headers.iter() {
+        spans.push(FieldSpan::of(h, base));
+    }
     let head: Bytes = buf.split_to(head_len).freeze();
     // Spare room for what the gateway adds to a response (`X-Request-Id`), so the map does not grow.
     let headers = header_map(&head, &spans, 2)
