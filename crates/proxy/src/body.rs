@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::codec::RawFields;
 use crate::completion::Completion;
 use crate::upstream::http1::UpstreamBody;
 
@@ -136,8 +137,13 @@ impl Body for RequestBody {
 }
 
 /// The body sent to the client: the upstream's stream or a fixed body the gateway wrote itself.
+///
+/// A response from an HTTP/1.1 upstream also carries the upstream's header fields here, as bytes (see
+/// [`RawFields`]): the response's `HeaderMap` then holds only what the gateway set. Whoever needs
+/// the upstream's fields in the map calls [`ResponseBody::take_upstream_fields`] and appends them.
 pub struct ResponseBody {
     kind: Kind,
+    upstream_fields: RawFields,
     /// Records metrics and the access log entry when the body is done (or dropped).
     completion: Option<Completion>,
     bytes_sent: u64,
@@ -154,29 +160,40 @@ enum Kind {
 impl ResponseBody {
     /// A fixed body.
     pub fn full(bytes: Bytes) -> Self {
-        Self {
-            kind: Kind::Full(if bytes.is_empty() { None } else { Some(bytes) }),
-            completion: None,
-            bytes_sent: 0,
-        }
+        Self::from_kind(
+            Kind::Full(if bytes.is_empty() { None } else { Some(bytes) }),
+            RawFields::default(),
+        )
     }
 
-    /// The body of an HTTP/1.1 upstream's response.
-    pub fn h1(body: UpstreamBody) -> Self {
-        Self::from_kind(Kind::H1(body))
+    /// The body of an HTTP/1.1 upstream's response, with the header fields that go on with it.
+    pub fn h1(body: UpstreamBody, fields: RawFields) -> Self {
+        Self::from_kind(Kind::H1(body), fields)
     }
 
     /// The body of an HTTP/2 upstream's response.
     pub fn h2(body: Incoming) -> Self {
-        Self::from_kind(Kind::H2(body))
+        Self::from_kind(Kind::H2(body), RawFields::default())
     }
 
-    fn from_kind(kind: Kind) -> Self {
+    fn from_kind(kind: Kind, upstream_fields: RawFields) -> Self {
         Self {
             kind,
+            upstream_fields,
             completion: None,
             bytes_sent: 0,
         }
+    }
+
+    /// The upstream's header fields not yet in the response's map (empty unless from an HTTP/1.1
+    /// upstream).
+    pub fn upstream_fields(&self) -> &RawFields {
+        &self.upstream_fields
+    }
+
+    /// Takes the upstream's header fields out, to be put in the response's map.
+    pub fn take_upstream_fields(&mut self) -> RawFields {
+        std::mem::take(&mut self.upstream_fields)
     }
 
     /// Attaches the bookkeeping to run when the body ends.

@@ -240,7 +240,7 @@ async fn send_h1(
         }
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.status = head.status;
-        parts.headers = head.headers;
+        head.fields.append_to(&mut parts.headers);
         let (io, rest) = conn.into_parts();
         return Ok(Answer::Upgraded(parts, Rewind::new(io, rest.freeze())));
     }
@@ -250,9 +250,9 @@ async fn send_h1(
         upstream.keepalive.max_idle_per_target,
     );
     let body = UpstreamBody::new(conn, head.framing, head.keep_alive, checkin);
-    let mut response = Response::new(ResponseBody::h1(body));
+    // The upstream's fields travel with the body as bytes; the map holds what the gateway adds.
+    let mut response = Response::new(ResponseBody::h1(body, head.fields));
     *response.status_mut() = head.status;
-    *response.headers_mut() = head.headers;
     Ok(Answer::Response(response))
 }
 

@@ -96,6 +96,29 @@ impl HopByHop {
     }
 }
 
+/// Whether `name` is one of the headers that are hop-by-hop by themselves (as opposed to those a
+/// `Connection` header names): `Connection`, `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding`,
+/// `Upgrade` and `TE`. For a head kept as bytes, where [`remove_hop_by_hop`] cannot be used.
+pub fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+    match name.len() {
+        2 => is("te"),
+        7 => is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        _ => false,
+    }
+}
+
+/// The header names a `Connection` value lists, beyond the options `keep-alive` and `close`.
+pub fn named_by_connection(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| std::str::from_utf8(token).is_ok_and(|t| !is_kept_token(t, false)))
+}
+
 /// Whether a `Connection` value names a header to remove, beyond the usual `keep-alive` and `close`.
 fn names_other_headers(connection: &HeaderValue, keep_upgrade: bool) -> bool {
     let Ok(text) = connection.to_str() else {

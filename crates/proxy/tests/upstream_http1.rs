@@ -328,3 +328,43 @@ async fn answer_before_the_body_reaches_the_client() {
     assert_eq!(res.text(), "too much");
     assert_still_serves(&gw).await;
 }
+
+#[tokio::test]
+async fn upstream_fields_go_on_except_hop_by_hop_ones_and_its_request_id() {
+    let mut upstream = ScriptedUpstream::start(ok_or(|path| {
+        (path == "/fields").then(|| {
+            Reply::new(
+                "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nX-Private: 1\r\n\
+                 Keep-Alive: timeout=5\r\nX-Request-Id: upstream-made\r\nX-Kept: a\r\nx-kept: b\r\n\
+                 Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
+            )
+        })
+    }))
+    .await;
+    let gw = gateway(&upstream);
+    for proto in [Proto::H1, Proto::H2c] {
+        let res =
+            tokio::time::timeout(SAFETY, send(gw.addr("main"), proto.clone(), get("/fields")))
+                .await
+                .expect("request did not finish")
+                .expect("request failed");
+        assert_eq!(res.status, 200, "{proto:?}");
+        assert_eq!(res.text(), "hi");
+        assert_eq!(res.header("content-type"), Some("text/plain"));
+        assert_eq!(res.header("content-length"), Some("2"), "{proto:?}");
+        let kept: Vec<_> = res.headers.get_all("x-kept").iter().collect();
+        assert_eq!(kept, ["a", "b"], "{proto:?}");
+        for gone in ["x-private", "keep-alive"] {
+            assert!(
+                res.headers.get(gone).is_none(),
+                "{proto:?}: {gone} was passed on"
+            );
+        }
+        // The gateway's request id replaces the upstream's: the one it sent upstream, once.
+        let ids: Vec<_> = res.headers.get_all("x-request-id").iter().collect();
+        let sent = upstream.next_request().await;
+        assert_eq!(ids.len(), 1, "{proto:?}: {ids:?}");
+        assert_eq!(Some(ids[0].to_str().unwrap()), sent.header("x-request-id"));
+    }
+    assert_still_serves(&gw).await;
+}

@@ -56,3 +56,110 @@ pub fn header_map(
     }
     Ok(headers)
 }
+
+/// Header fields kept as the bytes of the head they arrived in.
+///
+/// An upstream response's fields are mostly passed on untouched, so they are not turned into a
+/// `HeaderMap` (which parses, validates, hashes and reference-counts every field) unless something needs
+/// them there: [`RawFields::append_to`] does that. `httparse` has already checked each name is a token and
+/// each value free of control characters, the rules a `HeaderMap` holds its fields to.
+#[derive(Debug, Default)]
+pub struct RawFields {
+    head: Bytes,
+    spans: Vec<FieldSpan>,
+}
+
+impl RawFields {
+    /// The fields at `spans` of `head`.
+    pub fn new(head: Bytes, spans: Vec<FieldSpan>) -> Self {
+        Self { head, spans }
+    }
+
+    /// Each field's name and value, in the order they arrived.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.spans
+            .iter()
+            .map(|span| (&self.head[span.name()], &self.head[span.value()]))
+    }
+
+    /// The values of the fields named `name` (lowercase).
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether a field named `name` (lowercase) is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.values(name).next().is_some()
+    }
+
+    /// Writes the fields as header lines, leaving out those named in `set`: the gateway set them, and
+    /// its value replaces the upstream's (as `HeaderMap::insert` would).
+    pub fn encode(&self, out: &mut Vec<u8>, set: &HeaderMap) {
+        for (name, value) in self.iter() {
+            let replaced = !set.is_empty()
+                && set
+                    .keys()
+                    .any(|key| key.as_str().as_bytes().eq_ignore_ascii_case(name));
+            if !replaced {
+                out.extend_from_slice(name);
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Adds the fields to `headers`, except names it already has (set by the gateway, they win). A field
+    /// `http` would refuse, which `httparse` does not, is left out.
+    pub fn append_to(self, headers: &mut HeaderMap) {
+        let set: Vec<HeaderName> = headers.keys().cloned().collect();
+        headers.reserve(self.spans.len());
+        for span in &self.spans {
+            let Ok(name) = HeaderName::from_bytes(&self.head[span.name()]) else {
+                continue;
+            };
+            if set.contains(&name) {
+                continue;
+            }
+            if let Ok(value) = HeaderValue::from_maybe_shared(self.head.slice(span.value())) {
+                headers.append(name, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(head: &'static [u8]) -> RawFields {
+        let mut slots = [httparse::EMPTY_HEADER; 8];
+        let parsed = httparse::parse_headers(head, &mut slots).unwrap().unwrap();
+        let spans = parsed
+            .1
+            .iter()
+            .map(|h| FieldSpan::of(h, head.as_ptr()))
+            .collect();
+        RawFields::new(Bytes::from_static(head), spans)
+    }
+
+    #[test]
+    fn raw_fields_encode_as_they_came_except_what_the_gateway_set() {
+        let raw = fields(b"Server: up\r\nX-Request-Id: theirs\r\nX-A: 1\r\nx-a: 2\r\n\r\n");
+        let mut set = HeaderMap::new();
+        set.insert("x-request-id", HeaderValue::from_static("ours"));
+        let mut out = Vec::new();
+        raw.encode(&mut out, &set);
+        assert_eq!(out, b"Server: up\r\nX-A: 1\r\nx-a: 2\r\n");
+        assert!(raw.contains("x-a"));
+        assert_eq!(raw.values("x-a").collect::<Vec<_>>(), [b"1", b"2"]);
+
+        raw.append_to(&mut set);
+        assert_eq!(set.get("x-request-id").unwrap(), "ours");
+        assert_eq!(set.get_all("x-a").iter().collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(set.get("server").unwrap(), "up");
+        assert_eq!(set.len(), 4);
+    }
+}

@@ -6,7 +6,7 @@ mod fields;
 mod read_size;
 
 pub use decoder::{BodySource, DecodeError, Decoder, Framing};
-pub use fields::{header_map, FieldSpan};
+pub use fields::{header_map, FieldSpan, RawFields};
 pub use read_size::ReadSize;
 
 /// Writes header (or trailer) lines, `name: value\r\n` each.
@@ -37,9 +37,14 @@ pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
 /// The message's length from its `Content-Length` lines: `Ok(None)` without any, an error when a value
 /// is not a number or several disagree (RFC 9110 §8.6 allows repeats of one value).
 pub fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
+    content_length_of(values(headers, &http::header::CONTENT_LENGTH))
+}
+
+/// [`content_length`] of the values of `Content-Length` lines.
+pub fn content_length_of<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, ()> {
     let mut length = None;
-    for value in headers.get_all(http::header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
+    for value in values {
+        for part in value.split(|b| *b == b',') {
             let n = parse_decimal(part.trim_ascii()).ok_or(())?;
             if length.is_some_and(|l| l != n) {
                 return Err(());
@@ -52,13 +57,14 @@ pub fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
 
 /// Whether the last transfer coding in `Transfer-Encoding` is `chunked`; `None` without the header.
 pub fn chunked_last(headers: &http::HeaderMap) -> Option<bool> {
-    let last = headers
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()?;
+    chunked_last_of(values(headers, &http::header::TRANSFER_ENCODING))
+}
+
+/// [`chunked_last`] of the values of `Transfer-Encoding` lines.
+pub fn chunked_last_of<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<bool> {
+    let last = values.last()?;
     Some(
-        last.as_bytes()
-            .rsplit(|b| *b == b',')
+        last.rsplit(|b| *b == b',')
             .next()
             .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked")),
     )
@@ -66,9 +72,22 @@ pub fn chunked_last(headers: &http::HeaderMap) -> Option<bool> {
 
 /// Whether a `Connection` header lists `token` (case-insensitive).
 pub fn connection_has(headers: &http::HeaderMap, token: &[u8]) -> bool {
-    headers.get_all(http::header::CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-    })
+    values(headers, &http::header::CONNECTION).any(|v| list_has(v, token))
+}
+
+/// Whether a comma-separated list value has `token` (case-insensitive).
+pub fn list_has(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+fn values<'a>(
+    headers: &'a http::HeaderMap,
+    name: &http::header::HeaderName,
+) -> impl Iterator<Item = &'a [u8]> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(http::HeaderValue::as_bytes)
 }

@@ -1,5 +1,6 @@
 //! Accepting connections on a worker's socket and serving HTTP on each.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -163,11 +164,18 @@ where
     let service_ctx = ctx.clone();
     // Boxed per request, so an idle connection does not hold a request's worth of state.
     let service = service_fn(move |req: Request<Incoming>| {
-        Box::pin(handle(
+        let handled = handle(
             service_ctx.clone(),
             info.clone(),
             req.map(ClientBody::Http2),
-        ))
+        );
+        Box::pin(async move {
+            let Ok(mut response) = handled.await;
+            // hyper writes the map only: the upstream's fields carried as bytes go into it.
+            let fields = response.body_mut().take_upstream_fields();
+            fields.append_to(response.headers_mut());
+            Ok::<_, Infallible>(response)
+        })
     });
     let connection = http2::Builder::new(LocalExec)
         .timer(TokioTimer::new())

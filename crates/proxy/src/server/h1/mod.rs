@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::{Method, Request, StatusCode};
+use http::{Method, Request, StatusCode, Version};
 use tokio::io::AsyncWrite;
 
 pub use body::RequestBodyReader;
@@ -110,20 +110,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
                 return;
             }
         };
-        let RequestHead {
-            parts,
-            framing,
-            keep_alive,
-            expects_continue,
-            ambiguous,
-        } = head;
-        if ambiguous {
-            info.ambiguous_framing.set(true);
-        }
-        let head_request = parts.method == Method::HEAD;
-        let client_version = parts.version;
-        let body = RequestBodyReader::new(wire.clone(), framing, expects_continue);
-        let request = Request::from_parts(parts, ClientBody::Http1(body));
+        let (request, head_request, client_version, keep_alive) = into_request(head, &wire, &info);
         // Boxed: the handler's state lives only while a request does, not in every idle connection.
         let Ok(response) = Box::pin(handle(ctx.clone(), info.clone(), request)).await;
         let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -156,6 +143,31 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
             Written::Broken => return,
         }
     }
+}
+
+/// The request for the handler, with its body read from `wire`; then whether it is a `HEAD` request,
+/// its version, and whether the client wants the connection kept. A function of its own, so the
+/// head's pieces are not held in the connection's future.
+fn into_request(
+    head: RequestHead,
+    wire: &Rc<RefCell<Wire>>,
+    info: &ConnInfo,
+) -> (Request<ClientBody>, bool, Version, bool) {
+    let RequestHead {
+        parts,
+        framing,
+        keep_alive,
+        expects_continue,
+        ambiguous,
+    } = head;
+    if ambiguous {
+        info.ambiguous_framing.set(true);
+    }
+    let head_request = parts.method == Method::HEAD;
+    let version = parts.version;
+    let body = RequestBodyReader::new(wire.clone(), framing, expects_continue);
+    let request = Request::from_parts(parts, ClientBody::Http1(body));
+    (request, head_request, version, keep_alive)
 }
 
 /// Waits until the client sends something; `false` when it failed instead.

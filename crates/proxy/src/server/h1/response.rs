@@ -2,7 +2,7 @@
 //! length, chunked, or (for HTTP/1.0 clients) by closing.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -14,7 +14,7 @@ use tokio::io::AsyncWrite;
 
 use super::Wire;
 use crate::body::ResponseBody;
-use crate::codec::{content_length, encode_field, encode_fields, Framing};
+use crate::codec::{content_length, content_length_of, encode_field, encode_fields, Framing};
 
 /// How the exchange on the connection ended.
 pub enum Written {
@@ -27,26 +27,52 @@ pub enum Written {
 
 /// Writes `response`. `head_request`: the request was `HEAD` (no body is sent). `client`: the
 /// request's version. `keep_alive`: whether the client and the gateway want the connection kept.
-pub async fn write_response(
-    wire: &Rc<RefCell<Wire>>,
+///
+/// The head is encoded before the returned future exists, so the future holds only the body and the
+/// encoded bytes, not the response's header map: it is built once per request, and its size is copied.
+pub fn write_response<'a>(
+    wire: &'a Rc<RefCell<Wire>>,
     response: Response<ResponseBody>,
     head_request: bool,
     client: Version,
     keep_alive: bool,
-) -> Written {
-    let (parts, mut body) = response.into_parts();
+) -> impl Future<Output = Written> + use<'a> {
+    let (parts, body) = response.into_parts();
+    let bodiless = head_request
+        || parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    let (head, framing, keep) = encode_head(&parts, &body, bodiless, client, keep_alive);
+    drop(parts);
+    write_body(wire, head, body, bodiless, framing, keep)
+}
+
+/// The response head as bytes, how its body is framed, and whether the connection is kept after it.
+fn encode_head(
+    parts: &http::response::Parts,
+    body: &ResponseBody,
+    bodiless: bool,
+    client: Version,
+    keep_alive: bool,
+) -> (Vec<u8>, Framing, bool) {
     let status = parts.status;
     let headers = &parts.headers;
+    // The upstream's fields, unless the gateway set the same name in the map.
+    let upstream = body.upstream_fields();
+    let upstream_has =
+        |name: &http::HeaderName| !headers.contains_key(name) && upstream.contains(name.as_str());
     let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
-    let bodiless = head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
     let mut keep = keep_alive;
     let mut extra: Vec<u8> = Vec::new();
+    let declared = match content_length(headers) {
+        Ok(None) if upstream_has(&header::CONTENT_LENGTH) => {
+            content_length_of(upstream.values("content-length"))
+        }
+        declared => declared,
+    };
     let framing = if bodiless {
         Framing::Empty
-    } else if let Ok(Some(n)) = content_length(headers) {
+    } else if let Ok(Some(n)) = declared {
         Framing::Length(n)
     } else if let Some(n) = body.size_hint().exact() {
         encode_field(&mut extra, b"content-length", n.to_string().as_bytes());
@@ -66,8 +92,9 @@ pub async fn write_response(
     head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
     encode_fields(&mut head, headers);
+    upstream.encode(&mut head, headers);
     head.extend_from_slice(&extra);
-    if !headers.contains_key(header::DATE) {
+    if !headers.contains_key(header::DATE) && !upstream_has(&header::DATE) {
         with_date(|date| encode_field(&mut head, b"date", date));
     }
     if !upgrade {
@@ -78,93 +105,108 @@ pub async fn write_response(
         }
     }
     head.extend_from_slice(b"\r\n");
+    (head, framing, keep)
+}
 
-    if bodiless {
-        drop(body);
-        return match write_all(wire, &mut [IoSlice::new(&head)]).await {
-            Ok(()) => Written::Complete(keep),
-            Err(_) => Written::Broken,
-        };
-    }
+/// Writes `head`, then `body` as it streams (framed by `framing`), sending the head with the first
+/// body bytes. Not an `async fn`, which would hold the body twice.
+#[allow(clippy::manual_async_fn)]
+fn write_body(
+    wire: &Rc<RefCell<Wire>>,
+    head: Vec<u8>,
+    mut body: ResponseBody,
+    bodiless: bool,
+    framing: Framing,
+    keep: bool,
+) -> impl Future<Output = Written> + use<'_> {
+    async move {
+        if bodiless {
+            drop(body);
+            return match write_all(wire, &mut [IoSlice::new(&head)]).await {
+                Ok(()) => Written::Complete(keep),
+                Err(_) => Written::Broken,
+            };
+        }
 
-    let chunked = framing == Framing::Chunked;
-    let mut pending_head = Some(head);
-    let mut sent: u64 = 0;
-    let mut ended_chunks = false;
-    while !body.is_end_stream() {
-        let frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
-        let frame = match frame {
-            None => break,
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "response body broke off; closing the connection");
-                return Written::Broken;
-            }
-        };
-        let head = pending_head.take().unwrap_or_default();
-        let result = match frame.into_data() {
-            Ok(data) if data.is_empty() => {
-                pending_head = Some(head);
-                continue;
-            }
-            Ok(data) => {
-                sent += data.len() as u64;
-                if chunked {
-                    let size = format!("{:x}\r\n", data.len());
-                    let mut parts = [
-                        IoSlice::new(&head),
-                        IoSlice::new(size.as_bytes()),
-                        IoSlice::new(&data),
-                        IoSlice::new(b"\r\n"),
-                    ];
-                    write_all(wire, &mut parts).await
-                } else {
-                    write_all(wire, &mut [IoSlice::new(&head), IoSlice::new(&data)]).await
+        let chunked = framing == Framing::Chunked;
+        let mut pending_head = Some(head);
+        let mut sent: u64 = 0;
+        let mut ended_chunks = false;
+        while !body.is_end_stream() {
+            let frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+            let frame = match frame {
+                None => break,
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "response body broke off; closing the connection");
+                    return Written::Broken;
                 }
-            }
-            Err(frame) => {
-                // Trailers end a chunked body; other framings cannot carry them.
-                let Ok(trailers) = frame.into_trailers() else {
+            };
+            let head = pending_head.take().unwrap_or_default();
+            let result = match frame.into_data() {
+                Ok(data) if data.is_empty() => {
                     pending_head = Some(head);
                     continue;
-                };
-                if chunked {
-                    let mut last = b"0\r\n".to_vec();
-                    encode_fields(&mut last, &trailers);
-                    last.extend_from_slice(b"\r\n");
-                    ended_chunks = true;
-                    let result =
-                        write_all(wire, &mut [IoSlice::new(&head), IoSlice::new(&last)]).await;
-                    if result.is_err() {
-                        return Written::Broken;
-                    }
-                    break;
                 }
-                pending_head = Some(head);
-                continue;
+                Ok(data) => {
+                    sent += data.len() as u64;
+                    if chunked {
+                        let size = format!("{:x}\r\n", data.len());
+                        let mut parts = [
+                            IoSlice::new(&head),
+                            IoSlice::new(size.as_bytes()),
+                            IoSlice::new(&data),
+                            IoSlice::new(b"\r\n"),
+                        ];
+                        write_all(wire, &mut parts).await
+                    } else {
+                        write_all(wire, &mut [IoSlice::new(&head), IoSlice::new(&data)]).await
+                    }
+                }
+                Err(frame) => {
+                    // Trailers end a chunked body; other framings cannot carry them.
+                    let Ok(trailers) = frame.into_trailers() else {
+                        pending_head = Some(head);
+                        continue;
+                    };
+                    if chunked {
+                        let mut last = b"0\r\n".to_vec();
+                        encode_fields(&mut last, &trailers);
+                        last.extend_from_slice(b"\r\n");
+                        ended_chunks = true;
+                        let result =
+                            write_all(wire, &mut [IoSlice::new(&head), IoSlice::new(&last)]).await;
+                        if result.is_err() {
+                            return Written::Broken;
+                        }
+                        break;
+                    }
+                    pending_head = Some(head);
+                    continue;
+                }
+            };
+            if result.is_err() {
+                return Written::Broken;
             }
+        }
+        let head = pending_head.unwrap_or_default();
+        let tail: &[u8] = if chunked && !ended_chunks {
+            b"0\r\n\r\n"
+        } else {
+            b""
         };
-        if result.is_err() {
+        if write_all(wire, &mut [IoSlice::new(&head), IoSlice::new(tail)])
+            .await
+            .is_err()
+        {
             return Written::Broken;
         }
-    }
-    let head = pending_head.unwrap_or_default();
-    let tail: &[u8] = if chunked && !ended_chunks {
-        b"0\r\n\r\n"
-    } else {
-        b""
-    };
-    if write_all(wire, &mut [IoSlice::new(&head), IoSlice::new(tail)])
-        .await
-        .is_err()
-    {
-        return Written::Broken;
-    }
-    drop(body);
-    match framing {
-        // A body shorter than its declared length leaves the client waiting for the rest: close.
-        Framing::Length(n) if n != sent => Written::Broken,
-        _ => Written::Complete(keep),
+        drop(body);
+        match framing {
+            // A body shorter than its declared length leaves the client waiting for the rest: close.
+            Framing::Length(n) if n != sent => Written::Broken,
+            _ => Written::Complete(keep),
+        }
     }
 }
 

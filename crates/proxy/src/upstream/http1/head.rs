@@ -2,14 +2,14 @@
 
 use std::mem::MaybeUninit;
 
-use arrayvec::ArrayVec;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode, Version};
 
 use crate::codec::{
-    chunked_last, connection_has, content_length, encode_field, header_map, FieldSpan, Framing,
+    chunked_last_of, content_length_of, encode_field, list_has, FieldSpan, Framing, RawFields,
 };
+use crate::headers::{is_hop_by_hop_name, named_by_connection};
 
 /// Most header lines an upstream response head may carry.
 const MAX_RESPONSE_HEADERS: usize = 128;
@@ -67,8 +67,9 @@ pub fn encode_request(
 pub struct ResponseHead {
     /// The status code.
     pub status: StatusCode,
-    /// The header fields, values sharing the bytes they were read into.
-    pub headers: HeaderMap,
+    /// The header fields to pass on, as the bytes they arrived in: those about this connection only
+    /// (RFC 9110 §7.6.1) are already left out, except in a `101 Switching Protocols`.
+    pub fields: RawFields,
     /// How the body that follows is delimited.
     pub framing: Framing,
     /// Whether the connection may carry another request once this response is read to its end.
@@ -108,30 +109,73 @@ pub fn parse_response(
     } else {
         Version::HTTP_11
     };
-    // Offsets first, so the buffer can be frozen and each name and value read from it as a slice.
-    // Filled only as far as used: zeroing a whole array of spans per response showed up in profiles.
+    let fields = &*response.headers;
+    let values = |name: &'static str| {
+        fields
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let framing = framing(
+        status,
+        request_method,
+        values("transfer-encoding"),
+        values("content-length"),
+    )?;
+    let keep_alive = framing != Framing::UntilClose
+        && if version == Version::HTTP_11 {
+            !values("connection").any(|v| list_has(v, b"close"))
+        } else {
+            values("connection").any(|v| list_has(v, b"keep-alive"))
+        };
+
+    // Which fields go on. A 101 keeps them all: the tunnel's headers are sorted out on a map.
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let chunked = values("transfer-encoding").next().is_some();
+    let connection_names = values("connection").any(|v| named_by_connection(v).next().is_some());
+    let passed_on = |field: &httparse::Header<'_>| {
+        let name = field.name.as_bytes();
+        if switching {
+            return true;
+        }
+        if is_hop_by_hop_name(name) {
+            // `TE: trailers` is the one hop-by-hop field kept (see `remove_hop_by_hop`).
+            return name.eq_ignore_ascii_case(b"te")
+                && field.value.eq_ignore_ascii_case(b"trailers");
+        }
+        // RFC 9112 §6.3: a length next to a transfer coding is wrong, and must not be passed on.
+        if chunked && name.eq_ignore_ascii_case(b"content-length") {
+            return false;
+        }
+        !(connection_names
+            && values("connection")
+                .flat_map(named_by_connection)
+                .any(|named| named.eq_ignore_ascii_case(name)))
+    };
+    // Offsets, so the buffer can be frozen and each field read from it as a slice.
     let base = buf.as_ptr();
-    // Pushed in place: `collect` built the array elsewhere and copied all of it.
-    let mut spans = ArrayVec::<FieldSpan, MAX_RESPONSE_HEADERS>::new();
-    for h in response.headers.iter() {
-        spans.push(FieldSpan::of(h, base));
-    }
+    let spans: Vec<FieldSpan> = fields
+        .iter()
+        .filter(|field| passed_on(field))
+        .map(|field| FieldSpan::of(field, base))
+        .collect();
     let head: Bytes = buf.split_to(head_len).freeze();
-    // Spare room for what the gateway adds to a response (`X-Request-Id`), so the map does not grow.
-    let headers = header_map(&head, &spans, 2)
-        .map_err(|_| HeadError::Malformed(httparse::Error::HeaderName))?;
-    let framing = framing(status, request_method, &headers)?;
-    let keep_alive = keep_alive(version, &headers) && framing != Framing::UntilClose;
     Ok(Some(ResponseHead {
         status,
-        headers,
+        fields: RawFields::new(head, spans),
         framing,
         keep_alive,
     }))
 }
 
-/// RFC 9112 §6.3: how the body of this response is delimited.
-fn framing(status: StatusCode, method: &Method, headers: &HeaderMap) -> Result<Framing, HeadError> {
+/// RFC 9112 §6.3: how the body of this response is delimited, from its `Transfer-Encoding` and
+/// `Content-Length` values.
+fn framing<'a>(
+    status: StatusCode,
+    method: &Method,
+    transfer_encoding: impl Iterator<Item = &'a [u8]>,
+    content_length: impl Iterator<Item = &'a [u8]>,
+) -> Result<Framing, HeadError> {
     if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -139,7 +183,7 @@ fn framing(status: StatusCode, method: &Method, headers: &HeaderMap) -> Result<F
     {
         return Ok(Framing::Empty);
     }
-    if let Some(chunked) = chunked_last(headers) {
+    if let Some(chunked) = chunked_last_of(transfer_encoding) {
         return Ok(if chunked {
             Framing::Chunked
         } else {
@@ -147,22 +191,12 @@ fn framing(status: StatusCode, method: &Method, headers: &HeaderMap) -> Result<F
         });
     }
     Ok(
-        match content_length(headers).map_err(|()| HeadError::BadContentLength)? {
+        match content_length_of(content_length).map_err(|()| HeadError::BadContentLength)? {
             Some(0) => Framing::Empty,
             Some(n) => Framing::Length(n),
             None => Framing::UntilClose,
         },
     )
-}
-
-/// Whether the upstream lets the connection carry another request: HTTP/1.1 unless it says `close`,
-/// HTTP/1.0 only when it says `keep-alive`.
-fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
-    if version == Version::HTTP_11 {
-        !connection_has(headers, b"close")
-    } else {
-        connection_has(headers, b"keep-alive")
-    }
 }
 
 #[cfg(test)]
@@ -184,9 +218,40 @@ mod tests {
         assert_eq!(head.status, StatusCode::OK);
         assert_eq!(head.framing, Framing::Length(5));
         assert!(head.keep_alive);
-        let values: Vec<_> = head.headers.get_all("x-a").iter().collect();
-        assert_eq!(values, ["1", "2"]);
+        let values: Vec<_> = head.fields.values("x-a").collect();
+        assert_eq!(values, [b"1", b"2"]);
         assert_eq!(&buf[..], b"hello");
+    }
+
+    #[test]
+    fn fields_about_the_connection_are_not_passed_on() {
+        let names = |raw: &str| {
+            let head = parse(raw, Method::GET).unwrap().unwrap();
+            let names: Vec<String> = head
+                .fields
+                .iter()
+                .map(|(name, _)| String::from_utf8_lossy(name).into_owned())
+                .collect();
+            names
+        };
+        assert_eq!(
+            names(
+                "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nX-Private: 1\r\n\
+                 Keep-Alive: timeout=5\r\nProxy-Connection: x\r\nUpgrade: h2c\r\nTE: gzip\r\n\
+                 Server: up\r\nContent-Length: 2\r\n\r\n"
+            ),
+            ["Server", "Content-Length"]
+        );
+        // A transfer coding makes any length wrong: neither goes on (the gateway frames the body).
+        assert_eq!(
+            names("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\nTE: trailers\r\n\r\n"),
+            ["TE"]
+        );
+        // A 101 keeps everything: the tunnel's headers are sorted out later.
+        assert_eq!(
+            names("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"),
+            ["Connection", "Upgrade"]
+        );
     }
 
     #[test]
