@@ -1,12 +1,13 @@
 //! A worker: one thread, one single-threaded runtime, its own listeners' sockets and its own pools.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use bytes::BytesMut;
 use floodgate_observe::Metrics;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, LocalSet};
@@ -15,6 +16,9 @@ use crate::server::accept::accept_loop;
 use crate::snapshot::Snapshot;
 use crate::stop::StopSignal;
 use crate::upstream::WorkerPools;
+
+/// Read buffers a worker keeps for reuse: 1 MiB at most, at the usual 4 KiB each.
+const MAX_KEPT_READ_BUFFERS: usize = 256;
 
 /// State every worker shares: the current snapshot and the metrics registry.
 pub struct Shared {
@@ -51,6 +55,8 @@ pub struct WorkerCtx {
     all_closed: Notify,
     /// Set when the worker starts shutting down.
     pub stop: StopSignal,
+    /// Read buffers handed back by connections going idle, for the next that has a request to read.
+    read_buffers: RefCell<Vec<BytesMut>>,
     deadline: Cell<Option<Instant>>,
 }
 
@@ -72,6 +78,23 @@ impl WorkerCtx {
     pub fn track_connection(self: &Rc<Self>) -> ConnectionGuard {
         self.open_connections.set(self.open_connections.get() + 1);
         ConnectionGuard(self.clone())
+    }
+
+    /// A read buffer for a connection that has a request to read: one an idle connection gave back, or
+    /// an empty one (which allocates on its first read).
+    pub fn read_buffer(&self) -> BytesMut {
+        self.read_buffers.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Takes back the read buffer of a connection going idle. A few are kept, so the next request
+    /// read on this worker reuses one instead of allocating (idle connections still hold none); large
+    /// ones, grown by bodies, are freed.
+    pub fn recycle_read_buffer(&self, mut buf: BytesMut) {
+        let mut kept = self.read_buffers.borrow_mut();
+        if kept.len() < MAX_KEPT_READ_BUFFERS && (1024..=16 * 1024).contains(&buf.capacity()) {
+            buf.clear();
+            kept.push(buf);
+        }
     }
 
     /// Resolves at the shutdown deadline (never, before shutdown starts).
@@ -101,6 +124,7 @@ pub fn run_worker(
             open_connections: Cell::new(0),
             all_closed: Notify::new(),
             stop: StopSignal::default(),
+            read_buffers: RefCell::new(Vec::new()),
             deadline: Cell::new(None),
         });
         let sweeper = tokio::task::spawn_local(sweep_idle(ctx.clone()));

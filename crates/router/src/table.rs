@@ -149,7 +149,9 @@ impl<T> RouteTable<T> {
                     .is_some_and(|r| r.conditions.matches(method, headers))
             })
         };
-        let host = host.and_then(RequestHost::new);
+        // Normalising the host costs a copy; a table without host conditions does not need it.
+        let by_host = !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty();
+        let host = host.filter(|_| by_host).and_then(RequestHost::new);
         let route = host
             .as_ref()
             .and_then(|host| self.find_by_host(host, path, &mut accept))

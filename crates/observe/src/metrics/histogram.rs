@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::per_worker::add_own;
+
 /// Number of finite buckets; one more counts observations above the last bound (`+Inf`).
 const FINITE_BUCKETS: usize = 14;
 
@@ -32,8 +34,8 @@ pub(crate) const BUCKET_LABELS: [&str; FINITE_BUCKETS + 1] = [
     "2.5", "5", "10", "+Inf",
 ];
 
-/// One worker's counts. Buckets are not cumulative here: an observation touches one bucket and the sum,
-/// two atomic adds, and the scrape does the running total.
+/// One worker's counts, written by that worker only. Buckets are not cumulative here: an observation
+/// touches one bucket and the sum, and the scrape does the running total.
 #[derive(Default)]
 pub(crate) struct HistogramCell {
     buckets: [AtomicU64; FINITE_BUCKETS + 1],
@@ -48,9 +50,9 @@ impl HistogramCell {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         // In 0..=FINITE_BUCKETS: the +Inf slot when no finite bound holds it.
         let bucket = BOUNDS_NANOS.partition_point(|&bound| bound < nanos);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        add_own(&self.buckets[bucket], 1);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        add_own(&self.sum_micros, micros);
     }
 }
 

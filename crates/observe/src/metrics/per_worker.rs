@@ -26,7 +26,8 @@ impl<T: Default> PerWorker<T> {
 
 impl<T> PerWorker<T> {
     /// The slot of `worker`. An index past the last worker is clamped to the last slot rather than
-    /// panicking: the count stays right, only that slot may then be shared between threads.
+    /// panicking: that slot may then be shared between threads, and counts added with [`add_own`] to it
+    /// may be lost (workers are numbered below the slot count by construction).
     pub(crate) fn get(&self, worker: usize) -> &T {
         let last = self.slots.len() - 1;
         &self.slots[worker.min(last)].0
@@ -36,6 +37,14 @@ impl<T> PerWorker<T> {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().map(|slot| &slot.0)
     }
+}
+
+/// Adds `n` to a counter in the calling worker's own slot. Only that worker writes the slot, so a load
+/// and a store count exactly and cost less than a locked read-modify-write on every request; readers on
+/// other threads see the count as of one store or another.
+pub(crate) fn add_own(counter: &std::sync::atomic::AtomicU64, n: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
 #[cfg(test)]

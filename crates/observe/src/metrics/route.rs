@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 
 use super::histogram::{HistogramCell, HistogramSnapshot};
-use super::per_worker::PerWorker;
+use super::per_worker::{add_own, PerWorker};
 
 /// The `method` label values. A fixed set, indexed by [`method_index`], so recording never allocates and a
 /// client cannot create unbounded series by sending made-up methods.
@@ -68,8 +68,10 @@ impl RouteMetrics {
     /// `elapsed` in `floodgate_request_duration_seconds`. Takes no lock and touches only this worker's slot.
     pub fn record(&self, worker: usize, method: &Method, status: StatusCode, elapsed: Duration) {
         let cell = self.cells.get(worker);
-        cell.requests[method_index(method)][status_class_index(status)]
-            .fetch_add(1, Ordering::Relaxed);
+        add_own(
+            &cell.requests[method_index(method)][status_class_index(status)],
+            1,
+        );
         cell.duration.observe(elapsed);
     }
 

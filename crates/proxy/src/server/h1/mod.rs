@@ -88,7 +88,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
             // Idle: give the buffer back, and wait with nothing but the socket.
             {
                 let mut idle = wire.borrow_mut();
-                idle.buf = BytesMut::new();
+                ctx.recycle_read_buffer(std::mem::take(&mut idle.buf));
                 idle.read_size.reset();
             }
             let readable = {
@@ -101,6 +101,10 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
             if !readable {
                 return;
             }
+            let mut woken = wire.borrow_mut();
+            if woken.buf.capacity() == 0 {
+                woken.buf = ctx.read_buffer();
+            }
         }
         let head = match read_head(&wire, head_limit).await {
             Ok(Some(head)) => head,
@@ -111,13 +115,19 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
             }
         };
         let (request, head_request, client_version, keep_alive) = into_request(head, &wire, &info);
-        // Boxed: the handler's state lives only while a request does, not in every idle connection.
-        let Ok(response) = Box::pin(handle(ctx.clone(), info.clone(), request)).await;
-        let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        // A body left unread (an answer that did not need it) cannot be skipped safely on the
-        // connection: say so in the response, and close after it.
-        let keep = keep_alive && !ctx.stop.is_stopped() && wire.borrow().body_done;
-        let written = write_response(&wire, response, head_request, client_version, keep).await;
+        // In a block, so the response lives only until it moves into the writer: the connection's
+        // future then keeps no slot for it beside the writer's.
+        let (upgraded, writing) = {
+            // Boxed: the handler's state lives only while a request does, not in every idle connection.
+            let Ok(response) = Box::pin(handle(ctx.clone(), info.clone(), request)).await;
+            let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+            // A body left unread (an answer that did not need it) cannot be skipped safely on the
+            // connection: say so in the response, and close after it.
+            let keep = keep_alive && !ctx.stop.is_stopped() && wire.borrow().body_done;
+            let writing = write_response(&wire, response, head_request, client_version, keep);
+            (upgraded, writing)
+        };
+        let written = writing.await;
         if upgraded {
             let upstream = info.pending_upgrade.borrow_mut().take();
             if let (Written::Complete(_), Some(upstream)) = (&written, upstream) {
