@@ -116,32 +116,31 @@ pub fn named_by_connection(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|b| *b == b',')
         .map(<[u8]>::trim_ascii)
-        .filter(|token| std::str::from_utf8(token).is_ok_and(|t| !is_kept_token(t, false)))
+        .filter(|token| !is_kept_token(token, false))
 }
 
 /// Whether a `Connection` value names a header to remove, beyond the usual `keep-alive` and `close`.
 fn names_other_headers(connection: &HeaderValue, keep_upgrade: bool) -> bool {
-    let Ok(text) = connection.to_str() else {
-        return false;
-    };
-    text.split(',')
-        .map(str::trim)
+    connection
+        .as_bytes()
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
         .any(|token| !is_kept_token(token, keep_upgrade))
 }
 
 /// Connection options that are not header names to remove.
-fn is_kept_token(token: &str, keep_upgrade: bool) -> bool {
+fn is_kept_token(token: &[u8], keep_upgrade: bool) -> bool {
     token.is_empty()
-        || token.eq_ignore_ascii_case("close")
-        || token.eq_ignore_ascii_case("keep-alive")
-        || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"))
+        || token.eq_ignore_ascii_case(b"close")
+        || token.eq_ignore_ascii_case(b"keep-alive")
+        || (keep_upgrade && token.eq_ignore_ascii_case(b"upgrade"))
 }
 
 /// Removes the headers a `Connection` value names (RFC 9110 §7.6.1), looked up by text so no name is
 /// allocated.
 fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue, keep_upgrade: bool) {
     for token in connection.to_str().unwrap_or("").split(',').map(str::trim) {
-        if !is_kept_token(token, keep_upgrade) {
+        if !is_kept_token(token.as_bytes(), keep_upgrade) {
             headers.remove(token);
         }
     }
