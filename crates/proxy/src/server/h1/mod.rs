@@ -93,7 +93,10 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
             }
             let readable = {
                 let wire_ref = &wire;
+                // Biased: no random branch order (and no random number) per wait; a stop is seen
+                // at the latest when the socket has nothing to say.
                 tokio::select! {
+                    biased;
                     ready = wait_readable(wire_ref) => ready,
                     () = &mut stopped => false,
                 }
