@@ -8,15 +8,14 @@ use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
-use floodgate_upstream::PickContext;
+use floodgate_upstream::{InFlightGuard, PickContext};
 use http::uri::{PathAndQuery, Scheme};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 
 use crate::body::{ClientBody, RequestBody, RequestBodyError, ResponseBody};
 use crate::error::ProxyError;
-use crate::headers::{add_forwarded, remove_hop_by_hop};
-use crate::request_id::X_REQUEST_ID;
+use crate::headers::{remove_hop_by_hop, Forwarded};
 use crate::server::handle::{client_host, is_upgrade, ConnInfo, Outcome};
 use crate::server::rewind::Rewind;
 use crate::server::tunnel::UpstreamTunnel;
@@ -42,64 +41,11 @@ pub fn forward<'a>(
     started: Instant,
     target_used: &'a mut Option<Arc<str>>,
 ) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
+    // Everything before sending is synchronous and done here, before the future exists: the future then
+    // holds the request only in its outgoing form (it is built, moved and boxed once per request).
+    let prepared = prepare(ctx, conn, route, upstream, req, request_id, target_used);
     async move {
-        let pools = &ctx.pools;
-        let pick = PickContext {
-            worker: ctx.index,
-            headers: req.headers(),
-            path: req.uri().path(),
-            client_ip: Some(conn.client.ip()),
-        };
-        let index = upstream
-            .balancer
-            .pick(&pick, |i| {
-                upstream.targets.get(i).is_some_and(|t| {
-                    pools.has_capacity(&t.pool_key, upstream.max_connections_per_target)
-                })
-            })
-            .ok_or(ProxyError::NoTarget)?;
-        let target = upstream.targets.get(index).ok_or(ProxyError::NoTarget)?;
-        *target_used = Some(target.address.clone());
-        let in_flight = upstream.balancer.start(index);
-
-        let upgrade = is_upgrade(&req);
-        let host_in = client_host(&req);
-        let (mut parts, body) = req.into_parts();
-        remove_hop_by_hop(&mut parts.headers, upgrade);
-        // The server answers `Expect: 100-continue` when the body is first read; the upstream gets the body
-        // straight away and must not wait for a 100 of its own.
-        parts.headers.remove(header::EXPECT);
-        // Room for the headers added below, so the map grows once (a client sending only `Host` leaves a map
-        // with no spare capacity, and each insert would otherwise grow it).
-        parts.headers.reserve(4);
-        add_forwarded(
-            &mut parts.headers,
-            &conn.client_ip_value,
-            conn.tls,
-            host_in.as_ref(),
-        );
-        parts.headers.insert(&X_REQUEST_ID, request_id.clone());
-        let host = match (route.preserve_host, host_in) {
-            (true, Some(host)) => host,
-            _ => target.authority.clone(),
-        };
-        let body = if upgrade {
-            RequestBody::empty()
-        } else {
-            RequestBody::new(body, route.max_body_bytes)
-        };
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let outgoing = Outgoing {
-            parts,
-            body,
-            upgrade,
-            host,
-            path,
-        };
+        let (target, in_flight, outgoing) = prepared?;
         let mut timer = conn.request_timer(started + route.timeout);
         let answer = {
             let mut exchange = pin!(exchange(ctx, upstream, target, outgoing, started));
@@ -140,14 +86,84 @@ pub fn forward<'a>(
     }
 }
 
+/// Picks the target and shapes the request for it: hop-by-hop headers out, the gateway's forwarding
+/// headers beside the map, `Host`, the body wrapped in its size limit.
+fn prepare<'a>(
+    ctx: &Rc<WorkerCtx>,
+    conn: &'a ConnInfo,
+    route: &RouteRuntime,
+    upstream: &'a UpstreamRuntime,
+    req: Request<ClientBody>,
+    request_id: &'a HeaderValue,
+    target_used: &mut Option<Arc<str>>,
+) -> Result<(&'a Target, InFlightGuard, Outgoing<'a>), ProxyError> {
+    let pools = &ctx.pools;
+    let pick = PickContext {
+        worker: ctx.index,
+        headers: req.headers(),
+        path: req.uri().path(),
+        client_ip: Some(conn.client.ip()),
+    };
+    let index = upstream
+        .balancer
+        .pick(&pick, |i| {
+            upstream.targets.get(i).is_some_and(|t| {
+                pools.has_capacity(&t.pool_key, upstream.max_connections_per_target)
+            })
+        })
+        .ok_or(ProxyError::NoTarget)?;
+    let target = upstream.targets.get(index).ok_or(ProxyError::NoTarget)?;
+    *target_used = Some(target.address.clone());
+    let in_flight = upstream.balancer.start(index);
+
+    let upgrade = is_upgrade(&req);
+    let host_in = client_host(&req);
+    let (mut parts, body) = req.into_parts();
+    remove_hop_by_hop(&mut parts.headers, upgrade);
+    // The server answers `Expect: 100-continue` when the body is first read; the upstream gets the body
+    // straight away and must not wait for a 100 of its own.
+    parts.headers.remove(header::EXPECT);
+    let forwarded = Forwarded {
+        client: &conn.client_ip_value,
+        tls: conn.tls,
+        host: host_in.clone(),
+        request_id,
+    };
+    let host = match (route.preserve_host, host_in) {
+        (true, Some(host)) => host,
+        _ => target.authority.clone(),
+    };
+    let body = if upgrade {
+        RequestBody::empty()
+    } else {
+        RequestBody::new(body, route.max_body_bytes)
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let outgoing = Outgoing {
+        parts,
+        body,
+        upgrade,
+        host,
+        path,
+        forwarded: Some(forwarded),
+    };
+    Ok((target, in_flight, outgoing))
+}
+
 /// A request on its way to the upstream, the same whichever connection carries it.
-struct Outgoing {
+struct Outgoing<'a> {
     parts: http::request::Parts,
     body: RequestBody,
     upgrade: bool,
     /// `Host` (HTTP/1.1) or `:authority` (HTTP/2) for the upstream.
     host: HeaderValue,
     path: PathAndQuery,
+    /// The gateway's forwarding headers, until they are written into the head or put in the map.
+    forwarded: Option<Forwarded<'a>>,
 }
 
 /// The upstream's answer.
@@ -166,7 +182,7 @@ fn exchange<'a>(
     ctx: &'a Rc<WorkerCtx>,
     upstream: &'a UpstreamRuntime,
     target: &'a Target,
-    mut outgoing: Outgoing,
+    mut outgoing: Outgoing<'a>,
     now: Instant,
 ) -> impl Future<Output = Result<Answer, ProxyError>> + use<'a> {
     async move {
@@ -228,7 +244,7 @@ async fn send_h1(
     upstream: &UpstreamRuntime,
     target: &Target,
     mut conn: Http1Conn,
-    outgoing: &mut Outgoing,
+    outgoing: &mut Outgoing<'_>,
     encoded: &mut Option<(Vec<u8>, bool)>,
 ) -> Result<Answer, http1::SendError> {
     let (head, chunked) = encoded.get_or_insert_with(|| encode_h1(outgoing));
@@ -257,7 +273,7 @@ async fn send_h1(
 }
 
 /// The request head for an HTTP/1.1 upstream, and whether the body goes chunked.
-fn encode_h1(outgoing: &Outgoing) -> (Vec<u8>, bool) {
+fn encode_h1(outgoing: &Outgoing<'_>) -> (Vec<u8>, bool) {
     let headers = &outgoing.parts.headers;
     let body = &outgoing.body;
     let mut length_line = None;
@@ -271,34 +287,40 @@ fn encode_h1(outgoing: &Outgoing) -> (Vec<u8>, bool) {
             Some(b"transfer-encoding: chunked\r\n")
         };
     let chunked = framing.is_some() && length_line.is_none();
-    let mut head = Vec::with_capacity(256 + headers.len() * 32);
+    let mut head = Vec::with_capacity(384 + headers.len() * 32);
     http1::encode_request(
         &mut head,
         &outgoing.parts.method,
         outgoing.path.as_str(),
         outgoing.host.as_bytes(),
         headers,
+        outgoing.forwarded.as_ref(),
         framing,
     );
     (head, chunked)
 }
 
-type H2Failure = (hyper::Error, Option<Outgoing>);
+type H2Failure<'a> = (hyper::Error, Option<Outgoing<'a>>);
 
 /// One request on a shared HTTP/2 connection (hyper's client). Callers box it, to keep its state (about
 /// 1 KiB) out of the futures of HTTP/1.1 requests.
 async fn send_h2(
     mut sender: hyper::client::conn::http2::SendRequest<RequestBody>,
-    outgoing: Outgoing,
+    outgoing: Outgoing<'_>,
     tls: bool,
-) -> Result<Answer, H2Failure> {
+) -> Result<Answer, H2Failure<'_>> {
     let Outgoing {
         mut parts,
         body,
         upgrade,
         host,
         path,
+        forwarded,
     } = outgoing;
+    // Into the map once: a request handed back for a retry already has them.
+    if let Some(forwarded) = forwarded {
+        forwarded.apply(&mut parts.headers);
+    }
     let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
     // HTTP/2 carries the host as :authority, built from the absolute URI.
     let uri = Uri::builder()
@@ -323,6 +345,7 @@ async fn send_h2(
                     upgrade,
                     host,
                     path,
+                    forwarded: None,
                 }
             });
             Err((e.into_error(), returned))

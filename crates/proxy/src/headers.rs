@@ -185,6 +185,64 @@ pub fn add_forwarded(
     }
 }
 
+/// What the gateway tells an upstream about a request: `X-Forwarded-For` (the client appended to any the
+/// client sent), `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Request-Id`, each replacing the client's.
+///
+/// Kept beside the request's map rather than added to it: an HTTP/1.1 upstream gets the lines written
+/// straight into its request head ([`Forwarded::encode`], no map insertions or value copies), an HTTP/2
+/// upstream gets them in the map just before sending ([`Forwarded::apply`]).
+pub struct Forwarded<'a> {
+    /// The client's address as a header value.
+    pub client: &'a HeaderValue,
+    /// Whether the client's connection is TLS.
+    pub tls: bool,
+    /// The host the client asked for.
+    pub host: Option<HeaderValue>,
+    /// The request's id.
+    pub request_id: &'a HeaderValue,
+}
+
+impl Forwarded<'_> {
+    /// Whether the gateway writes a header of this name itself (the client's value is left out).
+    pub fn replaces(name: &HeaderName) -> bool {
+        name == X_FORWARDED_FOR
+            || name == X_FORWARDED_PROTO
+            || name == X_FORWARDED_HOST
+            || name == crate::request_id::X_REQUEST_ID
+    }
+
+    /// Writes the header lines, taking the client's own `X-Forwarded-For` values from `headers`.
+    pub fn encode(&self, out: &mut Vec<u8>, headers: &HeaderMap) {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        for prior in headers.get_all(&X_FORWARDED_FOR) {
+            if !prior.is_empty() {
+                out.extend_from_slice(prior.as_bytes());
+                out.extend_from_slice(b", ");
+            }
+        }
+        out.extend_from_slice(self.client.as_bytes());
+        out.extend_from_slice(if self.tls {
+            b"\r\nx-forwarded-proto: https\r\n"
+        } else {
+            b"\r\nx-forwarded-proto: http\r\n"
+        });
+        if let Some(host) = &self.host {
+            out.extend_from_slice(b"x-forwarded-host: ");
+            out.extend_from_slice(host.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(self.request_id.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Sets the headers in `headers`.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        add_forwarded(headers, self.client, self.tls, self.host.as_ref());
+        headers.insert(&crate::request_id::X_REQUEST_ID, self.request_id.clone());
+    }
+}
+
 /// An IP address as a header value (for `X-Forwarded-For`).
 pub fn ip_value(ip: IpAddr) -> HeaderValue {
     // An IP address's text is always a valid header value.
@@ -242,6 +300,39 @@ mod tests {
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
         assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
         assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn forwarded_lines_replace_the_clients_and_match_the_map_form() {
+        let mut h = HeaderMap::new();
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("gopher"));
+        let client = ip_value("127.0.0.1".parse().unwrap());
+        let id = HeaderValue::from_static("id-1");
+        let forwarded = Forwarded {
+            client: &client,
+            tls: false,
+            host: Some(HeaderValue::from_static("a.example")),
+            request_id: &id,
+        };
+        let mut out = Vec::new();
+        forwarded.encode(&mut out, &h);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "x-forwarded-for: 10.0.0.1, 10.0.0.2, 127.0.0.1\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-host: a.example\r\nx-request-id: id-1\r\n"
+        );
+        assert!(h.keys().all(Forwarded::replaces));
+        forwarded.apply(&mut h);
+        assert_eq!(
+            h.get(&X_FORWARDED_FOR).unwrap(),
+            "10.0.0.1, 10.0.0.2, 127.0.0.1"
+        );
+        assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "http");
+        assert_eq!(h.get(&X_FORWARDED_HOST).unwrap(), "a.example");
+        assert_eq!(h.get("x-request-id").unwrap(), "id-1");
+        assert_eq!(h.len(), 4);
     }
 
     #[test]

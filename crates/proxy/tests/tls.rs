@@ -497,6 +497,15 @@ async fn upstream_protocol_over_tls_is_chosen_by_config_or_alpn() {
             let uri = echo["uri"].as_str().unwrap();
             assert!(uri.ends_with(path), "{path} {proto:?}: {uri}");
             assert_eq!(uri.starts_with("https://"), version == "HTTP/2.0", "{uri}");
+            // The forwarding headers reach either protocol's upstream, once each.
+            let headers = &echo["headers"];
+            assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "{path} {proto:?}");
+            assert_eq!(headers["x-forwarded-proto"], "http", "{path} {proto:?}");
+            assert_eq!(
+                headers["x-request-id"],
+                res.header("x-request-id").unwrap(),
+                "{path} {proto:?}"
+            );
         }
     }
 }

@@ -368,3 +368,45 @@ async fn upstream_fields_go_on_except_hop_by_hop_ones_and_its_request_id() {
     }
     assert_still_serves(&gw).await;
 }
+
+#[tokio::test]
+async fn forwarding_headers_replace_the_clients_own_once_each() {
+    let mut upstream = ScriptedUpstream::start(ok_or(|_| None)).await;
+    let gw = gateway(&upstream);
+    let req = Request::get("/ok")
+        .header("host", "app.test")
+        .header("x-forwarded-for", "10.0.0.9")
+        .header("X-Forwarded-Proto", "gopher")
+        .header("x-forwarded-host", "elsewhere.test")
+        .header("x-request-id", "not a plain token")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = send_ok(&gw, req).await;
+    assert_eq!(res.status, 200);
+    let seen = upstream.next_request().await;
+    let values = |name: &str| -> Vec<String> {
+        seen.head
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    };
+    assert_eq!(
+        values("x-forwarded-for"),
+        ["10.0.0.9, 127.0.0.1"],
+        "{}",
+        seen.head
+    );
+    assert_eq!(values("x-forwarded-proto"), ["http"], "{}", seen.head);
+    assert_eq!(values("x-forwarded-host"), ["app.test"], "{}", seen.head);
+    // The client's id is not a plain token, so the gateway made one: the same it returns.
+    assert_eq!(
+        values("x-request-id"),
+        [res.header("x-request-id").unwrap().to_string()],
+        "{}",
+        seen.head
+    );
+    assert_eq!(values("host"), ["app.test"]);
+    assert_still_serves(&gw).await;
+}

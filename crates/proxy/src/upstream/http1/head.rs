@@ -9,7 +9,7 @@ use http::{Method, StatusCode, Version};
 use crate::codec::{
     chunked_last_of, content_length_of, encode_field, list_has, FieldSpan, Framing, RawFields,
 };
-use crate::headers::{is_hop_by_hop_name, named_by_connection};
+use crate::headers::{is_hop_by_hop_name, named_by_connection, Forwarded};
 
 /// Most header lines an upstream response head may carry.
 const MAX_RESPONSE_HEADERS: usize = 128;
@@ -35,7 +35,8 @@ pub enum HeadError {
 }
 
 /// Writes the head of an HTTP/1.1 request into `out`: the request line, `Host` (always first, and
-/// instead of any `Host` in `headers`), the other headers, then `framing` (a `Content-Length` or
+/// instead of any `Host` in `headers`), the other headers, the gateway's forwarding headers when given
+/// (instead of the client's of the same names), then `framing` (a `Content-Length` or
 /// `Transfer-Encoding` line of the caller's choosing) when given.
 pub fn encode_request(
     out: &mut Vec<u8>,
@@ -43,6 +44,7 @@ pub fn encode_request(
     path: &str,
     host: &[u8],
     headers: &HeaderMap,
+    forwarded: Option<&Forwarded<'_>>,
     framing: Option<&[u8]>,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -52,9 +54,13 @@ pub fn encode_request(
     out.extend_from_slice(host);
     out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
-        if name != header::HOST {
+        let replaced = forwarded.is_some() && Forwarded::replaces(name);
+        if name != header::HOST && !replaced {
             encode_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
+    }
+    if let Some(forwarded) = forwarded {
+        forwarded.encode(out, headers);
     }
     if let Some(framing) = framing {
         out.extend_from_slice(framing);
@@ -376,6 +382,7 @@ mod tests {
             "/p?q=1",
             b"up.example",
             &headers,
+            None,
             Some(framing),
         );
         assert_eq!(
