@@ -90,9 +90,9 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     }
     let head: Bytes = buf.split_to(head_len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target_span)).map_err(|_| HeadError::Malformed)?;
-    // Room for what the gateway adds on the way upstream (`X-Forwarded-*`, `X-Request-Id`), so the
-    // map does not grow.
-    let headers = header_map(&head, &spans, 4).map_err(|_| HeadError::Malformed)?;
+    // No spare room: the gateway's forwarding headers go beside the map (`headers::Forwarded`), and only
+    // an HTTP/2 upstream's request, the rarer path, adds them to it.
+    let headers = header_map(&head, &spans, 0).map_err(|_| HeadError::Malformed)?;
 
     let length = if present.content_length {
         content_length(&headers).map_err(|()| HeadError::Malformed)?
