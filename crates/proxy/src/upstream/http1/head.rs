@@ -137,7 +137,7 @@ pub fn parse_response(
 
     // Which fields go on. A 101 keeps them all: the tunnel's headers are sorted out on a map.
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    let chunked = values("transfer-encoding").next().is_some();
+    let transfer_coded = values("transfer-encoding").next().is_some();
     let connection_names = values("connection").any(|v| named_by_connection(v).next().is_some());
     let passed_on = |field: &httparse::Header<'_>| {
         let name = field.name.as_bytes();
@@ -150,7 +150,7 @@ pub fn parse_response(
                 && field.value.eq_ignore_ascii_case(b"trailers");
         }
         // RFC 9112 §6.3: a length next to a transfer coding is wrong, and must not be passed on.
-        if chunked && name.eq_ignore_ascii_case(b"content-length") {
+        if transfer_coded && name.eq_ignore_ascii_case(b"content-length") {
             return false;
         }
         !(connection_names
