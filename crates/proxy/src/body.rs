@@ -5,11 +5,13 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::codec::RawFields;
 use crate::completion::Completion;
+use crate::response_fields::ResponseFields;
 use crate::upstream::http1::UpstreamBody;
 
 /// The error of a request body: the client's stream failed, or it passed the route's size limit.
@@ -138,12 +140,12 @@ impl Body for RequestBody {
 
 /// The body sent to the client: the upstream's stream or a fixed body the gateway wrote itself.
 ///
-/// A response from an HTTP/1.1 upstream also carries the upstream's header fields here, as bytes (see
-/// [`RawFields`]): the response's `HeaderMap` then holds only what the gateway set. Whoever needs
-/// the upstream's fields in the map calls [`ResponseBody::take_upstream_fields`] and appends them.
+/// It also carries the header fields that go out with the response without being in its map: an
+/// HTTP/1.1 upstream's fields and the request id (see [`ResponseFields`]). Whoever needs them in the map
+/// calls [`ResponseBody::move_fields_into`].
 pub struct ResponseBody {
     kind: Kind,
-    upstream_fields: RawFields,
+    fields: ResponseFields,
     /// Records metrics and the access log entry when the body is done (or dropped).
     completion: Option<Completion>,
     bytes_sent: u64,
@@ -176,24 +178,31 @@ impl ResponseBody {
         Self::from_kind(Kind::H2(body), RawFields::default())
     }
 
-    fn from_kind(kind: Kind, upstream_fields: RawFields) -> Self {
+    fn from_kind(kind: Kind, upstream: RawFields) -> Self {
         Self {
             kind,
-            upstream_fields,
+            fields: ResponseFields {
+                upstream,
+                request_id: None,
+            },
             completion: None,
             bytes_sent: 0,
         }
     }
 
-    /// The upstream's header fields not yet in the response's map (empty unless from an HTTP/1.1
-    /// upstream).
-    pub fn upstream_fields(&self) -> &RawFields {
-        &self.upstream_fields
+    /// The header fields kept beside the response's map.
+    pub fn fields(&self) -> &ResponseFields {
+        &self.fields
     }
 
-    /// Takes the upstream's header fields out, to be put in the response's map.
-    pub fn take_upstream_fields(&mut self) -> RawFields {
-        std::mem::take(&mut self.upstream_fields)
+    /// Sets the request id the response goes out with.
+    pub fn set_request_id(&mut self, id: HeaderValue) {
+        self.fields.request_id = Some(id);
+    }
+
+    /// Moves the fields kept beside the map into `map` (for a writer that writes only the map).
+    pub fn move_fields_into(&mut self, map: &mut HeaderMap) {
+        std::mem::take(&mut self.fields).move_into(map);
     }
 
     /// Attaches the bookkeeping to run when the body ends.

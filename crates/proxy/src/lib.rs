@@ -20,6 +20,7 @@ mod gateway;
 mod headers;
 mod listener;
 mod request_id;
+mod response_fields;
 mod server;
 mod snapshot;
 mod stop;

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Request;
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::rt::{Read, Write};
 use hyper::server::conn::http2;
@@ -170,10 +170,12 @@ where
             req.map(ClientBody::Http2),
         );
         Box::pin(async move {
-            let Ok(mut response) = handled.await;
-            // hyper writes the map only: the upstream's fields carried as bytes go into it.
-            let fields = response.body_mut().take_upstream_fields();
-            fields.append_to(response.headers_mut());
+            let Ok(response) = handled.await;
+            // hyper writes the map only: the fields kept beside it go into it.
+            let (parts, mut body) = response.into_parts();
+            let mut response = Response::from_parts(parts, ());
+            body.move_fields_into(response.headers_mut());
+            let response = response.map(|()| body);
             Ok::<_, Infallible>(response)
         })
     });

@@ -17,7 +17,7 @@ use crate::body::{ClientBody, ResponseBody};
 use crate::completion::{AccessDetails, Completion};
 use crate::error::ProxyError;
 use crate::forward::forward;
-use crate::request_id::{request_id, X_REQUEST_ID};
+use crate::request_id::request_id;
 use crate::snapshot::{RouteAction, RouteRuntime, Snapshot};
 use crate::worker::WorkerCtx;
 
@@ -118,7 +118,8 @@ pub fn handle(
             }
             Err(error) => error.response(&request_id, grpc),
         };
-        response.headers_mut().insert(&X_REQUEST_ID, request_id);
+        // Beside the map, not in it: most responses' maps are empty, and would be allocated for it.
+        response.body_mut().set_request_id(request_id);
         let metrics = used
             .route
             .as_ref()

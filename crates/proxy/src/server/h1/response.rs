@@ -57,16 +57,15 @@ fn encode_head(
 ) -> (Vec<u8>, Framing, bool) {
     let status = parts.status;
     let headers = &parts.headers;
-    // The upstream's fields, unless the gateway set the same name in the map.
-    let upstream = body.upstream_fields();
-    let upstream_has =
-        |name: &http::HeaderName| !headers.contains_key(name) && upstream.contains(name.as_str());
+    // The fields kept beside the map (the upstream's, the request id), unless the map has the name.
+    let fields = body.fields();
+    let upstream_has = |name: &http::HeaderName| fields.upstream_has(name, headers);
     let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut keep = keep_alive;
     let mut extra: Vec<u8> = Vec::new();
     let declared = match content_length(headers) {
         Ok(None) if upstream_has(&header::CONTENT_LENGTH) => {
-            content_length_of(upstream.values("content-length"))
+            content_length_of(fields.upstream.values("content-length"))
         }
         declared => declared,
     };
@@ -92,7 +91,7 @@ fn encode_head(
     head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
     encode_fields(&mut head, headers);
-    upstream.encode(&mut head, headers);
+    fields.encode(&mut head, headers);
     head.extend_from_slice(&extra);
     if !headers.contains_key(header::DATE) && !upstream_has(&header::DATE) {
         with_date(|date| encode_field(&mut head, b"date", date));

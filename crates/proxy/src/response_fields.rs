@@ -1,0 +1,104 @@
+//! Header fields that go out with a response without being in its `HeaderMap`.
+//!
+//! Most responses carry the upstream's fields unchanged and one field of the gateway's own, the request
+//! id. Putting them in the map would cost, per request, an allocated map, a hash per field and a
+//! reference count per value, only for the HTTP/1.1 writer to write them out again. So they travel with
+//! the response body instead: the writer writes them after the map's fields, and anything that needs
+//! them in the map (hyper's HTTP/2 server, which writes only the map) calls
+//! [`ResponseFields::move_into`] first. The map's fields win over these: a name set there is not written
+//! again from here.
+
+use http::{HeaderMap, HeaderValue};
+
+use crate::codec::{encode_field, RawFields};
+use crate::request_id::X_REQUEST_ID;
+
+/// The fields of a response kept beside its map.
+#[derive(Debug, Default)]
+pub struct ResponseFields {
+    /// The upstream's fields, as the bytes they arrived in (HTTP/1.1 upstreams only).
+    pub upstream: RawFields,
+    /// The request id the gateway answers with; it replaces an upstream's `X-Request-Id`.
+    pub request_id: Option<HeaderValue>,
+}
+
+impl ResponseFields {
+    /// Whether the upstream sent a field named `name` (lowercase) that `map` does not replace.
+    pub fn upstream_has(&self, name: &http::HeaderName, map: &HeaderMap) -> bool {
+        !map.contains_key(name) && self.upstream.contains(name.as_str())
+    }
+
+    /// Writes the fields as header lines, leaving out names `map` has (written from there).
+    pub fn encode(&self, out: &mut Vec<u8>, map: &HeaderMap) {
+        let own_id = self
+            .request_id
+            .as_ref()
+            .filter(|_| !map.contains_key(&X_REQUEST_ID));
+        if let Some(id) = own_id {
+            encode_field(out, X_REQUEST_ID.as_str().as_bytes(), id.as_bytes());
+        }
+        self.upstream.encode(out, |name| {
+            (own_id.is_some() && name.eq_ignore_ascii_case(X_REQUEST_ID.as_str().as_bytes()))
+                || (!map.is_empty()
+                    && map
+                        .keys()
+                        .any(|key| key.as_str().as_bytes().eq_ignore_ascii_case(name)))
+        });
+    }
+
+    /// Puts the fields in `map`, except names it already has.
+    pub fn move_into(self, map: &mut HeaderMap) {
+        if let Some(id) = self.request_id {
+            if !map.contains_key(&X_REQUEST_ID) {
+                map.insert(&X_REQUEST_ID, id);
+            }
+        }
+        self.upstream.append_to(map);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::codec::FieldSpan;
+
+    fn upstream(head: &'static [u8]) -> RawFields {
+        let mut slots = [httparse::EMPTY_HEADER; 8];
+        let parsed = httparse::parse_headers(head, &mut slots).unwrap().unwrap();
+        let spans = parsed
+            .1
+            .iter()
+            .map(|h| FieldSpan::of(h, head.as_ptr()))
+            .collect();
+        RawFields::new(Bytes::from_static(head), spans)
+    }
+
+    #[test]
+    fn the_gateways_request_id_replaces_the_upstreams_and_the_map_wins_over_both() {
+        let fields = ResponseFields {
+            upstream: upstream(b"Server: up\r\nX-Request-Id: theirs\r\nX-A: 1\r\n\r\n"),
+            request_id: Some(HeaderValue::from_static("ours")),
+        };
+        let mut out = Vec::new();
+        fields.encode(&mut out, &HeaderMap::new());
+        assert_eq!(out, b"x-request-id: ours\r\nServer: up\r\nX-A: 1\r\n");
+
+        let mut map = HeaderMap::new();
+        map.insert("x-a", HeaderValue::from_static("set"));
+        map.insert("x-request-id", HeaderValue::from_static("in-map"));
+        let mut out = Vec::new();
+        fields.encode(&mut out, &map);
+        assert_eq!(out, b"Server: up\r\n");
+        assert!(fields.upstream_has(&http::header::SERVER, &map));
+        assert!(!fields.upstream_has(&http::header::DATE, &map));
+
+        let mut map = HeaderMap::new();
+        fields.move_into(&mut map);
+        assert_eq!(map.get("x-request-id").unwrap(), "ours");
+        assert_eq!(map.get("server").unwrap(), "up");
+        assert_eq!(map.get("x-a").unwrap(), "1");
+        assert_eq!(map.len(), 3);
+    }
+}
