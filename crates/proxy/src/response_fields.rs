@@ -59,21 +59,8 @@ impl ResponseFields {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::codec::FieldSpan;
-
-    fn upstream(head: &'static [u8]) -> RawFields {
-        let mut slots = [httparse::EMPTY_HEADER; 8];
-        let parsed = httparse::parse_headers(head, &mut slots).unwrap().unwrap();
-        let spans = parsed
-            .1
-            .iter()
-            .map(|h| FieldSpan::of(h, head.as_ptr()))
-            .collect();
-        RawFields::new(Bytes::from_static(head), spans)
-    }
+    use crate::codec::raw_fields_of as upstream;
 
     #[test]
     fn the_gateways_request_id_replaces_the_upstreams_and_the_map_wins_over_both() {

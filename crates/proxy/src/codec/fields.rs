@@ -126,24 +126,26 @@ impl RawFields {
     }
 }
 
+/// The fields of a header block (lines ending in an empty line), for tests.
+#[cfg(test)]
+pub fn raw_fields_of(head: &'static [u8]) -> RawFields {
+    let mut slots = [httparse::EMPTY_HEADER; 8];
+    let parsed = httparse::parse_headers(head, &mut slots).unwrap().unwrap();
+    let spans = parsed
+        .1
+        .iter()
+        .map(|h| FieldSpan::of(h, head.as_ptr()))
+        .collect();
+    RawFields::new(Bytes::from_static(head), spans)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fields(head: &'static [u8]) -> RawFields {
-        let mut slots = [httparse::EMPTY_HEADER; 8];
-        let parsed = httparse::parse_headers(head, &mut slots).unwrap().unwrap();
-        let spans = parsed
-            .1
-            .iter()
-            .map(|h| FieldSpan::of(h, head.as_ptr()))
-            .collect();
-        RawFields::new(Bytes::from_static(head), spans)
-    }
-
     #[test]
     fn raw_fields_encode_as_they_came_except_what_the_gateway_set() {
-        let raw = fields(b"Server: up\r\nX-Request-Id: theirs\r\nX-A: 1\r\nx-a: 2\r\n\r\n");
+        let raw = raw_fields_of(b"Server: up\r\nX-Request-Id: theirs\r\nX-A: 1\r\nx-a: 2\r\n\r\n");
         let mut set = HeaderMap::new();
         set.insert("x-request-id", HeaderValue::from_static("ours"));
         let mut out = Vec::new();

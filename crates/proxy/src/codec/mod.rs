@@ -6,6 +6,8 @@ mod fields;
 mod read_size;
 
 pub use decoder::{BodySource, DecodeError, Decoder, Framing};
+#[cfg(test)]
+pub use fields::raw_fields_of;
 pub use fields::{header_map, FieldSpan, RawFields};
 pub use read_size::ReadSize;
 
