@@ -23,13 +23,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // only `Connection: keep-alive`, and a lookup per name would cost more than the scan.
     let mut found = HopByHop::default();
     for name in headers.keys() {
-        found.note(name);
+        found.note(name.as_str().as_bytes());
     }
     if found.connection {
-        let names_others = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|value| names_other_headers(value, keep_upgrade));
+        let names_others = headers.get_all(header::CONNECTION).iter().any(|value| {
+            named_by_connection(value.as_bytes(), keep_upgrade)
+                .next()
+                .is_some()
+        });
         if names_others {
             // Clones of the values (reference counts) let the names they list be removed from the map.
             let all: Vec<HeaderValue> = headers
@@ -79,20 +80,20 @@ struct HopByHop {
 }
 
 impl HopByHop {
-    fn note(&mut self, name: &HeaderName) {
-        if name == header::CONNECTION {
-            self.connection = true;
-        } else if name == header::TRANSFER_ENCODING {
-            self.transfer_encoding = true;
-        } else if name == header::UPGRADE {
-            self.upgrade = true;
-        } else if name == header::TE {
-            self.te = true;
-        } else if name == KEEP_ALIVE {
-            self.keep_alive = true;
-        } else if name == PROXY_CONNECTION {
-            self.proxy_connection = true;
-        }
+    /// Notes `name` (lowercase) when it is one of them, and says whether it was. The one list of the
+    /// headers that are hop-by-hop by themselves.
+    fn note(&mut self, name: &[u8]) -> bool {
+        let slot = match name {
+            b"connection" => &mut self.connection,
+            b"keep-alive" => &mut self.keep_alive,
+            b"proxy-connection" => &mut self.proxy_connection,
+            b"transfer-encoding" => &mut self.transfer_encoding,
+            b"te" => &mut self.te,
+            b"upgrade" => &mut self.upgrade,
+            _ => return false,
+        };
+        *slot = true;
+        true
     }
 }
 
@@ -100,32 +101,25 @@ impl HopByHop {
 /// `Connection` header names): `Connection`, `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding`,
 /// `Upgrade` and `TE`. For a head kept as bytes, where [`remove_hop_by_hop`] cannot be used.
 pub fn is_hop_by_hop_name(name: &[u8]) -> bool {
-    let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
-    match name.len() {
-        2 => is("te"),
-        7 => is("upgrade"),
-        10 => is("connection") || is("keep-alive"),
-        16 => is("proxy-connection"),
-        17 => is("transfer-encoding"),
-        _ => false,
+    // Names as they arrived may be in any case; at most 17 bytes need lowering.
+    let mut lower = [0u8; 17];
+    match lower.get_mut(..name.len()) {
+        Some(slot) => {
+            slot.copy_from_slice(name);
+            slot.make_ascii_lowercase();
+            HopByHop::default().note(slot)
+        }
+        None => false,
     }
 }
 
-/// The header names a `Connection` value lists, beyond the options `keep-alive` and `close`.
-pub fn named_by_connection(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// The header names a `Connection` value lists, beyond the options `keep-alive` and `close` (and
+/// `upgrade` when `keep_upgrade`).
+pub fn named_by_connection(value: &[u8], keep_upgrade: bool) -> impl Iterator<Item = &[u8]> {
     value
         .split(|b| *b == b',')
         .map(<[u8]>::trim_ascii)
-        .filter(|token| !is_kept_token(token, false))
-}
-
-/// Whether a `Connection` value names a header to remove, beyond the usual `keep-alive` and `close`.
-fn names_other_headers(connection: &HeaderValue, keep_upgrade: bool) -> bool {
-    connection
-        .as_bytes()
-        .split(|b| *b == b',')
-        .map(<[u8]>::trim_ascii)
-        .any(|token| !is_kept_token(token, keep_upgrade))
+        .filter(move |token| !is_kept_token(token, keep_upgrade))
 }
 
 /// Connection options that are not header names to remove.

@@ -99,10 +99,7 @@ impl RawFields {
     pub fn encode(&self, out: &mut Vec<u8>, skip: impl Fn(&[u8]) -> bool) {
         for (name, value) in self.iter() {
             if !skip(name) {
-                out.extend_from_slice(name);
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value);
-                out.extend_from_slice(b"\r\n");
+                super::encode_field(out, name, value);
             }
         }
     }

@@ -172,11 +172,9 @@ where
         Box::pin(async move {
             let Ok(response) = handled.await;
             // hyper writes the map only: the fields kept beside it go into it.
-            let (parts, mut body) = response.into_parts();
-            let mut response = Response::from_parts(parts, ());
-            body.move_fields_into(response.headers_mut());
-            let response = response.map(|()| body);
-            Ok::<_, Infallible>(response)
+            let (mut parts, mut body) = response.into_parts();
+            body.move_fields_into(&mut parts.headers);
+            Ok::<_, Infallible>(Response::from_parts(parts, body))
         })
     });
     let connection = http2::Builder::new(LocalExec)

@@ -138,7 +138,8 @@ pub fn parse_response(
     // Which fields go on. A 101 keeps them all: the tunnel's headers are sorted out on a map.
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let transfer_coded = values("transfer-encoding").next().is_some();
-    let connection_names = values("connection").any(|v| named_by_connection(v).next().is_some());
+    let connection_names =
+        values("connection").any(|v| named_by_connection(v, false).next().is_some());
     let passed_on = |field: &httparse::Header<'_>| {
         let name = field.name.as_bytes();
         if switching {
@@ -155,7 +156,7 @@ pub fn parse_response(
         }
         !(connection_names
             && values("connection")
-                .flat_map(named_by_connection)
+                .flat_map(|v| named_by_connection(v, false))
                 .any(|named| named.eq_ignore_ascii_case(name)))
     };
     // Offsets, so the buffer can be frozen and each field read from it as a slice.
