@@ -410,3 +410,29 @@ async fn forwarding_headers_replace_the_clients_own_once_each() {
     assert_eq!(values("host"), ["app.test"]);
     assert_still_serves(&gw).await;
 }
+
+#[tokio::test]
+async fn a_length_beside_a_transfer_coding_is_not_passed_on() {
+    // RFC 9112 §6.3: the chunked framing wins and the length must not be forwarded; the client gets
+    // the whole decoded body, framed by the gateway.
+    let upstream = ScriptedUpstream::start(ok_or(|path| {
+        (path == "/both").then(|| {
+            Reply::new(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n\
+                 5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            )
+        })
+    }))
+    .await;
+    let gw = gateway(&upstream);
+    for proto in [Proto::H1, Proto::H2c] {
+        let res = tokio::time::timeout(SAFETY, send(gw.addr("main"), proto.clone(), get("/both")))
+            .await
+            .expect("request did not finish")
+            .expect("request failed");
+        assert_eq!(res.status, 200, "{proto:?}");
+        assert_eq!(res.text(), "hello world", "{proto:?}");
+        assert_ne!(res.header("content-length"), Some("3"), "{proto:?}");
+    }
+    assert_still_serves(&gw).await;
+}
