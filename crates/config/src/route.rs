@@ -43,6 +43,12 @@ pub struct RouteConfig {
     /// Largest request body for this route; default: `limits.max_body_bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<ByteSize>,
+    /// Protocols a client may switch this route's connections to with `Upgrade` (RFC 9110 §7.8),
+    /// tunnelled after the upstream's `101`. A request asking for any other protocol is forwarded as a
+    /// plain request without its `Upgrade`. `h2c` is never tunnelled, whatever this says: an h2c
+    /// tunnel would carry requests that no route sees (h2c smuggling).
+    #[serde(default = "default_upgrades")]
+    pub upgrades: Vec<String>,
     /// Per-route plugin configuration (reserved for plugins; must be empty for now).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub plugins: BTreeMap<String, serde_json::Value>,
@@ -54,6 +60,10 @@ fn default_route_timeout() -> HumanDuration {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_upgrades() -> Vec<String> {
+    vec!["websocket".to_string()]
 }
 
 /// A fixed response the gateway sends itself.

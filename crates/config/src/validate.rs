@@ -258,6 +258,16 @@ impl Config {
                     ));
                 }
             }
+            for (u, protocol) in route.upgrades.iter().enumerate() {
+                let message = if protocol.eq_ignore_ascii_case("h2c") {
+                    "h2c is never tunnelled: its requests would bypass routing"
+                } else if http_header_name_invalid(protocol) {
+                    "not a protocol name (a token such as \"websocket\")"
+                } else {
+                    continue;
+                };
+                errors.push(FieldError::new(format!("{at}.upgrades[{u}]"), message));
+            }
             for name in route.headers.keys() {
                 if http_header_name_invalid(name) {
                     errors.push(FieldError::new(

@@ -9,10 +9,10 @@ use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::codec::RawFields;
 use crate::completion::Completion;
 use crate::response_fields::ResponseFields;
 use crate::upstream::http1::UpstreamBody;
+use floodgate_http1::RawFields;
 
 /// The error of a request body: the client's stream failed, or it passed the route's size limit.
 #[derive(Debug, thiserror::Error)]

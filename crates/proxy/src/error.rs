@@ -36,6 +36,9 @@ pub enum ProxyError {
     /// The client stopped sending its body halfway.
     #[error("client request body failed")]
     ClientBody,
+    /// The request's body has a transfer coding floodgate does not decode (`gzip, chunked`).
+    #[error("unsupported transfer coding")]
+    UnsupportedTransferCoding,
 }
 
 impl ProxyError {
@@ -51,6 +54,7 @@ impl ProxyError {
             ProxyError::NoTarget => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamConnect => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
         }
     }
 

@@ -8,9 +8,10 @@ use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
+use floodgate_http1::{encode_request, ResponseError};
 use floodgate_upstream::{InFlightGuard, PickContext};
 use http::uri::{PathAndQuery, Scheme};
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 
 use crate::body::{ClientBody, RequestBody, RequestBodyError, ResponseBody};
@@ -20,7 +21,7 @@ use crate::server::handle::{client_host, is_upgrade, ConnInfo, Outcome};
 use crate::server::rewind::Rewind;
 use crate::server::tunnel::UpstreamTunnel;
 use crate::snapshot::{RouteRuntime, Target, UpstreamRuntime};
-use crate::upstream::http1::{self, HeadError, Http1Conn, UpstreamBody};
+use crate::upstream::http1::{self, Http1Conn, UpstreamBody};
 use crate::upstream::{connect, Checkin, Conn};
 use crate::worker::WorkerCtx;
 
@@ -116,7 +117,13 @@ fn prepare<'a>(
     *target_used = Some(target.address.clone());
     let in_flight = upstream.balancer.start(index);
 
-    let upgrade = is_upgrade(&req);
+    // An upgrade is tunnelled only for a protocol the route allows, and only when the request has no
+    // body: the upgraded connection carries the new protocol straight after the head, so a body would
+    // be neither forwarded nor skippable. Any other upgrade request is forwarded as a plain one, its
+    // `Upgrade` and body going on as read (RFC 9110 §7.8 lets a server ignore `Upgrade`).
+    let upgrade = is_upgrade(&req)
+        && req.body().is_end_stream()
+        && upgrade_allowed(req.headers(), &route.upgrades);
     let host_in = client_host(&req);
     let (mut parts, body) = req.into_parts();
     remove_hop_by_hop(&mut parts.headers, upgrade);
@@ -252,7 +259,7 @@ async fn send_h1(
     let head = http1::send(&mut conn, head, &mut outgoing.body, *chunked, method).await?;
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         if !outgoing.upgrade {
-            return Err(http1::SendError::BadResponse(HeadError::UnaskedUpgrade));
+            return Err(http1::SendError::BadResponse(ResponseError::UnaskedUpgrade));
         }
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.status = head.status;
@@ -273,31 +280,61 @@ async fn send_h1(
 }
 
 /// The request head for an HTTP/1.1 upstream, and whether the body goes chunked.
+///
+/// The framing line comes from the body as the gateway reads it, never from the client's headers: a
+/// body read by `Content-Length` goes on with that one length, a chunked one (or an HTTP/2 stream of
+/// unknown length) chunked, and a request without a body says nothing, or `Content-Length: 0` for the
+/// methods whose body means something (as hyper's client does). So the upstream reads exactly the bytes
+/// the gateway sends, whatever the client declared (RFC 9112 §6.3).
 fn encode_h1(outgoing: &Outgoing<'_>) -> (Vec<u8>, bool) {
     let headers = &outgoing.parts.headers;
     let body = &outgoing.body;
-    let mut length_line = None;
-    let framing: Option<&[u8]> =
-        if body.is_end_stream() || headers.contains_key(header::CONTENT_LENGTH) {
-            None
-        } else if let Some(n) = body.size_hint().exact() {
-            length_line = Some(format!("content-length: {n}\r\n"));
-            length_line.as_deref().map(str::as_bytes)
-        } else {
-            Some(b"transfer-encoding: chunked\r\n")
-        };
-    let chunked = framing.is_some() && length_line.is_none();
+    let method = &outgoing.parts.method;
+    let mut length_line = arrayvec::ArrayString::<40>::new();
+    let (framing, chunked): (Option<&[u8]>, bool) = if body.is_end_stream() {
+        let payload = *method == Method::POST || *method == Method::PUT || *method == Method::PATCH;
+        (payload.then_some(b"content-length: 0\r\n"), false)
+    } else if let Some(n) = body.size_hint().exact() {
+        // 16 + 20 digits + CRLF always fit.
+        let _ = std::fmt::write(&mut length_line, format_args!("content-length: {n}\r\n"));
+        (Some(length_line.as_bytes()), false)
+    } else {
+        (Some(b"transfer-encoding: chunked\r\n"), true)
+    };
     let mut head = Vec::with_capacity(384 + headers.len() * 32);
-    http1::encode_request(
+    let forwarded = outgoing.forwarded.as_ref();
+    encode_request(
         &mut head,
-        &outgoing.parts.method,
+        method,
         outgoing.path.as_str(),
         outgoing.host.as_bytes(),
         headers,
-        outgoing.forwarded.as_ref(),
+        |name| forwarded.is_some() && Forwarded::replaces(name),
+        |out| {
+            if let Some(forwarded) = forwarded {
+                forwarded.encode(out, headers);
+            }
+        },
         framing,
     );
     (head, chunked)
+}
+
+/// Whether every protocol an `Upgrade` header asks for (`websocket`, `foo/2`) is one of `allowed`.
+fn upgrade_allowed(headers: &http::HeaderMap, allowed: &[Box<[u8]>]) -> bool {
+    let mut asked = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|p| {
+            p.split(|b| *b == b'/')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii()
+        })
+        .filter(|p| !p.is_empty())
+        .peekable();
+    asked.peek().is_some() && asked.all(|p| allowed.iter().any(|a| a.eq_ignore_ascii_case(p)))
 }
 
 type H2Failure<'a> = (hyper::Error, Option<Outgoing<'a>>);
@@ -331,6 +368,9 @@ async fn send_h2(
     parts.uri = uri.unwrap_or_else(|_| Uri::from(path.clone()));
     parts.version = http::Version::HTTP_2;
     parts.headers.remove(header::HOST);
+    // hyper's client writes the body's own length when it knows it; the client's value (`5, 5`, or one
+    // for a body that was cut) never goes on.
+    parts.headers.remove(header::CONTENT_LENGTH);
     match sender
         .try_send_request(Request::from_parts(parts, body))
         .await

@@ -2,10 +2,12 @@
 
 use std::net::IpAddr;
 
+use floodgate_http1::{is_kept_token, named_by_connection, HopByHop};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 /// `X-Forwarded-For`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
@@ -14,8 +16,8 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes the headers that describe one connection rather than the message: `Connection` and every header
-/// it names, `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding`, `Upgrade` and `TE` (except
-/// `TE: trailers`, which gRPC requires end to end over HTTP/2).
+/// it names, `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding`, `Upgrade`, `HTTP2-Settings` and `TE`
+/// (except `TE: trailers`, which gRPC requires end to end over HTTP/2).
 ///
 /// `keep_upgrade` keeps `Connection: upgrade` and `Upgrade` for a tunnelled upgrade request or a 101 answer.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -50,6 +52,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if found.proxy_connection {
         headers.remove(&PROXY_CONNECTION);
     }
+    if found.http2_settings {
+        headers.remove(&HTTP2_SETTINGS);
+    }
     if found.transfer_encoding {
         headers.remove(header::TRANSFER_ENCODING);
     }
@@ -66,68 +71,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     } else if found.upgrade {
         headers.remove(header::UPGRADE);
     }
-}
-
-/// Which hop-by-hop headers a message has.
-#[derive(Default)]
-struct HopByHop {
-    connection: bool,
-    keep_alive: bool,
-    proxy_connection: bool,
-    transfer_encoding: bool,
-    te: bool,
-    upgrade: bool,
-}
-
-impl HopByHop {
-    /// Notes `name` (lowercase) when it is one of them, and says whether it was. The one list of the
-    /// headers that are hop-by-hop by themselves.
-    fn note(&mut self, name: &[u8]) -> bool {
-        let slot = match name {
-            b"connection" => &mut self.connection,
-            b"keep-alive" => &mut self.keep_alive,
-            b"proxy-connection" => &mut self.proxy_connection,
-            b"transfer-encoding" => &mut self.transfer_encoding,
-            b"te" => &mut self.te,
-            b"upgrade" => &mut self.upgrade,
-            _ => return false,
-        };
-        *slot = true;
-        true
-    }
-}
-
-/// Whether `name` is one of the headers that are hop-by-hop by themselves (as opposed to those a
-/// `Connection` header names): `Connection`, `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding`,
-/// `Upgrade` and `TE`. For a head kept as bytes, where [`remove_hop_by_hop`] cannot be used.
-pub fn is_hop_by_hop_name(name: &[u8]) -> bool {
-    // Names as they arrived may be in any case; at most 17 bytes need lowering.
-    let mut lower = [0u8; 17];
-    match lower.get_mut(..name.len()) {
-        Some(slot) => {
-            slot.copy_from_slice(name);
-            slot.make_ascii_lowercase();
-            HopByHop::default().note(slot)
-        }
-        None => false,
-    }
-}
-
-/// The header names a `Connection` value lists, beyond the options `keep-alive` and `close` (and
-/// `upgrade` when `keep_upgrade`).
-pub fn named_by_connection(value: &[u8], keep_upgrade: bool) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|b| *b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(move |token| !is_kept_token(token, keep_upgrade))
-}
-
-/// Connection options that are not header names to remove.
-fn is_kept_token(token: &[u8], keep_upgrade: bool) -> bool {
-    token.is_empty()
-        || token.eq_ignore_ascii_case(b"close")
-        || token.eq_ignore_ascii_case(b"keep-alive")
-        || (keep_upgrade && token.eq_ignore_ascii_case(b"upgrade"))
 }
 
 /// Removes the headers a `Connection` value names (RFC 9110 §7.6.1), looked up by text so no name is

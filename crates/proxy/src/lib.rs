@@ -11,7 +11,6 @@
 #![deny(missing_docs)]
 
 mod body;
-mod codec;
 mod completion;
 mod error;
 mod executor;
@@ -19,6 +18,7 @@ mod forward;
 mod gateway;
 mod headers;
 mod listener;
+mod read_size;
 mod request_id;
 mod response_fields;
 mod server;

@@ -10,8 +10,8 @@
 
 use http::{HeaderMap, HeaderValue};
 
-use crate::codec::{encode_field, RawFields};
 use crate::request_id::X_REQUEST_ID;
+use floodgate_http1::{encode_field, RawFields};
 
 /// The fields of a response kept beside its map.
 #[derive(Debug, Default)]
@@ -60,12 +60,13 @@ impl ResponseFields {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::raw_fields_of as upstream;
+    use floodgate_http1::raw_fields_of;
 
     #[test]
     fn the_gateways_request_id_replaces_the_upstreams_and_the_map_wins_over_both() {
         let fields = ResponseFields {
-            upstream: upstream(b"Server: up\r\nX-Request-Id: theirs\r\nX-A: 1\r\n\r\n"),
+            upstream: raw_fields_of(b"Server: up\r\nX-Request-Id: theirs\r\nX-A: 1\r\n\r\n")
+                .unwrap(),
             request_id: Some(HeaderValue::from_static("ours")),
         };
         let mut out = Vec::new();

@@ -53,6 +53,8 @@ pub struct RouteRuntime {
     pub preserve_host: bool,
     /// Largest request body.
     pub max_body_bytes: u64,
+    /// Protocols a client may upgrade to (lowercase; never `h2c`).
+    pub upgrades: Box<[Box<[u8]>]>,
     /// This route's metrics.
     pub metrics: Arc<RouteMetrics>,
 }
@@ -181,6 +183,12 @@ impl Snapshot {
                         .max_body_bytes
                         .unwrap_or(config.limits.max_body_bytes)
                         .get(),
+                    upgrades: route
+                        .upgrades
+                        .iter()
+                        .map(|p| p.to_ascii_lowercase().into_bytes().into_boxed_slice())
+                        .filter(|p| **p != *b"h2c")
+                        .collect(),
                     metrics: metrics.route(&route.id),
                 }),
             ));

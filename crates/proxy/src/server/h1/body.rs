@@ -11,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
 use super::Wire;
-use crate::codec::{DecodeError, Decoder, Framing};
+use floodgate_http1::{DecodeError, Decoder, Framing};
 
 /// The interim answer to `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";

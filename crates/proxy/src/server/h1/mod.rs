@@ -11,7 +11,6 @@
 //! HTTP/2 connections are still served by hyper.
 
 mod body;
-mod request;
 mod response;
 
 use std::cell::RefCell;
@@ -22,22 +21,23 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use http::{Method, Request, StatusCode, Version};
 use tokio::io::AsyncWrite;
 
 pub use body::RequestBodyReader;
 
-use self::request::{parse_request, HeadError, RequestHead};
 use self::response::{write_response, Written};
 use crate::body::ClientBody;
-use crate::codec::{BodySource, ReadSize};
 use crate::error::ProxyError;
+use crate::read_size::ReadSize;
 use crate::server::handle::{handle, ConnInfo};
 use crate::server::io::ClientIo;
 use crate::server::rewind::Rewind;
 use crate::server::tunnel::tunnel_io;
 use crate::worker::WorkerCtx;
+use floodgate_http1::BodySource;
+use floodgate_http1::{head_complete, parse_request, RequestError, RequestHead};
 
 /// A request head must arrive whole within this, once its first bytes have.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -117,7 +117,8 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
                 return;
             }
         };
-        let (request, head_request, client_version, keep_alive) = into_request(head, &wire, &info);
+        let (request, head_request, client_version, keep_alive, trailers) =
+            into_request(head, &wire, &info);
         // In a block, so the response lives only until it moves into the writer: the connection's
         // future then keeps no slot for it beside the writer's.
         let (upgraded, writing) = {
@@ -127,7 +128,14 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
             // A body left unread (an answer that did not need it) cannot be skipped safely on the
             // connection: say so in the response, and close after it.
             let keep = keep_alive && !ctx.stop.is_stopped() && wire.borrow().body_done;
-            let writing = write_response(&wire, response, head_request, client_version, keep);
+            let writing = write_response(
+                &wire,
+                response,
+                head_request,
+                client_version,
+                keep,
+                trailers,
+            );
             (upgraded, writing)
         };
         let written = writing.await;
@@ -159,19 +167,20 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
 }
 
 /// The request for the handler, with its body read from `wire`; then whether it is a `HEAD` request,
-/// its version, and whether the client wants the connection kept. A function of its own, so the
-/// head's pieces are not held in the connection's future.
+/// its version, whether the client wants the connection kept, and whether it accepts trailers. A
+/// function of its own, so the head's pieces are not held in the connection's future.
 fn into_request(
     head: RequestHead,
     wire: &Rc<RefCell<Wire>>,
     info: &ConnInfo,
-) -> (Request<ClientBody>, bool, Version, bool) {
+) -> (Request<ClientBody>, bool, Version, bool, bool) {
     let RequestHead {
         parts,
         framing,
         keep_alive,
         expects_continue,
         ambiguous,
+        accepts_trailers,
     } = head;
     if ambiguous {
         info.ambiguous_framing.set(true);
@@ -180,7 +189,7 @@ fn into_request(
     let version = parts.version;
     let body = RequestBodyReader::new(wire.clone(), framing, expects_continue);
     let request = Request::from_parts(parts, ClientBody::Http1(body));
-    (request, head_request, version, keep_alive)
+    (request, head_request, version, keep_alive, accepts_trailers)
 }
 
 /// Waits until the client sends something; `false` when it failed instead.
@@ -208,17 +217,36 @@ async fn read_head(
 ) -> Result<Option<RequestHead>, ProxyError> {
     let mut deadline = None;
     let mut reads = 0u32;
+    // How far the buffer has been searched for the head's end: a head is parsed only once it is whole,
+    // so one sent a byte at a time costs one scan overall, not one per read.
+    let mut scanned = 0;
     loop {
         {
             let mut w = wire.borrow_mut();
-            if !w.buf.is_empty() {
+            // Empty lines before a request line are ignored (RFC 9112 §2.2: some clients send a CRLF
+            // after a body); dropped here, they cannot make each later read parse the buffer again.
+            let blank = w
+                .buf
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+            if blank > 0 {
+                w.buf.advance(blank);
+                scanned = 0;
+            }
+            if !w.buf.is_empty() && head_complete(&w.buf, &mut scanned) {
                 match parse_request(&mut w.buf) {
                     Ok(Some(head)) => return Ok(Some(head)),
-                    Ok(None) if w.buf.len() > limit => return Err(ProxyError::HeadersTooLarge),
                     Ok(None) => {}
-                    Err(HeadError::TooManyHeaders) => return Err(ProxyError::HeadersTooLarge),
-                    Err(HeadError::Malformed) => return Err(ProxyError::BadRequest),
+                    Err(RequestError::TooManyHeaders) => return Err(ProxyError::HeadersTooLarge),
+                    Err(RequestError::Malformed) => return Err(ProxyError::BadRequest),
+                    Err(RequestError::UnsupportedCoding) => {
+                        return Err(ProxyError::UnsupportedTransferCoding)
+                    }
                 }
+            }
+            if w.buf.len() > limit {
+                return Err(ProxyError::HeadersTooLarge);
             }
         }
         let fill = poll_fn(|cx| wire.borrow_mut().poll_fill(cx));
@@ -249,7 +277,7 @@ async fn refuse(wire: &Rc<RefCell<Wire>>, error: ProxyError) {
     response
         .headers_mut()
         .insert(&crate::request_id::X_REQUEST_ID, request_id);
-    let _ = write_response(wire, response, false, http::Version::HTTP_11, false).await;
+    let _ = write_response(wire, response, false, http::Version::HTTP_11, false, false).await;
     close(wire, true).await;
 }
 

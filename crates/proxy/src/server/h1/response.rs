@@ -14,7 +14,10 @@ use tokio::io::AsyncWrite;
 
 use super::Wire;
 use crate::body::ResponseBody;
-use crate::codec::{content_length, content_length_of, encode_field, encode_fields, Framing};
+use floodgate_http1::{
+    content_length, content_length_of, encode_chunk_size, encode_field, encode_fields,
+    encode_last_chunk, Framing,
+};
 
 /// How the exchange on the connection ended.
 pub enum Written {
@@ -27,6 +30,8 @@ pub enum Written {
 
 /// Writes `response`. `head_request`: the request was `HEAD` (no body is sent). `client`: the
 /// request's version. `keep_alive`: whether the client and the gateway want the connection kept.
+/// `trailers`: the client said it accepts trailers (`TE: trailers`); without that, trailers are dropped
+/// (RFC 9110 §6.5.1), since a client that did not ask may not read them as trailers.
 ///
 /// The head is encoded before the returned future exists, so the future holds only the body and the
 /// encoded bytes, not the response's header map: it is built once per request, and its size is copied.
@@ -36,6 +41,7 @@ pub fn write_response<'a>(
     head_request: bool,
     client: Version,
     keep_alive: bool,
+    trailers: bool,
 ) -> impl Future<Output = Written> + use<'a> {
     let (parts, body) = response.into_parts();
     let bodiless = head_request
@@ -44,7 +50,7 @@ pub fn write_response<'a>(
         || parts.status == StatusCode::NOT_MODIFIED;
     let (head, framing, keep) = encode_head(&parts, &body, bodiless, client, keep_alive);
     drop(parts);
-    write_body(wire, head, body, bodiless, framing, keep)
+    write_body(wire, head, body, bodiless, framing, keep, trailers)
 }
 
 /// The response head as bytes, how its body is framed, and whether the connection is kept after it.
@@ -108,7 +114,9 @@ fn encode_head(
 }
 
 /// Writes `head`, then `body` as it streams (framed by `framing`), sending the head with the first
-/// body bytes. Not an `async fn`, which would hold the body twice.
+/// body bytes. Never more than a declared length: a body that runs past it is cut there and the
+/// connection closed, as hyper's encoder does, so extra bytes cannot become a next response. Not an
+/// `async fn`, which would hold the body twice.
 #[allow(clippy::manual_async_fn)]
 fn write_body(
     wire: &Rc<RefCell<Wire>>,
@@ -117,6 +125,7 @@ fn write_body(
     bodiless: bool,
     framing: Framing,
     keep: bool,
+    send_trailers: bool,
 ) -> impl Future<Output = Written> + use<'_> {
     async move {
         if bodiless {
@@ -147,10 +156,25 @@ fn write_body(
                     pending_head = Some(head);
                     continue;
                 }
-                Ok(data) => {
+                Ok(mut data) => {
+                    let overrun = match framing {
+                        Framing::Length(n) if sent + data.len() as u64 > n => {
+                            data.truncate(usize::try_from(n - sent).unwrap_or(0));
+                            true
+                        }
+                        _ => false,
+                    };
                     sent += data.len() as u64;
+                    if overrun {
+                        tracing::debug!(
+                            "response body longer than its length; closing the connection"
+                        );
+                        let _ =
+                            write_all(wire, &mut [IoSlice::new(&head), IoSlice::new(&data)]).await;
+                        return Written::Broken;
+                    }
                     if chunked {
-                        let size = format!("{:x}\r\n", data.len());
+                        let size = encode_chunk_size(data.len());
                         let mut parts = [
                             IoSlice::new(&head),
                             IoSlice::new(size.as_bytes()),
@@ -169,9 +193,8 @@ fn write_body(
                         continue;
                     };
                     if chunked {
-                        let mut last = b"0\r\n".to_vec();
-                        encode_fields(&mut last, &trailers);
-                        last.extend_from_slice(b"\r\n");
+                        let mut last = Vec::with_capacity(64);
+                        encode_last_chunk(&mut last, send_trailers.then_some(&trailers));
                         ended_chunks = true;
                         let result =
                             write_all(wire, &mut [IoSlice::new(&head), IoSlice::new(&last)]).await;

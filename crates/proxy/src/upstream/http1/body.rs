@@ -11,8 +11,8 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
 use super::Http1Conn;
-use crate::codec::{BodySource, DecodeError, Decoder, Framing};
 use crate::upstream::pool::Checkin;
+use floodgate_http1::{BodySource, DecodeError, Decoder, Framing};
 
 /// The body of an upstream HTTP/1.1 response.
 pub struct UpstreamBody {

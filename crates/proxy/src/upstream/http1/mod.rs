@@ -8,7 +8,6 @@
 //! HTTP/2 upstreams, which multiplex many requests over one connection, still use hyper's client.
 
 mod body;
-mod head;
 mod send;
 
 use std::io;
@@ -17,12 +16,11 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 
 pub use body::UpstreamBody;
-pub use head::{encode_request, HeadError};
 pub use send::{send, SendError};
 
 use super::io::UpstreamIo;
 use super::pool::OpenGuard;
-use crate::codec::ReadSize;
+use crate::read_size::ReadSize;
 
 /// Bytes asked of the socket by the first read of a response.
 const FIRST_READ: usize = 8 * 1024;

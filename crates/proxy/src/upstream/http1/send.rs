@@ -9,11 +9,12 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::head::{parse_response, HeadError, ResponseHead};
 use super::Http1Conn;
 use crate::body::{RequestBody, RequestBodyError};
-use crate::codec::encode_fields;
-use crate::codec::ReadSize;
+use crate::read_size::ReadSize;
+use floodgate_http1::{
+    encode_chunk_size, encode_last_chunk, parse_response, ResponseError, ResponseHead,
+};
 
 /// Why a request got no usable response head.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +35,7 @@ pub enum SendError {
     },
     /// The upstream answered with something that is not a usable HTTP/1.1 response head.
     #[error("invalid response from the upstream: {0}")]
-    BadResponse(#[from] HeadError),
+    BadResponse(#[from] ResponseError),
 }
 
 /// Sends `head` (an encoded request head) and `body` on `conn` and reads the response head, skipping
@@ -155,7 +156,7 @@ struct Progress {
 /// A failure while reading the response head.
 enum ReadError {
     Io(io::Error),
-    Head(HeadError),
+    Head(ResponseError),
 }
 
 impl ReadError {
@@ -216,7 +217,7 @@ async fn write_body<W: AsyncWrite + Unpin>(
         match frame.into_data() {
             Ok(data) if data.is_empty() => {}
             Ok(data) if chunked => {
-                let size = format!("{:x}\r\n", data.len());
+                let size = encode_chunk_size(data.len());
                 let mut parts = [
                     IoSlice::new(size.as_bytes()),
                     IoSlice::new(&data),
@@ -227,9 +228,8 @@ async fn write_body<W: AsyncWrite + Unpin>(
             Ok(data) => io.write_all(&data).await?,
             Err(frame) => {
                 if let (true, Ok(trailers)) = (chunked, frame.into_trailers()) {
-                    let mut last = b"0\r\n".to_vec();
-                    encode_fields(&mut last, &trailers);
-                    last.extend_from_slice(b"\r\n");
+                    let mut last = Vec::with_capacity(64);
+                    encode_last_chunk(&mut last, Some(&trailers));
                     io.write_all(&last).await?;
                     break;
                 }

@@ -1,4 +1,5 @@
-//! HTTP/1.1 message heads on the upstream side: the request head written, the response head parsed.
+//! HTTP/1.1 message heads on the upstream side of the gateway: the request head written, the response
+//! head parsed.
 
 use std::mem::MaybeUninit;
 
@@ -6,20 +7,19 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode, Version};
 
-use crate::codec::{
-    chunked_last_of, content_length_of, encode_field, list_has, FieldSpan, Framing, RawFields,
-};
-use crate::headers::{is_hop_by_hop_name, named_by_connection, Forwarded};
+use crate::length::{content_length_of, transfer_coding};
+use crate::tokens::{is_hop_by_hop_name, list_has, named_by_connection};
+use crate::{encode_field, FieldSpan, Framing, RawFields};
 
 /// Most header lines an upstream response head may carry.
-const MAX_RESPONSE_HEADERS: usize = 128;
+pub const MAX_RESPONSE_HEADERS: usize = 128;
 
 /// Largest response head accepted from an upstream, in bytes.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// Why an upstream response head could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum HeadError {
+pub enum ResponseError {
     /// Not valid HTTP/1.x.
     #[error("malformed response head: {0}")]
     Malformed(httparse::Error),
@@ -29,22 +29,29 @@ pub enum HeadError {
     /// `Content-Length` that is not a number, or several that disagree.
     #[error("invalid Content-Length")]
     BadContentLength,
+    /// A `Transfer-Encoding` other than one `chunked`: the gateway would have to pass on a body in a
+    /// coding the client was not told of (nginx answers 502 too).
+    #[error("unsupported Transfer-Encoding")]
+    BadTransferEncoding,
     /// `101 Switching Protocols` to a request that did not ask to upgrade.
     #[error("101 Switching Protocols to a request that did not ask for an upgrade")]
     UnaskedUpgrade,
 }
 
 /// Writes the head of an HTTP/1.1 request into `out`: the request line, `Host` (always first, and
-/// instead of any `Host` in `headers`), the other headers, the gateway's forwarding headers when given
-/// (instead of the client's of the same names), then `framing` (a `Content-Length` or
-/// `Transfer-Encoding` line of the caller's choosing) when given.
+/// instead of any `Host` in `headers`), the other headers but those `replaced` picks, the lines `extra`
+/// writes (the gateway's own), then `framing`, the message's one `Content-Length` or
+/// `Transfer-Encoding` line when it has a body. The client's own framing headers are never copied: the
+/// body goes on framed as the gateway read it, whatever the client declared (RFC 9112 §6.3).
+#[allow(clippy::too_many_arguments)] // each is one part of the head, in the order they are written
 pub fn encode_request(
     out: &mut Vec<u8>,
     method: &Method,
     path: &str,
     host: &[u8],
     headers: &HeaderMap,
-    forwarded: Option<&Forwarded<'_>>,
+    replaced: impl Fn(&header::HeaderName) -> bool,
+    extra: impl FnOnce(&mut Vec<u8>),
     framing: Option<&[u8]>,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -54,14 +61,12 @@ pub fn encode_request(
     out.extend_from_slice(host);
     out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
-        let replaced = forwarded.is_some() && Forwarded::replaces(name);
-        if name != header::HOST && !replaced {
+        let framing_field = name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING;
+        if name != header::HOST && !framing_field && !replaced(name) {
             encode_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
-    if let Some(forwarded) = forwarded {
-        forwarded.encode(out, headers);
-    }
+    extra(out);
     if let Some(framing) = framing {
         out.extend_from_slice(framing);
     }
@@ -87,7 +92,7 @@ pub struct ResponseHead {
 pub fn parse_response(
     buf: &mut BytesMut,
     request_method: &Method,
-) -> Result<Option<ResponseHead>, HeadError> {
+) -> Result<Option<ResponseHead>, ResponseError> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -98,18 +103,18 @@ pub fn parse_response(
     let head_len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
-            return Err(HeadError::TooLarge)
+            return Err(ResponseError::TooLarge)
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(e) => return Err(HeadError::Malformed(e)),
+        Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::TooLarge),
+        Err(e) => return Err(ResponseError::Malformed(e)),
     };
     if head_len > MAX_RESPONSE_HEAD {
-        return Err(HeadError::TooLarge);
+        return Err(ResponseError::TooLarge);
     }
     let code = response.code.unwrap_or_default();
-    let status =
-        StatusCode::from_u16(code).map_err(|_| HeadError::Malformed(httparse::Error::Status))?;
+    let status = StatusCode::from_u16(code)
+        .map_err(|_| ResponseError::Malformed(httparse::Error::Status))?;
     let version = if response.version == Some(0) {
         Version::HTTP_10
     } else {
@@ -128,7 +133,11 @@ pub fn parse_response(
         values("transfer-encoding"),
         values("content-length"),
     )?;
+    let transfer_coded = values("transfer-encoding").next().is_some();
+    // RFC 9112 §6.1: a transfer coding in an HTTP/1.0 message is faulty framing; read this one
+    // message, then close.
     let keep_alive = framing != Framing::UntilClose
+        && !(transfer_coded && version == Version::HTTP_10)
         && if version == Version::HTTP_11 {
             !values("connection").any(|v| list_has(v, b"close"))
         } else {
@@ -137,7 +146,6 @@ pub fn parse_response(
 
     // Which fields go on. A 101 keeps them all: the tunnel's headers are sorted out on a map.
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    let transfer_coded = values("transfer-encoding").next().is_some();
     let connection_names =
         values("connection").any(|v| named_by_connection(v, false).next().is_some());
     let passed_on = |field: &httparse::Header<'_>| {
@@ -182,7 +190,7 @@ fn framing<'a>(
     method: &Method,
     transfer_encoding: impl Iterator<Item = &'a [u8]>,
     content_length: impl Iterator<Item = &'a [u8]>,
-) -> Result<Framing, HeadError> {
+) -> Result<Framing, ResponseError> {
     if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -190,15 +198,13 @@ fn framing<'a>(
     {
         return Ok(Framing::Empty);
     }
-    if let Some(chunked) = chunked_last_of(transfer_encoding) {
-        return Ok(if chunked {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
-        });
+    let mut transfer_encoding = transfer_encoding.peekable();
+    if transfer_encoding.peek().is_some() {
+        transfer_coding(transfer_encoding).map_err(|_| ResponseError::BadTransferEncoding)?;
+        return Ok(Framing::Chunked);
     }
     Ok(
-        match content_length_of(content_length).map_err(|()| HeadError::BadContentLength)? {
+        match content_length_of(content_length).map_err(|_| ResponseError::BadContentLength)? {
             Some(0) => Framing::Empty,
             Some(n) => Framing::Length(n),
             None => Framing::UntilClose,
@@ -211,7 +217,7 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn parse(raw: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
+    fn parse(raw: &str, method: Method) -> Result<Option<ResponseHead>, ResponseError> {
         let mut buf = BytesMut::from(raw.as_bytes());
         parse_response(&mut buf, &method)
     }
@@ -272,19 +278,9 @@ mod tests {
     fn framing_follows_rfc_9112() {
         let cases = [
             (
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-                Method::GET,
-                Framing::Chunked,
-            ),
-            (
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
                 Method::GET,
                 Framing::Chunked,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-                Method::GET,
-                Framing::UntilClose,
             ),
             ("HTTP/1.1 200 OK\r\n\r\n", Method::GET, Framing::UntilClose),
             (
@@ -332,24 +328,43 @@ mod tests {
         ] {
             assert_eq!(
                 parse(raw, Method::GET).unwrap_err(),
-                HeadError::BadContentLength,
+                ResponseError::BadContentLength,
+                "{raw:?}"
+            );
+        }
+        for raw in [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse(raw, Method::GET).unwrap_err(),
+                ResponseError::BadTransferEncoding,
                 "{raw:?}"
             );
         }
         assert!(matches!(
             parse("HTP/1.1 200 OK\r\n\r\n", Method::GET),
-            Err(HeadError::Malformed(_))
+            Err(ResponseError::Malformed(_))
         ));
         let huge = format!(
             "HTTP/1.1 200 OK\r\nX: {}\r\n",
             "a".repeat(MAX_RESPONSE_HEAD)
         );
-        assert_eq!(parse(&huge, Method::GET).unwrap_err(), HeadError::TooLarge);
+        assert_eq!(
+            parse(&huge, Method::GET).unwrap_err(),
+            ResponseError::TooLarge
+        );
         let many: String = (0..=MAX_RESPONSE_HEADERS)
             .map(|i| format!("X-{i}: v\r\n"))
             .collect();
         let many = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
-        assert_eq!(parse(&many, Method::GET).unwrap_err(), HeadError::TooLarge);
+        assert_eq!(
+            parse(&many, Method::GET).unwrap_err(),
+            ResponseError::TooLarge
+        );
     }
 
     #[test]
@@ -364,6 +379,12 @@ mod tests {
             "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"
         ));
         assert!(
+            !reusable(
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            "a transfer coding in HTTP/1.0 is faulty framing: one message, then close"
+        );
+        assert!(
             !reusable("HTTP/1.1 200 OK\r\n\r\n"),
             "a body until close ends the connection"
         );
@@ -375,6 +396,13 @@ mod tests {
         headers.append("x-a", HeaderValue::from_static("1"));
         headers.insert(header::HOST, HeaderValue::from_static("client.example"));
         headers.append("x-a", HeaderValue::from_static("2"));
+        // The client's framing and its own copy of a replaced header never go on.
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert("x-replaced", HeaderValue::from_static("theirs"));
         let mut out = Vec::new();
         let framing = b"transfer-encoding: chunked\r\n";
         encode_request(
@@ -383,13 +411,14 @@ mod tests {
             "/p?q=1",
             b"up.example",
             &headers,
-            None,
+            |name| name == "x-replaced",
+            |out| out.extend_from_slice(b"x-replaced: ours\r\n"),
             Some(framing),
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /p?q=1 HTTP/1.1\r\nhost: up.example\r\nx-a: 1\r\nx-a: 2\r\n\
-             transfer-encoding: chunked\r\n\r\n"
+             x-replaced: ours\r\ntransfer-encoding: chunked\r\n\r\n"
         );
     }
 }

@@ -8,11 +8,17 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Frame, SizeHint};
 
+use crate::chunk::{parse_chunk_line, parse_field_line};
+use crate::trailers::is_forbidden_trailer;
+
 /// Longest chunk-size line accepted (the size in hex and any chunk extensions).
 const MAX_CHUNK_LINE: usize = 4096;
 
 /// Most bytes of trailer fields accepted after the last chunk.
 const MAX_TRAILERS: usize = 64 * 1024;
+
+/// Most trailer fields accepted after the last chunk.
+const MAX_TRAILER_FIELDS: usize = 64;
 
 /// How a message body is delimited (RFC 9112 §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +88,11 @@ enum Step {
 #[derive(Debug)]
 pub struct Decoder {
     state: State,
+    /// How far into the buffer the current line (or trailer section) has been searched already, so a
+    /// line that arrives a byte at a time is scanned once, not once per byte.
+    scanned: usize,
+    /// Where the trailer line being read starts.
+    line_start: usize,
 }
 
 impl Decoder {
@@ -93,7 +104,11 @@ impl Decoder {
             Framing::Chunked => State::ChunkSize,
             Framing::UntilClose => State::UntilClose,
         };
-        Self { state }
+        Self {
+            state,
+            scanned: 0,
+            line_start: 0,
+        }
     }
 
     /// Whether the body has been read to its end.
@@ -167,12 +182,16 @@ impl Decoder {
                 Poll::Ready(Ok(Step::Frame(Frame::data(data))))
             }
             State::ChunkSize => {
-                let Some(line_end) = find(src.buffered(), b"\r\n") else {
-                    return fill_or_fail(cx, src, MAX_CHUNK_LINE);
+                let Some(line_end) = self.find_line_end(src.buffered(), 0)? else {
+                    return self.fill_or_fail(cx, src, MAX_CHUNK_LINE);
                 };
-                let size =
-                    parse_chunk_size(&src.buffered()[..line_end]).ok_or(DecodeError::BadChunk)?;
+                if line_end > MAX_CHUNK_LINE {
+                    return Poll::Ready(Err(DecodeError::BadChunk));
+                }
+                let size = parse_chunk_line(&src.buffered()[..line_end])
+                    .map_err(|_| DecodeError::BadChunk)?;
                 src.buffered().advance(line_end + 2);
+                self.scanned = 0;
                 self.state = if size == 0 {
                     State::Trailers
                 } else {
@@ -182,7 +201,7 @@ impl Decoder {
             }
             State::ChunkEnd => {
                 if src.buffered().len() < 2 {
-                    return fill_or_fail(cx, src, 2);
+                    return self.fill_or_fail(cx, src, 2);
                 }
                 if &src.buffered()[..2] != b"\r\n" {
                     return Poll::Ready(Err(DecodeError::BadChunk));
@@ -192,71 +211,98 @@ impl Decoder {
                 Poll::Ready(Ok(Step::Again))
             }
             State::Trailers => {
-                if src.buffered().starts_with(b"\r\n") {
-                    src.buffered().advance(2);
-                    self.state = State::Done;
-                    return Poll::Ready(Ok(Step::End));
+                // Line by line, each checked as it is found: the section ends at the first empty line,
+                // and not a byte further, so whatever follows (a pipelined request) stays in the buffer.
+                loop {
+                    let line_start = self.line_start;
+                    let Some(line_end) = self.find_line_end(src.buffered(), line_start)? else {
+                        return self.fill_or_fail(cx, src, MAX_TRAILERS);
+                    };
+                    if line_end == line_start {
+                        let section = src.buffered().split_to(line_end + 2);
+                        self.scanned = 0;
+                        self.line_start = 0;
+                        self.state = State::Done;
+                        if line_end == 0 {
+                            return Poll::Ready(Ok(Step::End));
+                        }
+                        let trailers = trailer_map(&section[..line_end])?;
+                        return Poll::Ready(Ok(Step::Frame(Frame::trailers(trailers))));
+                    }
+                    if line_end > MAX_TRAILERS
+                        || parse_field_line(&src.buffered()[line_start..line_end]).is_none()
+                    {
+                        return Poll::Ready(Err(DecodeError::BadChunk));
+                    }
+                    self.scanned = line_end + 2;
+                    self.line_start = line_end + 2;
                 }
-                let Some(end) = find(src.buffered(), b"\r\n\r\n") else {
-                    return fill_or_fail(cx, src, MAX_TRAILERS);
-                };
-                let trailers = parse_trailers(&src.buffered()[..end + 4])?;
-                src.buffered().advance(end + 4);
-                self.state = State::Done;
-                Poll::Ready(Ok(Step::Frame(Frame::trailers(trailers))))
             }
         }
     }
-}
 
-/// Needs more bytes for a line or marker: reads them, unless `limit` bytes are buffered already.
-fn fill_or_fail(
-    cx: &mut Context<'_>,
-    src: &mut impl BodySource,
-    limit: usize,
-) -> Poll<Result<Step, DecodeError>> {
-    if src.buffered().len() >= limit {
-        return Poll::Ready(Err(DecodeError::BadChunk));
+    /// Where the line starting at `from` ends (the offset of its CR), once its CRLF is in the buffer.
+    /// A LF without a CR before it is faulty framing (RFC 9112 §7.1 lines end in CRLF), and so is a CR
+    /// that is not followed by LF.
+    fn find_line_end(&mut self, buf: &[u8], from: usize) -> Result<Option<usize>, DecodeError> {
+        let start = self.scanned.max(from);
+        match buf[start..].iter().position(|b| *b == b'\n' || *b == b'\r') {
+            None => {
+                self.scanned = buf.len();
+                Ok(None)
+            }
+            Some(at) => {
+                let at = start + at;
+                match (buf[at], buf.get(at + 1)) {
+                    (b'\r', Some(b'\n')) => {
+                        self.scanned = at;
+                        Ok(Some(at))
+                    }
+                    (b'\r', None) => {
+                        self.scanned = at;
+                        Ok(None)
+                    }
+                    _ => Err(DecodeError::BadChunk),
+                }
+            }
+        }
     }
-    Poll::Ready(match ready!(src.poll_fill(cx))? {
-        0 => Err(DecodeError::Incomplete),
-        _ => Ok(Step::Again),
-    })
-}
 
-fn find(buf: &[u8], marker: &[u8]) -> Option<usize> {
-    buf.windows(marker.len()).position(|w| w == marker)
-}
-
-/// The size on a chunk-size line: hex digits, optionally followed by `;` extensions (ignored).
-fn parse_chunk_size(line: &[u8]) -> Option<u64> {
-    let digits = line
-        .split(|b| *b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
-    if digits.is_empty() || digits.len() > 15 {
-        return None;
+    /// Needs more bytes for a line or marker: reads them, unless `limit` bytes are buffered already.
+    fn fill_or_fail(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut impl BodySource,
+        limit: usize,
+    ) -> Poll<Result<Step, DecodeError>> {
+        if src.buffered().len() >= limit {
+            return Poll::Ready(Err(DecodeError::BadChunk));
+        }
+        Poll::Ready(match ready!(src.poll_fill(cx))? {
+            0 => Err(DecodeError::Incomplete),
+            _ => Ok(Step::Again),
+        })
     }
-    digits.iter().try_fold(0u64, |n, d| {
-        let v = (*d as char).to_digit(16)?;
-        Some(n << 4 | u64::from(v))
-    })
 }
 
-/// Trailer fields, `raw` ending with the blank line.
-fn parse_trailers(raw: &[u8]) -> Result<HeaderMap, DecodeError> {
-    let mut slots = [httparse::EMPTY_HEADER; 64];
-    let fields = match httparse::parse_headers(raw, &mut slots) {
-        Ok(httparse::Status::Complete((_, fields))) => fields,
-        _ => return Err(DecodeError::BadChunk),
-    };
-    let mut trailers = HeaderMap::with_capacity(fields.len());
-    for field in fields {
-        let name = http::HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| DecodeError::BadChunk)?;
-        let value =
-            http::HeaderValue::from_bytes(field.value).map_err(|_| DecodeError::BadChunk)?;
+/// The trailer fields of `section` (lines already checked, CRLF-separated, without the final empty
+/// line), less those that must not be trailers ([`is_forbidden_trailer`]).
+fn trailer_map(section: &[u8]) -> Result<HeaderMap, DecodeError> {
+    let mut trailers = HeaderMap::new();
+    for line in section.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        let (name, value) = parse_field_line(line).ok_or(DecodeError::BadChunk)?;
+        if trailers.len() >= MAX_TRAILER_FIELDS {
+            return Err(DecodeError::BadChunk);
+        }
+        if is_forbidden_trailer(name) {
+            continue;
+        }
+        let name = http::HeaderName::from_bytes(name).map_err(|_| DecodeError::BadChunk)?;
+        let value = http::HeaderValue::from_bytes(value).map_err(|_| DecodeError::BadChunk)?;
         trailers.append(name, value);
     }
     Ok(trailers)
@@ -295,6 +341,15 @@ mod tests {
         framing: Framing,
         parts: &[&'static [u8]],
     ) -> (Vec<u8>, Option<HeaderMap>, Option<String>) {
+        let (data, trailers, error, _) = decode_rest(framing, parts);
+        (data, trailers, error)
+    }
+
+    /// [`decode`], and what is left in the buffer after the body.
+    fn decode_rest(
+        framing: Framing,
+        parts: &[&'static [u8]],
+    ) -> (Vec<u8>, Option<HeaderMap>, Option<String>, Vec<u8>) {
         let mut src = Parts {
             buf: BytesMut::new(),
             parts: parts.to_vec(),
@@ -311,8 +366,10 @@ mod tests {
                     Ok(bytes) => data.extend_from_slice(&bytes),
                     Err(frame) => trailers = frame.into_trailers().ok(),
                 },
-                Poll::Ready(Some(Err(e))) => return (data, trailers, Some(e.to_string())),
-                Poll::Ready(None) => return (data, trailers, None),
+                Poll::Ready(Some(Err(e))) => {
+                    return (data, trailers, Some(e.to_string()), src.buf.to_vec())
+                }
+                Poll::Ready(None) => return (data, trailers, None, src.buf.to_vec()),
                 Poll::Pending => unreachable!("the test source is always ready"),
             }
         }
@@ -356,15 +413,63 @@ mod tests {
     }
 
     #[test]
-    fn chunk_sizes() {
-        assert_eq!(parse_chunk_size(b"1a"), Some(26));
-        assert_eq!(parse_chunk_size(b"FF;name=value"), Some(255));
-        assert_eq!(parse_chunk_size(b""), None);
-        assert_eq!(parse_chunk_size(b"-1"), None);
-        assert_eq!(
-            parse_chunk_size(b"1000000000000000"),
-            None,
-            "past 2^60 is refused"
+    fn a_trailer_section_ends_at_its_empty_line_and_not_a_byte_later() {
+        let next: &'static [u8] = b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n";
+        for body in [
+            &b"1\r\na\r\n0\r\n\r\n"[..],
+            b"1\r\na\r\n0\r\nX-T: 1\r\n\r\n",
+        ] {
+            let whole: &'static [u8] = Box::leak([body, next].concat().into_boxed_slice());
+            for at in 0..whole.len() {
+                let (data, _, error, rest) =
+                    decode_rest(Framing::Chunked, &[&whole[..at], &whole[at..]]);
+                assert_eq!((data.as_slice(), error), (&b"a"[..], None), "split at {at}");
+                // A pipelined request after the body is left where it is, whole.
+                if at < body.len() {
+                    assert_eq!(rest, next, "split at {at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bare_lf_and_control_bytes_in_chunked_framing_are_errors() {
+        for bad in [
+            &b"0\r\nX-T: 1\n\nGET / HTTP/1.1\r\n\r\n"[..],
+            b"0\r\n\nGET / HTTP/1.1\r\n\r\n",
+            b"0\r\nX-T: 1\r\n\n",
+            b"0\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5;a\nb\r\nhello\r\n0\r\n\r\n",
+            b"5;a\rb\0c\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r\r\n0\r\n\r\n",
+            b"0\r\n folded: x\r\n\r\n",
+            b"0\r\nX-T : 1\r\n\r\n",
+        ] {
+            let (_, _, error) = decode(Framing::Chunked, &[bad]);
+            assert!(error.is_some(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn forbidden_trailers_are_dropped() {
+        let (data, trailers, error) = decode(
+            Framing::Chunked,
+            &[b"1\r\na\r\n0\r\nContent-Length: 9\r\nHost: evil\r\nX-Sum: 1\r\n\r\n"],
         );
+        assert_eq!((data.as_slice(), error), (&b"a"[..], None));
+        let trailers = trailers.unwrap();
+        assert_eq!(trailers.len(), 1);
+        assert_eq!(trailers["x-sum"], "1");
+    }
+
+    #[test]
+    fn a_trickled_trailer_section_is_bounded() {
+        let mut parts: Vec<&'static [u8]> = vec![b"0\r\n"];
+        let piece: &'static [u8] = Box::leak(vec![b'x'; 4096].into_boxed_slice());
+        parts.extend(std::iter::repeat_n(piece, MAX_TRAILERS / 4096 + 1));
+        let (_, _, error) = decode(Framing::Chunked, &parts);
+        assert!(error.is_some());
     }
 }

@@ -1,0 +1,98 @@
+//! The `Host` header and absolute-form request targets (RFC 9112 §3.2, RFC 3986 §3.2).
+
+/// Whether `value` is a valid `Host` value: `uri-host [ ":" port ]`, with no userinfo. The host is an
+/// IP literal in brackets or a reg-name / IPv4 address of unreserved characters, percent-encodings and
+/// sub-delimiters; the port is at most five digits. An empty value is valid (RFC 9112 §3.2: a target
+/// without an authority).
+pub fn is_valid_authority(value: &[u8]) -> bool {
+    let (host, port) = split_port(value);
+    let host_ok = if let Some(literal) = host.strip_prefix(b"[") {
+        literal.strip_suffix(b"]").is_some_and(|inner| {
+            !inner.is_empty()
+                && inner
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
+        })
+    } else {
+        reg_name(host)
+    };
+    host_ok && port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
+}
+
+/// The host and, after the last `:` outside an IP literal, the port.
+fn split_port(value: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let after_literal = value
+        .iter()
+        .rposition(|b| *b == b']')
+        .map_or(0, |at| at + 1);
+    match value[after_literal..].iter().position(|b| *b == b':') {
+        Some(at) => {
+            let at = after_literal + at;
+            (&value[..at], Some(&value[at + 1..]))
+        }
+        None => (value, None),
+    }
+}
+
+fn reg_name(host: &[u8]) -> bool {
+    let mut i = 0;
+    while i < host.len() {
+        let b = host[i];
+        if b == b'%' {
+            let hex = host.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        // unreserved and sub-delims (RFC 3986 §2.2, §2.3); never `@`, `/`, `?`, `#`, space or controls.
+        if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether two authorities name the same host and port, ignoring ASCII case.
+pub fn same_authority(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_values() {
+        for good in [
+            "a.example",
+            "a.example:8080",
+            "127.0.0.1:1",
+            "[::1]:443",
+            "[::1]",
+            "",
+            "xn--d1a.example",
+            "a%41",
+        ] {
+            assert!(is_valid_authority(good.as_bytes()), "{good:?}");
+        }
+        for bad in [
+            "a b/c@d",
+            "x@b.example",
+            "a/b",
+            "a?b",
+            "a#b",
+            "a:b",
+            "a:123456",
+            "[::1",
+            "[zz]",
+            "a\tb",
+            "%zz",
+            "a:1:2",
+        ] {
+            assert!(!is_valid_authority(bad.as_bytes()), "{bad:?}");
+        }
+    }
+}
