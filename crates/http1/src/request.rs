@@ -75,16 +75,21 @@ impl Present {
     }
 }
 
-/// Whether the head in `buf` is complete: its empty line (CRLF or, tolerated as RFC 9112 §2.2 allows,
-/// a bare LF) has arrived. `scanned` carries how far earlier calls looked, so a head trickling in a
-/// byte at a time is searched once overall, not once per read; it starts at 0 for each head.
-pub fn head_complete(buf: &[u8], scanned: &mut usize) -> bool {
+/// Where the head in `buf` ends (the length of the head with its empty line), once that empty line
+/// (CRLF or, tolerated as RFC 9112 §2.2 allows, a bare LF) has arrived. `scanned` carries how far
+/// earlier calls looked, so a head trickling in a byte at a time is searched once overall, not once
+/// per read; it starts at 0 for each head.
+pub fn head_complete(buf: &[u8], scanned: &mut usize) -> Option<usize> {
     // Back up over what could be the start of the end marker, split across reads.
     let from = scanned.saturating_sub(3);
-    let found = buf[from..]
-        .windows(2)
-        .enumerate()
-        .any(|(i, w)| w == b"\n\n" || (w == b"\n\r" && buf.get(from + i + 2) == Some(&b'\n')));
+    let found = buf[from..].windows(2).enumerate().find_map(|(i, w)| {
+        let at = from + i;
+        match w {
+            b"\n\n" => Some(at + 2),
+            b"\n\r" if buf.get(at + 2) == Some(&b'\n') => Some(at + 3),
+            _ => None,
+        }
+    });
     *scanned = buf.len();
     found
 }
@@ -338,15 +343,22 @@ mod tests {
         let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         for at in 1..head.len() {
             let mut scanned = 0;
-            assert!(!head_complete(&head[..at], &mut scanned) || at == head.len());
-            assert!(head_complete(head, &mut scanned), "split at {at}");
+            assert_eq!(head_complete(&head[..at], &mut scanned), None);
+            assert_eq!(
+                head_complete(head, &mut scanned),
+                Some(head.len()),
+                "split at {at}"
+            );
         }
         let mut scanned = 0;
-        assert!(head_complete(b"GET / HTTP/1.1\nHost: a\n\n", &mut scanned));
+        assert_eq!(
+            head_complete(b"GET / HTTP/1.1\nHost: a\n\nbody", &mut scanned),
+            Some(24)
+        );
         let mut scanned = 0;
-        assert!(!head_complete(
-            b"GET / HTTP/1.1\r\nHost: a\r\n",
-            &mut scanned
-        ));
+        assert_eq!(
+            head_complete(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut scanned),
+            None
+        );
     }
 }

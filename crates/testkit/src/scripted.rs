@@ -20,6 +20,15 @@ pub struct ScriptedRequest {
     pub head: String,
     /// The body (de-chunked when it was chunked); empty when the reply was sent before it.
     pub body: Vec<u8>,
+    /// Every byte of the request exactly as it arrived: the head, then the body as framed.
+    pub raw: Vec<u8>,
+}
+
+impl ScriptedRequest {
+    /// The request target of the request line.
+    pub fn target(&self) -> &str {
+        self.head.split(' ').nth(1).unwrap_or("")
+    }
 }
 
 impl ScriptedRequest {
@@ -37,6 +46,7 @@ pub struct Reply {
     bytes: Vec<u8>,
     close: bool,
     before_body: bool,
+    drain_after: bool,
 }
 
 impl Reply {
@@ -46,7 +56,16 @@ impl Reply {
             bytes: bytes.into(),
             close: false,
             before_body: false,
+            drain_after: false,
         }
+    }
+
+    /// Answer as soon as the head has arrived, then read the body the head declares and keep the
+    /// connection, as a server that answers early (a refused upgrade, an early 4xx) does.
+    pub fn then_drain(mut self) -> Self {
+        self.before_body = true;
+        self.drain_after = true;
+        self
     }
 
     /// Close the connection after writing the answer.
@@ -120,6 +139,11 @@ impl ScriptedUpstream {
     pub async fn next_request(&mut self) -> ScriptedRequest {
         self.seen.recv().await.expect("scripted upstream stopped")
     }
+
+    /// Every request it has answered and not yet handed out, without waiting.
+    pub fn requests_so_far(&mut self) -> Vec<ScriptedRequest> {
+        std::iter::from_fn(|| self.seen.try_recv().ok()).collect()
+    }
 }
 
 async fn serve(
@@ -134,15 +158,28 @@ async fn serve(
             return;
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        buf.drain(..head_end);
+        let raw: Vec<u8> = buf.drain(..head_end).collect();
         let mut request = ScriptedRequest {
             connection,
             head,
             body: Vec::new(),
+            raw,
         };
         let peek = script(&request);
+        if peek.drain_after {
+            if stream.write_all(&peek.bytes).await.is_err() {
+                return;
+            }
+            // Recorded once the body has been read, or as far as it came when the connection ended.
+            let drained = read_body(&mut stream, &mut buf, &mut request).await;
+            let _ = seen.send(request);
+            if drained.is_none() {
+                return;
+            }
+            continue;
+        }
         if !peek.before_body {
-            match read_body(&mut stream, &mut buf, &request).await {
+            match read_body(&mut stream, &mut buf, &mut request).await {
                 Some(body) => request.body = body,
                 None => return,
             }
@@ -174,7 +211,12 @@ async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, marker: &[u8]) ->
     }
 }
 
-async fn read_exact_into(stream: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Option<Vec<u8>> {
+async fn read_exact_into(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    n: usize,
+    raw: &mut Vec<u8>,
+) -> Option<Vec<u8>> {
     while buf.len() < n {
         let mut chunk = [0u8; 16 * 1024];
         match stream.read(&mut chunk).await {
@@ -182,7 +224,9 @@ async fn read_exact_into(stream: &mut TcpStream, buf: &mut Vec<u8>, n: usize) ->
             Ok(read) => buf.extend_from_slice(&chunk[..read]),
         }
     }
-    Some(buf.drain(..n).collect())
+    let taken: Vec<u8> = buf.drain(..n).collect();
+    raw.extend_from_slice(&taken);
+    Some(taken)
 }
 
 /// The request body as `Content-Length` or chunked framing says (chunk extensions and trailers are
@@ -190,35 +234,40 @@ async fn read_exact_into(stream: &mut TcpStream, buf: &mut Vec<u8>, n: usize) ->
 async fn read_body(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    request: &ScriptedRequest,
+    request: &mut ScriptedRequest,
 ) -> Option<Vec<u8>> {
-    if request
+    let chunked = request
         .header("transfer-encoding")
-        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
-    {
+        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"));
+    let length = request
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let raw = &mut request.raw;
+    if chunked {
         let mut body = Vec::new();
         loop {
             let line_end = read_until(stream, buf, b"\r\n").await?;
             let line = String::from_utf8_lossy(&buf[..line_end - 2]).to_string();
-            buf.drain(..line_end);
+            raw.extend(buf.drain(..line_end));
             let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
             if size == 0 {
                 // Trailers, if any, end with a blank line.
                 loop {
                     let end = read_until(stream, buf, b"\r\n").await?;
                     let blank = end == 2;
-                    buf.drain(..end);
+                    raw.extend(buf.drain(..end));
                     if blank {
                         return Some(body);
                     }
                 }
             }
-            body.extend(read_exact_into(stream, buf, size + 2).await?.drain(..size));
+            body.extend(
+                read_exact_into(stream, buf, size + 2, raw)
+                    .await?
+                    .drain(..size),
+            );
         }
     }
-    let length = request
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    read_exact_into(stream, buf, length).await
+    read_exact_into(stream, buf, length, raw).await
 }

@@ -237,7 +237,9 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
 /// The request's declared length, read by the one `Content-Length` parser of the HTTP/1.1 codec (a
 /// malformed value never gets this far on HTTP/1.1, and hyper refuses it on HTTP/2).
 fn declared_length<B>(req: &Request<B>) -> Option<u64> {
-    floodgate_http1::content_length(req.headers()).ok().flatten()
+    floodgate_http1::content_length(req.headers())
+        .ok()
+        .flatten()
 }
 
 /// Checks every protocol's requests share: framing ambiguity (reported by the HTTP/1.1 server), header

@@ -234,7 +234,11 @@ async fn read_head(
                 w.buf.advance(blank);
                 scanned = 0;
             }
-            if !w.buf.is_empty() && head_complete(&w.buf, &mut scanned) {
+            let complete = head_complete(&w.buf, &mut scanned);
+            if complete.is_some_and(|len| len > limit) {
+                return Err(ProxyError::HeadersTooLarge);
+            }
+            if complete.is_some() {
                 match parse_request(&mut w.buf) {
                     Ok(Some(head)) => return Ok(Some(head)),
                     Ok(None) => {}
