@@ -15,6 +15,7 @@ mod load;
 mod path_pattern;
 mod route;
 mod size;
+mod timeouts;
 mod upstream;
 mod validate;
 
@@ -26,6 +27,7 @@ pub use load::{default_config, parse_yaml, DEFAULT_CONFIG_YAML};
 pub use path_pattern::{PathPattern, PathSegment};
 pub use route::{DirectResponse, RouteConfig};
 pub use size::ByteSize;
+pub use timeouts::TimeoutsConfig;
 pub use upstream::{
     Balancer, HashOn, KeepaliveConfig, TargetConfig, UpstreamConfig, UpstreamProtocol,
     UpstreamTlsConfig,
@@ -53,6 +55,9 @@ pub struct Config {
     /// Limits applied to every client request.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// How long the gateway waits on slow or silent clients.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
     /// The JSON access log; off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<AccessLogConfig>,
@@ -72,7 +77,7 @@ fn default_shutdown_timeout() -> HumanDuration {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Largest total size of a request's header block (1KiB to 16MiB); larger requests get 431.
+    /// Largest total size of a request's header block (1KiB to 1MiB); larger requests get 431.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: ByteSize,
     /// Largest request body; larger bodies get 413. Routes may lower or raise it.

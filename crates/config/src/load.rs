@@ -27,6 +27,7 @@ fn empty_config() -> Config {
         listeners: Vec::new(),
         admin: AdminConfig::default(),
         limits: LimitsConfig::default(),
+        timeouts: crate::TimeoutsConfig::default(),
         access_log: None,
         upstreams: Vec::new(),
         routes: Vec::new(),
@@ -39,6 +40,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "listeners",
     "admin",
     "limits",
+    "timeouts",
     "access_log",
     "upstreams",
     "routes",
@@ -87,6 +89,11 @@ pub fn parse_yaml(text: &str) -> Result<Config, ConfigError> {
             "limits" => {
                 if let Some(v) = decode::<Option<LimitsConfig>>(&key, value, &mut errors) {
                     config.limits = v.unwrap_or_default();
+                }
+            }
+            "timeouts" => {
+                if let Some(v) = decode::<Option<crate::TimeoutsConfig>>(&key, value, &mut errors) {
+                    config.timeouts = v.unwrap_or_default();
                 }
             }
             "access_log" => {

@@ -31,6 +31,10 @@ pub struct UpstreamConfig {
     /// Longest time to establish a connection (TCP and TLS) to a target; 504 after that.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
+    /// Longest wait between two reads of a response body once its head has arrived; past it the
+    /// upstream connection and the client's are closed (the client has its head already).
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: HumanDuration,
     /// Most connections each worker opens to one target; when every target is at its limit the request
     /// gets 503. Absent: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,6 +46,10 @@ pub struct UpstreamConfig {
 
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration::from_secs(5)
+}
+
+fn default_read_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
 }
 
 /// One server of an upstream.

@@ -22,13 +22,23 @@ impl Config {
         }
         self.validate_listeners(&mut errors);
         self.validate_admin(&mut errors);
-        // The upper bound keeps every offset into a request head within 32 bits, as the server stores them.
+        // The upper bound is what one connection may make the gateway hold before it has a request to
+        // route: a few of those per client must not add up to the machine's memory (Envoy caps its own
+        // at 8 MiB, nginx's default is 32 KiB).
         let header_bytes = self.limits.max_header_bytes.get();
-        if !(1024..=16 * 1024 * 1024).contains(&header_bytes) {
+        if !(1024..=1024 * 1024).contains(&header_bytes) {
             errors.push(FieldError::new(
                 "limits.max_header_bytes",
-                "must be between 1KiB and 16MiB",
+                "must be between 1KiB and 1MiB",
             ));
+        }
+        for (name, value) in self.timeouts.fields() {
+            if value.get().is_zero() {
+                errors.push(FieldError::new(
+                    format!("timeouts.{name}"),
+                    "must be greater than zero",
+                ));
+            }
         }
         self.validate_upstreams(&mut errors);
         self.validate_routes(&mut errors);
@@ -174,6 +184,12 @@ impl Config {
                     format!("{at}.hash_on"),
                     "only used with balancer consistent_hash",
                 )),
+            }
+            if upstream.read_timeout.get().is_zero() {
+                errors.push(FieldError::new(
+                    format!("{at}.read_timeout"),
+                    "must be greater than zero",
+                ));
             }
             if upstream.connect_timeout.get().is_zero() {
                 errors.push(FieldError::new(
@@ -498,15 +514,19 @@ routes:
 
     #[test]
     fn header_limit_must_be_sane() {
-        for limit in ["512", "17MiB"] {
+        for limit in ["512", "1025KiB", "16MiB"] {
             let errors = errors_of(&format!("{BASE}limits: {{ max_header_bytes: {limit} }}\n"));
             assert_eq!(
                 errors,
-                ["limits.max_header_bytes: must be between 1KiB and 16MiB"],
+                ["limits.max_header_bytes: must be between 1KiB and 1MiB"],
                 "{limit}"
             );
         }
-        assert!(errors_of(&format!("{BASE}limits: {{ max_header_bytes: 16MiB }}\n")).is_empty());
+        assert!(errors_of(&format!("{BASE}limits: {{ max_header_bytes: 1MiB }}\n")).is_empty());
+        assert_eq!(
+            errors_of(&format!("{BASE}timeouts: {{ client_keepalive: 0s }}\n")),
+            ["timeouts.client_keepalive: must be greater than zero"]
+        );
     }
 
     #[test]

@@ -15,4 +15,4 @@ mod metrics;
 
 pub use access_log::{AccessLog, AccessLogEntry};
 pub use logging::init_logging;
-pub use metrics::{Metrics, RouteMetrics, UpstreamMetrics};
+pub use metrics::{Metrics, RouteMetrics, TimeoutKind, TimeoutMetrics, UpstreamMetrics};

@@ -36,6 +36,9 @@ pub enum ProxyError {
     /// The client stopped sending its body halfway.
     #[error("client request body failed")]
     ClientBody,
+    /// The client did not send its request head, or stopped sending its body, within its timeout.
+    #[error("request timed out")]
+    RequestTimeout,
     /// The request's body has a transfer coding floodgate does not decode (`gzip, chunked`).
     #[error("unsupported transfer coding")]
     UnsupportedTransferCoding,
@@ -55,6 +58,7 @@ impl ProxyError {
             ProxyError::UpstreamConnect => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 

@@ -421,6 +421,9 @@ fn h2_error(upstream: &UpstreamRuntime, error: &hyper::Error) -> ProxyError {
 fn body_error(error: &RequestBodyError) -> ProxyError {
     match error {
         RequestBodyError::TooLarge(_) => ProxyError::BodyTooLarge,
+        RequestBodyError::Client(e) if crate::deadline::is_timeout(&**e) => {
+            ProxyError::RequestTimeout
+        }
         RequestBodyError::Client(_) => ProxyError::ClientBody,
     }
 }

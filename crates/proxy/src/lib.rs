@@ -12,6 +12,7 @@
 
 mod body;
 mod completion;
+mod deadline;
 mod error;
 mod executor;
 mod forward;

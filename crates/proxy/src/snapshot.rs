@@ -27,12 +27,27 @@ pub struct Snapshot {
     pub listeners: HashMap<Arc<str>, ListenerRuntime>,
     /// Largest header block, in bytes.
     pub max_header_bytes: usize,
+    /// How long the gateway waits on clients.
+    pub client_timeouts: ClientTimeouts,
     /// Metrics of requests that matched no route.
     pub unmatched: Arc<RouteMetrics>,
     /// The access log, when on.
     pub access_log: Option<AccessLog>,
     /// Longest idle timeout of any upstream, for the idle connection sweep.
     pub max_idle_timeout: Duration,
+}
+
+/// How long the gateway waits on a client at each stage (`timeouts` in the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTimeouts {
+    /// For a whole request head.
+    pub header: Duration,
+    /// Between keep-alive requests.
+    pub keepalive: Duration,
+    /// Between two reads of a request body.
+    pub body: Duration,
+    /// Between two writes of a response.
+    pub send: Duration,
 }
 
 /// A listener's per-snapshot settings; looked up per connection so certificates change on reload.
@@ -88,6 +103,8 @@ pub struct UpstreamRuntime {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Connect (TCP + TLS) timeout.
     pub connect_timeout: Duration,
+    /// Longest wait between two reads of a response body.
+    pub read_timeout: Duration,
     /// Per-worker connection limit per target.
     pub max_connections_per_target: Option<u32>,
     /// Idle connection reuse.
@@ -207,6 +224,12 @@ impl Snapshot {
             routes,
             listeners,
             max_header_bytes: config.limits.max_header_bytes.get() as usize,
+            client_timeouts: ClientTimeouts {
+                header: config.timeouts.client_header.get(),
+                keepalive: config.timeouts.client_keepalive.get(),
+                body: config.timeouts.client_body.get(),
+                send: config.timeouts.client_send.get(),
+            },
             unmatched: metrics.unmatched(),
             access_log,
             max_idle_timeout: config
@@ -261,6 +284,7 @@ fn build_upstream(
         protocol: config.protocol,
         tls,
         connect_timeout: config.connect_timeout.get(),
+        read_timeout: config.read_timeout.get(),
         max_connections_per_target: config.max_connections_per_target,
         keepalive: config.keepalive.clone(),
         metrics: metrics.upstream(&config.id),

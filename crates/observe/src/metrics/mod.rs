@@ -11,8 +11,10 @@ mod per_worker;
 mod registry;
 mod route;
 mod scrape;
+mod timeouts;
 mod upstream;
 
 pub use registry::Metrics;
 pub use route::RouteMetrics;
+pub use timeouts::{TimeoutKind, TimeoutMetrics};
 pub use upstream::UpstreamMetrics;

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 
 use super::per_worker::PerWorker;
 use super::route::RouteMetrics;
+use super::timeouts::TimeoutMetrics;
 use super::upstream::UpstreamMetrics;
 
 /// Sentinel of `loaded_at_nanos`: no configuration loaded yet.
@@ -28,6 +29,8 @@ pub struct Metrics {
     upstreams: Mutex<HashMap<Arc<str>, Arc<UpstreamMetrics>>>,
     /// Per worker: connections opened minus closed on that worker.
     connections: PerWorker<AtomicI64>,
+    /// Connections closed because a peer missed a deadline, by kind.
+    pub timeouts: TimeoutMetrics,
     reloads_success: AtomicU64,
     reloads_failure: AtomicU64,
     /// Age is measured on the monotonic clock, so a wall-clock step cannot make it negative or jump.
@@ -52,6 +55,7 @@ impl Metrics {
             unmatched: Arc::new(RouteMetrics::new(workers)),
             upstreams: Mutex::new(HashMap::new()),
             connections: PerWorker::new(workers),
+            timeouts: TimeoutMetrics::new(workers),
             reloads_success: AtomicU64::new(0),
             reloads_failure: AtomicU64::new(0),
             clock_origin: Instant::now(),

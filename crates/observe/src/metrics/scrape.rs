@@ -6,6 +6,7 @@ use super::exposition::{Kind, Seconds, TextWriter};
 use super::histogram::BUCKET_LABELS;
 use super::registry::Metrics;
 use super::route::{RouteSnapshot, METHOD_LABELS, STATUS_CLASS_LABELS};
+use super::timeouts::TimeoutKind;
 use super::upstream::UpstreamMetrics;
 
 const REQUESTS: &str = "floodgate_requests_total";
@@ -13,6 +14,7 @@ const DURATION: &str = "floodgate_request_duration_seconds";
 const CONNECT_ERRORS: &str = "floodgate_upstream_connect_errors_total";
 const TIMEOUTS: &str = "floodgate_upstream_timeouts_total";
 const CONNECTIONS: &str = "floodgate_downstream_connections_open";
+const CONNECTION_TIMEOUTS: &str = "floodgate_connection_timeouts_total";
 const RELOADS: &str = "floodgate_config_reloads_total";
 const CONFIG_AGE: &str = "floodgate_config_age_seconds";
 const LAST_RELOAD: &str = "floodgate_config_last_reload_success_timestamp_seconds";
@@ -47,6 +49,24 @@ impl Metrics {
             Kind::Gauge,
         );
         w.sample(CONNECTIONS, &[], self.open_connections());
+
+        w.family(
+            CONNECTION_TIMEOUTS,
+            "Connections closed because a peer missed a deadline, by kind.",
+            Kind::Counter,
+        );
+        let upstream_reads: u64 = self
+            .upstreams_by_id()
+            .iter()
+            .map(|(_, upstream)| upstream.read_timeouts())
+            .fold(0, u64::wrapping_add);
+        for (kind, count) in self.timeouts.totals() {
+            let count = match kind {
+                TimeoutKind::UpstreamRead => count.wrapping_add(upstream_reads),
+                _ => count,
+            };
+            w.sample(CONNECTION_TIMEOUTS, &[("kind", kind.label())], count);
+        }
 
         let (success, failure) = self.reloads();
         w.family(

@@ -9,6 +9,7 @@ use super::per_worker::PerWorker;
 struct UpstreamCell {
     connect_errors: AtomicU64,
     timeouts: AtomicU64,
+    read_timeouts: AtomicU64,
 }
 
 /// Failure counters of one upstream, from [`Metrics::upstream`](crate::Metrics::upstream).
@@ -39,6 +40,23 @@ impl UpstreamMetrics {
             .get(worker)
             .timeouts
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a response body from this upstream that stalled past `read_timeout`
+    /// (`floodgate_connection_timeouts_total{kind="upstream_read"}`).
+    pub fn read_timeout(&self, worker: usize) {
+        self.cells
+            .get(worker)
+            .read_timeouts
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Read timeouts summed over workers.
+    pub(crate) fn read_timeouts(&self) -> u64 {
+        self.cells
+            .iter()
+            .map(|cell| cell.read_timeouts.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     /// `(connect_errors, timeouts)` summed over workers.

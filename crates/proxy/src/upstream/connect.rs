@@ -9,7 +9,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::http1::Http1Conn;
+use super::http1::{Http1Conn, ReadTimeout};
 use super::io::UpstreamIo;
 use super::pool::{Conn, WorkerPools};
 use crate::error::ProxyError;
@@ -37,6 +37,7 @@ pub async fn connect(
             None => Ok(Conn::H1(Http1Conn::new(
                 UpstreamIo::Plain(tcp),
                 pools.opened(&target.pool_key),
+                ReadTimeout::of(upstream, worker),
             ))),
             Some(tls) => {
                 let Some(name) = target.server_name.clone() else {
@@ -56,6 +57,7 @@ pub async fn connect(
                     Ok(Conn::H1(Http1Conn::new(
                         UpstreamIo::Tls(Box::new(stream)),
                         pools.opened(&target.pool_key),
+                        ReadTimeout::of(upstream, worker),
                     )))
                 }
             }

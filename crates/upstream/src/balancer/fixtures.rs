@@ -28,6 +28,7 @@ pub(crate) fn upstream(balancer: Balancer, list: &[(&str, u32)]) -> UpstreamConf
         protocol: None,
         tls: None,
         connect_timeout: HumanDuration(Duration::from_secs(5)),
+        read_timeout: HumanDuration(Duration::from_secs(60)),
         max_connections_per_target: None,
         keepalive: KeepaliveConfig::default(),
     }

@@ -29,18 +29,18 @@ pub use body::RequestBodyReader;
 
 use self::response::{write_response, Written};
 use crate::body::ClientBody;
+use crate::deadline::ProgressDeadline;
 use crate::error::ProxyError;
 use crate::read_size::ReadSize;
 use crate::server::handle::{handle, ConnInfo};
 use crate::server::io::ClientIo;
 use crate::server::rewind::Rewind;
-use crate::server::tunnel::tunnel_io;
+use crate::server::tunnel::{tunnel_io, UpstreamTunnel};
+use crate::snapshot::ClientTimeouts;
 use crate::worker::WorkerCtx;
 use floodgate_http1::BodySource;
 use floodgate_http1::{head_complete, parse_request, RequestError, RequestHead};
-
-/// A request head must arrive whole within this, once its first bytes have.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+use floodgate_observe::TimeoutKind;
 
 /// Bytes asked of the socket by the first read of a request.
 const FIRST_READ: usize = 4096;
@@ -57,15 +57,70 @@ pub struct Wire {
     body_done: bool,
     /// How much the next read asks for.
     read_size: ReadSize,
+    /// How long a request body may stall between two reads (`timeouts.client_body`).
+    body_deadline: ProgressDeadline,
+    /// How long the client may leave response bytes untaken (`timeouts.client_send`).
+    send_deadline: ProgressDeadline,
+    /// The deadline the client missed, once it has; counted when the connection closes.
+    timed_out: Option<TimeoutKind>,
 }
 
+impl Wire {
+    /// Reads more into the buffer, with no deadline of its own (heads and idle waits have theirs).
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.read_size.poll_fill(cx, &mut self.io, &mut self.buf)
+    }
+
+    /// Writes as much of `parts` as the socket takes, within `timeouts.client_send`.
+    pub fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        parts: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let Self {
+            io, send_deadline, ..
+        } = self;
+        let written = send_deadline.poll(cx, |cx| Pin::new(io).poll_write_vectored(cx, parts));
+        self.note_timeout(&written, TimeoutKind::ClientSend);
+        written
+    }
+
+    /// Flushes, within `timeouts.client_send`.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Self {
+            io, send_deadline, ..
+        } = self;
+        let flushed = send_deadline.poll(cx, |cx| Pin::new(io).poll_flush(cx));
+        self.note_timeout(&flushed, TimeoutKind::ClientSend);
+        flushed
+    }
+
+    fn note_timeout<T>(&mut self, result: &Poll<io::Result<T>>, kind: TimeoutKind) {
+        if let Poll::Ready(Err(e)) = result {
+            if e.kind() == io::ErrorKind::TimedOut {
+                self.timed_out = Some(kind);
+            }
+        }
+    }
+}
+
+/// What the request body decoder reads from: the buffer, refilled within `timeouts.client_body`.
 impl BodySource for Wire {
     fn buffered(&mut self) -> &mut BytesMut {
         &mut self.buf
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.read_size.poll_fill(cx, &mut self.io, &mut self.buf)
+        let Self {
+            read_size,
+            io,
+            buf,
+            body_deadline,
+            ..
+        } = self;
+        let read = body_deadline.poll(cx, |cx| read_size.poll_fill(cx, io, buf));
+        self.note_timeout(&read, TimeoutKind::ClientBody);
+        read
     }
 }
 
@@ -73,6 +128,7 @@ impl BodySource for Wire {
 /// connection becomes a tunnel. Heads over `max_header_bytes` plus 16 KiB are refused with 431 as they
 /// arrive; heads over `max_header_bytes` get the handler's 431.
 pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_bytes: usize) {
+    let timeouts = ctx.shared.snapshot.load().client_timeouts;
     let info = Rc::new(info);
     let head_limit = max_header_bytes + 16 * 1024;
     let wire = Rc::new(RefCell::new(Wire {
@@ -80,9 +136,41 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
         buf: BytesMut::new(),
         body_done: true,
         read_size: ReadSize::new(FIRST_READ),
+        body_deadline: ProgressDeadline::new(timeouts.body),
+        send_deadline: ProgressDeadline::new(timeouts.send),
+        timed_out: None,
     }));
+    let tunnel = serve_requests(&ctx, &wire, &info, head_limit, timeouts).await;
+    if let Some(kind) = wire.borrow_mut().timed_out.take() {
+        ctx.shared.metrics.timeouts.record(ctx.index, kind);
+    }
+    // After a 101 the connection (with any bytes read past the head) is joined to the upstream's.
+    if let (Some(upstream), Ok(wire)) = (tunnel, Rc::try_unwrap(wire)) {
+        let Wire { io, buf, .. } = wire.into_inner();
+        Box::pin(tunnel_io(ctx, Rewind::new(io, buf.freeze()), upstream)).await;
+    }
+}
+
+/// The request loop of [`serve`]: the upstream's side of a tunnel when a request was upgraded.
+async fn serve_requests(
+    ctx: &Rc<WorkerCtx>,
+    wire: &Rc<RefCell<Wire>>,
+    info: &Rc<ConnInfo>,
+    head_limit: usize,
+    timeouts: ClientTimeouts,
+) -> Option<UpstreamTunnel> {
     // Registered once for the connection's life; each idle wait below only polls it again.
     let mut stopped = ctx.stop.stopped();
+    // The first request's head is waited for as long as a head may take; later ones as long as a
+    // keep-alive connection may idle (nginx's `client_header_timeout` and `keepalive_timeout`).
+    let mut idle_limit = (timeouts.header, TimeoutKind::ClientHeader);
+    // A timer of the connection's own for idle waits, apart from the one the route timeouts move:
+    // each idle deadline is later than the one before, and tokio moves a timer later without a lock,
+    // while alternating it with an earlier route deadline would take that lock twice per request.
+    let mut idle = Box::pin(tokio::time::sleep_until(
+        tokio::time::Instant::now() + idle_limit.0,
+    ));
+    let mut first_wait = true;
     loop {
         if wire.borrow().buf.is_empty() {
             // Idle: give the buffer back, and wait with nothing but the socket.
@@ -91,34 +179,46 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
                 ctx.recycle_read_buffer(std::mem::take(&mut idle.buf));
                 idle.read_size.reset();
             }
+            if !first_wait {
+                idle.as_mut()
+                    .reset(tokio::time::Instant::now() + idle_limit.0);
+            }
+            first_wait = false;
             let readable = {
-                let wire_ref = &wire;
                 // Biased: no random branch order (and no random number) per wait; a stop is seen
                 // at the latest when the socket has nothing to say.
                 tokio::select! {
                     biased;
-                    ready = wait_readable(wire_ref) => ready,
+                    ready = wait_readable(wire) => ready,
                     () = &mut stopped => false,
+                    () = &mut idle => {
+                        wire.borrow_mut().timed_out = Some(idle_limit.1);
+                        false
+                    }
                 }
             };
             if !readable {
-                return;
+                return None;
             }
             let mut woken = wire.borrow_mut();
             if woken.buf.capacity() == 0 {
                 woken.buf = ctx.read_buffer();
             }
         }
-        let head = match read_head(&wire, head_limit).await {
+        idle_limit = (timeouts.keepalive, TimeoutKind::ClientKeepalive);
+        let head = match read_head(wire, head_limit, timeouts.header).await {
             Ok(Some(head)) => head,
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(error) => {
-                Box::pin(refuse(&wire, error)).await;
-                return;
+                if error == ProxyError::RequestTimeout {
+                    wire.borrow_mut().timed_out = Some(TimeoutKind::ClientHeader);
+                }
+                Box::pin(refuse(wire, error)).await;
+                return None;
             }
         };
         let (request, head_request, client_version, keep_alive, trailers) =
-            into_request(head, &wire, &info);
+            into_request(head, wire, info);
         // In a block, so the response lives only until it moves into the writer: the connection's
         // future then keeps no slot for it beside the writer's.
         let (upgraded, writing) = {
@@ -128,40 +228,26 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
             // A body left unread (an answer that did not need it) cannot be skipped safely on the
             // connection: say so in the response, and close after it.
             let keep = keep_alive && !ctx.stop.is_stopped() && wire.borrow().body_done;
-            let writing = write_response(
-                &wire,
-                response,
-                head_request,
-                client_version,
-                keep,
-                trailers,
-            );
+            let writing =
+                write_response(wire, response, head_request, client_version, keep, trailers);
             (upgraded, writing)
         };
         let written = writing.await;
         if upgraded {
             let upstream = info.pending_upgrade.borrow_mut().take();
-            if let (Written::Complete(_), Some(upstream)) = (&written, upstream) {
-                if let Ok(wire) = Rc::try_unwrap(wire) {
-                    let Wire { io, buf, .. } = wire.into_inner();
-                    Box::pin(tunnel_io(
-                        ctx.clone(),
-                        Rewind::new(io, buf.freeze()),
-                        upstream,
-                    ))
-                    .await;
-                }
-            }
-            return;
+            return match (written, upstream) {
+                (Written::Complete(_), Some(upstream)) => Some(upstream),
+                _ => None,
+            };
         }
         let body_done = wire.borrow().body_done;
         match written {
             Written::Complete(true) if body_done => {}
             Written::Complete(_) => {
-                Box::pin(close(&wire, !body_done)).await;
-                return;
+                Box::pin(close(wire, !body_done)).await;
+                return None;
             }
-            Written::Broken => return,
+            Written::Broken => return None,
         }
     }
 }
@@ -205,15 +291,17 @@ async fn wait_readable(wire: &Rc<RefCell<Wire>>) -> bool {
         .is_ok()
     } else {
         // rustls may hold decrypted bytes the socket no longer shows: read instead.
-        matches!(poll_fn(|cx| wire.borrow_mut().poll_fill(cx)).await, Ok(n) if n > 0)
+        matches!(poll_fn(|cx| wire.borrow_mut().poll_read_more(cx)).await, Ok(n) if n > 0)
     }
 }
 
-/// Reads until a whole request head is in the buffer. `Ok(None)`: the client closed (or went silent
-/// too long) before a whole head.
+/// Reads until a whole request head is in the buffer, within `timeout` of the reads it takes.
+/// `Ok(None)`: the client closed before a whole head; a head that started and did not finish in time is
+/// [`ProxyError::RequestTimeout`].
 async fn read_head(
     wire: &Rc<RefCell<Wire>>,
     limit: usize,
+    timeout: Duration,
 ) -> Result<Option<RequestHead>, ProxyError> {
     let mut deadline = None;
     let mut reads = 0u32;
@@ -253,17 +341,17 @@ async fn read_head(
                 return Err(ProxyError::HeadersTooLarge);
             }
         }
-        let fill = poll_fn(|cx| wire.borrow_mut().poll_fill(cx));
+        let fill = poll_fn(|cx| wire.borrow_mut().poll_read_more(cx));
         // The first read of a head follows readiness and needs no timer (nor a clock reading); a head
         // that needs more reads gets its deadline then.
         let read = if reads == 0 {
             fill.await
         } else {
-            let at =
-                *deadline.get_or_insert_with(|| tokio::time::Instant::now() + HEADER_READ_TIMEOUT);
+            let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
             match tokio::time::timeout_at(at, fill).await {
                 Ok(read) => read,
-                Err(_) => return Ok(None),
+                Err(_) if wire.borrow().buf.is_empty() => return Ok(None),
+                Err(_) => return Err(ProxyError::RequestTimeout),
             }
         };
         reads += 1;
@@ -297,7 +385,7 @@ async fn close(wire: &Rc<RefCell<Wire>>, linger: bool) {
         let mut dropped = 0;
         loop {
             wire.borrow_mut().buf.clear();
-            match poll_fn(|cx| wire.borrow_mut().poll_fill(cx)).await {
+            match poll_fn(|cx| wire.borrow_mut().poll_read_more(cx)).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     dropped += n;

@@ -10,7 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{header, Response, StatusCode, Version};
 use http_body::Body;
-use tokio::io::AsyncWrite;
 
 use super::Wire;
 use crate::body::ResponseBody;
@@ -236,14 +235,13 @@ fn write_body(
 pub async fn write_all(wire: &Rc<RefCell<Wire>>, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
     IoSlice::advance_slices(&mut parts, 0);
     while !parts.is_empty() {
-        let n = poll_fn(|cx| Pin::new(&mut wire.borrow_mut().io).poll_write_vectored(cx, parts))
-            .await?;
+        let n = poll_fn(|cx| wire.borrow_mut().poll_write_vectored(cx, parts)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
         IoSlice::advance_slices(&mut parts, n);
     }
-    poll_fn(|cx| Pin::new(&mut wire.borrow_mut().io).poll_flush(cx)).await
+    poll_fn(|cx| wire.borrow_mut().poll_flush(cx)).await
 }
 
 thread_local! {

@@ -29,7 +29,7 @@ impl BodySource for Http1Conn {
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        Http1Conn::poll_fill(self, cx)
+        Http1Conn::poll_fill_body(self, cx)
     }
 }
 

@@ -13,14 +13,19 @@ mod send;
 use std::io;
 use std::task::{Context, Poll};
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
+use floodgate_observe::UpstreamMetrics;
 
 pub use body::UpstreamBody;
 pub use send::{send, SendError};
 
 use super::io::UpstreamIo;
 use super::pool::OpenGuard;
+use crate::deadline::ProgressDeadline;
 use crate::read_size::ReadSize;
+use crate::snapshot::UpstreamRuntime;
 
 /// Bytes asked of the socket by the first read of a response.
 const FIRST_READ: usize = 8 * 1024;
@@ -34,18 +39,42 @@ pub struct Http1Conn {
     served: u64,
     /// How much the next read asks for.
     read_size: ReadSize,
+    /// How long a response body may stall between two reads.
+    body_deadline: ProgressDeadline,
+    /// Where a stalled body is counted.
+    read_timeout: ReadTimeout,
     /// Counts the connection as open in its pool for as long as it lives.
     _open: OpenGuard,
 }
 
+/// The upstream's `read_timeout` and where a body that stalls past it is counted.
+pub struct ReadTimeout {
+    period: std::time::Duration,
+    metrics: Arc<UpstreamMetrics>,
+    worker: usize,
+}
+
+impl ReadTimeout {
+    /// `upstream`'s read timeout, counted for `worker`.
+    pub fn of(upstream: &UpstreamRuntime, worker: usize) -> Self {
+        Self {
+            period: upstream.read_timeout,
+            metrics: upstream.metrics.clone(),
+            worker,
+        }
+    }
+}
+
 impl Http1Conn {
     /// A fresh connection over `io`.
-    pub fn new(io: UpstreamIo, open: OpenGuard) -> Self {
+    pub fn new(io: UpstreamIo, open: OpenGuard, read_timeout: ReadTimeout) -> Self {
         Self {
             io,
             buf: BytesMut::new(),
             served: 0,
             read_size: ReadSize::new(FIRST_READ),
+            body_deadline: ProgressDeadline::new(read_timeout.period),
+            read_timeout,
             _open: open,
         }
     }
@@ -60,9 +89,25 @@ impl Http1Conn {
         (self.io, self.buf)
     }
 
-    /// Reads more bytes from the upstream into the buffer; `Ok(0)` at end of stream.
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.read_size.poll_fill(cx, &mut self.io, &mut self.buf)
+    /// Reads more of a response body, failing with `TimedOut` when the upstream sends nothing for
+    /// longer than its `read_timeout`.
+    fn poll_fill_body(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Self {
+            read_size,
+            io,
+            buf,
+            body_deadline,
+            ..
+        } = self;
+        let read = body_deadline.poll(cx, |cx| read_size.poll_fill(cx, io, buf));
+        if let Poll::Ready(Err(e)) = &read {
+            if e.kind() == io::ErrorKind::TimedOut {
+                self.read_timeout
+                    .metrics
+                    .read_timeout(self.read_timeout.worker);
+            }
+        }
+        read
     }
 
     /// Readies an idle connection for the pool: a buffer grown by a large body is given back (a small
