@@ -45,13 +45,17 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
     let metrics = ctx.shared.metrics.clone();
     metrics.connection_opened(ctx.index);
     let _ = stream.set_nodelay(true);
-    let (tls, max_header_bytes) = {
+    let (tls, max_header_bytes, header_timeout) = {
         let snapshot = ctx.shared.snapshot.load();
         let tls = snapshot.listeners.get(&*name).and_then(|l| l.tls.clone());
-        (tls, snapshot.max_header_bytes)
+        (
+            tls,
+            snapshot.max_header_bytes,
+            snapshot.client_timeouts.header,
+        )
     };
     match tls {
-        None => match sniff_cleartext(&stream).await {
+        None => match sniff_cleartext(&stream, header_timeout).await {
             Ok(Protocol::Http1) => {
                 let info = ConnInfo::new(peer, false);
                 h1::serve(ctx.clone(), ClientIo::Plain(stream), info, max_header_bytes).await;
@@ -68,7 +72,14 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
                 ))
                 .await;
             }
-            Err(e) => tracing::debug!(%peer, error = %e, "connection closed before a request"),
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    metrics
+                        .timeouts
+                        .record(ctx.index, floodgate_observe::TimeoutKind::ClientHeader);
+                }
+                tracing::debug!(%peer, error = %e, "connection closed before a request");
+            }
         },
         // Boxed: the handshake and the TLS connection's state are large, and inline they would make
         // every plain connection's task as large too.
@@ -129,9 +140,10 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 ///
 /// Peeking instead of reading them into a buffer and replaying it (as hyper-util's `auto` server does)
 /// hands either server an untouched socket, with no replay wrapper on every read.
-async fn sniff_cleartext(stream: &TcpStream) -> std::io::Result<Protocol> {
+async fn sniff_cleartext(stream: &TcpStream, timeout: Duration) -> std::io::Result<Protocol> {
     let mut first = [0u8; 24];
-    let deadline = tokio::time::Instant::now() + SNIFF_TIMEOUT;
+    // A new connection may stay silent before its first bytes as long as a request head may take.
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let n = tokio::time::timeout_at(deadline, stream.peek(&mut first))
             .await
@@ -150,9 +162,6 @@ async fn sniff_cleartext(stream: &TcpStream) -> std::io::Result<Protocol> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
-
-/// How long a new connection may stay silent before its first bytes; like the header read timeout.
-const SNIFF_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves HTTP/2 with hyper's server until the connection ends; on shutdown, GOAWAY lets the streams
 /// in flight finish and starts no new ones.
@@ -220,7 +229,7 @@ mod tests {
             }
             // Closing after the last part: what was sent stays readable, and an empty send is EOF.
         });
-        let result = sniff_cleartext(&server).await;
+        let result = sniff_cleartext(&server, std::time::Duration::from_secs(30)).await;
         writer.await.unwrap();
         result
     }
