@@ -94,7 +94,8 @@ mod tests {
     fn unknown_fields_and_values_are_errors() {
         assert!(serde_yaml_ng::from_str::<PathNormalizationConfig>("{ merge: true }").is_err());
         assert!(
-            serde_yaml_ng::from_str::<PathNormalizationConfig>("{ escaped_slashes: split }").is_err()
+            serde_yaml_ng::from_str::<PathNormalizationConfig>("{ escaped_slashes: split }")
+                .is_err()
         );
     }
 }

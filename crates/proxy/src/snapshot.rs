@@ -17,6 +17,7 @@ use http::{HeaderValue, StatusCode};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsAcceptor;
 
+use crate::path_normalize::PathRules;
 use crate::tls;
 
 /// One configuration, ready for the request path.
@@ -35,10 +36,13 @@ pub struct Snapshot {
     pub max_idle_timeout: Duration,
 }
 
-/// A listener's per-snapshot settings; looked up per connection so certificates change on reload.
+/// A listener's per-snapshot settings; looked up per connection so certificates and path rules change
+/// on reload.
 pub struct ListenerRuntime {
     /// TLS acceptor, for TLS listeners.
     pub tls: Option<TlsAcceptor>,
+    /// How its requests' paths are normalised.
+    pub path_rules: PathRules,
 }
 
 /// A route ready to serve.
@@ -145,7 +149,13 @@ impl Snapshot {
                 }
             };
             let name: Arc<str> = listener.name.as_str().into();
-            listeners.insert(name, ListenerRuntime { tls });
+            listeners.insert(
+                name,
+                ListenerRuntime {
+                    tls,
+                    path_rules: PathRules::from(&listener.path_normalization),
+                },
+            );
         }
         let mut runtimes = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {
