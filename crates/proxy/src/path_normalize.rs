@@ -362,4 +362,45 @@ mod tests {
     fn non_ascii_bytes_pass_through() {
         assert_eq!(normal("/caf\u{e9}//%7e").unwrap(), "/caf\u{e9}/~");
     }
+
+    /// Whatever the input, the output is a fixed point with none of the spellings routing must not see.
+    #[test]
+    fn output_is_normal_for_any_input() {
+        const ALPHABET: &[u8] = b"//..%%2eEfF5cC7a0zZ~";
+        let mut random = fastrand::Rng::with_seed(7);
+        for escaped_slashes in [
+            EscapedSlashes::Refuse,
+            EscapedSlashes::Keep,
+            EscapedSlashes::Decode,
+        ] {
+            for merge_slashes in [true, false] {
+                let rules = PathRules {
+                    merge_slashes,
+                    escaped_slashes,
+                    forward_normalized: true,
+                };
+                for _ in 0..20_000 {
+                    let len = random.usize(0..24);
+                    let mut path = String::from("/");
+                    path.extend(
+                        (0..len).map(|_| char::from(ALPHABET[random.usize(..ALPHABET.len())])),
+                    );
+                    let Ok(out) = normalize(&path, rules) else {
+                        continue;
+                    };
+                    assert!(out.starts_with('/'), "{path} -> {out}");
+                    assert_eq!(normalize(&out, rules).as_deref(), Ok(&*out), "{path}");
+                    assert!(
+                        !out.split('/').any(|s| s == "." || s == ".."),
+                        "{path} -> {out}"
+                    );
+                    assert!(!merge_slashes || !out.contains("//"), "{path} -> {out}");
+                    assert!(
+                        !out.contains("%2e") && !out.contains("%2E"),
+                        "{path} -> {out}"
+                    );
+                }
+            }
+        }
+    }
 }
