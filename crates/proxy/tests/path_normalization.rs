@@ -273,3 +273,23 @@ async fn repeated_slashes_are_kept_when_merging_is_off() {
         assert_eq!(answer.upstream_uri(), "/app/x/internal/y", "{client:?}");
     }
 }
+
+#[tokio::test]
+async fn a_refused_path_leaves_its_http1_connection_serving() {
+    let backend = MockUpstream::http("backend").await;
+    let gw = TestGateway::start(&config(&backend));
+    // Pipelined on one connection: the refusal is an ordinary answer, the request after it is served.
+    let requests = "GET /app/%zz HTTP/1.1\r\nHost: x\r\n\r\n\
+                    GET /app/internal%2fsecret HTTP/1.1\r\nHost: x\r\n\r\n\
+                    GET /app/%69nternal/x HTTP/1.1\r\nHost: x\r\n\r\n\
+                    GET /app//ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let text = tokio::time::timeout(SAFETY, raw_exchange(gw.addr("main"), requests.as_bytes()))
+        .await
+        .expect("exchange did not finish");
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(at, _)| text.get(at + 9..at + 12))
+        .collect();
+    assert_eq!(statuses, ["400", "400", "403", "200"], "{text}");
+    assert!(text.contains(r#""uri":"/app/ok""#), "{text}");
+}

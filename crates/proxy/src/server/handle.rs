@@ -181,30 +181,19 @@ fn serve<'a>(
     async move {
         check_request(&req, conn, snapshot.max_header_bytes)?;
         let mut req = req;
-        // Owned only when the path changed; a path that is already normal is borrowed and costs nothing.
-        let normalized = match normalize(req.uri().path(), conn.path_rules) {
-            Ok(Cow::Borrowed(_)) => None,
-            Ok(Cow::Owned(path)) => Some(path),
-            Err(_) => return Err(ProxyError::BadRequest),
+        let route = {
+            // Scoped so the rare owned path is not kept in this future across the forwarding await.
+            let routed_path = normalize_target(&mut req, conn.path_rules)?;
+            snapshot
+                .routes
+                .lookup(
+                    request_host(&req),
+                    routed_path.as_deref().unwrap_or_else(|| req.uri().path()),
+                    req.method(),
+                    req.headers(),
+                )
+                .ok_or(ProxyError::NoRoute)?
         };
-        // Kept apart from the URI only when the upstream is to receive the original target.
-        let routed_path = match normalized {
-            Some(path) if conn.path_rules.forward_normalized => {
-                let uri = std::mem::take(req.uri_mut());
-                *req.uri_mut() = with_path(uri, path)?;
-                None
-            }
-            other => other,
-        };
-        let route = snapshot
-            .routes
-            .lookup(
-                request_host(&req),
-                routed_path.as_deref().unwrap_or_else(|| req.uri().path()),
-                req.method(),
-                req.headers(),
-            )
-            .ok_or(ProxyError::NoRoute)?;
         used.route = Some(route.clone());
         match &route.action {
             RouteAction::Respond {
@@ -288,6 +277,27 @@ fn check_request(
         return Err(ProxyError::BadRequest);
     }
     Ok(())
+}
+
+/// Normalises the request's path. When the listener forwards the normalised path and it differs, the
+/// URI is rewritten (query kept) and `None` returned; when it forwards the original, the URI stays and
+/// the normalised path to route on is returned. A path that is already normal changes nothing and
+/// allocates nothing.
+fn normalize_target(
+    req: &mut Request<ClientBody>,
+    rules: PathRules,
+) -> Result<Option<String>, ProxyError> {
+    let path = match normalize(req.uri().path(), rules) {
+        Ok(Cow::Borrowed(_)) => return Ok(None),
+        Ok(Cow::Owned(path)) => path,
+        Err(_) => return Err(ProxyError::BadRequest),
+    };
+    if !rules.forward_normalized {
+        return Ok(Some(path));
+    }
+    let uri = std::mem::take(req.uri_mut());
+    *req.uri_mut() = with_path(uri, path)?;
+    Ok(None)
 }
 
 /// `uri` with its path replaced and its query kept byte for byte; scheme and authority (HTTP/2,
