@@ -1,7 +1,9 @@
-//! Listener configuration: where clients connect, and with which certificates.
+//! Listener configuration: where clients connect, with which certificates, and how their paths are read.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::PathNormalizationConfig;
 
 /// One address the gateway accepts client connections on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -14,6 +16,9 @@ pub struct ListenerConfig {
     /// Serve TLS on this address; ALPN offers `h2` and `http/1.1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTlsConfig>,
+    /// How request paths are normalised before routing, and which path goes upstream.
+    #[serde(default)]
+    pub path_normalization: PathNormalizationConfig,
 }
 
 /// TLS settings of a listener.

@@ -487,6 +487,23 @@ routes:
     }
 
     #[test]
+    fn path_normalization_errors_name_the_field() {
+        let errors = errors_of(
+            "listeners:\n  - { name: a, address: \"127.0.0.1:8080\", path_normalization: { escaped_slashes: split } }\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("listeners[0].path_normalization.escaped_slashes: "),
+            "{errors:?}"
+        );
+        let errors = errors_of(
+            "listeners:\n  - { name: a, address: \"127.0.0.1:8080\", path_normalization: { merge: false } }\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("merge"), "{errors:?}");
+    }
+
+    #[test]
     fn conflicting_routes_are_rejected() {
         let errors = errors_of(&format!(
             "{BASE}routes:\n  - {{ id: a, paths: [\"/x\"], methods: [GET], respond: {{ body: a }} }}\n  - {{ id: b, paths: [\"/x\"], methods: [GET], respond: {{ body: b }} }}\n  - {{ id: c, paths: [\"/x\"], methods: [POST], respond: {{ body: c }} }}\n"

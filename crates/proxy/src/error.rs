@@ -9,7 +9,8 @@ use crate::body::ResponseBody;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyError {
     /// The request is malformed: an HTTP/1.1 head that does not parse, a bad `Content-Length` or
-    /// transfer coding, dot segments, or a target that is not a path.
+    /// transfer coding, a path that cannot be normalised (see `path_normalize`), or a target that is not
+    /// a path.
     #[error("bad request")]
     BadRequest,
     /// The request declared both `Content-Length` and `Transfer-Encoding` (request smuggling).

@@ -19,6 +19,7 @@ mod forward;
 mod gateway;
 mod headers;
 mod listener;
+mod path_normalize;
 mod read_size;
 mod request_id;
 mod response_fields;

@@ -17,6 +17,7 @@ use http::{HeaderValue, StatusCode};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsAcceptor;
 
+use crate::path_normalize::PathRules;
 use crate::tls;
 
 /// One configuration, ready for the request path.
@@ -50,10 +51,13 @@ pub struct ClientTimeouts {
     pub send: Duration,
 }
 
-/// A listener's per-snapshot settings; looked up per connection so certificates change on reload.
+/// A listener's per-snapshot settings; looked up per connection so certificates and path rules change
+/// on reload.
 pub struct ListenerRuntime {
     /// TLS acceptor, for TLS listeners.
     pub tls: Option<TlsAcceptor>,
+    /// How its requests' paths are normalised.
+    pub path_rules: PathRules,
 }
 
 /// A route ready to serve.
@@ -164,7 +168,13 @@ impl Snapshot {
                 }
             };
             let name: Arc<str> = listener.name.as_str().into();
-            listeners.insert(name, ListenerRuntime { tls });
+            listeners.insert(
+                name,
+                ListenerRuntime {
+                    tls,
+                    path_rules: PathRules::from(&listener.path_normalization),
+                },
+            );
         }
         let mut runtimes = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::body::ClientBody;
 use crate::executor::LocalExec;
+use crate::path_normalize::PathRules;
 use crate::server::h1;
 use crate::server::handle::{handle, ConnInfo};
 use crate::server::io::ClientIo;
@@ -45,11 +46,15 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
     let metrics = ctx.shared.metrics.clone();
     metrics.connection_opened(ctx.index);
     let _ = stream.set_nodelay(true);
-    let (tls, max_header_bytes, header_timeout) = {
+    let (tls, path_rules, max_header_bytes, header_timeout) = {
         let snapshot = ctx.shared.snapshot.load();
-        let tls = snapshot.listeners.get(&*name).and_then(|l| l.tls.clone());
+        let listener = snapshot.listeners.get(&*name);
+        let tls = listener.and_then(|l| l.tls.clone());
+        // A listener missing from the snapshot is being removed; its last connections get the defaults.
+        let path_rules = listener.map(|l| l.path_rules).unwrap_or_default();
         (
             tls,
+            path_rules,
             snapshot.max_header_bytes,
             snapshot.client_timeouts.header,
         )
@@ -57,11 +62,11 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
     match tls {
         None => match sniff_cleartext(&stream, header_timeout).await {
             Ok(Protocol::Http1) => {
-                let info = ConnInfo::new(peer, false);
+                let info = ConnInfo::new(peer, false, path_rules);
                 h1::serve(ctx.clone(), ClientIo::Plain(stream), info, max_header_bytes).await;
             }
             Ok(Protocol::Http2) => {
-                let info = ConnInfo::new(peer, false);
+                let info = ConnInfo::new(peer, false, path_rules);
                 // Boxed: hyper's HTTP/2 connection state is large, and inline it would make every
                 // HTTP/1.1 connection's task as large too.
                 Box::pin(serve_h2(
@@ -89,6 +94,7 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
                 acceptor,
                 stream,
                 peer,
+                path_rules,
                 max_header_bytes,
             ))
             .await
@@ -103,6 +109,7 @@ async fn serve_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
+    path_rules: PathRules,
     max_header_bytes: usize,
 ) {
     let tls_stream =
@@ -111,7 +118,7 @@ async fn serve_tls(
             Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
         };
-    let info = ConnInfo::new(peer, true);
+    let info = ConnInfo::new(peer, true, path_rules);
     if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         Box::pin(serve_h2(
             ctx,

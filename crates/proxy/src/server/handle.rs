@@ -1,5 +1,6 @@
 //! One request's way through: checks, routing, then a direct answer or forwarding.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,13 +11,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, Version};
+use http::uri::PathAndQuery;
+use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
 use tokio::time::Sleep;
 
 use crate::body::{ClientBody, ResponseBody};
 use crate::completion::{AccessDetails, Completion};
 use crate::error::ProxyError;
 use crate::forward::forward;
+use crate::path_normalize::{normalize, PathRules};
 use crate::request_id::request_id;
 use crate::snapshot::{RouteAction, RouteRuntime, Snapshot};
 use crate::worker::WorkerCtx;
@@ -29,6 +32,8 @@ pub struct ConnInfo {
     pub client_ip_value: HeaderValue,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The listener's path normalisation, as of the snapshot the connection was accepted under.
+    pub path_rules: PathRules,
     /// Set by the HTTP/1.1 server when a request head declared both `Content-Length` and
     /// `Transfer-Encoding`; the handler refuses that request.
     pub ambiguous_framing: Cell<bool>,
@@ -40,12 +45,13 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    /// A connection from `client`.
-    pub fn new(client: SocketAddr, tls: bool) -> Self {
+    /// A connection from `client`, accepted on a listener with these path rules.
+    pub fn new(client: SocketAddr, tls: bool, path_rules: PathRules) -> Self {
         Self {
             client,
             client_ip_value: crate::headers::ip_value(client.ip()),
             tls,
+            path_rules,
             ambiguous_framing: Cell::new(false),
             pending_upgrade: RefCell::new(None),
             spare_timer: Cell::new(None),
@@ -174,15 +180,20 @@ fn serve<'a>(
 ) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
     async move {
         check_request(&req, conn, snapshot.max_header_bytes)?;
-        let route = snapshot
-            .routes
-            .lookup(
-                request_host(&req),
-                req.uri().path(),
-                req.method(),
-                req.headers(),
-            )
-            .ok_or(ProxyError::NoRoute)?;
+        let mut req = req;
+        let route = {
+            // Scoped so the rare owned path is not kept in this future across the forwarding await.
+            let routed_path = normalize_target(&mut req, conn.path_rules)?;
+            snapshot
+                .routes
+                .lookup(
+                    request_host(&req),
+                    routed_path.as_deref().unwrap_or_else(|| req.uri().path()),
+                    req.method(),
+                    req.headers(),
+                )
+                .ok_or(ProxyError::NoRoute)?
+        };
         used.route = Some(route.clone());
         match &route.action {
             RouteAction::Respond {
@@ -243,7 +254,7 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
 }
 
 /// Checks every protocol's requests share: framing ambiguity (reported by the HTTP/1.1 server), header
-/// size, and path segments that could escape a prefix route once the upstream normalises them.
+/// size, and a target that is a path. The path's spelling is judged by [`normalize`].
 fn check_request(
     req: &Request<ClientBody>,
     conn: &ConnInfo,
@@ -266,36 +277,47 @@ fn check_request(
     if !path.starts_with('/') && req.method() != Method::OPTIONS {
         return Err(ProxyError::BadRequest);
     }
-    if path.split('/').any(is_dot_segment) {
-        return Err(ProxyError::BadRequest);
-    }
     Ok(())
 }
 
-/// Whether a path segment is `.` or `..`, also when its dots are percent-encoded (`%2e`, RFC 3986
-/// §6.2.2.2): an upstream that normalises the path would otherwise climb out of a prefix route.
-fn is_dot_segment(segment: &str) -> bool {
-    let bytes = segment.as_bytes();
-    let mut dots = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'.' {
-            i += 1;
-        } else if bytes[i] == b'%'
-            && bytes.len() >= i + 3
-            && bytes[i + 1] == b'2'
-            && bytes[i + 2] | 0x20 == b'e'
-        {
-            i += 3;
-        } else {
-            return false;
-        }
-        dots += 1;
-        if dots > 2 {
-            return false;
-        }
+/// Normalises the request's path. When the listener forwards the normalised path and it differs, the
+/// URI is rewritten (query kept) and `None` returned; when it forwards the original, the URI stays and
+/// the normalised path to route on is returned. A path that is already normal changes nothing and
+/// allocates nothing.
+fn normalize_target(
+    req: &mut Request<ClientBody>,
+    rules: PathRules,
+) -> Result<Option<String>, ProxyError> {
+    let path = match normalize(req.uri().path(), rules) {
+        Ok(Cow::Borrowed(_)) => return Ok(None),
+        Ok(Cow::Owned(path)) => path,
+        Err(_) => return Err(ProxyError::BadRequest),
+    };
+    if !rules.forward_normalized {
+        return Ok(Some(path));
     }
-    dots > 0
+    let uri = std::mem::take(req.uri_mut());
+    *req.uri_mut() = with_path(uri, path)?;
+    Ok(None)
+}
+
+/// `uri` with its path replaced and its query kept byte for byte; scheme and authority (HTTP/2,
+/// absolute-form HTTP/1.1) stay as they were.
+fn with_path(uri: Uri, path: String) -> Result<Uri, ProxyError> {
+    let path_and_query = match uri.query() {
+        None => path,
+        Some(query) => {
+            let mut joined = path;
+            joined.reserve(query.len() + 1);
+            joined.push('?');
+            joined.push_str(query);
+            joined
+        }
+    };
+    let mut parts = uri.into_parts();
+    parts.path_and_query =
+        Some(PathAndQuery::try_from(path_and_query).map_err(|_| ProxyError::BadRequest)?);
+    Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest)
 }
 
 /// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
@@ -316,20 +338,5 @@ pub fn client_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     match req.uri().authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_dot_segment;
-
-    #[test]
-    fn dot_segments_are_found_in_every_spelling() {
-        for segment in [".", "..", "%2e", "%2E%2e", ".%2e", "%2e."] {
-            assert!(is_dot_segment(segment), "{segment}");
-        }
-        for segment in ["", "...", "a.", ".a", "%2f", "%2", "%2e%2e%2e", "users"] {
-            assert!(!is_dot_segment(segment), "{segment}");
-        }
     }
 }
