@@ -83,13 +83,16 @@ pub fn normalize(path: &str, rules: PathRules) -> Result<Cow<'_, str>, PathError
     })
 }
 
-/// Bytes the fast scan passes over without a second look: all but `%`, `/` and control bytes.
+/// Bytes the fast scan passes over without a second look: all but `%`, `/`, `\` and control bytes.
 const PLAIN: [bool; 256] = {
     let mut table = [true; 256];
     let mut byte = 0;
     while byte < 256 {
-        table[byte] =
-            !(byte < 0x20 || byte == 0x7f || byte == b'%' as usize || byte == b'/' as usize);
+        table[byte] = !(byte < 0x20
+            || byte == 0x7f
+            || byte == b'%' as usize
+            || byte == b'/' as usize
+            || byte == b'\\' as usize);
         byte += 1;
     }
     table
@@ -129,6 +132,12 @@ fn needs_work(path: &[u8], rules: PathRules) -> Result<bool, PathError> {
                     return Ok(true);
                 }
             }
+            // A literal backslash is a separator to the same servers as `%5C`: the same rule holds.
+            b'\\' => match rules.escaped_slashes {
+                EscapedSlashes::Refuse => return Err(PathError::EncodedSlash),
+                EscapedSlashes::Keep => {}
+                EscapedSlashes::Decode => return Ok(true),
+            },
             _ => return Err(PathError::ControlByte),
         }
         rest = after;
@@ -154,7 +163,11 @@ fn decode(path: &[u8], slashes: EscapedSlashes) -> Result<Vec<u8>, PathError> {
             if is_control(byte) {
                 return Err(PathError::ControlByte);
             }
-            out.push(byte);
+            match (byte, slashes) {
+                (b'\\', EscapedSlashes::Refuse) => return Err(PathError::EncodedSlash),
+                (b'\\', EscapedSlashes::Decode) => out.push(b'/'),
+                _ => out.push(byte),
+            }
             i += 1;
             continue;
         }
@@ -347,7 +360,12 @@ mod tests {
 
     #[test]
     fn encoded_slashes_follow_the_listener() {
-        for path in ["/app/internal%2fsecret", "/app/internal%2Fsecret", "/a%5cb"] {
+        for path in [
+            "/app/internal%2fsecret",
+            "/app/internal%2Fsecret",
+            "/a%5cb",
+            "/app/internal\\secret",
+        ] {
             assert_eq!(normal(path), Err(PathError::EncodedSlash), "{path}");
         }
         let keep = rules(EscapedSlashes::Keep);
@@ -360,7 +378,15 @@ mod tests {
             Ok(Cow::Borrowed("/a%2Fb%5C"))
         ));
         assert_eq!(normalize("/a/..%2f..%2fb", keep).unwrap(), "/a/..%2F..%2Fb");
+        assert!(matches!(
+            normalize("/a\\b", keep),
+            Ok(Cow::Borrowed("/a\\b"))
+        ));
         let decode = rules(EscapedSlashes::Decode);
+        assert_eq!(
+            normalize("/app/internal\\secret", decode).unwrap(),
+            "/app/internal/secret"
+        );
         assert_eq!(
             normalize("/app/internal%2fsecret", decode).unwrap(),
             "/app/internal/secret"
