@@ -28,6 +28,12 @@ fi
 # Many tests hold hundreds of sockets open at once.
 ulimit -n 65536 2>/dev/null || true
 
-# Doc examples first, so the run ends with nextest's summary of the whole suite.
+# Formatting and lints first: a change that breaks either does not land.
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# Doc examples next, so the run ends with nextest's summary of the whole suite.
 cargo test --workspace --doc --quiet
 cargo nextest run --workspace --profile ci

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};

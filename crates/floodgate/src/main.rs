@@ -1,6 +1,7 @@
 //! The `floodgate` binary: command line, start-up, signals (SIGHUP reloads, SIGTERM/SIGINT drain and stop).
 
 #![deny(unsafe_code)]
+#![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod allocator;
 

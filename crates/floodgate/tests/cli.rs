@@ -291,6 +291,7 @@ fn run_with_an_invalid_file_fails_naming_the_field() {
 
 /// Waits for the process to exit (a safety net against a hung test, not a timing assertion); kills it and
 /// returns None when it does not.
+#[allow(clippy::disallowed_methods)] // a test thread, not a worker
 fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {

@@ -4,6 +4,8 @@
 //! Everything runs on real sockets on 127.0.0.1 with ephemeral ports. This crate is for tests only: its
 //! helpers panic with a clear message instead of returning errors, so tests stay short.
 
+#![deny(clippy::disallowed_types, clippy::disallowed_methods)]
+
 pub mod certs;
 pub mod client;
 pub mod gateway;

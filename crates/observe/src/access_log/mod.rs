@@ -203,6 +203,7 @@ mod tests {
     }
 
     /// Polls until `path` holds `n` lines; tests wait for behaviour, not for a fixed time.
+    #[allow(clippy::disallowed_methods)] // a test thread, not a worker
     fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

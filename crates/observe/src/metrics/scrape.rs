@@ -377,6 +377,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // a test thread, not a worker
     fn config_age_appears_once_loaded() {
         let metrics = Metrics::new(1);
         let before = metrics.render();
