@@ -148,10 +148,19 @@ pub fn parse_response(
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let connection_names =
         values("connection").any(|v| named_by_connection(v, false).next().is_some());
-    let passed_on = |field: &httparse::Header<'_>| {
+    // A length sent as a list or on several lines goes on once, as one number (RFC 9110 §8.6): the
+    // first line when it is a plain number, else the writer's own from the body's size.
+    let mut lengths_seen = 0u32;
+    let mut passed_on = |field: &httparse::Header<'_>| {
         let name = field.name.as_bytes();
         if switching {
             return true;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            lengths_seen += 1;
+            if lengths_seen > 1 || field.value.contains(&b',') {
+                return false;
+            }
         }
         if is_hop_by_hop_name(name) {
             // `TE: trailers` is the one hop-by-hop field kept (see `remove_hop_by_hop`).
@@ -260,6 +269,12 @@ mod tests {
             names("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\nTE: trailers\r\n\r\n"),
             ["TE"]
         );
+        // One length, once: a repeated or listed value goes on as one number or not at all.
+        assert_eq!(
+            names("HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\n"),
+            ["Content-Length"]
+        );
+        assert!(names("HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n").is_empty());
         // A 101 keeps everything: the tunnel's headers are sorted out later.
         assert_eq!(
             names("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"),
