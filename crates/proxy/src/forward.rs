@@ -15,13 +15,13 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 
 use crate::body::{ClientBody, RequestBody, RequestBodyError, ResponseBody};
+use crate::client_conn::ConnInfo;
 use crate::error::ProxyError;
-use crate::headers::{remove_hop_by_hop, Forwarded};
-use crate::server::handle::{client_host, is_upgrade, ConnInfo, Outcome};
-use crate::server::rewind::Rewind;
-use crate::server::tunnel::UpstreamTunnel;
+use crate::headers::{client_host, is_upgrade, remove_hop_by_hop, Forwarded};
+use crate::rewind::Rewind;
 use crate::snapshot::{RouteRuntime, Target, UpstreamRuntime};
 use crate::upstream::http1::{self, Http1Conn, UpstreamBody};
+use crate::upstream::io::UpstreamTunnel;
 use crate::upstream::{connect, Checkin, Conn};
 use crate::worker::WorkerCtx;
 
@@ -85,6 +85,14 @@ pub fn forward<'a>(
             in_flight: Some(in_flight),
         })
     }
+}
+
+/// A forwarded or directly answered response with what the completion needs to know.
+pub struct Outcome {
+    /// The response to send.
+    pub response: Response<ResponseBody>,
+    /// Kept until the response ends so `least_request` sees the request as in flight.
+    pub in_flight: Option<floodgate_upstream::InFlightGuard>,
 }
 
 /// Picks the target and shapes the request for it: hop-by-hop headers out, the gateway's forwarding

@@ -12,6 +12,7 @@
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod body;
+mod client_conn;
 mod completion;
 mod deadline;
 mod error;
@@ -24,6 +25,7 @@ mod path_normalize;
 mod read_size;
 mod request_id;
 mod response_fields;
+mod rewind;
 mod server;
 mod snapshot;
 mod stop;

@@ -1,83 +1,25 @@
 //! One request's way through: checks, routing, then a direct answer or forwarding.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
-use tokio::time::Sleep;
+use http::{header, HeaderValue, Method, Request, Response, Uri};
 
 use crate::body::{ClientBody, ResponseBody};
+use crate::client_conn::ConnInfo;
 use crate::completion::{AccessDetails, Completion};
 use crate::error::ProxyError;
-use crate::forward::forward;
+use crate::forward::{forward, Outcome};
 use crate::path_normalize::{normalize, PathRules};
 use crate::request_id::request_id;
 use crate::snapshot::{RouteAction, RouteRuntime, Snapshot};
 use crate::worker::WorkerCtx;
-
-/// What is known about the client connection a request arrived on.
-pub struct ConnInfo {
-    /// The client's address.
-    pub client: SocketAddr,
-    /// The client's IP as a header value, made once per connection for `X-Forwarded-For`.
-    pub client_ip_value: HeaderValue,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-    /// The listener's path normalisation, as of the snapshot the connection was accepted under.
-    pub path_rules: PathRules,
-    /// Set by the HTTP/1.1 server when a request head declared both `Content-Length` and
-    /// `Transfer-Encoding`; the handler refuses that request.
-    pub ambiguous_framing: Cell<bool>,
-    /// The upstream's side of an accepted upgrade, waiting for the HTTP/1.1 connection to join it with
-    /// the client's once the 101 is written.
-    pub pending_upgrade: RefCell<Option<crate::server::tunnel::UpstreamTunnel>>,
-    /// A timer kept for the next request's deadline (see [`ConnInfo::request_timer`]).
-    spare_timer: Cell<Option<Pin<Box<Sleep>>>>,
-}
-
-impl ConnInfo {
-    /// A connection from `client`, accepted on a listener with these path rules.
-    pub fn new(client: SocketAddr, tls: bool, path_rules: PathRules) -> Self {
-        Self {
-            client,
-            client_ip_value: crate::headers::ip_value(client.ip()),
-            tls,
-            path_rules,
-            ambiguous_framing: Cell::new(false),
-            pending_upgrade: RefCell::new(None),
-            spare_timer: Cell::new(None),
-        }
-    }
-
-    /// A timer that fires at `deadline`: the connection's kept one when it is free, else a new one.
-    ///
-    /// Moving a registered timer to a later deadline takes no lock in tokio's timer, while a new timer
-    /// takes one to register and another to unregister when dropped. An HTTP/1.1 connection runs one
-    /// request at a time, so it always finds its timer free; HTTP/2 streams running at once make their own.
-    pub fn request_timer(&self, deadline: Instant) -> Pin<Box<Sleep>> {
-        match self.spare_timer.take() {
-            Some(mut timer) => {
-                timer.as_mut().reset(deadline.into());
-                timer
-            }
-            None => Box::pin(tokio::time::sleep_until(deadline.into())),
-        }
-    }
-
-    /// Keeps `timer` for the next request.
-    pub fn keep_timer(&self, timer: Pin<Box<Sleep>>) {
-        self.spare_timer.set(Some(timer));
-    }
-}
 
 /// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
 ///
@@ -148,14 +90,6 @@ pub fn handle(
         });
         Ok(response)
     }
-}
-
-/// A forwarded or directly answered response with what the completion needs to know.
-pub struct Outcome {
-    /// The response to send.
-    pub response: Response<ResponseBody>,
-    /// Kept until the response ends so `least_request` sees the request as in flight.
-    pub in_flight: Option<floodgate_upstream::InFlightGuard>,
 }
 
 /// What a request was routed to, filled in as far as it got, for metrics and the access log (also when
@@ -318,25 +252,4 @@ fn with_path(uri: Uri, path: String) -> Result<Uri, ProxyError> {
     parts.path_and_query =
         Some(PathAndQuery::try_from(path_and_query).map_err(|_| ProxyError::BadRequest)?);
     Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest)
-}
-
-/// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
-pub fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// The `Host` value for the upstream when the route preserves it: the client's host as sent.
-pub fn client_host<B>(req: &Request<B>) -> Option<HeaderValue> {
-    match req.uri().authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
-    }
 }

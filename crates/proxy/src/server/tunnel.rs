@@ -4,13 +4,8 @@ use std::rc::Rc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::server::rewind::Rewind;
-use crate::upstream::io::UpstreamIo;
+use crate::upstream::io::UpstreamTunnel;
 use crate::worker::WorkerCtx;
-
-/// The upstream's side of a tunnel: its connection after the 101, with any bytes it sent past the
-/// response head put back in front.
-pub type UpstreamTunnel = Rewind<UpstreamIo>;
 
 /// Joins the client's connection (once the 101 is written) with the upstream's and copies between them
 /// until either side closes. The tunnel counts as an open connection so graceful shutdown waits for it.

@@ -40,3 +40,7 @@ impl MaybeTls<TlsStream<TcpStream>> {
         Pin::new(self).poll_read(&mut cx, &mut probe).is_pending()
     }
 }
+
+/// The upstream's side of a tunnel: its connection after the 101, with any bytes it sent past the
+/// response head put back in front.
+pub type UpstreamTunnel = crate::rewind::Rewind<UpstreamIo>;

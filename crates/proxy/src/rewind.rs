@@ -6,6 +6,48 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, ReadBuf};
 
+/// Implements `AsyncWrite` for a pinned wrapper struct by passing every call to its `inner` field: the
+/// connection wrappers change only how bytes are read.
+macro_rules! delegate_async_write {
+    ($wrapper:ident) => {
+        impl<I: tokio::io::AsyncWrite> tokio::io::AsyncWrite for $wrapper<I> {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.project().inner.poll_write(cx, buf)
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                self.project().inner.poll_flush(cx)
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                self.project().inner.poll_shutdown(cx)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.project().inner.poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.inner.is_write_vectored()
+            }
+        }
+    };
+}
+
 pin_project_lite::pin_project! {
     /// Reads `prefix` first, then the inner connection. Used when a connection moves between servers
     /// (an HTTP/1.1 connection becoming a tunnel) with bytes the last one had
@@ -41,7 +83,7 @@ impl<T: AsyncRead> AsyncRead for Rewind<T> {
     }
 }
 
-crate::server::delegate_async_write!(Rewind);
+delegate_async_write!(Rewind);
 
 #[cfg(test)]
 mod tests {
