@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::body::ResponseBody;
+use crate::response_body::ResponseBody;
 
 /// Why a request could not be proxied. Each kind answers with its own status and a short JSON body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -14,10 +14,11 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 
-use crate::body::{ClientBody, RequestBody, RequestBodyError, ResponseBody};
 use crate::client_conn::ConnInfo;
 use crate::error::ProxyError;
 use crate::headers::{client_host, is_upgrade, remove_hop_by_hop, Forwarded};
+use crate::request_body::{ClientBody, RequestBody, RequestBodyError};
+use crate::response_body::ResponseBody;
 use crate::rewind::Rewind;
 use crate::snapshot::{RouteRuntime, Target, UpstreamRuntime};
 use crate::upstream::http1::{self, Http1Conn, UpstreamBody};

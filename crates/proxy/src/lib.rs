@@ -11,7 +11,6 @@
 #![deny(missing_docs)]
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
-mod body;
 mod client_conn;
 mod completion;
 mod deadline;
@@ -23,7 +22,9 @@ mod headers;
 mod listener;
 mod path_normalize;
 mod read_size;
+mod request_body;
 mod request_id;
+mod response_body;
 mod response_fields;
 mod rewind;
 mod server;

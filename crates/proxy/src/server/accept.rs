@@ -14,10 +14,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::body::ClientBody;
 use crate::client_conn::ConnInfo;
 use crate::executor::LocalExec;
 use crate::path_normalize::PathRules;
+use crate::request_body::ClientBody;
 use crate::server::h1;
 use crate::server::handle::handle;
 use crate::server::io::ClientIo;

@@ -11,13 +11,14 @@ use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Method, Request, Response, Uri};
 
-use crate::body::{ClientBody, ResponseBody};
 use crate::client_conn::ConnInfo;
 use crate::completion::{AccessDetails, Completion};
 use crate::error::ProxyError;
 use crate::forward::{forward, Outcome};
 use crate::path_normalize::{normalize, PathRules};
+use crate::request_body::ClientBody;
 use crate::request_id::request_id;
+use crate::response_body::ResponseBody;
 use crate::snapshot::{RouteAction, RouteRuntime, Snapshot};
 use crate::worker::WorkerCtx;
 

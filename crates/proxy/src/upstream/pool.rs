@@ -13,7 +13,7 @@ use hyper::client::conn::http2;
 use rustc_hash::FxBuildHasher;
 
 use super::http1::Http1Conn;
-use crate::body::RequestBody;
+use crate::request_body::RequestBody;
 
 /// A connection to a target, ready for one request (HTTP/1.1) or many at once (HTTP/2).
 pub enum Conn {

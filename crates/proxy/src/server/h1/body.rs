@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
-use super::Wire;
+use super::wire::Wire;
 use floodgate_http1::{DecodeError, Decoder, Framing};
 
 /// The interim answer to `Expect: 100-continue`.

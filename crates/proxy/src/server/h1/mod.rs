@@ -10,29 +10,29 @@
 //! second scan of each head to see `Content-Length` together with `Transfer-Encoding` (it hides one).
 //! HTTP/2 connections are still served by hyper.
 
-mod body;
+pub(crate) mod body;
 mod response;
+mod wire;
 
 use std::cell::RefCell;
 use std::future::poll_fn;
-use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use http::{Method, Request, StatusCode, Version};
 use tokio::io::AsyncWrite;
 
-pub use body::RequestBodyReader;
-
+use self::body::RequestBodyReader;
 use self::response::{write_response, Written};
-use crate::body::ClientBody;
+use self::wire::Wire;
 use crate::client_conn::ConnInfo;
 use crate::deadline::ProgressDeadline;
 use crate::error::ProxyError;
 use crate::read_size::ReadSize;
+use crate::request_body::ClientBody;
 use crate::rewind::Rewind;
 use crate::server::handle::handle;
 use crate::server::io::ClientIo;
@@ -40,7 +40,6 @@ use crate::server::tunnel::tunnel_io;
 use crate::snapshot::ClientTimeouts;
 use crate::upstream::io::UpstreamTunnel;
 use crate::worker::WorkerCtx;
-use floodgate_http1::BodySource;
 use floodgate_http1::{head_complete, parse_request, RequestError, RequestHead};
 use floodgate_observe::TimeoutKind;
 
@@ -50,81 +49,6 @@ const FIRST_READ: usize = 4096;
 /// How long, and how many bytes, a closing connection reads and drops (see [`close`]).
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1024 * 1024;
-
-/// The connection as its reader and writer share it: the socket and the bytes read but not used.
-pub struct Wire {
-    io: ClientIo,
-    buf: BytesMut,
-    /// Whether the current request's body has been read to its end.
-    body_done: bool,
-    /// How much the next read asks for.
-    read_size: ReadSize,
-    /// How long a request body may stall between two reads (`timeouts.client_body`).
-    body_deadline: ProgressDeadline,
-    /// How long the client may leave response bytes untaken (`timeouts.client_send`).
-    send_deadline: ProgressDeadline,
-    /// The deadline the client missed, once it has; counted when the connection closes.
-    timed_out: Option<TimeoutKind>,
-}
-
-impl Wire {
-    /// Reads more into the buffer, with no deadline of its own (heads and idle waits have theirs).
-    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.read_size.poll_fill(cx, &mut self.io, &mut self.buf)
-    }
-
-    /// Writes as much of `parts` as the socket takes, within `timeouts.client_send`.
-    pub fn poll_write_vectored(
-        &mut self,
-        cx: &mut Context<'_>,
-        parts: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let Self {
-            io, send_deadline, ..
-        } = self;
-        let written = send_deadline.poll(cx, |cx| Pin::new(io).poll_write_vectored(cx, parts));
-        self.note_timeout(&written, TimeoutKind::ClientSend);
-        written
-    }
-
-    /// Flushes, within `timeouts.client_send`.
-    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Self {
-            io, send_deadline, ..
-        } = self;
-        let flushed = send_deadline.poll(cx, |cx| Pin::new(io).poll_flush(cx));
-        self.note_timeout(&flushed, TimeoutKind::ClientSend);
-        flushed
-    }
-
-    fn note_timeout<T>(&mut self, result: &Poll<io::Result<T>>, kind: TimeoutKind) {
-        if let Poll::Ready(Err(e)) = result {
-            if e.kind() == io::ErrorKind::TimedOut {
-                self.timed_out = Some(kind);
-            }
-        }
-    }
-}
-
-/// What the request body decoder reads from: the buffer, refilled within `timeouts.client_body`.
-impl BodySource for Wire {
-    fn buffered(&mut self) -> &mut BytesMut {
-        &mut self.buf
-    }
-
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let Self {
-            read_size,
-            io,
-            buf,
-            body_deadline,
-            ..
-        } = self;
-        let read = body_deadline.poll(cx, |cx| read_size.poll_fill(cx, io, buf));
-        self.note_timeout(&read, TimeoutKind::ClientBody);
-        read
-    }
-}
 
 /// Serves HTTP/1.1 on `io` until the client closes, asks to close, the gateway shuts down, or the
 /// connection becomes a tunnel. Heads over `max_header_bytes` plus 16 KiB are refused with 431 as they

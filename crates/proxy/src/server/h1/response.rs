@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{header, Response, StatusCode, Version};
 use http_body::Body;
 
-use super::Wire;
-use crate::body::ResponseBody;
+use super::wire::Wire;
+use crate::response_body::ResponseBody;
 use floodgate_http1::{
     content_length, content_length_of, encode_chunk_size, encode_field, encode_fields,
     encode_last_chunk, Framing,

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
-use super::Http1Conn;
+use super::conn::Http1Conn;
 use crate::upstream::pool::Checkin;
 use floodgate_http1::{BodySource, DecodeError, Decoder, Framing};
 

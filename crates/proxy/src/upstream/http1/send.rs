@@ -9,9 +9,9 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::Http1Conn;
-use crate::body::{RequestBody, RequestBodyError};
+use super::conn::Http1Conn;
 use crate::read_size::ReadSize;
+use crate::request_body::{RequestBody, RequestBodyError};
 use floodgate_http1::{
     encode_chunk_size, encode_last_chunk, parse_response, ResponseError, ResponseHead,
 };

@@ -1,142 +1,18 @@
-//! Body types of the proxy: the client's request body with its size limit, and the response body that
-//! records the request when it ends.
+//! The body sent to the client, and the bookkeeping that runs when it ends.
 
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use floodgate_http1::RawFields;
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::completion::Completion;
+use crate::request_body::BoxError;
 use crate::response_fields::ResponseFields;
-use crate::upstream::http1::UpstreamBody;
-use floodgate_http1::RawFields;
-
-/// The error of a request body: the client's stream failed, or it passed the route's size limit.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestBodyError {
-    /// More bytes than `max_body_bytes`.
-    #[error("request body exceeds the limit of {0} bytes")]
-    TooLarge(u64),
-    /// The client connection failed while sending the body.
-    #[error("client body: {0}")]
-    Client(BoxError),
-}
-
-/// Any error, boxed: what the bodies of either protocol may fail with.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The client's request body, as the server of its protocol reads it.
-pub enum ClientBody {
-    /// An HTTP/2 stream, from hyper's server.
-    Http2(Incoming),
-    /// Read off an HTTP/1.1 connection by floodgate's server.
-    Http1(crate::server::h1::RequestBodyReader),
-}
-
-impl Body for ClientBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            Self::Http2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            Self::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Http2(body) => body.is_end_stream(),
-            Self::Http1(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Http2(body) => body.size_hint(),
-            Self::Http1(body) => body.size_hint(),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The client's body on its way upstream, cut off with [`RequestBodyError::TooLarge`] past the limit.
-    ///
-    /// `Content-Length` over the limit is refused before forwarding; this catches chunked bodies and
-    /// HTTP/2 streams whose length is not declared.
-    pub struct RequestBody {
-        #[pin]
-        inner: Option<ClientBody>,
-        remaining: u64,
-        limit: u64,
-    }
-}
-
-impl RequestBody {
-    /// Wraps the client's body with a limit in bytes.
-    pub fn new(inner: ClientBody, limit: u64) -> Self {
-        Self {
-            inner: Some(inner),
-            remaining: limit,
-            limit,
-        }
-    }
-
-    /// A body with nothing in it (an upgrade request's body is the tunnel, not this).
-    pub fn empty() -> Self {
-        Self {
-            inner: None,
-            remaining: 0,
-            limit: 0,
-        }
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = RequestBodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
-        let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
-            return Poll::Ready(None);
-        };
-        match ready!(inner.poll_frame(cx)) {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    let len = data.len() as u64;
-                    if len > *this.remaining {
-                        return Poll::Ready(Some(Err(RequestBodyError::TooLarge(*this.limit))));
-                    }
-                    *this.remaining -= len;
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Some(Err(e)) => Poll::Ready(Some(Err(RequestBodyError::Client(e)))),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map(|b| b.size_hint())
-            .unwrap_or_else(|| SizeHint::with_exact(0))
-    }
-}
+use crate::upstream::http1::body::UpstreamBody;
 
 /// The body sent to the client: the upstream's stream or a fixed body the gateway wrote itself.
 ///
