@@ -121,8 +121,16 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestE
     // Which of the headers that shape the message are present, noted in this pass so the common
     // request (none of them) costs no map lookups below.
     let mut present = Present::default();
+    // `Host` is checked here, on the bytes httparse found, rather than looked up in the map later.
+    let mut host_valid = true;
+    let mut host_at = 0..0;
     for h in request.headers.iter() {
         present.note(h.name.as_bytes());
+        if h.name.len() == 4 && h.name.eq_ignore_ascii_case("host") {
+            host_valid &= is_valid_authority(h.value);
+            let at = h.value.as_ptr() as usize - base as usize;
+            host_at = at..at + h.value.len();
+        }
         spans.push(FieldSpan::of(h, base));
     }
     let head: Bytes = buf.split_to(head_len).freeze();
@@ -132,7 +140,10 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestE
     // an HTTP/2 upstream's request, the rarer path, adds them to it.
     let headers = header_map(&head, &spans, 0).map_err(|_| RequestError::Malformed)?;
 
-    check_host(&uri, &headers, version, present.hosts)?;
+    if !host_valid {
+        return Err(RequestError::Malformed);
+    }
+    check_host(&uri, &head[host_at], version, present.hosts)?;
 
     let length = if present.content_length {
         content_length(&headers).map_err(|_| RequestError::Malformed)?
@@ -195,20 +206,11 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestE
 /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`, a valid authority without userinfo; an
 /// absolute-form target has no userinfo either and names the same authority as `Host`. Anything else
 /// could be routed by one host and served by another.
-fn check_host(
-    uri: &Uri,
-    headers: &http::HeaderMap,
-    version: Version,
-    hosts: u8,
-) -> Result<(), RequestError> {
+fn check_host(uri: &Uri, host: &[u8], version: Version, hosts: u8) -> Result<(), RequestError> {
     match hosts {
         0 if version == Version::HTTP_11 => return Err(RequestError::Malformed),
         0 => {}
         1 => {
-            let host = headers.get(header::HOST).map_or(&b""[..], |h| h.as_bytes());
-            if !is_valid_authority(host) {
-                return Err(RequestError::Malformed);
-            }
             if let Some(authority) = uri.authority() {
                 if !same_authority(authority.as_str().as_bytes(), host) {
                     return Err(RequestError::Malformed);

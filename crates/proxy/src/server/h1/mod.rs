@@ -231,8 +231,10 @@ async fn read_head(
 ) -> Result<Option<RequestHead>, ProxyError> {
     let mut deadline = None;
     let mut reads = 0u32;
-    // How far the buffer has been searched for the head's end: a head is parsed only once it is whole,
-    // so one sent a byte at a time costs one scan overall, not one per read.
+    // Most heads arrive whole in their first read, so the first attempt parses at once. After that a
+    // head is parsed again only once its end has arrived, searched for from where the last search
+    // stopped: a head sent a byte at a time costs one scan overall, not one parse per read.
+    let mut parsed_once = false;
     let mut scanned = 0;
     loop {
         {
@@ -248,14 +250,24 @@ async fn read_head(
                 w.buf.advance(blank);
                 scanned = 0;
             }
-            let complete = head_complete(&w.buf, &mut scanned);
+            let complete = if parsed_once && !w.buf.is_empty() {
+                head_complete(&w.buf, &mut scanned)
+            } else {
+                None
+            };
             if complete.is_some_and(|len| len > limit) {
                 return Err(ProxyError::HeadersTooLarge);
             }
-            if complete.is_some() {
+            if (!parsed_once && !w.buf.is_empty()) || complete.is_some() {
+                parsed_once = true;
+                let before = w.buf.len();
                 match parse_request(&mut w.buf) {
+                    Ok(Some(_)) if before - w.buf.len() > limit => {
+                        return Err(ProxyError::HeadersTooLarge)
+                    }
                     Ok(Some(head)) => return Ok(Some(head)),
                     Ok(None) => {}
+                    Err(_) if before > limit => return Err(ProxyError::HeadersTooLarge),
                     Err(RequestError::TooManyHeaders) => return Err(ProxyError::HeadersTooLarge),
                     Err(RequestError::Malformed) => return Err(ProxyError::BadRequest),
                     Err(RequestError::UnsupportedCoding) => {
