@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use floodgate_testkit::{Reply, ScriptedUpstream, TestGateway};
+use floodgate_testkit::{OneRoute, Reply, ScriptedUpstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -262,19 +262,7 @@ async fn read_response(stream: &mut TcpStream, head_request: bool) -> Option<(St
 #[tokio::test]
 async fn each_badly_framed_response_is_answered_exactly_and_the_next_request_gets_its_own() {
     let upstream = ScriptedUpstream::start(script).await;
-    let gw = TestGateway::start(&format!(
-        r#"
-workers: 1
-listeners: [{{ name: main, address: "127.0.0.1:0" }}]
-admin: {{ address: "127.0.0.1:0" }}
-upstreams:
-  - id: scripted
-    targets: [{{ address: "{}" }}]
-routes:
-  - {{ id: all, paths: ["/*"], upstream: scripted }}
-"#,
-        upstream.address()
-    ));
+    let gw = OneRoute::to(upstream.address()).start();
     for (n, case) in cases().iter().enumerate() {
         let mut stream = TcpStream::connect(gw.addr("main")).await.unwrap();
         let request = format!(

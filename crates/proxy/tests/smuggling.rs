@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use floodgate_testkit::{Reply, ScriptedRequest, ScriptedUpstream, TestGateway};
+use floodgate_testkit::{OneRoute, Reply, ScriptedRequest, ScriptedUpstream, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -14,19 +14,12 @@ const SAFETY: Duration = Duration::from_secs(20);
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
 fn gateway(upstream: &ScriptedUpstream, route_extra: &str) -> TestGateway {
-    TestGateway::start(&format!(
-        r#"
-workers: 1
-listeners: [{{ name: main, address: "127.0.0.1:0" }}]
-admin: {{ address: "127.0.0.1:0" }}
-upstreams:
-  - id: scripted
-    targets: [{{ address: "{}" }}]
-routes:
-  - {{ id: all, paths: ["/*"], upstream: scripted {route_extra} }}
-"#,
-        upstream.address()
-    ))
+    let config = OneRoute::to(upstream.address());
+    if route_extra.is_empty() {
+        config.start()
+    } else {
+        config.route(route_extra).start()
+    }
 }
 
 /// Writes `bytes` on a new connection, closes the sending side, and reads everything the gateway answers
@@ -372,7 +365,7 @@ async fn an_upgrade_request_with_a_length_cannot_smuggle_the_next_clients_reques
 #[tokio::test]
 async fn upgrades_follow_the_routes_allow_list() {
     let mut upstream = ScriptedUpstream::start(|_| Reply::new(OK)).await;
-    let gw = gateway(&upstream, ", upgrades: []");
+    let gw = gateway(&upstream, "upgrades: []");
     let raw = exchange(
         &gw,
         b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",

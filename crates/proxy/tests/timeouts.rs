@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use floodgate_testkit::{eventually, Reply, ScriptedUpstream, TestGateway};
+use floodgate_testkit::{eventually, OneRoute, Reply, ScriptedUpstream, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -14,21 +14,10 @@ const SAFETY: Duration = Duration::from_secs(20);
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
 fn gateway(upstream: &ScriptedUpstream) -> TestGateway {
-    TestGateway::start(&format!(
-        r#"
-workers: 1
-listeners: [{{ name: main, address: "127.0.0.1:0" }}]
-admin: {{ address: "127.0.0.1:0" }}
-timeouts: {{ client_header: 300ms, client_keepalive: 300ms, client_body: 300ms, client_send: 300ms }}
-upstreams:
-  - id: scripted
-    read_timeout: 300ms
-    targets: [{{ address: "{}" }}]
-routes:
-  - {{ id: all, paths: ["/*"], upstream: scripted }}
-"#,
-        upstream.address()
-    ))
+    OneRoute::to(upstream.address())
+        .top("timeouts: { client_header: 300ms, client_keepalive: 300ms, client_body: 300ms, client_send: 300ms }")
+        .upstream("read_timeout: 300ms")
+        .start()
 }
 
 /// Reads until the gateway closes the connection; what it sent.

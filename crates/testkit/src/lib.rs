@@ -8,6 +8,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod config;
 pub mod gateway;
 pub mod scripted;
 pub mod upstream;
@@ -15,6 +16,7 @@ pub mod wait;
 
 pub use certs::TestCerts;
 pub use client::{raw_exchange, read_body, send, send_on, Proto, TestResponse};
+pub use config::OneRoute;
 pub use gateway::{free_port, TestGateway};
 pub use scripted::{Reply, ScriptedRequest, ScriptedUpstream};
 pub use upstream::{grpc_health_server, MockUpstream};
