@@ -1,0 +1,212 @@
+//! The HTTP/2 server's limits, driven by a real HTTP/2 client (the `h2` crate, which lets a test do what
+//! a well-behaved client would not): streams past the limit are refused, an oversized header list gets
+//! 431, a rapid-reset flood gets its connection closed while other clients are served, and an idle
+//! connection is closed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use floodgate_testkit::{send, MockUpstream, Proto, TestGateway};
+use h2::client::{Connection, SendRequest};
+use h2::Reason;
+use http::{Method, Request, StatusCode};
+use http_body_util::Empty;
+use tokio::net::TcpStream;
+
+/// A safety net for a hung test, never a timing assertion.
+const SAFETY: Duration = Duration::from_secs(10);
+
+fn gateway(backend: &MockUpstream, http2: &str) -> TestGateway {
+    TestGateway::start(&format!(
+        r#"
+workers: 1
+listeners: [{{ name: main, address: "127.0.0.1:0" }}]
+http2: {http2}
+upstreams: [{{ id: backend, targets: [{{ address: "{backend}" }}] }}]
+routes:
+  - {{ id: api, paths: ["/api/*"], upstream: backend }}
+  - {{ id: ping, paths: ["/ping"], respond: {{ status: 200, body: "pong" }} }}
+"#,
+        backend = backend.address(),
+    ))
+}
+
+/// An HTTP/2 connection whose connection task the caller has not started yet: until it does, nothing is
+/// read from the gateway, so the client does not yet know the gateway's SETTINGS.
+async fn connect(addr: SocketAddr) -> (SendRequest<Bytes>, Connection<TcpStream, Bytes>) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    h2::client::handshake(tcp).await.expect("h2 handshake")
+}
+
+fn request(addr: SocketAddr, method: Method, path: &str) -> Request<()> {
+    Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .body(())
+        .expect("request")
+}
+
+async fn ping_on(client: &mut SendRequest<Bytes>, addr: SocketAddr) -> StatusCode {
+    let mut ready = client.clone().ready().await.expect("connection ready");
+    let (response, _) = ready
+        .send_request(request(addr, Method::GET, "/ping"), true)
+        .expect("send");
+    let response = tokio::time::timeout(SAFETY, response)
+        .await
+        .expect("in time")
+        .expect("response");
+    *client = ready;
+    response.status()
+}
+
+/// A request on a new h2c connection, through hyper's client.
+async fn ping_new_connection(addr: SocketAddr) -> StatusCode {
+    let req = Request::get("/ping").body(Empty::<Bytes>::new()).unwrap();
+    send(addr, Proto::H2c, req).await.expect("ping").status
+}
+
+#[tokio::test]
+async fn streams_past_the_concurrency_limit_are_refused() {
+    let backend = MockUpstream::http("backend").await;
+    let gw = gateway(&backend, "{ max_concurrent_streams: 2 }");
+    let addr = gw.addr("main");
+    let (mut client, connection) = connect(addr).await;
+    // Two streams held open (their request bodies are not finished), and a third opened before the
+    // client has read the gateway's limit: the client sends all three.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            client
+                .send_request(request(addr, Method::POST, "/api/held"), false)
+                .expect("send"),
+        );
+    }
+    let (third, _) = client
+        .send_request(request(addr, Method::GET, "/ping"), true)
+        .expect("send");
+    tokio::spawn(connection);
+
+    let refused = tokio::time::timeout(SAFETY, third).await.expect("in time");
+    let error = refused.expect_err("the third stream is refused");
+    assert_eq!(error.reason(), Some(Reason::REFUSED_STREAM), "{error}");
+
+    // The streams within the limit are served, and once they end a new stream on the same connection is.
+    for (response, mut body) in held {
+        body.send_data(Bytes::from_static(b"hi"), true)
+            .expect("body");
+        let response = tokio::time::timeout(SAFETY, response)
+            .await
+            .expect("in time")
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(ping_on(&mut client, addr).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_oversized_header_list_is_431_and_the_connection_still_serves() {
+    let backend = MockUpstream::http("backend").await;
+    let gw = gateway(&backend, "{ max_header_list_size: 4KiB }");
+    let addr = gw.addr("main");
+    let (mut client, connection) = connect(addr).await;
+    tokio::spawn(connection);
+
+    let mut big = request(addr, Method::GET, "/api/big");
+    big.headers_mut()
+        .insert("x-big", "a".repeat(8 * 1024).parse().unwrap());
+    let (response, _) = client.send_request(big, true).expect("send");
+    let response = tokio::time::timeout(SAFETY, response)
+        .await
+        .expect("in time")
+        .expect("a response, not a reset");
+    assert_eq!(
+        response.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    assert_eq!(backend.requests(), 0, "nothing reached the upstream");
+
+    assert_eq!(ping_on(&mut client, addr).await, StatusCode::OK);
+    assert_eq!(ping_new_connection(addr).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn rapid_reset_closes_the_attacking_connection_and_others_are_served() {
+    let backend = MockUpstream::http("backend").await;
+    let gw = gateway(&backend, "{}");
+    let addr = gw.addr("main");
+    let (mut attacker, connection) = connect(addr).await;
+    let connection = tokio::spawn(connection);
+
+    // Another client, on its own connections, is served while the flood goes on.
+    let bystander = tokio::spawn(async move {
+        for _ in 0..20 {
+            assert_eq!(ping_new_connection(addr).await, StatusCode::OK);
+        }
+    });
+    // Open a stream and reset it at once, thousands of times: each costs the server a stream set-up
+    // and the client almost nothing (CVE-2023-44487).
+    let mut sent = 0;
+    for _ in 0..10_000 {
+        let Ok(mut ready) = attacker.clone().ready().await else {
+            break;
+        };
+        let Ok((_, mut stream)) = ready.send_request(request(addr, Method::GET, "/ping"), false)
+        else {
+            break;
+        };
+        stream.send_reset(Reason::CANCEL);
+        attacker = ready;
+        sent += 1;
+        // Let the connection task write the frames out, and hear the gateway's answer.
+        tokio::task::yield_now().await;
+    }
+    let ended = tokio::time::timeout(SAFETY, connection)
+        .await
+        .expect("the attacking connection is closed")
+        .expect("connection task");
+    let error = ended.expect_err("closed by the gateway, with an error");
+    assert!(error.is_go_away(), "{error}");
+    assert_eq!(error.reason(), Some(Reason::ENHANCE_YOUR_CALM), "{error}");
+    assert!(
+        sent < 10_000,
+        "the gateway stopped the flood ({sent} streams)"
+    );
+    tokio::time::timeout(SAFETY, bystander)
+        .await
+        .expect("in time")
+        .expect("the other client was served throughout");
+
+    assert_eq!(ping_new_connection(addr).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_and_a_busy_one_is_not() {
+    let backend = MockUpstream::http("backend").await;
+    let gw = gateway(&backend, "{ idle_timeout: 300ms }");
+    let addr = gw.addr("main");
+
+    // A stream open for longer than the idle timeout keeps its connection.
+    let (mut client, connection) = connect(addr).await;
+    let connection = tokio::spawn(connection);
+    let (response, mut body) = client
+        .send_request(request(addr, Method::POST, "/api/held"), false)
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    body.send_data(Bytes::from_static(b"late"), true)
+        .expect("the connection is still open");
+    let response = tokio::time::timeout(SAFETY, response)
+        .await
+        .expect("in time")
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    drop(response);
+
+    // Once nothing is open, the gateway sends GOAWAY and closes the connection.
+    let ended = tokio::time::timeout(SAFETY, connection)
+        .await
+        .expect("the idle connection is closed")
+        .expect("connection task");
+    assert!(ended.is_ok(), "a graceful close: {ended:?}");
+    assert_eq!(ping_new_connection(addr).await, StatusCode::OK);
+}
