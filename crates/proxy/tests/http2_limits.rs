@@ -189,6 +189,7 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 
 fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
@@ -199,11 +200,12 @@ fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// The frames' types and payloads read until the gateway closes the connection.
+/// The frames' types and payloads read until the gateway closes the connection (or the safety net).
 async fn frames_until_closed(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
     use tokio::io::AsyncReadExt;
     let mut bytes = Vec::new();
-    let _ = tokio::time::timeout(SAFETY, stream.read_to_end(&mut bytes)).await;
+    let read = tokio::time::timeout(SAFETY, stream.read_to_end(&mut bytes)).await;
+    assert!(read.is_ok(), "the gateway closes the connection");
     let mut frames = Vec::new();
     let mut at = 0;
     while bytes.len() >= at + 9 {
@@ -252,6 +254,29 @@ async fn rapid_reset_gets_goaway_enhance_your_calm() {
         .expect("a GOAWAY before the close");
     let code = u32::from_be_bytes(goaway.1[4..8].try_into().unwrap());
     assert_eq!(Reason::from(code), Reason::ENHANCE_YOUR_CALM);
+    assert_eq!(ping_new_connection(addr).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_answer_keepalive_pings_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let backend = MockUpstream::http("backend").await;
+    let gw = gateway(
+        &backend,
+        "{ keepalive_interval: 200ms, keepalive_timeout: 200ms }",
+    );
+    let addr = gw.addr("main");
+    // A peer that says hello and then never answers anything, as a vanished client would.
+    let mut hello = PREFACE.to_vec();
+    frame(&mut hello, SETTINGS, 0, 0, &[]);
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(&hello).await.expect("write");
+    let frames = frames_until_closed(&mut stream).await;
+    assert!(
+        frames.iter().any(|(kind, _)| *kind == PING),
+        "the gateway pinged before closing: {:?}",
+        frames.iter().map(|(kind, _)| kind).collect::<Vec<_>>()
+    );
     assert_eq!(ping_new_connection(addr).await, StatusCode::OK);
 }
 
