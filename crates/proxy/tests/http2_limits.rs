@@ -1,7 +1,8 @@
 //! The HTTP/2 server's limits, driven by a real HTTP/2 client (the `h2` crate, which lets a test do what
-//! a well-behaved client would not): streams past the limit are refused, an oversized header list gets
-//! 431, a rapid-reset flood gets its connection closed while other clients are served, and an idle
-//! connection is closed.
+//! a well-behaved client would not) and, where the exact frames matter, by raw frames: streams past the
+//! limit are refused, an oversized header list gets 431, a rapid-reset flood or a stream of
+//! protocol-error resets gets GOAWAY ENHANCE_YOUR_CALM while other clients are served, a peer that stops
+//! answering PINGs is closed, and so is an idle connection.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -248,12 +249,40 @@ async fn rapid_reset_gets_goaway_enhance_your_calm() {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(&flood).await.expect("write");
     let frames = frames_until_closed(&mut stream).await;
+    assert_eq!(goaway_reason(&frames), Reason::ENHANCE_YOUR_CALM);
+    assert_eq!(ping_new_connection(addr).await, StatusCode::OK);
+}
+
+/// The error code of the GOAWAY among `frames`.
+fn goaway_reason(frames: &[(u8, Vec<u8>)]) -> Reason {
     let goaway = frames
         .iter()
         .find(|(kind, _)| *kind == GOAWAY)
         .expect("a GOAWAY before the close");
-    let code = u32::from_be_bytes(goaway.1[4..8].try_into().unwrap());
-    assert_eq!(Reason::from(code), Reason::ENHANCE_YOUR_CALM);
+    Reason::from(u32::from_be_bytes(goaway.1[4..8].try_into().unwrap()))
+}
+
+#[tokio::test]
+async fn streams_reset_for_protocol_errors_past_the_budget_get_goaway() {
+    use tokio::io::AsyncWriteExt;
+    let backend = MockUpstream::http("backend").await;
+    let gw = gateway(&backend, "{ max_local_error_reset_streams: 5 }");
+    let addr = gw.addr("main");
+    // Each stream is opened with a `content-length` that is not a number, a malformed request (RFC 9113
+    // §8.1.1) that the gateway answers by resetting the stream: a peer that makes the server reset
+    // streams for it, the "MadeYouReset" pattern (CVE-2025-8671).
+    let mut flood = PREFACE.to_vec();
+    frame(&mut flood, SETTINGS, 0, 0, &[]);
+    // As in the rapid-reset test, plus `content-length: x` (static name index 28, without indexing).
+    let block = [0x82, 0x86, 0x84, 0x01, 0x01, b'a', 0x0f, 0x0d, 0x01, b'x'];
+    for i in 0..50u32 {
+        // END_STREAM | END_HEADERS
+        frame(&mut flood, HEADERS, 0x5, 2 * i + 1, &block);
+    }
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(&flood).await.expect("write");
+    let frames = frames_until_closed(&mut stream).await;
+    assert_eq!(goaway_reason(&frames), Reason::ENHANCE_YOUR_CALM);
     assert_eq!(ping_new_connection(addr).await, StatusCode::OK);
 }
 
