@@ -61,6 +61,16 @@ async fn ping_on(client: &mut SendRequest<Bytes>, addr: SocketAddr) -> StatusCod
     response.status()
 }
 
+/// `floodgate_connection_timeouts_total` of `kind`.
+fn timeouts(gw: &TestGateway, kind: &str) -> u64 {
+    let prefix = format!("floodgate_connection_timeouts_total{{kind=\"{kind}\"}} ");
+    gw.metrics
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A request on a new h2c connection, through hyper's client.
 async fn ping_new_connection(addr: SocketAddr) -> StatusCode {
     let req = Request::get("/ping").body(Empty::<Bytes>::new()).unwrap();
@@ -306,6 +316,7 @@ async fn a_client_that_does_not_answer_keepalive_pings_is_closed() {
         "the gateway pinged before closing: {:?}",
         frames.iter().map(|(kind, _)| kind).collect::<Vec<_>>()
     );
+    assert_eq!(timeouts(&gw, "http2_keepalive"), 1);
     assert_eq!(ping_new_connection(addr).await, StatusCode::OK);
 }
 
@@ -337,5 +348,6 @@ async fn an_idle_connection_is_closed_and_a_busy_one_is_not() {
         .expect("the idle connection is closed")
         .expect("connection task");
     assert!(ended.is_ok(), "a graceful close: {ended:?}");
+    assert_eq!(timeouts(&gw, "http2_idle"), 1);
     assert_eq!(ping_new_connection(addr).await, StatusCode::OK);
 }

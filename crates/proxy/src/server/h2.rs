@@ -27,6 +27,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use floodgate_config::Http2Config;
+use floodgate_observe::TimeoutKind;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -97,10 +98,10 @@ where
     let mut stopped = ctx.stop.stopped();
     loop {
         tokio::select! {
-            result = connection.as_mut() => return log_end(result),
+            result = connection.as_mut() => return log_end(&ctx, result),
             () = &mut stopped => {
                 connection.as_mut().graceful_shutdown();
-                return log_end(connection.as_mut().await);
+                return log_end(&ctx, connection.as_mut().await);
             }
             () = idle_check.as_mut(), if !idle_timeout.is_zero() => {
                 match streams.idle_until(idle_timeout) {
@@ -115,14 +116,26 @@ where
         }
     }
     tracing::debug!(worker = ctx.index, "closing an idle HTTP/2 connection");
+    ctx.shared
+        .metrics
+        .timeouts
+        .record(ctx.index, TimeoutKind::Http2Idle);
     connection.as_mut().graceful_shutdown();
     if let Ok(result) = tokio::time::timeout(IDLE_CLOSE_GRACE, connection.as_mut()).await {
-        log_end(result);
+        log_end(&ctx, result);
     }
 }
 
-fn log_end(result: Result<(), hyper::Error>) {
+/// Logs how a connection ended; an unanswered keep-alive PING is the one timeout hyper reports, and is
+/// counted with the other deadlines.
+fn log_end(ctx: &WorkerCtx, result: Result<(), hyper::Error>) {
     if let Err(e) = result {
+        if e.is_timeout() {
+            ctx.shared
+                .metrics
+                .timeouts
+                .record(ctx.index, TimeoutKind::Http2Keepalive);
+        }
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
