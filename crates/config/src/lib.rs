@@ -11,6 +11,7 @@
 mod admin;
 mod duration;
 mod error;
+mod http2;
 mod listener;
 mod load;
 mod path_normalization;
@@ -24,6 +25,7 @@ mod validate;
 pub use admin::AdminConfig;
 pub use duration::HumanDuration;
 pub use error::{ConfigError, FieldError};
+pub use http2::Http2Config;
 pub use listener::{CertificateConfig, ListenerConfig, ListenerTlsConfig};
 pub use load::{default_config, parse_yaml, DEFAULT_CONFIG_YAML};
 pub use path_normalization::{EscapedSlashes, ForwardPath, PathNormalizationConfig};
@@ -61,6 +63,9 @@ pub struct Config {
     /// How long the gateway waits on slow or silent clients.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
+    /// Limits and timers of the HTTP/2 server clients talk to.
+    #[serde(default)]
+    pub http2: Http2Config,
     /// The JSON access log; off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<AccessLogConfig>,
@@ -86,6 +91,14 @@ pub struct LimitsConfig {
     /// Largest request body; larger bodies get 413. Routes may lower or raise it.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: ByteSize,
+    /// Client connections open at once across all workers and listeners; a new connection past it is
+    /// closed as soon as it is accepted. `0`, the default, sets no limit (the file-descriptor limit does).
+    #[serde(default)]
+    pub max_connections: u64,
+    /// Requests one worker serves at once, from their arrival to the end of their response; more get 503
+    /// at once. `0` sets no limit. Default 10000.
+    #[serde(default = "default_max_requests_in_flight_per_worker")]
+    pub max_requests_in_flight_per_worker: u64,
 }
 
 impl Default for LimitsConfig {
@@ -93,6 +106,8 @@ impl Default for LimitsConfig {
         Self {
             max_header_bytes: default_max_header_bytes(),
             max_body_bytes: default_max_body_bytes(),
+            max_connections: 0,
+            max_requests_in_flight_per_worker: default_max_requests_in_flight_per_worker(),
         }
     }
 }
@@ -103,6 +118,10 @@ fn default_max_header_bytes() -> ByteSize {
 
 fn default_max_body_bytes() -> ByteSize {
     ByteSize(100 * 1024 * 1024)
+}
+
+fn default_max_requests_in_flight_per_worker() -> u64 {
+    10_000
 }
 
 /// Where the JSON access log goes. Lines are written by a background task, never on the request path.

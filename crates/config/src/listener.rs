@@ -19,6 +19,10 @@ pub struct ListenerConfig {
     /// How request paths are normalised before routing, and which path goes upstream.
     #[serde(default)]
     pub path_normalization: PathNormalizationConfig,
+    /// Client connections open at once on this listener, across workers; a new connection past it is
+    /// closed as soon as it is accepted. `0`, the default, sets no limit of its own.
+    #[serde(default)]
+    pub max_connections: u64,
 }
 
 /// TLS settings of a listener.

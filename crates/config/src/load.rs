@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
 use crate::{
-    AccessLogConfig, AdminConfig, Config, ConfigError, FieldError, HumanDuration, LimitsConfig,
+    AccessLogConfig, AdminConfig, Config, ConfigError, FieldError, Http2Config, HumanDuration,
+    LimitsConfig,
 };
 
 /// The configuration `floodgate run` uses when no file is given.
@@ -28,6 +29,7 @@ fn empty_config() -> Config {
         admin: AdminConfig::default(),
         limits: LimitsConfig::default(),
         timeouts: crate::TimeoutsConfig::default(),
+        http2: Http2Config::default(),
         access_log: None,
         upstreams: Vec::new(),
         routes: Vec::new(),
@@ -41,6 +43,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "admin",
     "limits",
     "timeouts",
+    "http2",
     "access_log",
     "upstreams",
     "routes",
@@ -94,6 +97,11 @@ pub fn parse_yaml(text: &str) -> Result<Config, ConfigError> {
             "timeouts" => {
                 if let Some(v) = decode::<Option<crate::TimeoutsConfig>>(&key, value, &mut errors) {
                     config.timeouts = v.unwrap_or_default();
+                }
+            }
+            "http2" => {
+                if let Some(v) = decode::<Option<Http2Config>>(&key, value, &mut errors) {
+                    config.http2 = v.unwrap_or_default();
                 }
             }
             "access_log" => {

@@ -40,6 +40,7 @@ impl Config {
                 ));
             }
         }
+        self.http2.validate_into(&mut errors);
         self.validate_upstreams(&mut errors);
         self.validate_routes(&mut errors);
         if errors.is_empty() {

@@ -16,4 +16,4 @@ mod metrics;
 
 pub use access_log::{AccessLog, AccessLogEntry};
 pub use logging::init_logging;
-pub use metrics::{Metrics, RouteMetrics, TimeoutKind, TimeoutMetrics, UpstreamMetrics};
+pub use metrics::{Metrics, Rejection, RouteMetrics, TimeoutKind, TimeoutMetrics, UpstreamMetrics};

@@ -24,6 +24,8 @@ pub struct Completion {
     pub bytes_sent: Option<u64>,
     /// Held until the response ends so `least_request` counts the request as in flight.
     pub in_flight: Option<floodgate_upstream::InFlightGuard>,
+    /// Counts the request against its worker's in-flight limit until the response ends.
+    pub slot: Option<crate::overload::requests::RequestSlot>,
     /// Present only when the access log is on, so requests pay for its strings only then.
     pub access: Option<Box<AccessDetails>>,
 }

@@ -43,6 +43,9 @@ pub enum ProxyError {
     /// The request's body has a transfer coding floodgate does not decode (`gzip, chunked`).
     #[error("unsupported transfer coding")]
     UnsupportedTransferCoding,
+    /// The worker is serving `limits.max_requests_in_flight_per_worker` requests already.
+    #[error("gateway overloaded")]
+    Overloaded,
 }
 
 impl ProxyError {
@@ -55,7 +58,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ProxyError::NoTarget => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoTarget | ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamConnect => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,

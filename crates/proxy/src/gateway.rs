@@ -12,6 +12,7 @@ use floodgate_observe::{AccessLog, Metrics};
 use tokio::sync::mpsc;
 
 use crate::listener::bind_reuseport;
+use crate::overload::connections::ConnectionCount;
 use crate::snapshot::Snapshot;
 use crate::worker::{run_worker, Shared, WorkerCommand};
 
@@ -66,6 +67,9 @@ pub struct Gateway {
     workers: Vec<Worker>,
     /// Listeners by name: names are unique, addresses need not be (port 0).
     listeners: HashMap<String, BoundListener>,
+    /// Open connections by listener name, kept across reloads (and address changes) for as long as the
+    /// listener is configured, so its `max_connections` counts the connections it already has.
+    listener_connections: HashMap<String, Arc<ConnectionCount>>,
     access_log: Option<(String, AccessLog)>,
 }
 
@@ -84,6 +88,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
+            connections: Arc::default(),
         });
         let mut workers = Vec::with_capacity(worker_count);
         for index in 0..worker_count {
@@ -103,6 +108,7 @@ impl Gateway {
             shared,
             workers,
             listeners: HashMap::new(),
+            listener_connections: HashMap::new(),
             access_log,
         };
         gateway.apply_listeners(config)?;
@@ -143,6 +149,7 @@ impl Gateway {
                 let _ = worker.commands.send(WorkerCommand::Close(key.clone()));
             }
             self.listeners.remove(&name);
+            self.listener_connections.remove(&name);
             tracing::info!(listener = %name, "listener closed");
         }
         // A listener whose address changed gets its new sockets here; the worker drops the old ones.
@@ -209,10 +216,16 @@ impl Gateway {
     fn hand_out(&mut self, new: Vec<NewListener>) {
         for listener in new {
             let key: Arc<str> = listener.name.as_str().into();
+            let connections = self
+                .listener_connections
+                .entry(listener.name.clone())
+                .or_default()
+                .clone();
             for (worker, socket) in self.workers.iter().zip(listener.sockets) {
                 let _ = worker.commands.send(WorkerCommand::Listen {
                     name: key.clone(),
                     socket,
+                    connections: connections.clone(),
                 });
             }
             tracing::info!(name = %listener.name, address = %listener.local_addr, "listening");

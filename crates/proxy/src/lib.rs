@@ -20,6 +20,7 @@ mod forward;
 mod gateway;
 mod headers;
 mod listener;
+mod overload;
 mod path_normalize;
 mod read_size;
 mod request_body;

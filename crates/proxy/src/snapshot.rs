@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use floodgate_config::{Config, FieldError, KeepaliveConfig, UpstreamConfig, UpstreamProtocol};
+use floodgate_config::{
+    Config, FieldError, Http2Config, KeepaliveConfig, UpstreamConfig, UpstreamProtocol,
+};
 use floodgate_observe::{AccessLog, Metrics, RouteMetrics, UpstreamMetrics};
 use floodgate_router::RouteTable;
 use floodgate_upstream::LoadBalancer;
@@ -36,6 +38,12 @@ pub struct Snapshot {
     pub access_log: Option<AccessLog>,
     /// Longest idle timeout of any upstream, for the idle connection sweep.
     pub max_idle_timeout: Duration,
+    /// Client connections the gateway keeps open at once (`0`: no limit).
+    pub max_connections: u64,
+    /// Requests one worker serves at once (`0`: no limit).
+    pub max_requests_in_flight_per_worker: u64,
+    /// The HTTP/2 server's limits and timers, applied to each new connection.
+    pub http2: Http2Config,
 }
 
 /// How long the gateway waits on a client at each stage (`timeouts` in the configuration).
@@ -58,6 +66,8 @@ pub struct ListenerRuntime {
     pub tls: Option<TlsAcceptor>,
     /// How its requests' paths are normalised.
     pub path_rules: PathRules,
+    /// Client connections this listener keeps open at once (`0`: no limit of its own).
+    pub max_connections: u64,
 }
 
 /// A route ready to serve.
@@ -173,6 +183,7 @@ impl Snapshot {
                 ListenerRuntime {
                     tls,
                     path_rules: PathRules::from(&listener.path_normalization),
+                    max_connections: listener.max_connections,
                 },
             );
         }
@@ -248,6 +259,9 @@ impl Snapshot {
                 .map(|u| u.keepalive.idle_timeout.get())
                 .max()
                 .unwrap_or(Duration::from_secs(60)),
+            max_connections: config.limits.max_connections,
+            max_requests_in_flight_per_worker: config.limits.max_requests_in_flight_per_worker,
+            http2: config.http2.clone(),
         })
     }
 }

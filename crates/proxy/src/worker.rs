@@ -12,6 +12,7 @@ use floodgate_observe::Metrics;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, LocalSet};
 
+use crate::overload::connections::ConnectionCount;
 use crate::server::accept::accept_loop;
 use crate::snapshot::Snapshot;
 use crate::stop::StopSignal;
@@ -26,6 +27,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// Process-wide metrics with per-worker slots.
     pub metrics: Arc<Metrics>,
+    /// Client connections open on every listener of every worker, for `limits.max_connections`.
+    pub connections: Arc<ConnectionCount>,
 }
 
 /// What the gateway tells a worker.
@@ -36,6 +39,8 @@ pub enum WorkerCommand {
         name: Arc<str>,
         /// This worker's own `SO_REUSEPORT` socket.
         socket: std::net::TcpListener,
+        /// The listener's open connections, shared by every worker's socket for it.
+        connections: Arc<ConnectionCount>,
     },
     /// Stop accepting on the listener with this name; open connections continue.
     Close(Arc<str>),
@@ -132,11 +137,20 @@ pub fn run_worker(
         let mut deadline = None;
         while let Some(command) = commands.recv().await {
             match command {
-                WorkerCommand::Listen { name, socket } => {
+                WorkerCommand::Listen {
+                    name,
+                    socket,
+                    connections,
+                } => {
                     match tokio::net::TcpListener::from_std(socket) {
                         Ok(listener) => {
                             let task =
-                                tokio::task::spawn_local(accept_loop(ctx.clone(), name.clone(), listener));
+                                tokio::task::spawn_local(accept_loop(
+                                ctx.clone(),
+                                name.clone(),
+                                listener,
+                                connections,
+                            ));
                             if let Some(previous) = accepting.insert(name, task) {
                                 previous.abort();
                             }

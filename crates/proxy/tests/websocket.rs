@@ -298,3 +298,56 @@ async fn upgrade_to_a_dead_upstream_is_502_and_gateway_keeps_serving() {
     assert_eq!(next(&mut ws).await, Message::text("still here"));
     assert_http_works(addr).await;
 }
+
+#[tokio::test]
+async fn an_open_tunnel_keeps_carrying_messages_during_a_graceful_stop_and_closes_at_its_deadline()
+{
+    let upstream = MockUpstream::http("echo").await;
+    let certs = TestCerts::new(&["a.test"]);
+    let gw = gateway(&upstream.address(), &upstream, &certs);
+    let addr = gw.addr("main");
+    let mut ws = open_plain(addr, "/ws").await;
+    ws.send(Message::text("before")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Message::text("before"));
+
+    // A grace period long enough for the exchange below; the tunnel must not end before it.
+    let stopped = tokio::task::spawn_blocking(move || gw.shutdown(Duration::from_secs(5)));
+    // The stop has begun once the gateway accepts no new connection (the sockets close as it starts).
+    tokio::time::timeout(SAFETY, async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the gateway stops accepting");
+
+    for i in 0..3 {
+        ws.send(Message::text(format!("during the drain {i}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut ws).await,
+            Message::text(format!("during the drain {i}"))
+        );
+    }
+
+    // At the deadline the tunnel is cut and the gateway finishes stopping.
+    let end = tokio::time::timeout(SAFETY, ws.next())
+        .await
+        .expect("the tunnel is closed at the deadline");
+    assert!(
+        matches!(
+            end,
+            None | Some(Err(WsError::ConnectionClosed))
+                | Some(Err(WsError::Protocol(
+                    ProtocolError::ResetWithoutClosingHandshake
+                )))
+                | Some(Err(WsError::Io(_)))
+        ),
+        "unexpected end of the tunnel: {end:?}"
+    );
+    tokio::time::timeout(SAFETY, stopped)
+        .await
+        .expect("the gateway stops at the deadline")
+        .unwrap();
+}

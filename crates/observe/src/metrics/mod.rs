@@ -7,6 +7,7 @@
 
 mod exposition;
 mod histogram;
+mod overload;
 mod per_worker;
 mod registry;
 mod route;
@@ -14,6 +15,7 @@ mod scrape;
 mod timeouts;
 mod upstream;
 
+pub use overload::Rejection;
 pub use registry::Metrics;
 pub use route::RouteMetrics;
 pub use timeouts::{TimeoutKind, TimeoutMetrics};

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
+use super::overload::{OverloadMetrics, Rejection};
 use super::per_worker::PerWorker;
 use super::route::RouteMetrics;
 use super::timeouts::TimeoutMetrics;
@@ -31,6 +32,8 @@ pub struct Metrics {
     connections: PerWorker<AtomicI64>,
     /// Connections closed because a peer missed a deadline, by kind.
     pub timeouts: TimeoutMetrics,
+    /// Connections and requests turned away by a limit.
+    pub(super) overload: OverloadMetrics,
     reloads_success: AtomicU64,
     reloads_failure: AtomicU64,
     /// Age is measured on the monotonic clock, so a wall-clock step cannot make it negative or jump.
@@ -56,6 +59,7 @@ impl Metrics {
             upstreams: Mutex::new(HashMap::new()),
             connections: PerWorker::new(workers),
             timeouts: TimeoutMetrics::new(workers),
+            overload: OverloadMetrics::new(workers),
             reloads_success: AtomicU64::new(0),
             reloads_failure: AtomicU64::new(0),
             clock_origin: Instant::now(),
@@ -104,6 +108,12 @@ impl Metrics {
     /// A downstream connection accepted on `worker` was closed (`floodgate_downstream_connections_open` - 1).
     pub fn connection_closed(&self, worker: usize) {
         self.connections.get(worker).fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection or request that `worker` turned away because of `rejection`
+    /// (`floodgate_downstream_connections_rejected_total` or `floodgate_requests_rejected_total`).
+    pub fn rejected(&self, worker: usize, rejection: Rejection) {
+        self.overload.record(worker, rejection);
     }
 
     /// Counts a configuration reload attempt in `floodgate_config_reloads_total{result="success"|"failure"}`.

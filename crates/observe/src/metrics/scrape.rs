@@ -49,6 +49,7 @@ impl Metrics {
             Kind::Gauge,
         );
         w.sample(CONNECTIONS, &[], self.open_connections());
+        self.overload.render(w);
 
         w.family(
             CONNECTION_TIMEOUTS,

@@ -15,6 +15,10 @@ pub enum TimeoutKind {
     ClientBody,
     /// A client stopped reading its response (`timeouts.client_send`).
     ClientSend,
+    /// An HTTP/2 connection had no open stream for `http2.idle_timeout`.
+    Http2Idle,
+    /// An HTTP/2 client did not answer a keep-alive PING within `http2.keepalive_timeout`.
+    Http2Keepalive,
     /// An upstream stopped sending a response body after its head (`upstreams[].read_timeout`); counted
     /// by the upstream's own metrics ([`UpstreamMetrics::read_timeout`](crate::UpstreamMetrics::read_timeout)).
     UpstreamRead,
@@ -22,11 +26,13 @@ pub enum TimeoutKind {
 
 impl TimeoutKind {
     /// Every kind, in the order of their labels.
-    pub const ALL: [TimeoutKind; 5] = [
+    pub const ALL: [TimeoutKind; 7] = [
         TimeoutKind::ClientBody,
         TimeoutKind::ClientHeader,
         TimeoutKind::ClientKeepalive,
         TimeoutKind::ClientSend,
+        TimeoutKind::Http2Idle,
+        TimeoutKind::Http2Keepalive,
         TimeoutKind::UpstreamRead,
     ];
 
@@ -37,6 +43,8 @@ impl TimeoutKind {
             TimeoutKind::ClientKeepalive => "client_keepalive",
             TimeoutKind::ClientBody => "client_body",
             TimeoutKind::ClientSend => "client_send",
+            TimeoutKind::Http2Idle => "http2_idle",
+            TimeoutKind::Http2Keepalive => "http2_keepalive",
             TimeoutKind::UpstreamRead => "upstream_read",
         }
     }
@@ -44,7 +52,7 @@ impl TimeoutKind {
 
 /// Per worker: one counter per [`TimeoutKind`].
 #[derive(Default)]
-struct TimeoutCell([AtomicU64; 5]);
+struct TimeoutCell([AtomicU64; 7]);
 
 /// Counts of connections closed by a deadline (`floodgate_connection_timeouts_total{kind}`).
 pub struct TimeoutMetrics {
@@ -68,7 +76,7 @@ impl TimeoutMetrics {
     }
 
     /// Each kind with its count summed over workers.
-    pub(crate) fn totals(&self) -> [(TimeoutKind, u64); 5] {
+    pub(crate) fn totals(&self) -> [(TimeoutKind, u64); 7] {
         TimeoutKind::ALL.map(|kind| {
             let slot = TimeoutKind::ALL
                 .iter()
@@ -94,7 +102,10 @@ mod tests {
         timeouts.record(0, TimeoutKind::ClientKeepalive);
         timeouts.record(1, TimeoutKind::ClientKeepalive);
         timeouts.record(1, TimeoutKind::UpstreamRead);
+        timeouts.record(0, TimeoutKind::Http2Idle);
         let totals = timeouts.totals();
+        assert!(totals.contains(&(TimeoutKind::Http2Idle, 1)));
+        assert!(totals.contains(&(TimeoutKind::Http2Keepalive, 0)));
         assert!(totals.contains(&(TimeoutKind::ClientKeepalive, 2)));
         assert!(totals.contains(&(TimeoutKind::UpstreamRead, 1)));
         assert!(totals.contains(&(TimeoutKind::ClientSend, 0)));

@@ -1,38 +1,48 @@
 //! Accepting connections on a worker's socket and serving HTTP on each.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::rt::{Read, Write};
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use floodgate_config::Http2Config;
+use floodgate_observe::Rejection;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::client_conn::ConnInfo;
-use crate::executor::LocalExec;
+use crate::overload::connections::{ConnectionCount, OpenConnection};
 use crate::path_normalize::PathRules;
-use crate::request_body::ClientBody;
 use crate::server::h1;
-use crate::server::handle::handle;
+use crate::server::h2::serve_h2;
 use crate::server::io::ClientIo;
 use crate::worker::WorkerCtx;
 
 /// Slow or stalled TLS handshakes are cut off after this, so they cannot hold sockets forever.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts until the task is aborted (listener removed on reload, or shutdown).
-pub async fn accept_loop(ctx: Rc<WorkerCtx>, name: Arc<str>, listener: TcpListener) {
+/// Accepts until the task is aborted (listener removed on reload, or shutdown). `connections` counts
+/// the listener's open connections across workers.
+pub async fn accept_loop(
+    ctx: Rc<WorkerCtx>,
+    name: Arc<str>,
+    listener: TcpListener,
+    connections: Arc<ConnectionCount>,
+) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                tokio::task::spawn_local(serve_connection(ctx.clone(), name.clone(), stream, peer));
-            }
+            Ok((stream, peer)) => match admit(&ctx, &name, &connections) {
+                Some(counted) => {
+                    tokio::task::spawn_local(serve_connection(
+                        ctx.clone(),
+                        name.clone(),
+                        stream,
+                        peer,
+                        counted,
+                    ));
+                }
+                None => refuse(stream),
+            },
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(listener = %name, error = %e, "accept failed");
@@ -42,12 +52,54 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, name: Arc<str>, listener: TcpListen
     }
 }
 
-async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream, peer: SocketAddr) {
+/// The counts a connection is part of while it is open: the gateway's and its listener's.
+struct Counted {
+    _gateway: OpenConnection,
+    _listener: OpenConnection,
+}
+
+/// Counts a new connection against `limits.max_connections` and its listener's `max_connections`, or
+/// counts its refusal by the limit it hit.
+fn admit(ctx: &WorkerCtx, name: &str, listener_count: &Arc<ConnectionCount>) -> Option<Counted> {
+    let snapshot = ctx.shared.snapshot.load();
+    let listener_limit = snapshot
+        .listeners
+        .get(name)
+        .map_or(0, |l| l.max_connections);
+    let metrics = &ctx.shared.metrics;
+    let Some(gateway) = ctx.shared.connections.try_open(snapshot.max_connections) else {
+        metrics.rejected(ctx.index, Rejection::MaxConnections);
+        return None;
+    };
+    let Some(listener) = listener_count.try_open(listener_limit) else {
+        metrics.rejected(ctx.index, Rejection::ListenerMaxConnections);
+        return None;
+    };
+    Some(Counted {
+        _gateway: gateway,
+        _listener: listener,
+    })
+}
+
+/// Closes a connection past a limit at once, with a reset rather than a FIN: nothing was read from it,
+/// and a reset leaves no TIME_WAIT socket behind on the gateway, which a flood would otherwise fill.
+fn refuse(stream: TcpStream) {
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    drop(stream);
+}
+
+async fn serve_connection(
+    ctx: Rc<WorkerCtx>,
+    name: Arc<str>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _counted: Counted,
+) {
     let _open = ctx.track_connection();
     let metrics = ctx.shared.metrics.clone();
     metrics.connection_opened(ctx.index);
     let _ = stream.set_nodelay(true);
-    let (tls, path_rules, max_header_bytes, header_timeout) = {
+    let (tls, path_rules, max_header_bytes, header_timeout, http2) = {
         let snapshot = ctx.shared.snapshot.load();
         let listener = snapshot.listeners.get(&*name);
         let tls = listener.and_then(|l| l.tls.clone());
@@ -58,6 +110,7 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
             path_rules,
             snapshot.max_header_bytes,
             snapshot.client_timeouts.header,
+            snapshot.http2.clone(),
         )
     };
     match tls {
@@ -70,13 +123,7 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
                 let info = ConnInfo::new(peer, false, path_rules);
                 // Boxed: hyper's HTTP/2 connection state is large, and inline it would make every
                 // HTTP/1.1 connection's task as large too.
-                Box::pin(serve_h2(
-                    ctx.clone(),
-                    TokioIo::new(stream),
-                    info,
-                    max_header_bytes,
-                ))
-                .await;
+                Box::pin(serve_h2(ctx.clone(), TokioIo::new(stream), info, &http2)).await;
             }
             Err(e) => {
                 if e.kind() == std::io::ErrorKind::TimedOut {
@@ -97,6 +144,7 @@ async fn serve_connection(ctx: Rc<WorkerCtx>, name: Arc<str>, stream: TcpStream,
                 peer,
                 path_rules,
                 max_header_bytes,
+                &http2,
             ))
             .await
         }
@@ -112,6 +160,7 @@ async fn serve_tls(
     peer: SocketAddr,
     path_rules: PathRules,
     max_header_bytes: usize,
+    http2: &Http2Config,
 ) {
     let tls_stream =
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -121,13 +170,7 @@ async fn serve_tls(
         };
     let info = ConnInfo::new(peer, true, path_rules);
     if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        Box::pin(serve_h2(
-            ctx,
-            TokioIo::new(tls_stream),
-            info,
-            max_header_bytes,
-        ))
-        .await;
+        Box::pin(serve_h2(ctx, TokioIo::new(tls_stream), info, http2)).await;
     } else {
         let io = ClientIo::Tls(Box::new(tls_stream));
         h1::serve(ctx, io, info, max_header_bytes).await;
@@ -168,49 +211,6 @@ async fn sniff_cleartext(stream: &TcpStream, timeout: Duration) -> std::io::Resu
         // Only a prefix of the HTTP/2 preface so far (rare: it comes in one segment in practice). peek
         // returns at once while bytes are waiting, so pause instead of spinning until the rest arrives.
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Serves HTTP/2 with hyper's server until the connection ends; on shutdown, GOAWAY lets the streams
-/// in flight finish and starts no new ones.
-async fn serve_h2<I>(ctx: Rc<WorkerCtx>, io: I, info: ConnInfo, max_header_bytes: usize)
-where
-    I: Read + Write + Unpin + Send + 'static,
-{
-    let info = Rc::new(info);
-    let service_ctx = ctx.clone();
-    // Boxed per request, so an idle connection does not hold a request's worth of state.
-    let service = service_fn(move |req: Request<Incoming>| {
-        let handled = handle(
-            service_ctx.clone(),
-            info.clone(),
-            req.map(ClientBody::Http2),
-        );
-        Box::pin(async move {
-            let Ok(response) = handled.await;
-            // hyper writes the map only: the fields kept beside it go into it.
-            let (mut parts, mut body) = response.into_parts();
-            body.move_fields_into(&mut parts.headers);
-            Ok::<_, Infallible>(Response::from_parts(parts, body))
-        })
-    });
-    let connection = http2::Builder::new(LocalExec)
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
-        .serve_connection(io, service);
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => log_end(result),
-        () = ctx.stop.stopped() => {
-            connection.as_mut().graceful_shutdown();
-            log_end(connection.as_mut().await);
-        }
-    }
-}
-
-fn log_end(result: Result<(), hyper::Error>) {
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 

@@ -59,7 +59,11 @@ pub fn handle(
         });
         let mut used = Used::default();
         let mut in_flight = None;
-        let result = serve(&ctx, &conn, &snapshot, req, &request_id, started, &mut used).await;
+        let slot = crate::overload::requests::admit(&ctx, &snapshot);
+        let result = match slot {
+            Ok(_) => serve(&ctx, &conn, &snapshot, req, &request_id, started, &mut used).await,
+            Err(error) => Err(error),
+        };
         let mut response = match result {
             Ok(outcome) => {
                 in_flight = outcome.in_flight;
@@ -88,6 +92,7 @@ pub fn handle(
             bytes_sent: None,
             access,
             in_flight,
+            slot: slot.ok(),
         });
         Ok(response)
     }

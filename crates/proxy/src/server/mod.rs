@@ -2,6 +2,7 @@
 
 pub mod accept;
 pub mod h1;
+pub mod h2;
 pub mod handle;
 pub mod io;
 pub mod tunnel;

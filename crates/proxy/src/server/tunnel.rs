@@ -20,11 +20,14 @@ async fn copy_until_closed<C>(ctx: &WorkerCtx, mut client: C, mut upstream: Upst
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
+    // A tunnel has no request boundary at which to stop, so during a graceful stop it keeps carrying
+    // traffic, as nginx's draining workers do, and is cut at the shutdown deadline, not before it.
+    let deadline = async {
+        ctx.stop.stopped().await;
+        ctx.wait_for_deadline().await;
+    };
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-        () = ctx.stop.stopped() => {
-            // Tunnels carry no requests to finish, so they end at the shutdown deadline, not before it.
-            ctx.wait_for_deadline().await;
-        }
+        () = deadline => {}
     }
 }
