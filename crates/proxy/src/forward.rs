@@ -24,7 +24,7 @@ use crate::snapshot::{RouteRuntime, Target, UpstreamRuntime};
 use crate::upstream::http1::{self, Http1Conn, UpstreamBody};
 use crate::upstream::io::UpstreamTunnel;
 use crate::upstream::{connect, Checkin, Conn};
-use crate::worker::WorkerCtx;
+use crate::worker_ctx::WorkerCtx;
 
 /// Picks a target, sends the request (on a pooled connection when one is ready), and returns the upstream's
 /// response with its body streaming through. The route's timeout runs from `started`, when the request

@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use crate::listener::bind_reuseport;
 use crate::overload::connections::ConnectionCount;
 use crate::snapshot::Snapshot;
-use crate::worker::{run_worker, Shared, WorkerCommand};
+use crate::worker::{run_worker, WorkerCommand};
+use crate::worker_ctx::Shared;
 
 /// Why the gateway could not start or reload.
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,7 @@ mod stream;
 mod tls;
 mod upstream;
 mod worker;
+mod worker_ctx;
 
 pub use error::ProxyError;
 pub use gateway::{BoundListener, Gateway, GatewayError};

@@ -6,30 +6,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-use bytes::BytesMut;
-use floodgate_observe::Metrics;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, LocalSet};
 
 use crate::overload::connections::ConnectionCount;
 use crate::server::accept::accept_loop;
-use crate::snapshot::Snapshot;
 use crate::stop::StopSignal;
 use crate::upstream::WorkerPools;
-
-/// Read buffers a worker keeps for reuse: 1 MiB at most, at the usual 4 KiB each.
-const MAX_KEPT_READ_BUFFERS: usize = 256;
-
-/// State every worker shares: the current snapshot and the metrics registry.
-pub struct Shared {
-    /// The configuration in force; swapped whole on reload.
-    pub snapshot: ArcSwap<Snapshot>,
-    /// Process-wide metrics with per-worker slots.
-    pub metrics: Arc<Metrics>,
-    /// Client connections open on every listener of every worker, for `limits.max_connections`.
-    pub connections: Arc<ConnectionCount>,
-}
+use crate::worker_ctx::{Shared, WorkerCtx};
 
 /// What the gateway tells a worker.
 pub enum WorkerCommand {
@@ -46,69 +30,6 @@ pub enum WorkerCommand {
     Close(Arc<str>),
     /// Stop accepting, let open connections finish until the deadline, then stop the worker.
     Shutdown(Instant),
-}
-
-/// Per-worker context handed to every connection task.
-pub struct WorkerCtx {
-    /// Worker index (its metric and balancer slot).
-    pub index: usize,
-    /// Shared state.
-    pub shared: Arc<Shared>,
-    /// This worker's upstream connection pools.
-    pub pools: Rc<WorkerPools>,
-    open_connections: Cell<usize>,
-    all_closed: Notify,
-    /// Set when the worker starts shutting down.
-    pub stop: StopSignal,
-    /// Read buffers handed back by connections going idle, for the next that has a request to read.
-    read_buffers: RefCell<Vec<BytesMut>>,
-    deadline: Cell<Option<Instant>>,
-}
-
-/// Counts an open connection (or tunnel) for as long as it lives.
-pub struct ConnectionGuard(Rc<WorkerCtx>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        let open = self.0.open_connections.get().saturating_sub(1);
-        self.0.open_connections.set(open);
-        if open == 0 {
-            self.0.all_closed.notify_waiters();
-        }
-    }
-}
-
-impl WorkerCtx {
-    /// Counts a connection until the guard drops.
-    pub fn track_connection(self: &Rc<Self>) -> ConnectionGuard {
-        self.open_connections.set(self.open_connections.get() + 1);
-        ConnectionGuard(self.clone())
-    }
-
-    /// A read buffer for a connection that has a request to read: one an idle connection gave back, or
-    /// an empty one (which allocates on its first read).
-    pub fn read_buffer(&self) -> BytesMut {
-        self.read_buffers.borrow_mut().pop().unwrap_or_default()
-    }
-
-    /// Takes back the read buffer of a connection going idle. A few are kept, so the next request
-    /// read on this worker reuses one instead of allocating (idle connections still hold none); large
-    /// ones, grown by bodies, are freed.
-    pub fn recycle_read_buffer(&self, mut buf: BytesMut) {
-        let mut kept = self.read_buffers.borrow_mut();
-        if kept.len() < MAX_KEPT_READ_BUFFERS && (1024..=16 * 1024).contains(&buf.capacity()) {
-            buf.clear();
-            kept.push(buf);
-        }
-    }
-
-    /// Resolves at the shutdown deadline (never, before shutdown starts).
-    pub async fn wait_for_deadline(&self) {
-        match self.deadline.get() {
-            Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-            None => std::future::pending().await,
-        }
-    }
 }
 
 /// Runs a worker until it is told to shut down. Blocks the calling thread.

@@ -7,12 +7,6 @@
 use std::cell::Cell;
 use std::marker::PhantomData;
 
-use floodgate_observe::Rejection;
-
-use crate::error::ProxyError;
-use crate::snapshot::Snapshot;
-use crate::worker::WorkerCtx;
-
 thread_local! {
     /// Requests in flight on this worker thread.
     static IN_FLIGHT: Cell<u64> = const { Cell::new(0) };
@@ -47,17 +41,6 @@ impl Drop for RequestSlot {
     fn drop(&mut self) {
         IN_FLIGHT.with(|count| count.set(count.get().saturating_sub(1)));
     }
-}
-
-/// Admits a request on this worker under the snapshot's in-flight limit, or refuses it with
-/// [`ProxyError::Overloaded`] (a 503) and counts the refusal.
-pub fn admit(ctx: &WorkerCtx, snapshot: &Snapshot) -> Result<RequestSlot, ProxyError> {
-    RequestSlot::enter(snapshot.max_requests_in_flight_per_worker).ok_or_else(|| {
-        ctx.shared
-            .metrics
-            .rejected(ctx.index, Rejection::MaxRequestsInFlight);
-        ProxyError::Overloaded
-    })
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::path_normalize::PathRules;
 use crate::server::h1;
 use crate::server::h2::serve_h2;
 use crate::server::io::ClientIo;
-use crate::worker::WorkerCtx;
+use crate::worker_ctx::WorkerCtx;
 
 /// Slow or stalled TLS handshakes are cut off after this, so they cannot hold sockets forever.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -41,7 +41,7 @@ use crate::executor::LocalExec;
 use crate::request_body::ClientBody;
 use crate::response_body::ResponseBody;
 use crate::server::handle::handle;
-use crate::worker::WorkerCtx;
+use crate::worker_ctx::WorkerCtx;
 
 /// How long a connection closed for idleness may take to send its GOAWAY and go; a client that does not
 /// read cannot hold it open past this.

@@ -15,12 +15,14 @@ use crate::client_conn::ConnInfo;
 use crate::completion::{AccessDetails, Completion};
 use crate::error::ProxyError;
 use crate::forward::{forward, Outcome};
+use crate::overload::requests::RequestSlot;
 use crate::path_normalize::{normalize, PathRules};
 use crate::request_body::ClientBody;
 use crate::request_id::request_id;
 use crate::response_body::ResponseBody;
 use crate::snapshot::{RouteAction, RouteRuntime, Snapshot};
-use crate::worker::WorkerCtx;
+use crate::worker_ctx::WorkerCtx;
+use floodgate_observe::Rejection;
 
 /// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
 ///
@@ -59,7 +61,7 @@ pub fn handle(
         });
         let mut used = Used::default();
         let mut in_flight = None;
-        let slot = crate::overload::requests::admit(&ctx, &snapshot);
+        let slot = admit(&ctx, &snapshot);
         let result = match slot {
             Ok(_) => serve(&ctx, &conn, &snapshot, req, &request_id, started, &mut used).await,
             Err(error) => Err(error),
@@ -96,6 +98,17 @@ pub fn handle(
         });
         Ok(response)
     }
+}
+
+/// Admits a request on this worker under the snapshot's in-flight limit, or refuses it with
+/// [`ProxyError::Overloaded`] (a 503) and counts the refusal.
+fn admit(ctx: &WorkerCtx, snapshot: &Snapshot) -> Result<RequestSlot, ProxyError> {
+    RequestSlot::enter(snapshot.max_requests_in_flight_per_worker).ok_or_else(|| {
+        ctx.shared
+            .metrics
+            .rejected(ctx.index, Rejection::MaxRequestsInFlight);
+        ProxyError::Overloaded
+    })
 }
 
 /// What a request was routed to, filled in as far as it got, for metrics and the access log (also when

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::upstream::io::UpstreamTunnel;
-use crate::worker::WorkerCtx;
+use crate::worker_ctx::WorkerCtx;
 
 /// Joins the client's connection (once the 101 is written) with the upstream's and copies between them
 /// until either side closes. The tunnel counts as an open connection so graceful shutdown waits for it.

@@ -39,7 +39,7 @@ use crate::server::io::ClientIo;
 use crate::server::tunnel::tunnel_io;
 use crate::snapshot::ClientTimeouts;
 use crate::upstream::io::UpstreamTunnel;
-use crate::worker::WorkerCtx;
+use crate::worker_ctx::WorkerCtx;
 use floodgate_http1::{head_complete, parse_request, RequestError, RequestHead};
 use floodgate_observe::TimeoutKind;
 
