@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use floodgate_http1::{is_kept_token, named_by_connection, HopByHop};
+use floodgate_http1::{named_by_connection, HopByHop};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Version};
 
@@ -77,9 +77,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// Removes the headers a `Connection` value names (RFC 9110 §7.6.1), looked up by text so no name is
 /// allocated.
 fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue, keep_upgrade: bool) {
-    for token in connection.to_str().unwrap_or("").split(',').map(str::trim) {
-        if !is_kept_token(token.as_bytes(), keep_upgrade) {
-            headers.remove(token);
+    for token in named_by_connection(connection.as_bytes(), keep_upgrade) {
+        if let Ok(name) = std::str::from_utf8(token) {
+            headers.remove(name);
         }
     }
 }
@@ -191,13 +191,7 @@ pub fn ip_value(ip: IpAddr) -> HeaderValue {
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        && floodgate_http1::connection_has(req.headers(), b"upgrade")
 }
 
 /// The `Host` value for the upstream when the route preserves it: the client's host as sent.

@@ -36,6 +36,7 @@ mod tls;
 mod upstream;
 mod worker;
 mod worker_ctx;
+mod write_all;
 
 pub use error::ProxyError;
 pub use gateway::{BoundListener, Gateway, GatewayError};

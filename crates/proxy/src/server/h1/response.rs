@@ -13,6 +13,7 @@ use http_body::Body;
 
 use super::wire::Wire;
 use crate::response_body::ResponseBody;
+use crate::write_all::write_all_vectored;
 use floodgate_http1::{
     content_length, content_length_of, encode_chunk_size, encode_field, encode_fields,
     encode_last_chunk, Framing,
@@ -232,15 +233,12 @@ fn write_body(
 }
 
 /// Writes all of `parts` and flushes.
-pub async fn write_all(wire: &Rc<RefCell<Wire>>, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut parts, 0);
-    while !parts.is_empty() {
-        let n = poll_fn(|cx| wire.borrow_mut().poll_write_vectored(cx, parts)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut parts, n);
-    }
+pub async fn write_all(wire: &Rc<RefCell<Wire>>, parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+    write_all_vectored(
+        |cx, bufs| wire.borrow_mut().poll_write_vectored(cx, bufs),
+        parts,
+    )
+    .await?;
     poll_fn(|cx| wire.borrow_mut().poll_flush(cx)).await
 }
 

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::conn::Http1Conn;
 use crate::read_size::ReadSize;
 use crate::request_body::{RequestBody, RequestBodyError};
+use crate::write_all::write_all_vectored;
 use floodgate_http1::{
     encode_chunk_size, encode_last_chunk, parse_response, ResponseError, ResponseHead,
 };
@@ -223,7 +224,11 @@ async fn write_body<W: AsyncWrite + Unpin>(
                     IoSlice::new(&data),
                     IoSlice::new(b"\r\n"),
                 ];
-                write_all_vectored(io, &mut parts).await?;
+                write_all_vectored(
+                    |cx, bufs| std::pin::Pin::new(&mut *io).poll_write_vectored(cx, bufs),
+                    &mut parts,
+                )
+                .await?;
             }
             Ok(data) => io.write_all(&data).await?,
             Err(frame) => {
@@ -237,20 +242,6 @@ async fn write_body<W: AsyncWrite + Unpin>(
         }
     }
     io.flush().await?;
-    Ok(())
-}
-
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    mut parts: &mut [IoSlice<'_>],
-) -> io::Result<()> {
-    while !parts.is_empty() {
-        let n = io.write_vectored(parts).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut parts, n);
-    }
     Ok(())
 }
 
