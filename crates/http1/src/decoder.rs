@@ -12,13 +12,13 @@ use crate::chunk::{parse_chunk_line, parse_field_line};
 use crate::trailers::is_forbidden_trailer;
 
 /// Longest chunk-size line accepted (the size in hex and any chunk extensions).
-const MAX_CHUNK_LINE: usize = 4096;
+pub(crate) const MAX_CHUNK_LINE: usize = 4096;
 
 /// Most bytes of trailer fields accepted after the last chunk.
-const MAX_TRAILERS: usize = 64 * 1024;
+pub(crate) const MAX_TRAILERS: usize = 64 * 1024;
 
 /// Most trailer fields accepted after the last chunk.
-const MAX_TRAILER_FIELDS: usize = 64;
+pub(crate) const MAX_TRAILER_FIELDS: usize = 64;
 
 /// How a message body is delimited (RFC 9112 §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,6 +446,7 @@ mod tests {
             b"5\r\nhello\r\r\n0\r\n\r\n",
             b"0\r\n folded: x\r\n\r\n",
             b"0\r\nX-T : 1\r\n\r\n",
+            b"0\r\nX-T: 1\x0c\r\n\r\n",
         ] {
             let (_, _, error) = decode(Framing::Chunked, &[bad]);
             assert!(error.is_some(), "{:?}", String::from_utf8_lossy(bad));
