@@ -13,9 +13,9 @@ use http::{HeaderMap, Method, Version};
 
 use crate::{
     content_length_of, encode_chunk_size, encode_field, encode_last_chunk, encode_request,
-    is_valid_authority, parse_chunk_line, parse_field_line, parse_request, parse_response,
-    same_authority, transfer_coding, BodySource, CodingError, DecodeError, Decoder, Framing,
-    RequestError,
+    head_complete, is_valid_authority, parse_chunk_line, parse_field_line, parse_request,
+    parse_response, same_authority, transfer_coding, BodySource, CodingError, DecodeError, Decoder,
+    Framing, RequestError,
 };
 
 mod grammar;
@@ -33,6 +33,30 @@ pub fn request_head(data: &[u8]) {
         data.ends_with(&buf),
         "the body left is the end of the input"
     );
+    // The server parses a head once `head_complete` has found its end (after dropping blank lines
+    // before it): that must be this head's end, not an earlier or a later one, whichever reads it
+    // arrived in.
+    let head_len = data.len() - buf.len();
+    if !data.starts_with(b"\r") && !data.starts_with(b"\n") {
+        let mut scanned = 0;
+        assert_eq!(
+            head_complete(data, &mut scanned),
+            Some(head_len),
+            "the head's end"
+        );
+        let cut = usize::from(data[0]) % head_len;
+        let mut scanned = 0;
+        assert_eq!(
+            head_complete(&data[..cut], &mut scanned),
+            None,
+            "cut at {cut}"
+        );
+        assert_eq!(
+            head_complete(data, &mut scanned),
+            Some(head_len),
+            "the head's end, cut at {cut}"
+        );
+    }
     let parts = &head.parts;
     if parts.version == Version::HTTP_11 {
         assert_eq!(parts.headers.get_all(http::header::HOST).iter().count(), 1);
