@@ -109,7 +109,9 @@ pub fn request_head(data: &[u8]) {
     );
 }
 
-/// Response heads: parsing never panics, and an accepted head leaves exactly the body in the buffer.
+/// Response heads: parsing never panics, an accepted head leaves exactly the body in the buffer, passes
+/// on no field about this connection, and, written on as the gateway writes it, parses to the same
+/// response.
 pub fn response_head(data: &[u8]) {
     let (method, data) = match data.split_first() {
         Some((b, rest)) if b % 4 == 0 => (Method::HEAD, rest),
@@ -139,6 +141,27 @@ pub fn response_head(data: &[u8]) {
                 );
             }
         }
+
+        // Written on as the gateway writes a response (status line, the fields passed on, then its
+        // own framing line), the head parses to the same status, framing and fields.
+        let mut out = format!("HTTP/1.1 {} \r\n", head.status.as_str()).into_bytes();
+        head.fields.encode(&mut out, |_| false);
+        if head.framing == Framing::Chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let mut again = BytesMut::from(&out[..]);
+        let reparsed = match parse_response(&mut again, &method) {
+            Ok(Some(reparsed)) => reparsed,
+            other => panic!("a forwarded head must parse again: {:?}", other.err()),
+        };
+        assert!(again.is_empty(), "the encoded head is all head");
+        assert_eq!(reparsed.status, head.status);
+        assert_eq!(reparsed.framing, head.framing, "the framing");
+        assert!(
+            reparsed.fields.iter().eq(head.fields.iter()),
+            "the fields passed on"
+        );
     }
 }
 
