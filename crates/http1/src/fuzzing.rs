@@ -261,7 +261,8 @@ pub fn field_line(data: &[u8]) {
 
 /// `Host` values: [`is_valid_authority`] never takes a value that could carry userinfo, a path, a
 /// query, a fragment, whitespace or a control byte into routing, every value it takes is a `Host` a
-/// request head is accepted with, and an authority always names itself.
+/// request head is accepted with and the `http` crate takes as it is, and an authority always names
+/// itself.
 pub fn authority(data: &[u8]) {
     if !is_valid_authority(data) {
         return;
@@ -273,6 +274,15 @@ pub fn authority(data: &[u8]) {
         "an authority of a host and a port only"
     );
     assert!(same_authority(data, data));
+    // The same value becomes an HTTP/2 upstream's `:authority`: `http` must take it as it is.
+    if !data.is_empty() {
+        let parsed = http::uri::Authority::try_from(data);
+        assert_eq!(
+            parsed.as_ref().map(|a| a.as_str().as_bytes()).ok(),
+            Some(data),
+            "an authority for http too"
+        );
+    }
     let mut head = b"GET / HTTP/1.1\r\nHost: ".to_vec();
     head.extend_from_slice(data);
     head.extend_from_slice(b"\r\n\r\n");
