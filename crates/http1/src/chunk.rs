@@ -1,7 +1,7 @@
 //! The lines of a chunked body (RFC 9112 §7.1): chunk-size lines with their extensions, and trailer
 //! field lines. Both are checked against the strict grammar; anything else ends the message as faulty.
 
-use crate::tokens::is_tchar;
+use crate::tokens::{is_tchar, trim_ows};
 
 /// Why a chunk-size line was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -107,7 +107,7 @@ pub fn parse_field_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
     if name.is_empty() || !name.iter().all(|b| is_tchar(*b)) {
         return None;
     }
-    let value = value.trim_ascii();
+    let value = trim_ows(value);
     let allowed = |b: &u8| *b == b'\t' || *b >= 0x20 && *b != 0x7f;
     value.iter().all(allowed).then_some((name, value))
 }
@@ -177,6 +177,10 @@ mod tests {
             b"X: a\0",
             b"X\x01: 1",
             b"X: \x7f",
+            // Only spaces and tabs are whitespace around a value; other controls are not trimmed away.
+            b"X: 1\x0c",
+            b"X:\x0b1",
+            b"X: 1\r",
         ] {
             assert_eq!(parse_field_line(bad), None, "{bad:?}");
         }

@@ -12,13 +12,13 @@ use crate::chunk::{parse_chunk_line, parse_field_line};
 use crate::trailers::is_forbidden_trailer;
 
 /// Longest chunk-size line accepted (the size in hex and any chunk extensions).
-const MAX_CHUNK_LINE: usize = 4096;
+pub(crate) const MAX_CHUNK_LINE: usize = 4096;
 
 /// Most bytes of trailer fields accepted after the last chunk.
-const MAX_TRAILERS: usize = 64 * 1024;
+pub(crate) const MAX_TRAILERS: usize = 64 * 1024;
 
 /// Most trailer fields accepted after the last chunk.
-const MAX_TRAILER_FIELDS: usize = 64;
+pub(crate) const MAX_TRAILER_FIELDS: usize = 64;
 
 /// How a message body is delimited (RFC 9112 §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +218,9 @@ impl Decoder {
                     let Some(line_end) = self.find_line_end(src.buffered(), line_start)? else {
                         return self.fill_or_fail(cx, src, MAX_TRAILERS);
                     };
+                    if line_end > MAX_TRAILERS {
+                        return Poll::Ready(Err(DecodeError::BadChunk));
+                    }
                     if line_end == line_start {
                         let section = src.buffered().split_to(line_end + 2);
                         self.scanned = 0;
@@ -229,9 +232,7 @@ impl Decoder {
                         let trailers = trailer_map(&section[..line_end])?;
                         return Poll::Ready(Ok(Step::Frame(Frame::trailers(trailers))));
                     }
-                    if line_end > MAX_TRAILERS
-                        || parse_field_line(&src.buffered()[line_start..line_end]).is_none()
-                    {
+                    if parse_field_line(&src.buffered()[line_start..line_end]).is_none() {
                         return Poll::Ready(Err(DecodeError::BadChunk));
                     }
                     self.scanned = line_end + 2;
@@ -268,14 +269,19 @@ impl Decoder {
         }
     }
 
-    /// Needs more bytes for a line or marker: reads them, unless `limit` bytes are buffered already.
+    /// Needs more bytes for a line or marker: reads them, unless the line's CR can no longer fall at or
+    /// before offset `limit`, the bound a complete line is held to. Measured the same way whole or in
+    /// pieces, a limit refuses the same bodies however the bytes arrive.
     fn fill_or_fail(
         &mut self,
         cx: &mut Context<'_>,
         src: &mut impl BodySource,
         limit: usize,
     ) -> Poll<Result<Step, DecodeError>> {
-        if src.buffered().len() >= limit {
+        let buf = src.buffered();
+        // A CR that ends the buffer may be the line's own; otherwise the CR is still to come.
+        let earliest_cr = buf.len() - usize::from(buf.ends_with(b"\r"));
+        if earliest_cr > limit {
             return Poll::Ready(Err(DecodeError::BadChunk));
         }
         Poll::Ready(match ready!(src.poll_fill(cx))? {
@@ -446,9 +452,40 @@ mod tests {
             b"5\r\nhello\r\r\n0\r\n\r\n",
             b"0\r\n folded: x\r\n\r\n",
             b"0\r\nX-T : 1\r\n\r\n",
+            b"0\r\nX-T: 1\x0c\r\n\r\n",
         ] {
             let (_, _, error) = decode(Framing::Chunked, &[bad]);
             assert!(error.is_some(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn line_limits_hold_however_the_bytes_arrive() {
+        // A chunk-size line whose CR is at the limit, and one a byte later ("00..01": size 1).
+        let size_line = |cr_at: usize| {
+            let mut body = vec![b'0'; cr_at - 1];
+            body.extend_from_slice(b"1\r\na\r\n0\r\n\r\n");
+            (cr_at, &*Box::leak(body.into_boxed_slice()))
+        };
+        // A trailer section whose closing empty line has its CR at the limit, and a byte later.
+        let trailer = |cr_at: usize| {
+            let mut body = b"0\r\nX-T: ".to_vec();
+            body.resize(3 + cr_at - 2, b'a');
+            body.extend_from_slice(b"\r\n\r\n");
+            (3 + cr_at, &*Box::leak(body.into_boxed_slice()))
+        };
+        for ((cr_at, body), fits) in [
+            (size_line(MAX_CHUNK_LINE), true),
+            (size_line(MAX_CHUNK_LINE + 1), false),
+            (trailer(MAX_TRAILERS), true),
+            (trailer(MAX_TRAILERS + 1), false),
+        ] {
+            let (_, _, whole) = decode(Framing::Chunked, &[body]);
+            assert_eq!(whole.is_none(), fits, "CR at {cr_at}");
+            for at in cr_at - 2..=cr_at + 2 {
+                let (_, _, split) = decode(Framing::Chunked, &[&body[..at], &body[at..]]);
+                assert_eq!(split, whole, "CR at {cr_at}, split at {at}");
+            }
         }
     }
 

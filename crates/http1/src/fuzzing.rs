@@ -12,9 +12,13 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Version};
 
 use crate::{
-    encode_chunk_size, encode_last_chunk, encode_request, parse_request, parse_response,
-    BodySource, DecodeError, Decoder, Framing, RequestError,
+    content_length_of, encode_chunk_size, encode_field, encode_last_chunk, encode_request,
+    head_complete, is_valid_authority, parse_chunk_line, parse_field_line, parse_request,
+    parse_response, same_authority, transfer_coding, BodySource, CodingError, DecodeError, Decoder,
+    Framing, RequestError,
 };
+
+mod grammar;
 
 /// Request heads: parsing never panics; an accepted head says how its body is framed, keeps the body's
 /// bytes in the buffer, and, written out again as the gateway writes heads, parses to the same request.
@@ -29,6 +33,30 @@ pub fn request_head(data: &[u8]) {
         data.ends_with(&buf),
         "the body left is the end of the input"
     );
+    // The server parses a head once `head_complete` has found its end (after dropping blank lines
+    // before it): that must be this head's end, not an earlier or a later one, whichever reads it
+    // arrived in.
+    let head_len = data.len() - buf.len();
+    if !data.starts_with(b"\r") && !data.starts_with(b"\n") {
+        let mut scanned = 0;
+        assert_eq!(
+            head_complete(data, &mut scanned),
+            Some(head_len),
+            "the head's end"
+        );
+        let cut = usize::from(data[0]) % head_len;
+        let mut scanned = 0;
+        assert_eq!(
+            head_complete(&data[..cut], &mut scanned),
+            None,
+            "cut at {cut}"
+        );
+        assert_eq!(
+            head_complete(data, &mut scanned),
+            Some(head_len),
+            "the head's end, cut at {cut}"
+        );
+    }
     let parts = &head.parts;
     if parts.version == Version::HTTP_11 {
         assert_eq!(parts.headers.get_all(http::header::HOST).iter().count(), 1);
@@ -81,7 +109,9 @@ pub fn request_head(data: &[u8]) {
     );
 }
 
-/// Response heads: parsing never panics, and an accepted head leaves exactly the body in the buffer.
+/// Response heads: parsing never panics, an accepted head leaves exactly the body in the buffer, passes
+/// on no field about this connection, and, written on as the gateway writes it, parses to the same
+/// response.
 pub fn response_head(data: &[u8]) {
     let (method, data) = match data.split_first() {
         Some((b, rest)) if b % 4 == 0 => (Method::HEAD, rest),
@@ -100,14 +130,38 @@ pub fn response_head(data: &[u8]) {
         if head.framing == Framing::UntilClose {
             assert!(!head.keep_alive);
         }
-        for (name, _) in head.fields.iter() {
-            if head.status.as_u16() != 101 {
+        for (name, value) in head.fields.iter() {
+            // `TE: trailers` is the one hop-by-hop field deliberately passed on.
+            let te_trailers =
+                name.eq_ignore_ascii_case(b"te") && value.eq_ignore_ascii_case(b"trailers");
+            if head.status.as_u16() != 101 && !te_trailers {
                 assert!(
                     !crate::is_hop_by_hop_name(name),
                     "hop-by-hop fields never go on"
                 );
             }
         }
+
+        // Written on as the gateway writes a response (status line, the fields passed on, then its
+        // own framing line), the head parses to the same status, framing and fields.
+        let mut out = format!("HTTP/1.1 {} \r\n", head.status.as_str()).into_bytes();
+        head.fields.encode(&mut out, |_| false);
+        if head.framing == Framing::Chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let mut again = BytesMut::from(&out[..]);
+        let reparsed = match parse_response(&mut again, &method) {
+            Ok(Some(reparsed)) => reparsed,
+            other => panic!("a forwarded head must parse again: {:?}", other.err()),
+        };
+        assert!(again.is_empty(), "the encoded head is all head");
+        assert_eq!(reparsed.status, head.status);
+        assert_eq!(reparsed.framing, head.framing, "the framing");
+        assert!(
+            reparsed.fields.iter().eq(head.fields.iter()),
+            "the fields passed on"
+        );
     }
 }
 
@@ -153,6 +207,136 @@ pub fn chunked_body(data: &[u8]) {
     assert!(again.rest.is_empty());
     let fields = |t: &Option<HeaderMap>| t.as_ref().map_or(0, HeaderMap::len);
     assert_eq!(fields(&again.trailers), fields(&trailers));
+}
+
+/// Chunked bodies against the grammar: the decoder accepts exactly the bodies that a second, independent
+/// reading of RFC 9112 §7.1 accepts ([`grammar`]), with the same data, the same trailers kept, and the
+/// same bytes left for the next message. Accepting more is how a smuggled request gets past the gateway;
+/// accepting less breaks clients that follow the RFC.
+pub fn chunked_grammar(data: &[u8]) {
+    let decoded = decode(data, &[]);
+    match (decoded.error, grammar::chunked_body(data)) {
+        (None, Some(body)) => {
+            assert_eq!(decoded.data, body.data, "the body's data");
+            assert_eq!(decoded.rest, &data[body.len..], "what follows the body");
+            let kept = decoded.trailers.as_ref().map_or(0, HeaderMap::len);
+            assert_eq!(kept, body.kept_trailers, "the trailers kept");
+        }
+        (Some(_), None) => {}
+        (None, None) => panic!("the decoder accepted a body the grammar refuses"),
+        (Some(e), Some(_)) => panic!("the decoder refused a body the grammar accepts: {e}"),
+    }
+}
+
+/// Chunk-size lines: [`parse_chunk_line`] takes exactly the lines of the grammar, with the same size,
+/// and the size line the gateway writes for that size reads back as it.
+pub fn chunk_line(data: &[u8]) {
+    let parsed = parse_chunk_line(data).ok();
+    assert_eq!(parsed, grammar::chunk_line(data), "the line's size");
+    if let Some(size) = parsed.filter(|s| *s > 0) {
+        let Ok(len) = usize::try_from(size) else {
+            return;
+        };
+        let line = encode_chunk_size(len);
+        let line = line.as_bytes();
+        assert!(line.ends_with(b"\r\n"));
+        assert_eq!(parse_chunk_line(&line[..line.len() - 2]), Ok(size));
+    }
+}
+
+/// Trailer field lines: [`parse_field_line`] takes exactly the lines of the grammar, splitting them
+/// the same way, and a line written from what it returns reads back the same.
+pub fn field_line(data: &[u8]) {
+    let parsed = parse_field_line(data);
+    assert_eq!(parsed, grammar::field_line(data), "name and value");
+    if let Some((name, value)) = parsed {
+        let mut line = Vec::new();
+        encode_field(&mut line, name, value);
+        assert_eq!(
+            parse_field_line(&line[..line.len() - 2]),
+            Some((name, value))
+        );
+    }
+}
+
+/// `Host` values: [`is_valid_authority`] never takes a value that could carry userinfo, a path, a
+/// query, a fragment, whitespace or a control byte into routing, every value it takes is a `Host` a
+/// request head is accepted with and the `http` crate takes as it is, and an authority always names
+/// itself.
+pub fn authority(data: &[u8]) {
+    if !is_valid_authority(data) {
+        return;
+    }
+    assert!(
+        !data
+            .iter()
+            .any(|b| b"@/?#\\ \"<>^`{|}".contains(b) || b.is_ascii_control() || *b >= 0x80),
+        "an authority of a host and a port only"
+    );
+    assert!(same_authority(data, data));
+    // The same value becomes an HTTP/2 upstream's `:authority`: `http` must take it as it is.
+    if !data.is_empty() {
+        let parsed = http::uri::Authority::try_from(data);
+        assert_eq!(
+            parsed.as_ref().map(|a| a.as_str().as_bytes()).ok(),
+            Some(data),
+            "an authority for http too"
+        );
+    }
+    let mut head = b"GET / HTTP/1.1\r\nHost: ".to_vec();
+    head.extend_from_slice(data);
+    head.extend_from_slice(b"\r\n\r\n");
+    let parsed = parse_request(&mut BytesMut::from(&head[..]));
+    assert!(
+        matches!(parsed, Ok(Some(_))),
+        "a valid Host is accepted: {:?}",
+        parsed.err()
+    );
+}
+
+/// The framing fields' values (one per line of the input): `Content-Length` reads as the grammar
+/// reads it, and `Transfer-Encoding` is accepted only as one `chunked`, refused as unsupported only
+/// when well-formed codings end in `chunked`.
+pub fn framing_fields(data: &[u8]) {
+    let values = || data.split(|b| *b == b'\n');
+    assert_eq!(
+        content_length_of(values()).ok(),
+        grammar::content_length(values()),
+        "Content-Length"
+    );
+    let codings: Vec<&[u8]> = values()
+        .flat_map(|v| v.split(|b| *b == b','))
+        .map(trim_ows)
+        .filter(|c| !c.is_empty())
+        .collect();
+    match transfer_coding(values()) {
+        Ok(()) => assert!(
+            codings.len() == 1 && codings[0].eq_ignore_ascii_case(b"chunked"),
+            "one chunked: {codings:?}"
+        ),
+        Err(CodingError::Unsupported) => assert!(
+            codings.len() > 1
+                && codings
+                    .last()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+                && !codings[..codings.len() - 1]
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(b"chunked")),
+            "codings ending in one chunked: {codings:?}"
+        ),
+        Err(CodingError::Invalid) => {}
+    }
+}
+
+/// `OWS` (RFC 9110 §5.6.3) is spaces and tabs, and no other whitespace.
+fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !ows(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !ows(b))
+        .map_or(start, |at| at + 1);
+    &bytes[start..end]
 }
 
 /// The outcome of decoding one chunked body.

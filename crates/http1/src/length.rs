@@ -3,6 +3,8 @@
 //! One parser of each, used for requests and responses alike, so the gateway never reads a length one
 //! way on one side and another way on the other.
 
+use crate::tokens::trim_ows;
+
 /// Parses a decimal `Content-Length` value: digits only (no sign, no spaces, no `0x`), at most 19 of
 /// them, so the value always fits in a `u64`.
 pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
@@ -28,7 +30,7 @@ pub fn content_length_of<'a>(
     let mut length = None;
     for value in values {
         for part in value.split(|b| *b == b',') {
-            let n = parse_decimal(part.trim_ascii()).ok_or(BadContentLength)?;
+            let n = parse_decimal(trim_ows(part)).ok_or(BadContentLength)?;
             if length.is_some_and(|l| l != n) {
                 return Err(BadContentLength);
             }
@@ -72,8 +74,8 @@ pub fn transfer_coding<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<(),
         for coding in value.split(|b| *b == b',') {
             // Parameters (`gzip;q=1`) belong to a coding; only its name matters here.
             let name = coding.split(|b| *b == b';').next().unwrap_or_default();
-            let name = name.trim_ascii();
-            if name.is_empty() && coding.trim_ascii().is_empty() {
+            let name = trim_ows(name);
+            if name.is_empty() && trim_ows(coding).is_empty() {
                 // Empty list elements are allowed and mean nothing (RFC 9110 §5.6.1).
                 continue;
             }
@@ -84,7 +86,7 @@ pub fn transfer_coding<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<(),
                 if chunked_at.is_some() {
                     return Err(CodingError::Invalid);
                 }
-                if coding.trim_ascii() != name {
+                if trim_ows(coding) != name {
                     // `chunked` takes no parameters.
                     return Err(CodingError::Invalid);
                 }
@@ -106,7 +108,7 @@ pub fn chunked_last_of<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<boo
     Some(
         last.rsplit(|b| *b == b',')
             .next()
-            .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked")),
+            .is_some_and(|coding| trim_ows(coding).eq_ignore_ascii_case(b"chunked")),
     )
 }
 
@@ -144,6 +146,8 @@ mod tests {
             "1e3",
             "5 5",
             "99999999999999999999",
+            "5\x0c",
+            "\x0b5",
         ] {
             assert_eq!(length(&[bad]), Err(BadContentLength), "{bad:?}");
         }
@@ -172,6 +176,8 @@ mod tests {
             &["chunked;x=1"],
             &["chu nked"],
             &["\"chunked\""],
+            &["\x0bchunked"],
+            &["chunked\x0c"],
         ] {
             assert_eq!(coding(bad), Err(CodingError::Invalid), "{bad:?}");
         }

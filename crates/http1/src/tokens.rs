@@ -6,11 +6,24 @@ pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// `bytes` without the optional whitespace around it (RFC 9110 §5.6.3: OWS is spaces and tabs only). Not
+/// `trim_ascii`, which also strips form feeds, CRs and LFs: a value like `5\x0c` must stay invalid rather
+/// than read as `5`.
+pub(crate) fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !ows(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !ows(b))
+        .map_or(start, |at| at + 1);
+    &bytes[start..end]
+}
+
 /// Whether a comma-separated list value has `token` (case-insensitive).
 pub fn list_has(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        .any(|t| trim_ows(t).eq_ignore_ascii_case(token))
 }
 
 /// Whether a `Connection` header of `headers` lists `token` (case-insensitive).
@@ -78,7 +91,7 @@ pub fn is_hop_by_hop_name(name: &[u8]) -> bool {
 pub fn named_by_connection(value: &[u8], keep_upgrade: bool) -> impl Iterator<Item = &[u8]> {
     value
         .split(|b| *b == b',')
-        .map(<[u8]>::trim_ascii)
+        .map(trim_ows)
         .filter(move |token| !is_kept_token(token, keep_upgrade))
 }
 
