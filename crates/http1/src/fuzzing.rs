@@ -146,6 +146,15 @@ pub fn response_head(data: &[u8]) {
         // own framing line), the head parses to the same status, framing and fields.
         let mut out = format!("HTTP/1.1 {} \r\n", head.status.as_str()).into_bytes();
         head.fields.encode(&mut out, |_| false);
+        // A length not passed on as it came (a list, or repeated) is written by the gateway from the
+        // body's exact size, as one number.
+        let length_added = match head.framing {
+            Framing::Length(n) if !head.fields.contains("content-length") => {
+                out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes());
+                true
+            }
+            _ => false,
+        };
         if head.framing == Framing::Chunked {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
@@ -159,7 +168,11 @@ pub fn response_head(data: &[u8]) {
         assert_eq!(reparsed.status, head.status);
         assert_eq!(reparsed.framing, head.framing, "the framing");
         assert!(
-            reparsed.fields.iter().eq(head.fields.iter()),
+            reparsed
+                .fields
+                .iter()
+                .filter(|(name, _)| !(length_added && name.eq_ignore_ascii_case(b"content-length")))
+                .eq(head.fields.iter()),
             "the fields passed on"
         );
     }

@@ -102,16 +102,6 @@ pub fn transfer_coding<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<(),
     }
 }
 
-/// Whether the last transfer coding of `Transfer-Encoding` is `chunked`; `None` without the header.
-pub fn chunked_last_of<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<bool> {
-    let last = values.last()?;
-    Some(
-        last.rsplit(|b| *b == b',')
-            .next()
-            .is_some_and(|coding| trim_ows(coding).eq_ignore_ascii_case(b"chunked")),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,9 +30,7 @@ pub use decoder::{BodySource, DecodeError, Decoder, Framing};
 pub use encode::{encode_chunk_size, encode_field, encode_fields, encode_last_chunk};
 pub use fields::{header_map, raw_fields_of, FieldSpan, RawFields};
 pub use host::{is_valid_authority, same_authority};
-pub use length::{
-    chunked_last_of, content_length, content_length_of, parse_decimal, transfer_coding, CodingError,
-};
+pub use length::{content_length, content_length_of, parse_decimal, transfer_coding, CodingError};
 pub use request::{head_complete, parse_request, RequestError, RequestHead, MAX_REQUEST_HEADERS};
 pub use response::{
     encode_request, parse_response, ResponseError, ResponseHead, MAX_RESPONSE_HEAD,

@@ -219,6 +219,18 @@ fn cases() -> Vec<Case> {
         refused("no Host", b"GET / HTTP/1.1\r\n\r\n", 400),
         refused("two Hosts", b"GET / HTTP/1.1\r\nHost: app.test\r\nHost: evil.test\r\n\r\n", 400),
         refused("Host not an authority", b"GET / HTTP/1.1\r\nHost: a b/c@d\r\n\r\n", 400),
+        refused("percent-encoding in Host", b"GET / HTTP/1.1\r\nHost: a%41\r\n\r\n", 400),
+        refused("a bracketed Host that is no IPv6 address", b"GET / HTTP/1.1\r\nHost: [::f::.]\r\n\r\n", 400),
+        refused(
+            "a vertical tab before a Transfer-Encoding value",
+            b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: \x0bchunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        refused(
+            "a control byte after a trailer value",
+            b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: 1\x0c\r\n\r\n",
+            400,
+        ),
         refused("userinfo in the target", b"GET http://x@app.test/ HTTP/1.1\r\nHost: app.test\r\n\r\n", 400),
         refused(
             "target and Host disagree",
