@@ -89,10 +89,11 @@ enum Step {
 pub struct Decoder {
     state: State,
     /// How far into the buffer the current line (or trailer section) has been searched already, so a
-    /// line that arrives a byte at a time is scanned once, not once per byte.
-    scanned: usize,
+    /// line that arrives a byte at a time is scanned once, not once per byte. Both offsets stay below the
+    /// line and trailer limits, so 32 bits do: decoders are moved with the bodies that hold them.
+    scanned: u32,
     /// Where the trailer line being read starts.
-    line_start: usize,
+    line_start: u32,
 }
 
 impl Decoder {
@@ -214,7 +215,7 @@ impl Decoder {
                 // Line by line, each checked as it is found: the section ends at the first empty line,
                 // and not a byte further, so whatever follows (a pipelined request) stays in the buffer.
                 loop {
-                    let line_start = self.line_start;
+                    let line_start = self.line_start as usize;
                     let Some(line_end) = self.find_line_end(src.buffered(), line_start)? else {
                         return self.fill_or_fail(cx, src, MAX_TRAILERS);
                     };
@@ -235,8 +236,8 @@ impl Decoder {
                     if parse_field_line(&src.buffered()[line_start..line_end]).is_none() {
                         return Poll::Ready(Err(DecodeError::BadChunk));
                     }
-                    self.scanned = line_end + 2;
-                    self.line_start = line_end + 2;
+                    self.scanned = offset(line_end + 2);
+                    self.line_start = offset(line_end + 2);
                 }
             }
         }
@@ -246,21 +247,21 @@ impl Decoder {
     /// A LF without a CR before it is faulty framing (RFC 9112 §7.1 lines end in CRLF), and so is a CR
     /// that is not followed by LF.
     fn find_line_end(&mut self, buf: &[u8], from: usize) -> Result<Option<usize>, DecodeError> {
-        let start = self.scanned.max(from);
+        let start = (self.scanned as usize).max(from);
         match buf[start..].iter().position(|b| *b == b'\n' || *b == b'\r') {
             None => {
-                self.scanned = buf.len();
+                self.scanned = offset(buf.len());
                 Ok(None)
             }
             Some(at) => {
                 let at = start + at;
                 match (buf[at], buf.get(at + 1)) {
                     (b'\r', Some(b'\n')) => {
-                        self.scanned = at;
+                        self.scanned = offset(at);
                         Ok(Some(at))
                     }
                     (b'\r', None) => {
-                        self.scanned = at;
+                        self.scanned = offset(at);
                         Ok(None)
                     }
                     _ => Err(DecodeError::BadChunk),
@@ -289,6 +290,11 @@ impl Decoder {
             _ => Ok(Step::Again),
         })
     }
+}
+
+/// An offset into a decoder's buffer, which the line limits keep far below 4 GiB.
+fn offset(at: usize) -> u32 {
+    u32::try_from(at).unwrap_or(u32::MAX)
 }
 
 /// The trailer fields of `section` (lines already checked, CRLF-separated, without the final empty

@@ -121,33 +121,40 @@ pub fn parse_response(
         Version::HTTP_11
     };
     let fields = &*response.headers;
-    let values = |name: &'static str| {
+    // One pass notes which of the fields that frame the message or name others are there: most
+    // responses have a length and perhaps `Connection: keep-alive`, and each lookup below would
+    // otherwise scan every field again.
+    let mut noted = Noted::default();
+    for field in fields {
+        noted.note(field);
+    }
+    let values = |present: bool, name: &'static str| {
         fields
             .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .filter(move |h| present && h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
     let framing = framing(
         status,
         request_method,
-        values("transfer-encoding"),
-        values("content-length"),
+        values(noted.transfer_encoding, "transfer-encoding"),
+        values(noted.content_lengths > 0, "content-length"),
     )?;
-    let transfer_coded = values("transfer-encoding").next().is_some();
+    let transfer_coded = noted.transfer_encoding;
+    let connection = || values(noted.connection, "connection");
     // RFC 9112 §6.1: a transfer coding in an HTTP/1.0 message is faulty framing; read this one
     // message, then close.
     let keep_alive = framing != Framing::UntilClose
         && !(transfer_coded && version == Version::HTTP_10)
         && if version == Version::HTTP_11 {
-            !values("connection").any(|v| list_has(v, b"close"))
+            !connection().any(|v| list_has(v, b"close"))
         } else {
-            values("connection").any(|v| list_has(v, b"keep-alive"))
+            connection().any(|v| list_has(v, b"keep-alive"))
         };
 
     // Which fields go on. A 101 keeps them all: the tunnel's headers are sorted out on a map.
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    let connection_names =
-        values("connection").any(|v| named_by_connection(v, false).next().is_some());
+    let connection_names = connection().any(|v| named_by_connection(v, false).next().is_some());
     // A length sent as a list or on several lines goes on once, as one number (RFC 9110 §8.6): the
     // first line when it is a plain number, else the writer's own from the body's size.
     let mut lengths_seen = 0u32;
@@ -156,23 +163,18 @@ pub fn parse_response(
         if switching {
             return true;
         }
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if noted.content_lengths > 0 && name.eq_ignore_ascii_case(b"content-length") {
+            // RFC 9112 §6.3: a length next to a transfer coding is wrong, and must not be passed on.
             lengths_seen += 1;
-            if lengths_seen > 1 || field.value.contains(&b',') {
-                return false;
-            }
+            return !(transfer_coded || lengths_seen > 1 || field.value.contains(&b','));
         }
         if is_hop_by_hop_name(name) {
             // `TE: trailers` is the one hop-by-hop field kept (see `remove_hop_by_hop`).
             return name.eq_ignore_ascii_case(b"te")
                 && field.value.eq_ignore_ascii_case(b"trailers");
         }
-        // RFC 9112 §6.3: a length next to a transfer coding is wrong, and must not be passed on.
-        if transfer_coded && name.eq_ignore_ascii_case(b"content-length") {
-            return false;
-        }
         !(connection_names
-            && values("connection")
+            && connection()
                 .flat_map(|v| named_by_connection(v, false))
                 .any(|named| named.eq_ignore_ascii_case(name)))
     };
@@ -190,6 +192,26 @@ pub fn parse_response(
         framing,
         keep_alive,
     }))
+}
+
+/// The fields of a response head that frame it or name others, as one pass over its fields finds them.
+#[derive(Default)]
+struct Noted {
+    transfer_encoding: bool,
+    content_lengths: u32,
+    connection: bool,
+}
+
+impl Noted {
+    fn note(&mut self, field: &httparse::Header<'_>) {
+        let is = |known: &str| field.name.eq_ignore_ascii_case(known);
+        match field.name.len() {
+            17 => self.transfer_encoding |= is("transfer-encoding"),
+            14 => self.content_lengths += u32::from(is("content-length")),
+            10 => self.connection |= is("connection"),
+            _ => {}
+        }
+    }
 }
 
 /// RFC 9112 §6.3: how the body of this response is delimited, from its `Transfer-Encoding` and

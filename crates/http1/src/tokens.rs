@@ -56,6 +56,10 @@ pub struct HopByHop {
 impl HopByHop {
     /// Notes `name` (lowercase) when it is one of them, and says whether it was.
     pub fn note(&mut self, name: &[u8]) -> bool {
+        // Most names start with none of these letters: one comparison rules them out.
+        if !matches!(name.first(), Some(b'c' | b'k' | b'p' | b't' | b'u' | b'h')) {
+            return false;
+        }
         let slot = match name {
             b"connection" => &mut self.connection,
             b"keep-alive" => &mut self.keep_alive,

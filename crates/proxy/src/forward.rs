@@ -32,7 +32,12 @@ use crate::worker_ctx::WorkerCtx;
 ///
 /// Not an `async fn`, which would hold `req` twice in its future (see `handle`).
 #[allow(clippy::too_many_arguments)] // each is one piece of the request's context, borrowed
-#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice (see `handle`)
+#[allow(clippy::manual_async_fn)]
+// an `async fn` would hold its arguments twice (see `handle`)
+// Inlined into the handler so its future is built in place in the handler's: called, it returns that
+// future by value, and moving it costs a copy of a few kilobytes per request (measured: about 300
+// instructions per request with callgrind).
+#[inline(always)]
 pub fn forward<'a>(
     ctx: &'a Rc<WorkerCtx>,
     conn: &'a ConnInfo,
@@ -97,7 +102,9 @@ pub struct Outcome {
 }
 
 /// Picks the target and shapes the request for it: hop-by-hop headers out, the gateway's forwarding
-/// headers beside the map, `Host`, the body wrapped in its size limit.
+/// headers beside the map, `Host`, the body wrapped in its size limit. Inlined, so what it returns is
+/// built where `forward` keeps it rather than copied there.
+#[inline(always)]
 fn prepare<'a>(
     ctx: &Rc<WorkerCtx>,
     conn: &'a ConnInfo,

@@ -61,11 +61,7 @@ pub fn handle(
         });
         let mut used = Used::default();
         let mut in_flight = None;
-        let slot = admit(&ctx, &snapshot);
-        let result = match slot {
-            Ok(_) => serve(&ctx, &conn, &snapshot, req, &request_id, started, &mut used).await,
-            Err(error) => Err(error),
-        };
+        let result = serve(&ctx, &conn, &snapshot, req, &request_id, started, &mut used).await;
         let mut response = match result {
             Ok(outcome) => {
                 in_flight = outcome.in_flight;
@@ -94,7 +90,7 @@ pub fn handle(
             bytes_sent: None,
             access,
             in_flight,
-            slot: slot.ok(),
+            slot: used.slot,
         });
         Ok(response)
     }
@@ -119,6 +115,8 @@ pub struct Used {
     pub route: Option<Arc<RouteRuntime>>,
     /// The target picked.
     pub target: Option<Arc<str>>,
+    /// The request's place under the worker's in-flight limit, held until its response ends.
+    pub slot: Option<RequestSlot>,
 }
 
 #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice (see `handle`)
@@ -126,14 +124,14 @@ fn serve<'a>(
     ctx: &'a Rc<WorkerCtx>,
     conn: &'a ConnInfo,
     snapshot: &'a Snapshot,
-    req: Request<ClientBody>,
+    mut req: Request<ClientBody>,
     request_id: &'a HeaderValue,
     started: Instant,
     used: &'a mut Used,
 ) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
     async move {
+        used.slot = Some(admit(ctx, snapshot)?);
         check_request(&req, conn, snapshot.max_header_bytes)?;
-        let mut req = req;
         let route = {
             // Scoped so the rare owned path is not kept in this future across the forwarding await.
             let routed_path = normalize_target(&mut req, conn.path_rules)?;
@@ -201,6 +199,8 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
 /// The request's declared length, read by the one `Content-Length` parser of the HTTP/1.1 codec (a
 /// malformed value never gets this far on HTTP/1.1, and hyper refuses it on HTTP/2).
 fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    // Most requests have none: one lookup says so.
+    req.headers().get(header::CONTENT_LENGTH)?;
     floodgate_http1::content_length(req.headers())
         .ok()
         .flatten()

@@ -26,41 +26,41 @@ pub struct Http1Conn {
     pub(super) served: u64,
     /// How much the next read asks for.
     pub(super) read_size: ReadSize,
-    /// How long a response body may stall between two reads.
-    body_deadline: ProgressDeadline,
-    /// Where a stalled body is counted.
-    read_timeout: ReadTimeout,
+    /// How long a response body may stall between two reads, and where a stall is counted. Boxed: it is
+    /// made once per connection, and inline it would add to every move of the connection (out of the
+    /// pool, into the response body and back), which happen on every request.
+    read_timeout: Box<ReadTimeout>,
     /// Counts the connection as open in its pool for as long as it lives.
     _open: OpenGuard,
 }
 
-/// The upstream's `read_timeout` and where a body that stalls past it is counted.
+/// The upstream's `read_timeout`, its deadline on this connection, and where a body that stalls past it
+/// is counted.
 pub struct ReadTimeout {
-    period: std::time::Duration,
+    deadline: ProgressDeadline,
     metrics: Arc<UpstreamMetrics>,
     worker: usize,
 }
 
 impl ReadTimeout {
     /// `upstream`'s read timeout, counted for `worker`.
-    pub fn of(upstream: &UpstreamRuntime, worker: usize) -> Self {
-        Self {
-            period: upstream.read_timeout,
+    pub fn of(upstream: &UpstreamRuntime, worker: usize) -> Box<Self> {
+        Box::new(Self {
+            deadline: ProgressDeadline::new(upstream.read_timeout),
             metrics: upstream.metrics.clone(),
             worker,
-        }
+        })
     }
 }
 
 impl Http1Conn {
     /// A fresh connection over `io`.
-    pub fn new(io: UpstreamIo, open: OpenGuard, read_timeout: ReadTimeout) -> Self {
+    pub fn new(io: UpstreamIo, open: OpenGuard, read_timeout: Box<ReadTimeout>) -> Self {
         Self {
             io,
             buf: BytesMut::new(),
             served: 0,
             read_size: ReadSize::new(FIRST_READ),
-            body_deadline: ProgressDeadline::new(read_timeout.period),
             read_timeout,
             _open: open,
         }
@@ -83,15 +83,15 @@ impl Http1Conn {
             read_size,
             io,
             buf,
-            body_deadline,
+            read_timeout,
             ..
         } = self;
-        let read = body_deadline.poll(cx, |cx| read_size.poll_fill(cx, io, buf));
+        let read = read_timeout
+            .deadline
+            .poll(cx, |cx| read_size.poll_fill(cx, io, buf));
         if let Poll::Ready(Err(e)) = &read {
             if e.kind() == io::ErrorKind::TimedOut {
-                self.read_timeout
-                    .metrics
-                    .read_timeout(self.read_timeout.worker);
+                read_timeout.metrics.read_timeout(read_timeout.worker);
             }
         }
         read
