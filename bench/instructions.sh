@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind's callgrind: deterministic where CPU time is not,
+# so two builds can be told apart on a noisy machine. Uses the configuration and upstream that
+# bench/run.sh writes to bench/out (run that once first).
+#
+#   bench/instructions.sh [FLOODGATE_BIN]     # default: target/release/floodgate
+#
+# floodgate runs with one worker under callgrind, counting nothing until a warm-up has passed; then
+# `wrk -t1 -c8 -d10` loads it and only those ten seconds are counted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-target/release/floodgate}
+OUT=bench/out
+[[ -f $OUT/floodgate.yaml && -f $OUT/upstream/nginx.conf ]] || { echo "run bench/run.sh once first" >&2; exit 1; }
+command -v valgrind >/dev/null || apt-get install -y -qq valgrind
+CG=$(mktemp -d)
+taskset -c 1 nginx -c "$PWD/$OUT/upstream/nginx.conf"
+trap 'kill "$(cat "$PWD/$OUT/upstream/nginx.pid")" 2>/dev/null || true; rm -rf "$CG"' EXIT
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$CG/out" \
+  "$BIN" run --config "$OUT/floodgate.yaml" >"$CG/floodgate.log" 2>&1 &
+VG=$!
+sleep 8
+wrk -t1 -c8 -d3 http://127.0.0.1:18081/ >/dev/null
+callgrind_control -i on "$VG" >/dev/null
+wrk -t1 -c8 -d10 http://127.0.0.1:18081/ >"$CG/wrk.txt"
+callgrind_control -i off "$VG" >/dev/null
+callgrind_control -d "$VG" >/dev/null
+sleep 1
+kill "$VG"; wait "$VG" 2>/dev/null || true
+requests=$(awk '/requests in/ {print $1}' "$CG/wrk.txt")
+instructions=0
+for f in "$CG"/out*; do
+  n=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  instructions=$((instructions + ${n:-0}))
+done
+echo "requests $requests  instructions $instructions  per request $((instructions / requests))"
