@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Version};
 
+use crate::tokens::trim_ows;
 use crate::{
     content_length_of, encode_chunk_size, encode_field, encode_last_chunk, encode_request,
     head_complete, is_valid_authority, parse_chunk_line, parse_field_line, parse_request,
@@ -339,17 +340,6 @@ pub fn framing_fields(data: &[u8]) {
         ),
         Err(CodingError::Invalid) => {}
     }
-}
-
-/// `OWS` (RFC 9110 §5.6.3) is spaces and tabs, and no other whitespace.
-fn trim_ows(bytes: &[u8]) -> &[u8] {
-    let ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = bytes.iter().position(|b| !ows(b)).unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !ows(b))
-        .map_or(start, |at| at + 1);
-    &bytes[start..end]
 }
 
 /// The outcome of decoding one chunked body.

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use floodgate_testkit::{OneRoute, Reply, ScriptedRequest, ScriptedUpstream, TestGateway};
+use floodgate_testkit::{
+    read_to_close, OneRoute, Reply, ScriptedRequest, ScriptedUpstream, TestGateway,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,12 +30,7 @@ async fn exchange(gw: &TestGateway, bytes: &[u8]) -> String {
     let mut stream = TcpStream::connect(gw.addr("main")).await.expect("connect");
     stream.write_all(bytes).await.expect("write");
     let _ = stream.shutdown().await;
-    let mut out = Vec::new();
-    tokio::time::timeout(SAFETY, stream.read_to_end(&mut out))
-        .await
-        .expect("the gateway closed the connection")
-        .ok();
-    String::from_utf8_lossy(&out).into_owned()
+    read_to_close(&mut stream).await
 }
 
 /// The status codes of every response in `raw`, in order.

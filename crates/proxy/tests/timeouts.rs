@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use floodgate_testkit::{eventually, OneRoute, Reply, ScriptedUpstream, TestGateway};
+use floodgate_testkit::{
+    eventually, read_to_close, OneRoute, Reply, ScriptedUpstream, TestGateway,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -18,16 +20,6 @@ fn gateway(upstream: &ScriptedUpstream) -> TestGateway {
         .top("timeouts: { client_header: 300ms, client_keepalive: 300ms, client_body: 300ms, client_send: 300ms }")
         .upstream("read_timeout: 300ms")
         .start()
-}
-
-/// Reads until the gateway closes the connection; what it sent.
-async fn read_until_closed(stream: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    tokio::time::timeout(SAFETY, stream.read_to_end(&mut out))
-        .await
-        .expect("the gateway closed the connection")
-        .ok();
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Reads one response with a `Content-Length` body off `stream`.
@@ -89,7 +81,7 @@ async fn an_idle_keep_alive_connection_is_closed_and_counted() {
         .await
         .starts_with("HTTP/1.1 200 OK"));
     // Then silence: the gateway closes the connection without a response.
-    assert_eq!(read_until_closed(&mut stream).await, "");
+    assert_eq!(read_to_close(&mut stream).await, "");
     eventually("the keep-alive timeout counted", || {
         timeouts_of(&gw, "client_keepalive") == 1
     })
@@ -102,7 +94,7 @@ async fn a_connection_that_sends_nothing_is_closed() {
     let upstream = ScriptedUpstream::start(|_| Reply::new(OK)).await;
     let gw = gateway(&upstream);
     let mut stream = TcpStream::connect(gw.addr("main")).await.unwrap();
-    assert_eq!(read_until_closed(&mut stream).await, "");
+    assert_eq!(read_to_close(&mut stream).await, "");
     eventually("the header timeout counted", || {
         timeouts_of(&gw, "client_header") == 1
     })
@@ -116,7 +108,7 @@ async fn a_head_that_stops_halfway_gets_408() {
     let gw = gateway(&upstream);
     let mut stream = TcpStream::connect(gw.addr("main")).await.unwrap();
     stream.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
-    let answer = read_until_closed(&mut stream).await;
+    let answer = read_to_close(&mut stream).await;
     assert!(
         answer.starts_with("HTTP/1.1 408 Request Timeout"),
         "{answer}"
@@ -141,7 +133,7 @@ async fn a_body_that_stalls_gets_408_and_its_upstream_connection_is_not_reused()
         .write_all(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 10\r\n\r\nabc")
         .await
         .unwrap();
-    let answer = read_until_closed(&mut stream).await;
+    let answer = read_to_close(&mut stream).await;
     assert!(
         answer.starts_with("HTTP/1.1 408 Request Timeout"),
         "{answer}"
@@ -176,7 +168,7 @@ async fn a_client_that_stops_reading_is_cut_off() {
         timeouts_of(&gw, "client_send") == 1
     })
     .await;
-    let received = read_until_closed(&mut stream).await;
+    let received = read_to_close(&mut stream).await;
     assert!(received.len() < big, "the whole body cannot have been sent");
     still_serves(&gw).await;
 }
@@ -195,7 +187,7 @@ async fn an_upstream_body_that_stalls_is_cut_off_and_counted() {
         .write_all(b"GET /stall HTTP/1.1\r\nHost: app.test\r\n\r\n")
         .await
         .unwrap();
-    let received = read_until_closed(&mut stream).await;
+    let received = read_to_close(&mut stream).await;
     assert!(received.starts_with("HTTP/1.1 200 OK"), "{received}");
     assert!(received.ends_with("\r\n\r\nabc"), "{received}");
     eventually("the upstream read timeout counted", || {

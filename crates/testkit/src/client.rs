@@ -220,6 +220,17 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).to_string()
 }
 
+/// Reads what the gateway sends on `stream` until it closes the connection (at most 20 s, a safety net
+/// for a broken test, not a timing assertion), as text.
+pub async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut out))
+        .await
+        .expect("the gateway closed the connection")
+        .ok();
+    String::from_utf8_lossy(&out).to_string()
+}
+
 /// Reads body frames until at least `at_least` bytes arrived (or the body ended) and returns how many did.
 /// Reading part of a body and pausing keeps a download in flight, held back by this slow reader.
 pub async fn read_body(body: &mut Incoming, at_least: usize) -> Result<usize, String> {

@@ -15,7 +15,7 @@ pub mod upstream;
 pub mod wait;
 
 pub use certs::TestCerts;
-pub use client::{raw_exchange, read_body, send, send_on, Proto, TestResponse};
+pub use client::{raw_exchange, read_body, read_to_close, send, send_on, Proto, TestResponse};
 pub use config::OneRoute;
 pub use gateway::{free_port, TestGateway};
 pub use scripted::{Reply, ScriptedRequest, ScriptedUpstream};
