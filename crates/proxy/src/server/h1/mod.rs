@@ -93,10 +93,7 @@ async fn serve_requests(
     // A timer of the connection's own for idle waits, apart from the one the route timeouts move:
     // each idle deadline is later than the one before, and tokio moves a timer later without a lock,
     // while alternating it with an earlier route deadline would take that lock twice per request.
-    let mut idle = Box::pin(tokio::time::sleep_until(
-        tokio::time::Instant::now() + idle_limit.0,
-    ));
-    let mut first_wait = true;
+    let mut idle = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
     loop {
         if wire.borrow().buf.is_empty() {
             // Idle: give the buffer back, and wait with nothing but the socket.
@@ -105,11 +102,9 @@ async fn serve_requests(
                 ctx.recycle_read_buffer(std::mem::take(&mut idle.buf));
                 idle.read_size.reset();
             }
-            if !first_wait {
-                idle.as_mut()
-                    .reset(tokio::time::Instant::now() + idle_limit.0);
-            }
-            first_wait = false;
+            // Not yet registered on the first wait, so setting it costs no lock then either.
+            idle.as_mut()
+                .reset(tokio::time::Instant::now() + idle_limit.0);
             let readable = {
                 // Biased: no random branch order (and no random number) per wait; a stop is seen
                 // at the latest when the socket has nothing to say.
