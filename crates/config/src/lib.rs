@@ -9,6 +9,7 @@
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod admin;
+mod consumer;
 mod duration;
 mod error;
 mod http2;
@@ -23,6 +24,7 @@ mod upstream;
 mod validate;
 
 pub use admin::AdminConfig;
+pub use consumer::{ConsumerConfig, RealIpConfig};
 pub use duration::HumanDuration;
 pub use error::{ConfigError, FieldError};
 pub use http2::Http2Config;
@@ -75,6 +77,16 @@ pub struct Config {
     /// Rules that map requests to upstreams.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Plugins that run on every route (a route's plugin of the same name replaces the global one);
+    /// see docs/plugins.md.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub global_plugins: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Clients that authentication plugins identify.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<ConsumerConfig>,
+    /// How the client's address is found behind trusted proxies.
+    #[serde(default)]
+    pub real_ip: RealIpConfig,
 }
 
 fn default_shutdown_timeout() -> HumanDuration {

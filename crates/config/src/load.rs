@@ -33,6 +33,9 @@ fn empty_config() -> Config {
         access_log: None,
         upstreams: Vec::new(),
         routes: Vec::new(),
+        global_plugins: Default::default(),
+        consumers: Vec::new(),
+        real_ip: Default::default(),
     }
 }
 
@@ -47,6 +50,9 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "access_log",
     "upstreams",
     "routes",
+    "global_plugins",
+    "consumers",
+    "real_ip",
 ];
 
 /// Parses and validates a YAML configuration. The error lists every problem found, each with its field path.

@@ -49,7 +49,8 @@ pub struct RouteConfig {
     /// tunnel would carry requests that no route sees (h2c smuggling).
     #[serde(default = "default_upgrades")]
     pub upgrades: Vec<String>,
-    /// Per-route plugin configuration (reserved for plugins; must be empty for now).
+    /// The route's plugins by name (`jwt-auth: {...}`); see docs/plugins.md. A route's plugin replaces
+    /// a global plugin of the same name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub plugins: BTreeMap<String, serde_json::Value>,
 }

@@ -43,10 +43,27 @@ impl Config {
         self.http2.validate_into(&mut errors);
         self.validate_upstreams(&mut errors);
         self.validate_routes(&mut errors);
+        self.validate_consumers(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
             Err(ConfigError::Invalid(errors))
+        }
+    }
+
+    /// Consumer ids are unique and non-empty; their credentials and plugins are checked when plugins are
+    /// built, by the plugin they belong to.
+    fn validate_consumers(&self, errors: &mut Vec<FieldError>) {
+        let mut ids = HashSet::new();
+        for (i, consumer) in self.consumers.iter().enumerate() {
+            if consumer.id.is_empty() {
+                errors.push(FieldError::new(format!("consumers[{i}].id"), "must not be empty"));
+            } else if !ids.insert(consumer.id.as_str()) {
+                errors.push(FieldError::new(
+                    format!("consumers[{i}].id"),
+                    format!("duplicate consumer id {:?}", consumer.id),
+                ));
+            }
         }
     }
 
@@ -297,12 +314,6 @@ impl Config {
                 errors.push(FieldError::new(
                     format!("{at}.timeout"),
                     "must be greater than zero",
-                ));
-            }
-            if !route.plugins.is_empty() {
-                errors.push(FieldError::new(
-                    format!("{at}.plugins"),
-                    "no plugins are available in this version",
                 ));
             }
             check_conflicts(i, route, &mut seen, errors);

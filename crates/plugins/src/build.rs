@@ -1,0 +1,251 @@
+//! Building the plugins of a configuration once per snapshot: consumers, global plugins, each route's
+//! chain, and the `real_ip` rules.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use floodgate_config::{Config, FieldError};
+use http::HeaderName;
+use serde_json::Value;
+
+use crate::chain::Chain;
+use crate::cidr::CidrSet;
+use crate::consumer::{Consumer, Consumers};
+use crate::real_ip::RealIp;
+use crate::registry::{Credential, Plugin};
+use crate::state::StateStore;
+
+/// Where a plugin instance is configured; part of its state's key.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Under `global_plugins`: one instance shared by every route.
+    Global,
+    /// Under a route's `plugins`.
+    Route {
+        /// The route's id.
+        id: &'a str,
+        /// The route's path patterns (for `{param}` values).
+        paths: &'a [String],
+    },
+    /// Under a consumer's `plugins`.
+    Consumer {
+        /// The consumer's id.
+        id: &'a str,
+    },
+}
+
+/// What a plugin's `build` gets besides its configuration.
+pub struct BuildCtx<'a> {
+    /// The path of the plugin's configuration (`routes[3].plugins.jwt-auth`); errors name fields
+    /// under it.
+    pub at: String,
+    /// Where the plugin is configured.
+    pub scope: Scope<'a>,
+    /// The snapshot's consumers (empty while consumers' own plugins are built).
+    pub consumers: &'a Consumers,
+    /// The runtime to start background tasks on (key fetches); `None` when only validating.
+    pub runtime: Option<tokio::runtime::Handle>,
+    previous: &'a StateStore,
+    next: &'a mut StateStore,
+    state_key: String,
+}
+
+impl BuildCtx<'_> {
+    /// A problem at `field` of the plugin's configuration (`field` empty: the plugin as a whole).
+    pub fn error(&self, field: &str, message: impl Into<String>) -> FieldError {
+        if field.is_empty() {
+            FieldError::new(self.at.clone(), message)
+        } else {
+            FieldError::new(format!("{}.{field}", self.at), message)
+        }
+    }
+
+    /// The instance's state named `name`: the one the previous snapshot's instance had when the
+    /// plugin's scope and whole configuration are unchanged, else a new one from `make`.
+    pub fn state<T: std::any::Any + Send + Sync>(
+        &mut self,
+        name: &str,
+        make: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let key = format!("{}|{name}", self.state_key);
+        self.next.carry(self.previous, key, make)
+    }
+}
+
+/// The plugins of one configuration, ready for a snapshot.
+#[derive(Default)]
+pub struct PluginSet {
+    /// Each route's chain, by the route's index in `routes`; `None` for a route without plugins.
+    pub routes: Vec<Option<Arc<Chain>>>,
+    /// The consumers.
+    pub consumers: Arc<Consumers>,
+    /// How the client's address is found.
+    pub real_ip: RealIp,
+    /// The states the plugins use, to hand to the next build.
+    pub states: StateStore,
+}
+
+/// Builds every plugin of `config`. `previous` is the state store of the running snapshot (empty for
+/// the first), whose states unchanged plugins keep. Errors name the field at fault.
+pub fn build_plugins(
+    config: &Config,
+    previous: &StateStore,
+    runtime: Option<tokio::runtime::Handle>,
+) -> Result<PluginSet, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut states = StateStore::new();
+    let mut builder = Builder {
+        previous,
+        states: &mut states,
+        runtime,
+        errors: &mut errors,
+    };
+    let real_ip = builder.real_ip(config);
+    let consumers = Arc::new(builder.consumers(config));
+    let global = builder.plugins(
+        &config.global_plugins,
+        "global_plugins",
+        Scope::Global,
+        &consumers,
+    );
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for (i, route) in config.routes.iter().enumerate() {
+        let own = builder.plugins(
+            &route.plugins,
+            &format!("routes[{i}].plugins"),
+            Scope::Route {
+                id: &route.id,
+                paths: &route.paths,
+            },
+            &consumers,
+        );
+        let mut chain: Vec<Arc<Plugin>> = global
+            .iter()
+            .filter(|g| !own.iter().any(|p| p.name() == g.name()))
+            .cloned()
+            .collect();
+        chain.extend(own);
+        // A consumer's plugins join only a chain whose authentication plugin named it, so a route
+        // without plugins has no chain at all.
+        routes.push((!chain.is_empty()).then(|| {
+            Arc::new(Chain::new(
+                route.id.as_str().into(),
+                chain,
+                route.paths.iter().map(String::as_str),
+            ))
+        }));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(PluginSet {
+        routes,
+        consumers,
+        real_ip,
+        states,
+    })
+}
+
+struct Builder<'a> {
+    previous: &'a StateStore,
+    states: &'a mut StateStore,
+    runtime: Option<tokio::runtime::Handle>,
+    errors: &'a mut Vec<FieldError>,
+}
+
+impl Builder<'_> {
+    fn real_ip(&mut self, config: &Config) -> RealIp {
+        let at = "real_ip";
+        let mut trusted = Vec::new();
+        for (i, text) in config.real_ip.trusted_proxies.iter().enumerate() {
+            match CidrSet::parse([text.as_str()]) {
+                Ok(_) => trusted.push(text.as_str()),
+                Err(e) => self
+                    .errors
+                    .push(FieldError::new(format!("{at}.trusted_proxies[{i}]"), e.to_string())),
+            }
+        }
+        let header = match HeaderName::from_bytes(config.real_ip.header.as_bytes()) {
+            Ok(name) => name,
+            Err(_) => {
+                self.errors.push(FieldError::new(
+                    format!("{at}.header"),
+                    format!("{:?} is not a header name", config.real_ip.header),
+                ));
+                return RealIp::default();
+            }
+        };
+        match CidrSet::parse(trusted) {
+            Ok(set) => RealIp::new(set, header),
+            Err(_) => RealIp::default(),
+        }
+    }
+
+    fn consumers(&mut self, config: &Config) -> Consumers {
+        let none = Consumers::default();
+        let mut list = Vec::with_capacity(config.consumers.len());
+        for (i, consumer) in config.consumers.iter().enumerate() {
+            let at = format!("consumers[{i}]");
+            let mut credentials = Vec::new();
+            for (name, value) in &consumer.credentials {
+                match Credential::parse(name, value, &format!("{at}.credentials.{name}")) {
+                    Ok(credential) => credentials.push(credential),
+                    Err(errors) => self.errors.extend(errors),
+                }
+            }
+            let plugins = self.plugins(
+                &consumer.plugins,
+                &format!("{at}.plugins"),
+                Scope::Consumer { id: &consumer.id },
+                &none,
+            );
+            for plugin in &plugins {
+                if plugin.authenticates() {
+                    self.errors.push(FieldError::new(
+                        format!("{at}.plugins.{}", plugin.name()),
+                        "a consumer cannot carry an authentication plugin: it is named by one",
+                    ));
+                }
+            }
+            list.push(Arc::new(Consumer {
+                id: consumer.id.as_str().into(),
+                credentials,
+                plugins: plugins.into_boxed_slice(),
+            }));
+        }
+        Consumers::new(list)
+    }
+
+    /// The plugins of one `plugins:` map, sorted by priority.
+    fn plugins(
+        &mut self,
+        configs: &BTreeMap<String, Value>,
+        at: &str,
+        scope: Scope<'_>,
+        consumers: &Consumers,
+    ) -> Vec<Arc<Plugin>> {
+        let mut built = Vec::with_capacity(configs.len());
+        for (name, value) in configs {
+            let scope_key = match scope {
+                Scope::Global => "global".to_string(),
+                Scope::Route { id, .. } => format!("route:{id}"),
+                Scope::Consumer { id } => format!("consumer:{id}"),
+            };
+            let mut cx = BuildCtx {
+                at: format!("{at}.{name}"),
+                scope,
+                consumers,
+                runtime: self.runtime.clone(),
+                previous: self.previous,
+                next: self.states,
+                state_key: format!("{scope_key}|{name}|{value}"),
+            };
+            match Plugin::build(name, value, &mut cx) {
+                Ok(plugin) => built.push(Arc::new(plugin)),
+                Err(errors) => self.errors.extend(errors),
+            }
+        }
+        built.sort_by_key(|p| std::cmp::Reverse(p.priority()));
+        built
+    }
+}

@@ -1,0 +1,148 @@
+//! [`Chain`]: a route's plugins in priority order, and the phases run through them.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{HeaderValue, StatusCode};
+
+use crate::answer::Answer;
+use crate::consumer::Consumer;
+use crate::context::{Rejection, RequestCtx};
+use crate::heads::{RequestHead, ResponseHead, UpstreamRequest};
+use crate::params::{ParamPatterns, PathParams};
+use crate::policy::Flow;
+use crate::registry::Plugin;
+
+/// A route's plugins (global ones included), sorted by priority, built once per snapshot.
+pub struct Chain {
+    route: Arc<str>,
+    plugins: Box<[Arc<Plugin>]>,
+    params: ParamPatterns,
+}
+
+impl Chain {
+    /// The chain of route `route` with these plugins (any order) and path patterns.
+    pub fn new<'a>(
+        route: Arc<str>,
+        mut plugins: Vec<Arc<Plugin>>,
+        paths: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
+        Self {
+            route,
+            plugins: plugins.into_boxed_slice(),
+            params: ParamPatterns::new(paths),
+        }
+    }
+
+    /// The names of the chain's plugins in the order they run (without a consumer's).
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.plugins.iter().map(|p| p.name())
+    }
+
+    /// The context of a request on this chain's route.
+    pub fn start(
+        self: &Arc<Self>,
+        client_ip: IpAddr,
+        request_id: HeaderValue,
+        worker: usize,
+        tls: bool,
+        path: &str,
+    ) -> Box<RequestCtx> {
+        Box::new(RequestCtx {
+            client_ip,
+            route: self.route.clone(),
+            request_id,
+            worker,
+            tls,
+            consumer: None,
+            params: if self.params.is_empty() {
+                PathParams::default()
+            } else {
+                self.params.extract(path)
+            },
+            response_headers: Vec::new(),
+            rejection: None,
+            held: Vec::new(),
+            chain: self.clone(),
+        })
+    }
+
+    /// The `request` phase: each plugin in turn, until one answers.
+    pub fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Option<Answer> {
+        let mut cursor = Cursor::default();
+        // The consumer is read again at each step: an authentication plugin may just have named it.
+        while let Some(plugin) = self.next(ctx.consumer.clone().as_deref(), &mut cursor) {
+            if let Flow::Respond(answer) = plugin.request(req, ctx) {
+                ctx.rejection = Some(Rejection {
+                    plugin: plugin.name(),
+                    reason: answer.reason,
+                });
+                return Some(answer);
+            }
+        }
+        None
+    }
+
+    /// The `upstream_request` phase.
+    pub fn upstream_request(&self, req: &mut UpstreamRequest<'_>, ctx: &RequestCtx) {
+        let mut cursor = Cursor::default();
+        while let Some(plugin) = self.next(ctx.consumer.as_deref(), &mut cursor) {
+            plugin.upstream_request(req, ctx);
+        }
+    }
+
+    /// The `response` phase: the fields the `request` phase asked for, then each plugin.
+    pub fn response(&self, resp: &mut ResponseHead<'_>, ctx: &RequestCtx) {
+        for (name, value) in &ctx.response_headers {
+            resp.headers.set(name.clone(), value.clone());
+        }
+        let mut cursor = Cursor::default();
+        while let Some(plugin) = self.next(ctx.consumer.as_deref(), &mut cursor) {
+            plugin.response(resp, ctx);
+        }
+    }
+
+    /// The `log` phase.
+    pub(crate) fn log(&self, ctx: &mut RequestCtx, status: StatusCode) {
+        let consumer = ctx.consumer.clone();
+        let mut cursor = Cursor::default();
+        while let Some(plugin) = self.next(consumer.as_deref(), &mut cursor) {
+            plugin.log(ctx, status);
+        }
+    }
+
+    /// The next plugin: the route's and the consumer's merged by priority, a consumer's plugin
+    /// replacing the route's of the same name. No allocation: two positions in two sorted lists.
+    fn next<'c>(&'c self, consumer: Option<&'c Consumer>, cursor: &mut Cursor) -> Option<&'c Plugin> {
+        let extra: &[Arc<Plugin>] = consumer.map_or(&[], |c| &c.plugins);
+        loop {
+            let route = self.plugins.get(cursor.route);
+            let own = extra.get(cursor.consumer);
+            match (route, own) {
+                (None, None) => return None,
+                (Some(r), Some(c)) if c.priority() > r.priority() => {
+                    cursor.consumer += 1;
+                    return Some(c);
+                }
+                (Some(r), _) => {
+                    cursor.route += 1;
+                    if extra.iter().any(|c| c.name() == r.name()) {
+                        continue;
+                    }
+                    return Some(r);
+                }
+                (None, Some(c)) => {
+                    cursor.consumer += 1;
+                    return Some(c);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Cursor {
+    route: usize,
+    consumer: usize,
+}

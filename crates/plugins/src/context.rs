@@ -1,0 +1,63 @@
+//! [`RequestCtx`]: what the plugins of one request share, from its `request` phase to its `log` phase.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+
+use crate::chain::Chain;
+use crate::consumer::Consumer;
+use crate::params::PathParams;
+
+/// Which plugin answered a request instead of forwarding it, and why (metric labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    /// The plugin's name.
+    pub plugin: &'static str,
+    /// The answer's reason.
+    pub reason: &'static str,
+}
+
+/// The per-request context of a route with plugins. Made once per request (boxed, so routes without
+/// plugins carry one pointer), kept until the response ends, then given to the `log` phase.
+pub struct RequestCtx {
+    /// The client's address as the gateway believes it: the connection's peer, or the address taken
+    /// from `X-Forwarded-For` or the PROXY protocol under the `real_ip` rules.
+    pub client_ip: IpAddr,
+    /// The matched route's id.
+    pub route: Arc<str>,
+    /// The request's id (`X-Request-Id`).
+    pub request_id: HeaderValue,
+    /// The worker serving the request (index of per-worker state).
+    pub worker: usize,
+    /// Whether the client's connection is TLS.
+    pub tls: bool,
+    /// The consumer an authentication plugin identified.
+    pub consumer: Option<Arc<Consumer>>,
+    /// The route path's `{param}` values.
+    pub params: PathParams,
+    /// Fields a `request` phase asked to set on the response, whatever answers it (the upstream, a
+    /// plugin or an error): rate-limit headers, CORS fields. Set (replacing the upstream's) before the
+    /// `response` phases run.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Which plugin answered the request, if one did.
+    pub rejection: Option<Rejection>,
+    /// Concurrency slots the request holds until it ends (`limit-conn`).
+    pub held: Vec<crate::registry::Held>,
+    /// The chain, for the `log` phase.
+    pub(crate) chain: Arc<Chain>,
+}
+
+impl RequestCtx {
+    /// The consumer's id, if one was identified.
+    pub fn consumer_id(&self) -> Option<&Arc<str>> {
+        self.consumer.as_ref().map(|c| &c.id)
+    }
+
+    /// Runs the `log` phase of every plugin that took part, then releases what the request held.
+    pub fn finish(mut self: Box<Self>, status: StatusCode) {
+        let chain = self.chain.clone();
+        chain.log(&mut self, status);
+        self.held.clear();
+    }
+}

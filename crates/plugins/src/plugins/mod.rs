@@ -1,0 +1,4 @@
+//! The built-in plugins, one module each; registered in `registry.rs`.
+
+pub mod key_auth;
+pub mod limit_conn;

@@ -1,0 +1,140 @@
+//! The built-in plugins: one line each in the `plugins!` call below, which generates [`Plugin`] (the
+//! statically dispatched enum), [`Credential`] and [`PLUGIN_PRIORITIES`].
+
+use floodgate_config::FieldError;
+use http::StatusCode;
+use serde::de::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::build::BuildCtx;
+use crate::context::RequestCtx;
+use crate::heads::{RequestHead, ResponseHead, UpstreamRequest};
+use crate::policy::{Flow, Policy};
+
+pub use crate::plugins::limit_conn::Held;
+use crate::plugins::*;
+
+/// The credential type of a plugin that takes none: any value is refused.
+#[derive(Debug)]
+pub enum NoCredential {}
+
+impl<'de> Deserialize<'de> for NoCredential {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "this plugin takes no consumer credentials",
+        ))
+    }
+}
+
+macro_rules! plugins {
+    ($($variant:ident => $ty:ty,)*) => {
+        /// A built plugin instance, one variant per built-in plugin.
+        pub enum Plugin {
+            $(
+                #[allow(missing_docs)]
+                $variant($ty),
+            )*
+        }
+
+        /// A consumer's credential for one authentication plugin (`consumers[].credentials.<name>`).
+        pub enum Credential {
+            $(
+                #[allow(missing_docs)]
+                $variant(<$ty as Policy>::Credential),
+            )*
+        }
+
+        /// Every built-in plugin's name and priority (higher runs first in every phase).
+        pub const PLUGIN_PRIORITIES: &[(&str, u16)] = &[
+            $( (<$ty as Policy>::NAME, <$ty as Policy>::PRIORITY), )*
+        ];
+
+        impl Plugin {
+            /// The plugin's name.
+            pub fn name(&self) -> &'static str {
+                match self { $( Plugin::$variant(_) => <$ty as Policy>::NAME, )* }
+            }
+
+            /// Its priority.
+            pub fn priority(&self) -> u16 {
+                match self { $( Plugin::$variant(_) => <$ty as Policy>::PRIORITY, )* }
+            }
+
+            /// Whether it authenticates requests.
+            pub fn authenticates(&self) -> bool {
+                match self { $( Plugin::$variant(_) => <$ty as Policy>::AUTHENTICATES, )* }
+            }
+
+            /// Builds the plugin named `name` from its configuration.
+            pub(crate) fn build(
+                name: &str,
+                value: &Value,
+                cx: &mut BuildCtx<'_>,
+            ) -> Result<Plugin, Vec<FieldError>> {
+                $(
+                    if name == <$ty as Policy>::NAME {
+                        let config = parse::<<$ty as Policy>::Config>(value, &cx.at)?;
+                        return <$ty as Policy>::build(config, cx).map(Plugin::$variant);
+                    }
+                )*
+                Err(vec![FieldError::new(cx.at.clone(), unknown(name))])
+            }
+
+            pub(crate) fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
+                match self { $( Plugin::$variant(p) => p.request(req, ctx), )* }
+            }
+
+            pub(crate) fn upstream_request(&self, req: &mut UpstreamRequest<'_>, ctx: &RequestCtx) {
+                match self { $( Plugin::$variant(p) => p.upstream_request(req, ctx), )* }
+            }
+
+            pub(crate) fn response(&self, resp: &mut ResponseHead<'_>, ctx: &RequestCtx) {
+                match self { $( Plugin::$variant(p) => p.response(resp, ctx), )* }
+            }
+
+            pub(crate) fn log(&self, ctx: &mut RequestCtx, status: StatusCode) {
+                match self { $( Plugin::$variant(p) => p.log(ctx, status), )* }
+            }
+        }
+
+        impl Credential {
+            /// Parses `credentials.<name>` of a consumer, at path `at`.
+            pub(crate) fn parse(name: &str, value: &Value, at: &str) -> Result<Credential, Vec<FieldError>> {
+                $(
+                    if name == <$ty as Policy>::NAME {
+                        let credential = parse::<<$ty as Policy>::Credential>(value, at)?;
+                        let errors = <$ty as Policy>::check_credential(&credential, at);
+                        return if errors.is_empty() {
+                            Ok(Credential::$variant(credential))
+                        } else {
+                            Err(errors)
+                        };
+                    }
+                )*
+                Err(vec![FieldError::new(at.to_string(), unknown(name))])
+            }
+        }
+    };
+}
+
+plugins! {
+    KeyAuth => key_auth::KeyAuth,
+}
+
+fn unknown(name: &str) -> String {
+    let known: Vec<&str> = PLUGIN_PRIORITIES.iter().map(|(n, _)| *n).collect();
+    format!("unknown plugin {name:?} (known: {})", known.join(", "))
+}
+
+/// Deserialises `value`, naming the field at fault under `at`.
+fn parse<T: serde::de::DeserializeOwned>(value: &Value, at: &str) -> Result<T, Vec<FieldError>> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = if inner == "." || inner.is_empty() {
+            at.to_string()
+        } else {
+            format!("{at}.{inner}")
+        };
+        vec![FieldError::new(path, e.into_inner().to_string())]
+    })
+}
