@@ -14,6 +14,7 @@ use crate::consumer::{Consumer, Consumers};
 use crate::real_ip::RealIp;
 use crate::registry::{Credential, Plugin};
 use crate::state::StateStore;
+use crate::stats::PluginStats;
 
 /// Where a plugin instance is configured; part of its state's key.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +46,8 @@ pub struct BuildCtx<'a> {
     pub consumers: &'a Consumers,
     /// The runtime to start background tasks on (key fetches); `None` when only validating.
     pub runtime: Option<tokio::runtime::Handle>,
+    /// The process's plugin counters.
+    pub stats: &'a Arc<PluginStats>,
     previous: &'a StateStore,
     next: &'a mut StateStore,
     state_key: String,
@@ -86,11 +89,13 @@ pub struct PluginSet {
 }
 
 /// Builds every plugin of `config`. `previous` is the state store of the running snapshot (empty for
-/// the first), whose states unchanged plugins keep. Errors name the field at fault.
+/// the first), whose states unchanged plugins keep; `runtime` runs background tasks (none when only
+/// validating); `stats` are the process's plugin counters. Errors name the field at fault.
 pub fn build_plugins(
     config: &Config,
     previous: &StateStore,
     runtime: Option<tokio::runtime::Handle>,
+    stats: &Arc<PluginStats>,
 ) -> Result<PluginSet, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut states = StateStore::new();
@@ -98,6 +103,7 @@ pub fn build_plugins(
         previous,
         states: &mut states,
         runtime,
+        stats,
         errors: &mut errors,
     };
     let real_ip = builder.real_ip(config);
@@ -136,6 +142,9 @@ pub fn build_plugins(
         }));
     }
     if !errors.is_empty() {
+        // A consumer's credential is checked by every route that uses its plugin: report it once.
+        let mut seen = std::collections::HashSet::new();
+        errors.retain(|e| seen.insert((e.path.clone(), e.message.clone())));
         return Err(errors);
     }
     Ok(PluginSet {
@@ -150,6 +159,7 @@ struct Builder<'a> {
     previous: &'a StateStore,
     states: &'a mut StateStore,
     runtime: Option<tokio::runtime::Handle>,
+    stats: &'a Arc<PluginStats>,
     errors: &'a mut Vec<FieldError>,
 }
 
@@ -236,6 +246,7 @@ impl Builder<'_> {
                 scope,
                 consumers,
                 runtime: self.runtime.clone(),
+                stats: self.stats,
                 previous: self.previous,
                 next: self.states,
                 state_key: format!("{scope_key}|{name}|{value}"),

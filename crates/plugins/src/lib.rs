@@ -44,6 +44,7 @@ mod query;
 pub mod real_ip;
 mod registry;
 mod state;
+mod stats;
 
 pub use answer::Answer;
 pub use build::{build_plugins, BuildCtx, PluginSet, Scope};
@@ -55,3 +56,4 @@ pub use params::PathParams;
 pub use policy::{Flow, Policy};
 pub use registry::{Credential, Plugin, PLUGIN_PRIORITIES};
 pub use state::StateStore;
+pub use stats::PluginStats;
