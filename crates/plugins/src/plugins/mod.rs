@@ -2,3 +2,5 @@
 
 pub mod key_auth;
 pub mod limit_conn;
+#[cfg(test)]
+mod test_chain;
