@@ -119,6 +119,7 @@ macro_rules! plugins {
 
 plugins! {
     KeyAuth => key_auth::KeyAuth,
+    IpRestriction => ip_restriction::IpRestriction,
 }
 
 fn unknown(name: &str) -> String {
