@@ -146,6 +146,20 @@ mod tests {
     }
 
     #[test]
+    fn a_consumers_own_restriction_applies_once_it_is_identified() {
+        let consumer = serde_json::json!({
+            "id": "office",
+            "credentials": {"key-auth": {"key": "office-key-01"}},
+            "plugins": {"ip-restriction": {"allow": ["10.0.0.0/8"]}},
+        });
+        let set = build_route("key-auth", serde_json::json!({}), vec![consumer]).unwrap();
+        let key = [("apikey", "office-key-01")];
+        assert!(request_on(&set, ip("10.1.1.1"), &key, "/").answer.is_none());
+        let outside = request_on(&set, ip("192.0.2.1"), &key, "/").answer.unwrap();
+        assert_eq!(outside.reason, "ip_denied");
+    }
+
+    #[test]
     fn fifty_thousand_entries_build_and_match() {
         // Every other /24 from 1.0.0.0 on: nothing merges, so the set keeps 50,000 ranges.
         let deny: Vec<String> = (0..50_000u32)

@@ -40,11 +40,18 @@ fn default_name() -> String {
 }
 
 /// `consumers[].credentials.key-auth`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyCredential {
     /// The consumer's key (at least 8 characters).
     pub key: String,
+}
+
+impl std::fmt::Debug for KeyCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A key is a secret: never in a debug line.
+        f.debug_struct("KeyCredential").finish_non_exhaustive()
+    }
 }
 
 /// The built plugin: keys indexed by their SHA-256 digest.
