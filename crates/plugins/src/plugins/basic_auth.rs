@@ -1,12 +1,12 @@
 //! `basic-auth`: a consumer's username and password in `Authorization: Basic` (RFC 7617), checked
 //! against the bcrypt or Argon2 hash the consumer's credential holds.
 //!
-//! Those hashes are slow on purpose, and the `request` phase is synchronous on a worker's thread, so a
-//! verification stalls the worker's other connections for as long as it takes (a few milliseconds at
-//! the costs the limits below allow when kept low, as docs/plugins/basic-auth.md recommends). Moving
-//! it to a blocking pool would need an asynchronous phase; instead the cost is bounded at build
-//! (refusing hashes above [`MAX_BCRYPT_COST`] and the Argon2 limits) and a per-worker cache remembers
-//! pairs that verified, so a client pays the hash once per `cache_ttl`, not per request.
+//! Those hashes are slow on purpose, and the `request` phase runs synchronously on a worker's thread,
+//! so a verification stalls the worker's other connections for as long as it takes. Moving it to a
+//! blocking pool would need an asynchronous phase; instead the cost is bounded at build (hashes above
+//! [`MAX_BCRYPT_COST`] or the Argon2 limits are refused, and docs/plugins/basic-auth.md recommends far
+//! lower costs), and a per-worker cache remembers pairs that verified, so a client pays the hash once
+//! per `cache_ttl` and worker, not per request.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
