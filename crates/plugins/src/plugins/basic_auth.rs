@@ -31,7 +31,8 @@ use crate::heads::RequestHead;
 use crate::policy::{Flow, Policy};
 use crate::registry::Credential;
 
-/// The highest bcrypt cost accepted: cost 12 already takes a quarter of a second of a worker's time.
+/// The highest bcrypt cost accepted: at cost 12 one verification already takes on the order of a
+/// quarter of a second of a worker's time (each step doubles it).
 pub const MAX_BCRYPT_COST: u32 = 12;
 /// The most memory (KiB) an Argon2 hash may ask for: each verification allocates it.
 pub const MAX_ARGON2_MEMORY_KIB: u32 = 64 * 1024;
