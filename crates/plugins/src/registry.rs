@@ -119,6 +119,8 @@ macro_rules! plugins {
 
 plugins! {
     KeyAuth => key_auth::KeyAuth,
+    BasicAuth => basic_auth::BasicAuth,
+    IpRestriction => ip_restriction::IpRestriction,
 }
 
 fn unknown(name: &str) -> String {

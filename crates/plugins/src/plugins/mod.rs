@@ -1,4 +1,8 @@
 //! The built-in plugins, one module each; registered in `registry.rs`.
 
+pub mod basic_auth;
+pub mod ip_restriction;
 pub mod key_auth;
 pub mod limit_conn;
+#[cfg(test)]
+mod test_chain;
