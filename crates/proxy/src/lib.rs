@@ -22,6 +22,7 @@ mod headers;
 mod listener;
 mod overload;
 mod path_normalize;
+mod proxy_protocol;
 mod read_size;
 mod request_body;
 mod request_id;
