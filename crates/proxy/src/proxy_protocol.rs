@@ -481,6 +481,68 @@ mod tests {
         assert_eq!(parse(&too_long), Ok(Parsed::Incomplete));
     }
 
+    /// Writes `parts` to a connection one at a time, pausing between them, then `rest`, and closes it;
+    /// returns what `read_header` made of it and what was left on the socket after.
+    async fn read_over_socket(
+        parts: &[&[u8]],
+        rest: &[u8],
+    ) -> (Result<Option<SocketAddr>, ReadError>, Vec<u8>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let mut parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        parts.push(rest.to_vec());
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for part in parts {
+                client.write_all(&part).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        });
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let result = read_header(&mut server, deadline).await;
+        writer.await.unwrap();
+        let mut left = Vec::new();
+        if result.is_ok() {
+            server.read_to_end(&mut left).await.unwrap();
+        }
+        (result, left)
+    }
+
+    #[tokio::test]
+    async fn a_header_split_over_segments_is_read_and_what_follows_is_left_on_the_socket() {
+        let line = b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 80\r\n";
+        let (source, left) = read_over_socket(
+            &[&line[..3], &line[3..20], &line[20..]],
+            b"\x16\x03\x01 hello",
+        )
+        .await;
+        assert_eq!(source.unwrap(), addr("203.0.113.7:51234"));
+        assert_eq!(left, b"\x16\x03\x01 hello");
+
+        let header = v2(1, 0x11, &v2_tcp4_payload());
+        let (source, left) = read_over_socket(&[&header[..5], &header[5..17]], &{
+            let mut rest = header[17..].to_vec();
+            rest.extend_from_slice(b"GET / HTTP/1.1\r\n");
+            rest
+        })
+        .await;
+        assert_eq!(source.unwrap(), addr("203.0.113.7:51234"));
+        assert_eq!(left, b"GET / HTTP/1.1\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_or_inside_a_header_is_told_apart() {
+        let (result, _) = read_over_socket(&[], b"").await;
+        assert!(matches!(result, Err(ReadError::Closed)), "{result:?}");
+        let (result, _) = read_over_socket(&[b"PROXY TCP4 1.2"], b"").await;
+        assert!(matches!(result, Err(ReadError::Truncated)), "{result:?}");
+        let (result, _) = read_over_socket(&[b"PROXY TCP4 1.2"], b".3.4\0").await;
+        assert!(matches!(result, Err(ReadError::Invalid(_))), "{result:?}");
+    }
+
     /// Properties over many mutated headers (run as an ordinary test): parsing never panics, a header's
     /// length never passes the input or the bound, an incomplete input is always shorter than the bound,
     /// and a header's verdict does not change with the bytes that follow it.
