@@ -507,3 +507,59 @@ async fn a_reload_turns_proxy_protocol_on_for_new_connections() {
         exchange(addr, b"GET /api/x HTTP/1.1\r\nhost: a.test\r\n\r\n", false).await;
     assert_eq!(without_header, "");
 }
+
+#[tokio::test]
+async fn real_ip_rules_apply_to_the_address_the_header_names() {
+    let upstream = MockUpstream::http("backend").await;
+    let log = TempFile::new("proxy-protocol-real-ip.log");
+    let gw = TestGateway::start(&format!(
+        "workers: 1\n\
+         listeners: [{{ name: lb, address: \"127.0.0.1:0\", proxy_protocol: true }}]\n\
+         admin: {{ address: \"127.0.0.1:0\" }}\n\
+         access_log: {{ path: {:?} }}\n\
+         real_ip: {{ trusted_proxies: [\"10.0.0.0/8\"] }}\n\
+         upstreams: [{{ id: backend, targets: [{{ address: \"{}\" }}] }}]\n\
+         routes: [{{ id: api, paths: [\"/api/*\"], upstream: backend }}]\n",
+        log.0.display().to_string(),
+        upstream.address()
+    ));
+    let logged = |path: &'static str| {
+        let log = log.0.clone();
+        async move {
+            let find = || {
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|l| l["path"] == path)
+            };
+            eventually(path, || find().is_some()).await;
+            find().unwrap()["client_ip"].as_str().unwrap().to_string()
+        }
+    };
+    let via = |source: &str, path: &str| {
+        format!(
+            "PROXY TCP4 {source} 10.0.0.1 40000 80\r\n\
+             GET {path} HTTP/1.1\r\nhost: a.test\r\nx-forwarded-for: 203.0.113.50\r\n\
+             connection: close\r\n\r\n"
+        )
+    };
+    // An internal proxy in front of the load balancer is trusted to report the client.
+    let response = exchange(
+        gw.addr("lb"),
+        via("10.1.2.3", "/api/trusted").as_bytes(),
+        false,
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert_eq!(logged("/api/trusted").await, "203.0.113.50");
+    // A client named by the header is not, whatever it says in X-Forwarded-For.
+    let response = exchange(
+        gw.addr("lb"),
+        via("198.51.100.1", "/api/direct").as_bytes(),
+        false,
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert_eq!(logged("/api/direct").await, "198.51.100.1");
+}
