@@ -1,19 +1,7 @@
-//! The PROXY protocol, versions 1 and 2 (HAProxy's specification): the header an L4 load balancer puts
-//! in front of a connection to name the client it accepted the connection from.
-//!
-//! The header is taken off the socket exactly, not a byte past its end, so TLS and the HTTP version
-//! sniffing find the rest of the connection as the client sent it, with no replay wrapper. That way of
-//! reading is why the parser is written here instead of taken from a crate: the crates parse a buffer and
-//! leave the caller to find out how many bytes to take, and the grammar itself is small.
+//! The header's grammar, over bytes alone: what a connection's first bytes amount to, and where the
+//! header ends.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
-use floodgate_observe::{Rejection, TimeoutKind};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
-use tokio::time::Instant;
-
-use crate::worker_ctx::WorkerCtx;
 
 /// Longest v1 line, CRLF included: the specification's own bound (the longest TCP6 line takes 104
 /// bytes; an `UNKNOWN` line may fill the rest).
@@ -227,95 +215,8 @@ fn is_v1_char(byte: &u8) -> bool {
     byte.is_ascii_graphic() || *byte == b' '
 }
 
-/// Why a connection's header was not taken.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// No whole header before the deadline.
-    #[error("no PROXY protocol header in time")]
-    Timeout,
-    /// The peer closed the connection before sending anything.
-    #[error("closed before any byte")]
-    Closed,
-    /// The peer closed the connection partway through a header.
-    #[error("closed partway through a PROXY protocol header")]
-    Truncated,
-    /// The bytes are not a valid header.
-    #[error(transparent)]
-    Invalid(#[from] InvalidHeader),
-    /// The socket failed.
-    #[error("reading the PROXY protocol header: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Reads the header at the start of `stream` by `deadline`, taking exactly its bytes off the socket, and
-/// returns the client it names (`None`: the socket's peer stands).
-///
-/// Each round peeks at what has arrived: bytes that leave the header incomplete all belong to it and are
-/// taken; once it is whole, only its own bytes are. The next peek then waits for new bytes, or sees the
-/// end of the connection, instead of finding the same ones again.
-pub async fn read_header(
-    stream: &mut TcpStream,
-    deadline: Instant,
-) -> Result<Option<SocketAddr>, ReadError> {
-    let mut buf = vec![0u8; MAX_HEADER_LEN];
-    let mut taken = 0;
-    loop {
-        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf[taken..]))
-            .await
-            .map_err(|_| ReadError::Timeout)??;
-        if n == 0 {
-            return Err(if taken == 0 {
-                ReadError::Closed
-            } else {
-                ReadError::Truncated
-            });
-        }
-        let seen = taken + n;
-        let (end, done) = match parse(&buf[..seen])? {
-            Parsed::Incomplete => (seen, None),
-            Parsed::Header { len, source } => (len, Some(source)),
-        };
-        // These bytes are already in the socket's buffer, so this returns at once.
-        tokio::time::timeout_at(deadline, stream.read_exact(&mut buf[taken..end]))
-            .await
-            .map_err(|_| ReadError::Timeout)??;
-        taken = end;
-        if let Some(source) = done {
-            return Ok(source);
-        }
-    }
-}
-
-/// The client's address on a connection to a listener with `proxy_protocol`: the header's source, or
-/// `peer` (the load balancer) when the header names none. `None` when the connection is to be closed;
-/// a missed deadline is counted as a `client_header` timeout and a bad or cut-off header as a
-/// `proxy_protocol` rejection.
-pub async fn client_address(
-    ctx: &WorkerCtx,
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    deadline: Instant,
-) -> Option<SocketAddr> {
-    let error = match read_header(stream, deadline).await {
-        Ok(source) => return Some(source.unwrap_or(peer)),
-        Err(error) => error,
-    };
-    let metrics = &ctx.shared.metrics;
-    match error {
-        ReadError::Timeout => metrics
-            .timeouts
-            .record(ctx.index, TimeoutKind::ClientHeader),
-        ReadError::Invalid(_) | ReadError::Truncated => {
-            metrics.rejected(ctx.index, Rejection::ProxyProtocol)
-        }
-        ReadError::Closed | ReadError::Io(_) => {}
-    }
-    tracing::debug!(%peer, %error, "connection closed without a valid PROXY protocol header");
-    None
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn header(bytes: &[u8]) -> (usize, Option<SocketAddr>) {
@@ -329,12 +230,12 @@ mod tests {
         parse(bytes).is_err()
     }
 
-    fn addr(s: &str) -> Option<SocketAddr> {
+    pub(in crate::proxy_protocol) fn addr(s: &str) -> Option<SocketAddr> {
         Some(s.parse().unwrap())
     }
 
     /// A v2 header: `command` 0 (LOCAL) or 1 (PROXY), `family`, then `payload`.
-    pub(super) fn v2(command: u8, family: u8, payload: &[u8]) -> Vec<u8> {
+    pub(in crate::proxy_protocol) fn v2(command: u8, family: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = V2_SIGNATURE.to_vec();
         out.push(0x20 | command);
         out.push(family);
@@ -343,7 +244,7 @@ mod tests {
         out
     }
 
-    fn v2_tcp4_payload() -> Vec<u8> {
+    pub(in crate::proxy_protocol) fn v2_tcp4_payload() -> Vec<u8> {
         let mut p = vec![203, 0, 113, 7, 10, 0, 0, 1];
         p.extend_from_slice(&51234u16.to_be_bytes());
         p.extend_from_slice(&443u16.to_be_bytes());
@@ -479,68 +380,6 @@ mod tests {
         too_long.truncate(14);
         too_long.extend_from_slice(&(V2_MAX_PAYLOAD as u16).to_be_bytes());
         assert_eq!(parse(&too_long), Ok(Parsed::Incomplete));
-    }
-
-    /// Writes `parts` to a connection one at a time, pausing between them, then `rest`, and closes it;
-    /// returns what `read_header` made of it and what was left on the socket after.
-    async fn read_over_socket(
-        parts: &[&[u8]],
-        rest: &[u8],
-    ) -> (Result<Option<SocketAddr>, ReadError>, Vec<u8>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
-        let mut parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
-        parts.push(rest.to_vec());
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            for part in parts {
-                client.write_all(&part).await.unwrap();
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        });
-        let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        let result = read_header(&mut server, deadline).await;
-        writer.await.unwrap();
-        let mut left = Vec::new();
-        if result.is_ok() {
-            server.read_to_end(&mut left).await.unwrap();
-        }
-        (result, left)
-    }
-
-    #[tokio::test]
-    async fn a_header_split_over_segments_is_read_and_what_follows_is_left_on_the_socket() {
-        let line = b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 80\r\n";
-        let (source, left) = read_over_socket(
-            &[&line[..3], &line[3..20], &line[20..]],
-            b"\x16\x03\x01 hello",
-        )
-        .await;
-        assert_eq!(source.unwrap(), addr("203.0.113.7:51234"));
-        assert_eq!(left, b"\x16\x03\x01 hello");
-
-        let header = v2(1, 0x11, &v2_tcp4_payload());
-        let (source, left) = read_over_socket(&[&header[..5], &header[5..17]], &{
-            let mut rest = header[17..].to_vec();
-            rest.extend_from_slice(b"GET / HTTP/1.1\r\n");
-            rest
-        })
-        .await;
-        assert_eq!(source.unwrap(), addr("203.0.113.7:51234"));
-        assert_eq!(left, b"GET / HTTP/1.1\r\n");
-    }
-
-    #[tokio::test]
-    async fn a_connection_closed_before_or_inside_a_header_is_told_apart() {
-        let (result, _) = read_over_socket(&[], b"").await;
-        assert!(matches!(result, Err(ReadError::Closed)), "{result:?}");
-        let (result, _) = read_over_socket(&[b"PROXY TCP4 1.2"], b"").await;
-        assert!(matches!(result, Err(ReadError::Truncated)), "{result:?}");
-        let (result, _) = read_over_socket(&[b"PROXY TCP4 1.2"], b".3.4\0").await;
-        assert!(matches!(result, Err(ReadError::Invalid(_))), "{result:?}");
     }
 
     /// Properties over many mutated headers (run as an ordinary test): parsing never panics, a header's
