@@ -115,7 +115,8 @@ async fn serve_connection(
             listener.is_some_and(|l| l.proxy_protocol),
         )
     };
-    // The PROXY header and the first request's first bytes share one `client_header` deadline.
+    // The PROXY header and the first request's first bytes share one `client_header` deadline. From
+    // here on `peer` is the client: behind a load balancer, the one its header names.
     let deadline = tokio::time::Instant::now() + header_timeout;
     let peer = if proxy_protocol {
         match proxy_protocol::client_address(&ctx, &mut stream, peer, deadline).await {
