@@ -119,6 +119,8 @@ macro_rules! plugins {
 
 plugins! {
     KeyAuth => key_auth::KeyAuth,
+    RateLimit => rate_limit::RateLimit,
+    LimitConn => limit_conn::LimitConn,
 }
 
 fn unknown(name: &str) -> String {

@@ -2,3 +2,4 @@
 
 pub mod key_auth;
 pub mod limit_conn;
+pub mod rate_limit;
