@@ -269,3 +269,49 @@ async fn limit_conn_may_answer_429() {
     assert_eq!(held.await.expect("slow request"), 200);
     assert_eq!(get(addr, "/slow/1").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_consumer_keyed_limit_counts_each_consumer_and_one_may_carry_its_own() {
+    let backend = MockUpstream::http("b").await;
+    let routes = r#"  - id: api
+    paths: ["/api/*"]
+    upstream: backend
+    plugins:
+      key-auth: {}
+      rate-limit: { rate: 1, period: 1h, burst: 1, key: consumer }
+consumers:
+  - id: basic
+    credentials: { key-auth: { key: "basic-key-123" } }
+  - id: gold
+    credentials: { key-auth: { key: "gold-key-1234" } }
+    plugins:
+      rate-limit: { rate: 1, period: 1h, burst: 3, key: consumer }"#;
+    let gw = floodgate_testkit::TestGateway::start(&config(&backend, routes));
+    let addr = gw.addr("main");
+    let with_key = |key: &'static str| async move {
+        let req = Request::get("/api/x")
+            .header("apikey", key)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        send(addr, Proto::H1, req).await.expect("response")
+    };
+
+    assert_eq!(with_key("basic-key-123").await.status, 200);
+    let refused = with_key("basic-key-123").await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(
+        refused.header("ratelimit-policy"),
+        Some("\"default\";q=1;w=3600")
+    );
+    // The consumer's own limit: three, counted apart from everyone else's.
+    for _ in 0..3 {
+        let served = with_key("gold-key-1234").await;
+        assert_eq!(served.status, 200);
+        assert_eq!(
+            served.header("ratelimit-policy"),
+            Some("\"default\";q=1;w=3600")
+        );
+    }
+    assert_eq!(with_key("gold-key-1234").await.status, 429);
+    assert_eq!(get(addr, "/open/x").await.status, 200);
+}
