@@ -21,9 +21,10 @@ use once_cell::race::OnceBox;
 
 use crate::stats::PluginStats;
 
-/// How many slots from a key's home position are searched for it, for room, or for an idle slot.
+/// How many slots from a key's home position are searched for it, for room, or for an idle slot
+/// (four cache lines).
 pub(crate) const PROBES: usize = 16;
-/// Slots allocated together; four cache lines of 16-byte slots per 256.
+/// Slots allocated together (16 KiB).
 pub(crate) const CHUNK: usize = 1024;
 /// A state no limiter produces: the slot is being handed to another key.
 const RECLAIMING: u64 = u64::MAX;
@@ -107,8 +108,16 @@ impl KeyTable {
         let hash = hash.max(1);
         let mut spins = 0;
         loop {
-            let id = self.locate(hash, &idle);
+            let (id, reclaimed) = self.locate(hash, &idle);
             let slot = self.slot(id);
+            if reclaimed {
+                // The slot is this key's and shut to everyone else (RECLAIMING) until this store.
+                // Storing the state after this request, rather than 0, means an update the old key
+                // prepared on its idle state (often 0) cannot succeed on it.
+                let (next, verdict) = decide(0);
+                slot.state.store(next.unwrap_or(0), Ordering::Release);
+                return (id, verdict);
+            }
             loop {
                 let state = slot.state.load(Ordering::Acquire);
                 let owned = id == SlotId::Overflow || slot.key.load(Ordering::Acquire) == hash;
@@ -168,8 +177,9 @@ impl KeyTable {
         }
     }
 
-    /// The slot of `hash`: its own, a newly taken one, a reclaimed idle one, or the overflow slot.
-    fn locate(&self, hash: u64, idle: &impl Fn(u64) -> bool) -> SlotId {
+    /// The slot of `hash`: its own, a newly taken one, a reclaimed idle one, or the overflow slot;
+    /// `true` with a reclaimed slot, whose state (RECLAIMING) the caller must set.
+    fn locate(&self, hash: u64, idle: &impl Fn(u64) -> bool) -> (SlotId, bool) {
         let home = hash as usize;
         let mut reclaimable = None;
         for probe in 0..PROBES.min(self.capacity()) {
@@ -177,7 +187,7 @@ impl KeyTable {
             let slot = self.slot(SlotId::Own(index));
             let key = slot.key.load(Ordering::Acquire);
             if key == hash {
-                return SlotId::Own(index);
+                return (SlotId::Own(index), false);
             }
             if key == 0 {
                 // Every inserter of a key scans the same slots in the same order, so two racing to
@@ -189,9 +199,9 @@ impl KeyTable {
                     Ok(_) => {
                         self.used.fetch_add(1, Ordering::Relaxed);
                         self.stats.rate_limit_keys.fetch_add(1, Ordering::Relaxed);
-                        return SlotId::Own(index);
+                        return (SlotId::Own(index), false);
                     }
-                    Err(other) if other == hash => return SlotId::Own(index),
+                    Err(other) if other == hash => return (SlotId::Own(index), false),
                     Err(_) => continue,
                 }
             }
@@ -212,11 +222,10 @@ impl KeyTable {
                 .is_ok()
             {
                 slot.key.store(hash, Ordering::Release);
-                slot.state.store(0, Ordering::Release);
-                return SlotId::Own(index);
+                return (SlotId::Own(index), true);
             }
         }
-        SlotId::Overflow
+        (SlotId::Overflow, false)
     }
 
     fn slot(&self, id: SlotId) -> &Slot {
@@ -333,5 +342,44 @@ mod tests {
         });
         assert_eq!(admitted, 3);
         assert_eq!(t.used(), 1);
+    }
+
+    #[test]
+    fn keys_churning_through_a_small_table_leave_every_count_balanced() {
+        // Connection-count style: taken and given back, so slots keep going idle and being
+        // reclaimed by other keys while threads race on them.
+        let (t, _) = table(4);
+        let t = Arc::new(t);
+        std::thread::scope(|s| {
+            for thread in 0..4u64 {
+                let t = t.clone();
+                s.spawn(move || {
+                    let mut key = thread;
+                    for _ in 0..20_000 {
+                        key = key
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let (id, taken) = t.update(
+                            (key >> 58) + 1,
+                            |n| n == 0,
+                            |n| {
+                                if n < 1000 {
+                                    (Some(n + 1), true)
+                                } else {
+                                    (None, false)
+                                }
+                            },
+                        );
+                        assert!(taken);
+                        t.release(id);
+                    }
+                });
+            }
+        });
+        for index in 0..t.capacity() {
+            assert_eq!(t.state(SlotId::Own(index)), 0, "slot {index}");
+        }
+        assert_eq!(t.state(SlotId::Overflow), 0);
+        assert_eq!(t.used(), 4);
     }
 }
