@@ -161,6 +161,13 @@ async fn a_429_names_when_to_retry_and_the_next_period_is_served() {
         200,
         "other routes are served"
     );
+    let metrics = gw.metrics.render();
+    for line in [
+        r#"floodgate_plugin_rejections_total{route="api",plugin="rate-limit",reason="rate_limited"} 1"#,
+        "floodgate_rate_limit_keys 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 
     // After the time Retry-After names, the bucket has a token again.
     tokio::time::sleep(Duration::from_secs(retry)).await;
@@ -237,6 +244,8 @@ async fn limit_conn_refuses_past_max_while_slow_requests_hold_their_slots() {
         2,
         "the refused request was not forwarded"
     );
+    let rejected = r#"floodgate_plugin_rejections_total{route="default-status",plugin="limit-conn",reason="too_many_connections"} 1"#;
+    assert!(gw.metrics.render().lines().any(|l| l == rejected));
     // The other route counts its own requests.
     assert_eq!(get(addr, "/status/204").await.status, 204);
 
