@@ -121,6 +121,8 @@ plugins! {
     KeyAuth => key_auth::KeyAuth,
     BasicAuth => basic_auth::BasicAuth,
     IpRestriction => ip_restriction::IpRestriction,
+    RateLimit => rate_limit::RateLimit,
+    LimitConn => limit_conn::LimitConn,
 }
 
 fn unknown(name: &str) -> String {

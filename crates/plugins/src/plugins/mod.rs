@@ -6,3 +6,4 @@ pub mod key_auth;
 pub mod limit_conn;
 #[cfg(test)]
 mod test_chain;
+pub mod rate_limit;
