@@ -1,12 +1,12 @@
 //! `jwt-auth`: a signed JSON Web Token (RFC 7519) as the credential, checked against configured keys
 //! or a JWKS URL, its claims naming the consumer and forwarded upstream.
 //!
-//! - [`config`]: `plugins.jwt-auth`.
-//! - [`keys`]: the keys tokens are checked with.
-//! - [`jwks`]: the background fetch of a JWKS URL.
-//! - [`cache`]: the per-worker cache of verified tokens.
-//! - [`token`]: where a request carries its token.
-//! - [`crypto`]: the signature algorithms, on `ring`.
+//! - `config`: `plugins.jwt-auth`.
+//! - `keys`: the keys tokens are checked with.
+//! - `jwks`: the background fetch of a JWKS URL.
+//! - `cache`: the per-worker cache of verified tokens.
+//! - `token`: where a request carries its token.
+//! - `crypto`: the signature algorithms, on `ring`.
 
 mod cache;
 pub mod config;

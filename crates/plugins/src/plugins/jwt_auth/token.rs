@@ -19,8 +19,8 @@ pub struct TokenSources {
 impl TokenSources {
     /// The request's token, if any source carries a non-empty one.
     pub fn find<'r>(&self, headers: &'r HeaderMap, query: Option<&'r str>) -> Option<&'r str> {
-        self.from_header(headers)
-            .or_else(|| self.from_cookie(headers))
+        self.in_header(headers)
+            .or_else(|| self.in_cookie(headers))
             .or_else(|| {
                 self.query
                     .as_deref()
@@ -29,7 +29,7 @@ impl TokenSources {
             .filter(|token| !token.is_empty())
     }
 
-    fn from_header<'r>(&self, headers: &'r HeaderMap) -> Option<&'r str> {
+    fn in_header<'r>(&self, headers: &'r HeaderMap) -> Option<&'r str> {
         let name = self.header.as_ref()?;
         let value = headers.get(name)?.to_str().ok()?.trim();
         match bearer(value) {
@@ -40,7 +40,7 @@ impl TokenSources {
         }
     }
 
-    fn from_cookie<'r>(&self, headers: &'r HeaderMap) -> Option<&'r str> {
+    fn in_cookie<'r>(&self, headers: &'r HeaderMap) -> Option<&'r str> {
         let name = self.cookie.as_deref()?;
         headers
             .get_all(header::COOKIE)
