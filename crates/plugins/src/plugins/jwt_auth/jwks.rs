@@ -62,16 +62,17 @@ impl JwksKeys {
         }
     }
 
-    /// Starts the fetch task on `runtime` unless one already runs for this set.
+    /// Starts the fetch task on `runtime` unless one already runs for this set; the task ends once
+    /// the set is dropped.
     pub fn start(
         self: &Arc<Self>,
         runtime: &tokio::runtime::Handle,
         source: JwksSource,
         refresh: Duration,
         stats: Arc<PluginStats>,
-    ) {
+    ) -> Option<tokio::task::JoinHandle<()>> {
         if self.started.swap(true, Ordering::AcqRel) {
-            return;
+            return None;
         }
         let task = FetchTask {
             keys: Arc::downgrade(self),
@@ -80,7 +81,7 @@ impl JwksKeys {
             refresh,
             stats,
         };
-        runtime.spawn(task.run());
+        Some(runtime.spawn(task.run()))
     }
 }
 
@@ -238,4 +239,59 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_task_stops_once_the_key_set_is_dropped_and_counts_failures() {
+        // A port nothing listens on: every fetch fails at once.
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let source = JwksSource {
+            uri: format!("http://127.0.0.1:{port}/jwks").parse().unwrap(),
+            tls: None,
+            timeout: Duration::from_secs(5),
+            max_size: 1024,
+        };
+        let stats = Arc::new(PluginStats::default());
+        let keys = Arc::new(JwksKeys::new(Duration::ZERO));
+        let runtime = tokio::runtime::Handle::current();
+        let task = keys
+            .start(&runtime, source, Duration::from_secs(3600), stats.clone())
+            .expect("started");
+        let again = JwksSource {
+            uri: "http://127.0.0.1:1/".parse().unwrap(),
+            tls: None,
+            timeout: Duration::from_secs(1),
+            max_size: 1,
+        };
+        assert!(keys
+            .start(&runtime, again, Duration::from_secs(1), stats.clone())
+            .is_none());
+        let failed = async {
+            while stats.jwks_failures.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), failed)
+            .await
+            .expect("a failed fetch");
+        assert_eq!(
+            keys.keys
+                .load()
+                .candidates(jsonwebtoken::Algorithm::ES256, None)
+                .count(),
+            0
+        );
+        drop(keys);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the task ended")
+            .expect("the task did not panic");
+    }
 }
