@@ -252,13 +252,13 @@ impl JwtAuth {
     }
 }
 
-/// A claim as a header value: a string as it is, anything else as compact JSON; `None` when it is
-/// null or cannot be a field value (control characters).
+/// A claim as a header value: a string as it is (UTF-8 bytes included), anything else as compact
+/// JSON; `None` when it is null or cannot be a field value (control characters).
 fn claim_value(value: &Value) -> Option<HeaderValue> {
     match value {
         Value::Null => None,
-        Value::String(s) => HeaderValue::from_str(s).ok(),
-        other => HeaderValue::from_str(&other.to_string()).ok(),
+        Value::String(s) => HeaderValue::from_bytes(s.as_bytes()).ok(),
+        other => HeaderValue::from_bytes(other.to_string().as_bytes()).ok(),
     }
 }
 

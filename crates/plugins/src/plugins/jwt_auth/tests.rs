@@ -526,14 +526,19 @@ fn forwarded_claims_replace_what_the_client_sent() {
     let chain = chain(json!({
         "algorithms": ["HS256"],
         "secret": SECRET,
-        "forward_claims": { "sub": "x-user", "roles": "x-roles", "tenant": "x-tenant" },
+        "forward_claims": {
+            "sub": "x-user", "roles": "x-roles", "tenant": "x-tenant", "name": "x-name", "note": "x-note",
+        },
     }))
     .unwrap();
     let key = hs(SECRET.as_bytes());
     let jwt = token(
         Algorithm::HS256,
         &key,
-        json!({ "sub": "alice", "roles": ["a", "b"], "exp": now() + 600 }),
+        json!({
+            "sub": "alice", "roles": ["a", "b"], "name": "Zoë", "note": "a\r\nx-admin: 1",
+            "exp": now() + 600,
+        }),
     );
     let outcome = request(
         &chain,
@@ -548,6 +553,14 @@ fn forwarded_claims_replace_what_the_client_sent() {
     assert_eq!(outcome.headers.get("x-user").unwrap(), "alice");
     assert_eq!(outcome.headers.get_all("x-user").iter().count(), 1);
     assert_eq!(outcome.headers.get("x-roles").unwrap(), r#"["a","b"]"#);
+    assert_eq!(
+        outcome.headers.get("x-name").unwrap().as_bytes(),
+        "Zoë".as_bytes()
+    );
+    assert!(
+        outcome.headers.get("x-note").is_none(),
+        "a claim with a line break is not forwarded"
+    );
     assert!(
         outcome.headers.get("x-tenant").is_none(),
         "a claim the token lacks: no field at all"
