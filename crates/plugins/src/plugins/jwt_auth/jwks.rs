@@ -244,6 +244,123 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Response;
+    use http_body_util::Full;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::net::TcpListener;
+
+    /// Serves `body` with `status` on 127.0.0.1, over TLS when `tls` is given; returns the port.
+    async fn serve(status: u16, body: &'static str, tls: Option<Arc<rustls::ServerConfig>>) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_req| async move {
+                        let mut response =
+                            Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+                        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
+                    });
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(config) => {
+                            if let Ok(stream) =
+                                tokio_rustls::TlsAcceptor::from(config).accept(tcp).await
+                            {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn source(url: &str, tls: Option<Arc<rustls::ClientConfig>>, max_size: usize) -> JwksSource {
+        JwksSource {
+            uri: url.parse().unwrap(),
+            tls,
+            timeout: Duration::from_secs(10),
+            max_size,
+        }
+    }
+
+    const DOCUMENT: &str = r#"{"keys":[]}"#;
+
+    #[tokio::test]
+    async fn fetches_over_https_verifying_the_certificate() {
+        let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = CertificateDer::from(generated.cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            generated.signing_key.serialize_der(),
+        ));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let port = serve(200, DOCUMENT, Some(Arc::new(server))).await;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let url = format!("https://127.0.0.1:{port}/jwks");
+        let body = fetch(&source(&url, Some(Arc::new(client)), 1024))
+            .await
+            .unwrap();
+        assert_eq!(&body[..], DOCUMENT.as_bytes());
+        // The system's roots do not know the test certificate.
+        let refused = fetch(&source(&url, Some(tls_config().unwrap()), 1024)).await;
+        assert!(refused.unwrap_err().starts_with("TLS"));
+    }
+
+    #[tokio::test]
+    async fn a_large_document_or_another_status_is_a_failed_fetch() {
+        let ok = serve(200, DOCUMENT, None).await;
+        let url = format!("http://127.0.0.1:{ok}/jwks");
+        assert!(fetch(&source(&url, None, DOCUMENT.len())).await.is_ok());
+        let too_large = fetch(&source(&url, None, DOCUMENT.len() - 1)).await;
+        assert!(too_large.unwrap_err().starts_with("body"));
+        let failing = serve(500, "", None).await;
+        let status = fetch(&source(&format!("http://127.0.0.1:{failing}/"), None, 1024)).await;
+        assert_eq!(status.unwrap_err(), "status 500 Internal Server Error");
+    }
+
+    #[tokio::test]
+    async fn early_fetches_are_rate_limited() {
+        let keys = JwksKeys::new(Duration::from_secs(3600));
+        let woken = |keys: &JwksKeys| {
+            let wake = keys.wake.clone();
+            async move {
+                tokio::time::timeout(Duration::ZERO, wake.notified())
+                    .await
+                    .is_ok()
+            }
+        };
+        keys.request_refetch();
+        assert!(woken(&keys).await, "the first unknown kid asks for a fetch");
+        keys.request_refetch();
+        assert!(
+            !woken(&keys).await,
+            "the next one within the interval does not"
+        );
+        let eager = JwksKeys::new(Duration::ZERO);
+        eager.request_refetch();
+        assert!(woken(&eager).await);
+        eager.request_refetch();
+        assert!(woken(&eager).await);
+    }
 
     #[tokio::test]
     async fn the_task_stops_once_the_key_set_is_dropped_and_counts_failures() {
