@@ -297,6 +297,14 @@ pub fn check(config: &JwtAuthConfig, cx: &BuildCtx<'_>) -> Result<Checked, Vec<F
             )),
         }
     }
+    for (field, values) in [("issuer", &config.issuer), ("audience", &config.audience)] {
+        if values.as_ref().is_some_and(|v| v.values().is_empty()) {
+            errors.push(cx.error(field, "list at least one value, or leave it out"));
+        }
+    }
+    if config.jwks_refresh_interval.get().is_zero() {
+        errors.push(cx.error("jwks_refresh_interval", "must be more than 0s"));
+    }
     if config.consumer_required && config.consumer_claim.is_none() {
         errors.push(cx.error("consumer_required", "needs consumer_claim"));
     }

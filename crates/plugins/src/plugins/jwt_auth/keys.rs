@@ -68,14 +68,20 @@ impl KeySet {
 
     /// The signing keys of a JWKS document (RFC 7517 §5). Keys that are not for signatures, of a type
     /// or curve not supported, or malformed are skipped (an issuer may publish encryption keys or
-    /// newer key types beside ours); a document that is not a key set at all is an error.
+    /// newer key types beside ours); a document that is not a key set, or has no usable key, is an
+    /// error.
     pub fn from_jwks(document: &[u8]) -> Result<KeySet, String> {
         let value: Value =
             serde_json::from_slice(document).map_err(|e| format!("not JSON: {e}"))?;
         let Some(list) = value.get("keys").and_then(Value::as_array) else {
             return Err("no \"keys\" array".into());
         };
-        let keys = list.iter().filter_map(jwk_key).collect();
+        let keys: Vec<VerifyKey> = list.iter().filter_map(jwk_key).collect();
+        // An issuer that briefly publishes no usable key is far likelier than one revoking every
+        // key at once: such a document is a failed fetch, and the last good set stays.
+        if keys.is_empty() {
+            return Err("no usable signing key".into());
+        }
         Ok(KeySet::new(keys))
     }
 }

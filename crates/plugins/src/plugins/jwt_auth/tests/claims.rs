@@ -304,6 +304,17 @@ fn configuration_mistakes_name_their_field() {
         errors[0].path,
         "routes[0].plugins.jwt-auth.forward_claims.sub"
     );
+    let errors = chain(json!({ "algorithms": ["HS256"], "secret": SECRET, "issuer": [] }))
+        .err()
+        .unwrap();
+    assert_eq!(errors[0].path, "routes[0].plugins.jwt-auth.issuer");
+    let errors = chain(json!({ "algorithms": ["ES256"], "jwks_url": "http://idp/keys", "jwks_refresh_interval": "0s" }))
+        .err()
+        .unwrap();
+    assert_eq!(
+        errors[0].path,
+        "routes[0].plugins.jwt-auth.jwks_refresh_interval"
+    );
     let errors = chain(json!({ "algorithms": ["HS256"], "secret": SECRET, "colour": "red" }))
         .err()
         .unwrap();

@@ -226,10 +226,16 @@ fn jwks_documents_keep_signing_keys_and_skip_the_rest() {
     enc["kid"] = json!("enc");
     enc["use"] = json!("enc");
     let unknown = json!({ "kty": "XYZ", "kid": "new" });
+    let (enc_only, unknown_only) = (enc.clone(), unknown.clone());
     let document = json!({ "keys": [rsa_jwk, ec_jwk, enc, unknown] }).to_string();
     let set = KeySet::from_jwks(document.as_bytes()).unwrap();
     assert!(set.has_kid("rsa") && set.has_kid("ec"));
     assert!(!set.has_kid("enc") && !set.has_kid("new"));
     assert!(KeySet::from_jwks(b"{\"nokeys\":1}").is_err());
+    let only_unusable = json!({ "keys": [enc_only, unknown_only] }).to_string();
+    assert!(
+        KeySet::from_jwks(only_unusable.as_bytes()).is_err(),
+        "no usable key: a failed fetch"
+    );
     assert!(KeySet::from_jwks(b"<html>").is_err());
 }
