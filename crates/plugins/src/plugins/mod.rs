@@ -2,6 +2,7 @@
 
 pub mod basic_auth;
 pub mod ip_restriction;
+pub mod jwt_auth;
 pub mod key_auth;
 pub mod limit_conn;
 #[cfg(test)]
