@@ -5,6 +5,7 @@ pub mod ip_restriction;
 pub mod jwt_auth;
 pub mod key_auth;
 pub mod limit_conn;
+pub mod rate_limit;
+
 #[cfg(test)]
 mod test_chain;
-pub mod rate_limit;
