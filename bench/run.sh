@@ -40,7 +40,10 @@ H2_STREAMS=${H2_STREAMS:-10}   # concurrent streams per h2 connection (h2load -m
 IDLE_CONNS=${IDLE_CONNS:-10000}
 SKIP_MEMORY=${SKIP_MEMORY:-0}
 BENCH_ONLY=${BENCH_ONLY:-both} # both | nginx | floodgate
-SECTIONS=${SECTIONS:-"h1 h2c h1-tls h2-tls"}  # which load sections to run
+SECTIONS=${SECTIONS:-"h1 h2c h1-tls h2-tls policy-hs256 policy-rs256"}  # which load sections to run
+POLICY_ROUNDS=${POLICY_ROUNDS:-3}  # rounds of each policy section
+# Floodgate-only sections, one plugin each, for each plugin's own cost (A/B against h1):
+#   SECTIONS="h1 plugin-jwt-hs256 plugin-jwt-rs256 plugin-rate plugin-cors" BENCH_ONLY=floodgate
 
 # Whether the load section named $1 is in SECTIONS.
 section_enabled() { [[ " $SECTIONS " == *" $1 "* ]]; }
@@ -141,6 +144,23 @@ make_big_file() {
   truncate -s 1G "$OUT/big.bin" 2>/dev/null || fallocate -l 1G "$OUT/big.bin"
 }
 
+# A JWT's three parts, base64url without padding.
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+
+# The policy sections' keys and tokens: an HMAC secret and an RSA key pair, and one long-lived token
+# for each (the same token on every request, as a client with a session does).
+make_policy_keys() {
+  [[ -s $OUT/jwt-rsa.pem ]] || openssl genrsa -out "$OUT/jwt-rsa.pem" 2048 2>/dev/null
+  openssl rsa -in "$OUT/jwt-rsa.pem" -pubout -out "$OUT/jwt-rsa.pub.pem" 2>/dev/null
+  JWT_SECRET=bench-secret-0123456789abcdef0123456789
+  local payload input
+  payload=$(printf '{"sub":"bench","exp":%d}' $(( $(date +%s) + 86400 * 365 )) | b64url)
+  input="$(printf '{"alg":"HS256","typ":"JWT"}' | b64url).$payload"
+  HS256_TOKEN="$input.$(printf '%s' "$input" | openssl dgst -sha256 -hmac "$JWT_SECRET" -binary | b64url)"
+  input="$(printf '{"alg":"RS256","typ":"JWT"}' | b64url).$payload"
+  RS256_TOKEN="$input.$(printf '%s' "$input" | openssl dgst -sha256 -sign "$OUT/jwt-rsa.pem" -binary | b64url)"
+}
+
 # Lines every nginx instance here needs: its own pid file, logs and temp dirs inside $OUT, so
 # nothing touches /var/lib/nginx or /var/log/nginx and the system nginx (if any) is unaffected.
 nginx_common() {
@@ -231,6 +251,38 @@ upstreams:
     targets: [{ address: "127.0.0.1:$UPSTREAM_PORT" }]
 routes:
   - { id: all, paths: ["/*"], upstream: origin }
+  # The policy sections: one plugin each, then the API-gateway set (JWT, a rate limit never reached,
+  # CORS; metrics are always on).
+  - id: jwt-hs256
+    paths: ["/p/jwt-hs256/*"]
+    upstream: origin
+    plugins: { jwt-auth: { algorithms: [HS256], secret: "$JWT_SECRET" } }
+  - id: jwt-rs256
+    paths: ["/p/jwt-rs256/*"]
+    upstream: origin
+    plugins: { jwt-auth: { algorithms: [RS256], public_key_file: "$OUT/jwt-rsa.pub.pem" } }
+  - id: rate
+    paths: ["/p/rate/*"]
+    upstream: origin
+    plugins: { rate-limit: { algorithm: token_bucket, rate: 100000000, burst: 100000000, key: client_ip } }
+  - id: cors
+    paths: ["/p/cors/*"]
+    upstream: origin
+    plugins: { cors: { allow_origins: ["https://app.example.com"] } }
+  - id: policy-hs256
+    paths: ["/p/hs256/*"]
+    upstream: origin
+    plugins:
+      jwt-auth: { algorithms: [HS256], secret: "$JWT_SECRET" }
+      rate-limit: { algorithm: token_bucket, rate: 100000000, burst: 100000000, key: client_ip }
+      cors: { allow_origins: ["https://app.example.com"] }
+  - id: policy-rs256
+    paths: ["/p/rs256/*"]
+    upstream: origin
+    plugins:
+      jwt-auth: { algorithms: [RS256], public_key_file: "$OUT/jwt-rsa.pub.pem" }
+      rate-limit: { algorithm: token_bucket, rate: 100000000, burst: 100000000, key: client_ip }
+      cors: { allow_origins: ["https://app.example.com"] }
 EOF
 }
 
@@ -342,23 +394,38 @@ url_for() {
     case $section in
       h1|h2c) echo "http://127.0.0.1:$FG_PLAIN_PORT/" ;;
       h1-tls|h2-tls) echo "https://127.0.0.1:$FG_TLS_PORT/" ;;
+      policy-*) echo "http://127.0.0.1:$FG_PLAIN_PORT/p/${section#policy-}/x" ;;
+      plugin-*) echo "http://127.0.0.1:$FG_PLAIN_PORT/p/${section#plugin-}/x" ;;
     esac
   else
     case $section in
-      h1) echo "http://127.0.0.1:$NGINX_H1_PORT/" ;;
+      # nginx's side of a policy section is its plain proxying: the yardstick of the policy target.
+      h1|policy-*|plugin-*) echo "http://127.0.0.1:$NGINX_H1_PORT/" ;;
       h2c) echo "http://127.0.0.1:$NGINX_H2C_PORT/" ;;
       h1-tls|h2-tls) echo "https://127.0.0.1:$NGINX_TLS_PORT/" ;;
     esac
   fi
 }
 
-tool_for() { case $1 in h1|h1-tls) echo wrk ;; *) echo h2load ;; esac; }
+tool_for() { case $1 in h1|h1-tls|policy-*|plugin-*) echo wrk ;; *) echo h2load ;; esac; }
+
+# The request headers of a section: a policy request carries its token and an Origin (nginx gets
+# the same bytes and ignores them).
+headers_for() {
+  case $1 in
+    *hs256*) printf '%s\n' "Authorization: Bearer $HS256_TOKEN" "Origin: https://app.example.com" ;;
+    *rs256*) printf '%s\n' "Authorization: Bearer $RS256_TOKEN" "Origin: https://app.example.com" ;;
+    plugin-cors) printf '%s\n' "Origin: https://app.example.com" ;;
+  esac
+}
 
 # Run the load tool on the load core for SECONDS; `timeout` bounds it even if it hangs.
 load() {
-  local tool=$1 url=$2 secs=$3
+  local tool=$1 url=$2 secs=$3 section=${4:-} line
+  local -a extra=()
+  while IFS= read -r line; do [[ -n $line ]] && extra+=(-H "$line"); done < <(headers_for "$section")
   if [[ $tool == wrk ]]; then
-    timeout $((secs + 30)) taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"${secs}s" --latency "$url"
+    timeout $((secs + 30)) taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"${secs}s" --latency "${extra[@]}" "$url"
   else
     # http:// means h2c with prior knowledge; https:// negotiates h2 through ALPN.
     timeout $((secs + 30)) taskset -c "$LOAD_CORE" h2load -t1 -c"$CONNS" -m"$H2_STREAMS" -D "$secs" "$url"
@@ -403,9 +470,9 @@ measure() {
   tool=$(tool_for "$section") url=$(url_for "$proxy" "$section") pid=${PID[$proxy]}
   raw=$RAW/$section-$proxy-$round.txt
 
-  load "$tool" "$url" "$WARMUP" >/dev/null 2>&1 || true
+  load "$tool" "$url" "$WARMUP" "$section" >/dev/null 2>&1 || true
   read -r u0 s0 < <(cpu_ticks "$pid")
-  load "$tool" "$url" "$DURATION" >"$raw" 2>&1 || log "$tool exited non-zero, see $raw"
+  load "$tool" "$url" "$DURATION" "$section" >"$raw" 2>&1 || log "$tool exited non-zero, see $raw"
   read -r u1 s1 < <(cpu_ticks "$pid")
   kill -0 "$pid" 2>/dev/null || { show_log "$proxy"; die "$proxy died during $section round $round"; }
 
@@ -459,7 +526,7 @@ summarize() {
     printf '%s\t%s\tmedian\t%s\t%s\t%s\t%s\t%s\t%s\t0\t0\n' "$section" "$proxy" "${rps[$proxy]}" \
       "${p50[$proxy]}" "${p99[$proxy]}" "${cpu[$proxy]}" "${usr[$proxy]}" "${sys[$proxy]}" | print_rows
   done
-  if [[ $BENCH_ONLY == both ]]; then
+  if (( ${#PROXIES[@]} == 2 )); then
     printf -- '-- floodgate/nginx: cpu/req %s (usr %s, sys %s)   req/s %s' \
       "$(ratio "${cpu[floodgate]}" "${cpu[nginx]}")" "$(ratio "${usr[floodgate]}" "${usr[nginx]}")" \
       "$(ratio "${sys[floodgate]}" "${sys[nginx]}")" "$(ratio "${rps[floodgate]}" "${rps[nginx]}")"
@@ -569,6 +636,7 @@ main() {
     if port_in_use "$p"; then die "127.0.0.1:$p already answers; is another benchmark running?"; fi
   done
   make_cert
+  make_policy_keys
   (( SKIP_MEMORY )) || make_big_file
   write_configs
   : >"$OUT/floodgate.log"
@@ -587,6 +655,20 @@ main() {
   section_enabled h2c    && run_section h2c    "$TLS_ROUNDS" "HTTP/2 prior knowledge (h2c), h2load -t1 -c$CONNS -m$H2_STREAMS"
   section_enabled h1-tls && run_section h1-tls "$TLS_ROUNDS" "HTTP/1.1 over TLS, wrk -t1 -c$CONNS"
   section_enabled h2-tls && run_section h2-tls "$TLS_ROUNDS" "HTTP/2 over TLS (ALPN h2), h2load -t1 -c$CONNS -m$H2_STREAMS"
+  local policy
+  for policy in hs256 rs256; do
+    section_enabled "policy-$policy" && run_section "policy-$policy" "$POLICY_ROUNDS" \
+      "jwt-auth ${policy^^} (one repeated token) + rate-limit (never reached) + cors + metrics; nginx plain proxying"
+  done
+  # One plugin each, floodgate only: each plugin's own cost is its user time minus h1's.
+  local -a saved=("${PROXIES[@]}")
+  if proxy_enabled floodgate; then
+    PROXIES=(floodgate)
+    for policy in jwt-hs256 jwt-rs256 rate cors; do
+      section_enabled "plugin-$policy" && run_section "plugin-$policy" "$POLICY_ROUNDS" "floodgate, a route with $policy only"
+    done
+    PROXIES=("${saved[@]}")
+  fi
 
   if (( SKIP_MEMORY )); then
     echo; echo "(memory section skipped)"

@@ -3,150 +3,20 @@
 //! URL (served here by a real HTTP server) rotate without a reload. Each refusal is followed by a
 //! request the gateway serves.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use bytes::Bytes;
+use floodgate_testkit::jwt::{hs256, jwks, now, EcKey, JwksServer};
 use floodgate_testkit::{eventually, send, MockUpstream, Proto, TestGateway, TestResponse};
-use http::{Request, Response, StatusCode};
+use http::Request;
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!";
 const MISSING: &str = "Bearer realm=\"floodgate\"";
 const INVALID: &str = "Bearer realm=\"floodgate\", error=\"invalid_token\"";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// An HS256 token over `claims`, signed with `secret`.
-fn hs256(secret: &str, claims: Value) -> String {
-    let input = format!(
-        "{}.{}",
-        b64(json!({ "alg": "HS256", "typ": "JWT" })
-            .to_string()
-            .as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = ring::hmac::sign(&key, input.as_bytes());
-    format!("{input}.{}", b64(tag.as_ref()))
-}
-
-/// An ES256 signing key with its id, as an issuer has.
-struct EcKey {
-    kid: &'static str,
-    pair: EcdsaKeyPair,
-}
-
-impl EcKey {
-    fn new(kid: &'static str) -> EcKey {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .expect("generate key");
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .expect("parse key");
-        EcKey { kid, pair }
-    }
-
-    /// The public key as a JWK (RFC 7518 §6.2).
-    fn jwk(&self) -> Value {
-        let point = &self.pair.public_key().as_ref()[1..];
-        json!({
-            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
-            "x": b64(&point[..32]), "y": b64(&point[32..]),
-        })
-    }
-
-    fn token(&self, claims: Value) -> String {
-        let header = json!({ "alg": "ES256", "typ": "JWT", "kid": self.kid });
-        let input = format!(
-            "{}.{}",
-            b64(header.to_string().as_bytes()),
-            b64(claims.to_string().as_bytes())
-        );
-        let signature = self
-            .pair
-            .sign(&SystemRandom::new(), input.as_bytes())
-            .expect("sign");
-        format!("{input}.{}", b64(signature.as_ref()))
-    }
-}
-
-fn jwks(keys: &[&EcKey]) -> Option<String> {
-    Some(json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() }).to_string())
-}
-
-/// A JWKS server on 127.0.0.1 whose document can change; `None` answers 500.
-struct JwksServer {
-    addr: SocketAddr,
-    document: watch::Sender<Option<String>>,
-    requests: Arc<AtomicUsize>,
-}
-
-impl JwksServer {
-    async fn start(document: Option<String>) -> JwksServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = watch::channel(document);
-        let requests = Arc::new(AtomicUsize::new(0));
-        let count = requests.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (rx, count) = (rx.clone(), count.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |_req| {
-                        count.fetch_add(1, Ordering::SeqCst);
-                        let answer = match rx.borrow().clone() {
-                            Some(body) => Response::new(Full::new(Bytes::from(body))),
-                            None => {
-                                let mut r = Response::new(Full::new(Bytes::new()));
-                                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                                r
-                            }
-                        };
-                        async move { Ok::<_, Infallible>(answer) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        JwksServer {
-            addr,
-            document: tx,
-            requests,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/.well-known/jwks.json", self.addr)
-    }
-
-    fn serve(&self, document: Option<String>) {
-        self.document.send_replace(document);
-    }
-}
 
 fn config(backend: &MockUpstream, top: &str, plugin: &Value) -> String {
     format!(
@@ -360,7 +230,7 @@ async fn a_key_added_to_the_jwks_is_fetched_when_a_token_names_it() {
     })
     .await;
     assert_eq!(gw.metrics.plugins.jwks_failures.load(Ordering::SeqCst), 0);
-    assert!(server.requests.load(Ordering::SeqCst) >= 2);
+    assert!(server.requests() >= 2);
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ pub mod certs;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod jwt;
 pub mod scripted;
 pub mod upstream;
 pub mod wait;
