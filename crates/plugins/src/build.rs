@@ -170,9 +170,10 @@ impl Builder<'_> {
         for (i, text) in config.real_ip.trusted_proxies.iter().enumerate() {
             match CidrSet::parse([text.as_str()]) {
                 Ok(_) => trusted.push(text.as_str()),
-                Err(e) => self
-                    .errors
-                    .push(FieldError::new(format!("{at}.trusted_proxies[{i}]"), e.to_string())),
+                Err(e) => self.errors.push(FieldError::new(
+                    format!("{at}.trusted_proxies[{i}]"),
+                    e.to_string(),
+                )),
             }
         }
         let header = match HeaderName::from_bytes(config.real_ip.header.as_bytes()) {

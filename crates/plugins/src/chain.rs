@@ -114,7 +114,11 @@ impl Chain {
 
     /// The next plugin: the route's and the consumer's merged by priority, a consumer's plugin
     /// replacing the route's of the same name. No allocation: two positions in two sorted lists.
-    fn next<'c>(&'c self, consumer: Option<&'c Consumer>, cursor: &mut Cursor) -> Option<&'c Plugin> {
+    fn next<'c>(
+        &'c self,
+        consumer: Option<&'c Consumer>,
+        cursor: &mut Cursor,
+    ) -> Option<&'c Plugin> {
         let extra: &[Arc<Plugin>] = consumer.map_or(&[], |c| &c.plugins);
         loop {
             let route = self.plugins.get(cursor.route);

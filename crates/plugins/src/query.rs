@@ -36,7 +36,10 @@ mod tests {
         assert_eq!(param(Some("a=1&apikey=k&b"), "apikey"), Some("k"));
         assert_eq!(param(Some("apikeyx=1"), "apikey"), None);
         assert_eq!(param(None, "apikey"), None);
-        assert_eq!(without_param("/p?a=1&apikey=k&b=2", "apikey").unwrap(), "/p?a=1&b=2");
+        assert_eq!(
+            without_param("/p?a=1&apikey=k&b=2", "apikey").unwrap(),
+            "/p?a=1&b=2"
+        );
         assert_eq!(without_param("/p?apikey=k", "apikey").unwrap(), "/p");
         assert_eq!(without_param("/p?a=1", "apikey"), None);
         assert_eq!(without_param("/p", "apikey"), None);

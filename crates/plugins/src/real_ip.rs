@@ -38,7 +38,11 @@ impl RealIp {
         }
         let mut client = peer;
         // Lines of the field are one list, in order (RFC 9110 §5.3).
-        let lines: Vec<&[u8]> = headers.get_all(header).iter().map(|v| v.as_bytes()).collect();
+        let lines: Vec<&[u8]> = headers
+            .get_all(header)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
         for line in lines.iter().rev() {
             for item in line.rsplit(|&b| b == b',') {
                 let Some(ip) = parse_item(item) else {
@@ -122,7 +126,10 @@ mod tests {
         assert_eq!(real_ip().client(ip("10.0.0.2"), &h), ip("10.0.0.9"));
         let h = headers(&["10.0.0.7, 10.0.0.9"]);
         assert_eq!(real_ip().client(ip("10.0.0.2"), &h), ip("10.0.0.7"));
-        assert_eq!(real_ip().client(ip("10.0.0.2"), &headers(&[])), ip("10.0.0.2"));
+        assert_eq!(
+            real_ip().client(ip("10.0.0.2"), &headers(&[])),
+            ip("10.0.0.2")
+        );
     }
 
     #[test]
@@ -135,6 +142,9 @@ mod tests {
     fn without_trusted_proxies_nothing_is_read() {
         let off = RealIp::default();
         assert!(!off.is_on());
-        assert_eq!(off.client(ip("10.0.0.2"), &headers(&["1.1.1.1"])), ip("10.0.0.2"));
+        assert_eq!(
+            off.client(ip("10.0.0.2"), &headers(&["1.1.1.1"])),
+            ip("10.0.0.2")
+        );
     }
 }

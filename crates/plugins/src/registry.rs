@@ -119,6 +119,7 @@ macro_rules! plugins {
 
 plugins! {
     KeyAuth => key_auth::KeyAuth,
+    Cors => cors::Cors,
 }
 
 fn unknown(name: &str) -> String {

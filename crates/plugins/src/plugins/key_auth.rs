@@ -65,8 +65,12 @@ impl Policy for KeyAuth {
     type Credential = KeyCredential;
 
     fn build(config: KeyAuthConfig, cx: &mut BuildCtx<'_>) -> Result<Self, Vec<FieldError>> {
-        let header = HeaderName::from_bytes(config.header.as_bytes())
-            .map_err(|_| vec![cx.error("header", format!("{:?} is not a header name", config.header))])?;
+        let header = HeaderName::from_bytes(config.header.as_bytes()).map_err(|_| {
+            vec![cx.error(
+                "header",
+                format!("{:?} is not a header name", config.header),
+            )]
+        })?;
         let mut keys = HashMap::new();
         for (i, consumer) in cx.consumers.iter().enumerate() {
             for credential in &consumer.credentials {
@@ -91,7 +95,10 @@ impl Policy for KeyAuth {
 
     fn check_credential(credential: &KeyCredential, at: &str) -> Vec<FieldError> {
         if credential.key.len() < 8 {
-            return vec![FieldError::new(format!("{at}.key"), "must be at least 8 characters")];
+            return vec![FieldError::new(
+                format!("{at}.key"),
+                "must be at least 8 characters",
+            )];
         }
         Vec::new()
     }

@@ -1,4 +1,5 @@
 //! The built-in plugins, one module each; registered in `registry.rs`.
 
+pub mod cors;
 pub mod key_auth;
 pub mod limit_conn;
