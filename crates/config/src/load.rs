@@ -117,6 +117,17 @@ pub fn parse_yaml(text: &str) -> Result<Config, ConfigError> {
             "listeners" => config.listeners = decode_list(&key, value, &mut errors),
             "upstreams" => config.upstreams = decode_list(&key, value, &mut errors),
             "routes" => config.routes = decode_list(&key, value, &mut errors),
+            "consumers" => config.consumers = decode_list(&key, value, &mut errors),
+            "global_plugins" => {
+                config.global_plugins = decode::<Option<_>>(&key, value, &mut errors)
+                    .flatten()
+                    .unwrap_or_default()
+            }
+            "real_ip" => {
+                if let Some(v) = decode::<Option<crate::RealIpConfig>>(&key, value, &mut errors) {
+                    config.real_ip = v.unwrap_or_default();
+                }
+            }
             other => errors.push(FieldError::new(
                 other,
                 format!(

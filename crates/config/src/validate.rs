@@ -57,7 +57,10 @@ impl Config {
         let mut ids = HashSet::new();
         for (i, consumer) in self.consumers.iter().enumerate() {
             if consumer.id.is_empty() {
-                errors.push(FieldError::new(format!("consumers[{i}].id"), "must not be empty"));
+                errors.push(FieldError::new(
+                    format!("consumers[{i}].id"),
+                    "must not be empty",
+                ));
             } else if !ids.insert(consumer.id.as_str()) {
                 errors.push(FieldError::new(
                     format!("consumers[{i}].id"),

@@ -16,4 +16,7 @@ mod metrics;
 
 pub use access_log::{AccessLog, AccessLogEntry};
 pub use logging::init_logging;
-pub use metrics::{Metrics, Rejection, RouteMetrics, TimeoutKind, TimeoutMetrics, UpstreamMetrics};
+pub use metrics::{
+    Metrics, PluginRejections, PluginStats, Rejection, RouteMetrics, TimeoutKind, TimeoutMetrics,
+    UpstreamMetrics,
+};

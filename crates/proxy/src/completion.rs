@@ -28,6 +28,8 @@ pub struct Completion {
     pub slot: Option<crate::overload::requests::RequestSlot>,
     /// Present only when the access log is on, so requests pay for its strings only then.
     pub access: Option<Box<AccessDetails>>,
+    /// The plugins' context of a route with plugins: its `log` phase runs here.
+    pub plugins: Option<Box<floodgate_plugins::RequestCtx>>,
 }
 
 /// The parts of an access log line that only the access log needs.
@@ -46,6 +48,8 @@ pub struct AccessDetails {
     pub route: Option<Arc<str>>,
     /// Target address used.
     pub upstream_addr: Option<Arc<str>>,
+    /// The consumer an authentication plugin identified.
+    pub consumer: Option<Arc<str>>,
     /// The request id.
     pub request_id: HeaderValue,
 }
@@ -53,6 +57,9 @@ pub struct AccessDetails {
 impl Drop for Completion {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
+        if let Some(plugins) = self.plugins.take() {
+            plugins.finish(self.status);
+        }
         self.metrics
             .record(self.worker, &self.method, self.status, elapsed);
         if let Some(details) = self.access.take() {
@@ -67,6 +74,7 @@ impl Drop for Completion {
                 status: self.status.as_u16(),
                 route: details.route,
                 upstream_addr: details.upstream_addr,
+                consumer: details.consumer,
                 duration: elapsed,
                 request_id: details.request_id.to_str().unwrap_or("").to_string(),
                 bytes_sent: self.bytes_sent,

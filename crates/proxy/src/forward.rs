@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use floodgate_http1::{encode_request, ResponseError};
+use floodgate_plugins::{RequestCtx, UpstreamRequest};
 use floodgate_upstream::{InFlightGuard, PickContext};
 use http::uri::{PathAndQuery, Scheme};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -46,11 +47,21 @@ pub fn forward<'a>(
     req: Request<ClientBody>,
     request_id: &'a HeaderValue,
     started: Instant,
+    plugins: Option<&RequestCtx>,
     target_used: &'a mut Option<Arc<str>>,
 ) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
     // Everything before sending is synchronous and done here, before the future exists: the future then
     // holds the request only in its outgoing form (it is built, moved and boxed once per request).
-    let prepared = prepare(ctx, conn, route, upstream, req, request_id, target_used);
+    let prepared = prepare(
+        ctx,
+        conn,
+        route,
+        upstream,
+        req,
+        request_id,
+        plugins,
+        target_used,
+    );
     async move {
         let (target, in_flight, outgoing) = prepared?;
         let mut timer = conn.request_timer(started + route.timeout);
@@ -112,6 +123,7 @@ fn prepare<'a>(
     upstream: &'a UpstreamRuntime,
     req: Request<ClientBody>,
     request_id: &'a HeaderValue,
+    plugins: Option<&RequestCtx>,
     target_used: &mut Option<Arc<str>>,
 ) -> Result<(&'a Target, InFlightGuard, Outgoing<'a>), ProxyError> {
     let pools = &ctx.pools;
@@ -152,7 +164,7 @@ fn prepare<'a>(
         host: host_in.clone(),
         request_id,
     };
-    let host = match (route.preserve_host, host_in) {
+    let mut host = match (route.preserve_host, host_in) {
         (true, Some(host)) => host,
         _ => target.authority.clone(),
     };
@@ -161,11 +173,22 @@ fn prepare<'a>(
     } else {
         RequestBody::new(body, route.max_body_bytes)
     };
-    let path = parts
+    let mut path = parts
         .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    if let (Some(chain), Some(plugins)) = (&route.plugins, plugins) {
+        chain.upstream_request(
+            &mut UpstreamRequest {
+                method: &parts.method,
+                headers: &mut parts.headers,
+                path: &mut path,
+                host: &mut host,
+            },
+            plugins,
+        );
+    }
     let outgoing = Outgoing {
         parts,
         body,

@@ -11,9 +11,10 @@ use floodgate_config::{Config, FieldError};
 use floodgate_observe::{AccessLog, Metrics};
 use tokio::sync::mpsc;
 
+use crate::background::Background;
 use crate::listener::bind_reuseport;
 use crate::overload::connections::ConnectionCount;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{PluginInputs, Snapshot};
 use crate::worker::{run_worker, WorkerCommand};
 use crate::worker_ctx::Shared;
 
@@ -72,6 +73,8 @@ pub struct Gateway {
     /// listener is configured, so its `max_connections` counts the connections it already has.
     listener_connections: HashMap<String, Arc<ConnectionCount>>,
     access_log: Option<(String, AccessLog)>,
+    /// Runs the plugins' background tasks.
+    background: Background,
 }
 
 impl Gateway {
@@ -79,11 +82,16 @@ impl Gateway {
     pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Gateway, GatewayError> {
         let worker_count = config.worker_count();
         let access_log = open_access_log(config, None)?;
+        let background = Background::start().map_err(GatewayError::Worker)?;
         let snapshot = Snapshot::build(
             config,
             &metrics,
             worker_count,
             access_log.as_ref().map(|(_, log)| log.clone()),
+            PluginInputs {
+                previous: None,
+                runtime: background.handle(),
+            },
         )
         .map_err(GatewayError::Invalid)?;
         let shared = Arc::new(Shared {
@@ -111,6 +119,7 @@ impl Gateway {
             listeners: HashMap::new(),
             listener_connections: HashMap::new(),
             access_log,
+            background,
         };
         gateway.apply_listeners(config)?;
         Ok(gateway)
@@ -128,13 +137,19 @@ impl Gateway {
             );
         }
         let access_log = open_access_log(config, self.access_log.as_ref())?;
+        let running = self.shared.snapshot.load();
         let snapshot = Snapshot::build(
             config,
             &self.shared.metrics,
             self.workers.len(),
             access_log.as_ref().map(|(_, log)| log.clone()),
+            PluginInputs {
+                previous: Some(&running.plugin_states),
+                runtime: self.background.handle(),
+            },
         )
         .map_err(GatewayError::Invalid)?;
+        drop(running);
         let new_sockets = self.bind_new(config)?;
         self.shared.snapshot.store(Arc::new(snapshot));
         self.access_log = access_log;

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
+mod background;
 mod client_conn;
 mod completion;
 mod deadline;
@@ -22,6 +23,7 @@ mod headers;
 mod listener;
 mod overload;
 mod path_normalize;
+mod plugin_phases;
 mod read_size;
 mod request_body;
 mod request_id;
@@ -40,7 +42,7 @@ mod write_all;
 
 pub use error::ProxyError;
 pub use gateway::{BoundListener, Gateway, GatewayError};
-pub use snapshot::Snapshot;
+pub use snapshot::{PluginInputs, Snapshot};
 
 /// The TLS client config floodgate uses towards an upstream with these settings (roots or CA file, SNI
 /// verification or `insecure_skip_verify`, ALPN by protocol). Errors are field messages.

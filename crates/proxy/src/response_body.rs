@@ -71,6 +71,11 @@ impl ResponseBody {
         &self.fields
     }
 
+    /// The upstream's fields kept as bytes, for the plugins' one view of the response's fields.
+    pub fn upstream_fields_mut(&mut self) -> &mut RawFields {
+        &mut self.fields.upstream
+    }
+
     /// Sets the request id the response goes out with.
     pub fn set_request_id(&mut self, id: HeaderValue) {
         self.fields.request_id = Some(id);

@@ -13,6 +13,8 @@ use floodgate_config::{
     Config, FieldError, Http2Config, KeepaliveConfig, UpstreamConfig, UpstreamProtocol,
 };
 use floodgate_observe::{AccessLog, Metrics, RouteMetrics, UpstreamMetrics};
+use floodgate_plugins::real_ip::RealIp;
+use floodgate_plugins::{build_plugins, Chain, Consumers, StateStore};
 use floodgate_router::RouteTable;
 use floodgate_upstream::LoadBalancer;
 use http::{HeaderValue, StatusCode};
@@ -44,6 +46,30 @@ pub struct Snapshot {
     pub max_requests_in_flight_per_worker: u64,
     /// The HTTP/2 server's limits and timers, applied to each new connection.
     pub http2: Http2Config,
+    /// How a request's client address is found (`real_ip`).
+    pub real_ip: RealIp,
+    /// The consumers authentication plugins identify.
+    pub consumers: Arc<Consumers>,
+    /// The plugins' states, handed to the next snapshot's build so unchanged plugins keep them.
+    pub plugin_states: StateStore,
+}
+
+/// What building a snapshot's plugins needs besides the configuration.
+pub struct PluginInputs<'a> {
+    /// The running snapshot's plugin states (`None` for the first).
+    pub previous: Option<&'a StateStore>,
+    /// Where plugins start background tasks (key fetches); `None` when only validating.
+    pub runtime: Option<tokio::runtime::Handle>,
+}
+
+impl PluginInputs<'static> {
+    /// For a build that only validates: no previous states, no background tasks.
+    pub fn validating() -> Self {
+        Self {
+            previous: None,
+            runtime: None,
+        }
+    }
 }
 
 /// How long the gateway waits on a client at each stage (`timeouts` in the configuration).
@@ -86,6 +112,8 @@ pub struct RouteRuntime {
     pub upgrades: Box<[Box<[u8]>]>,
     /// This route's metrics.
     pub metrics: Arc<RouteMetrics>,
+    /// The route's plugin chain; `None` when it has no plugins (and pays nothing for them).
+    pub plugins: Option<Arc<Chain>>,
 }
 
 /// What a route does.
@@ -148,8 +176,22 @@ impl Snapshot {
         metrics: &Metrics,
         workers: usize,
         access_log: Option<AccessLog>,
+        plugins: PluginInputs<'_>,
     ) -> Result<Snapshot, Vec<FieldError>> {
         let mut errors = Vec::new();
+        let none = StateStore::new();
+        let plugins = match build_plugins(
+            config,
+            plugins.previous.unwrap_or(&none),
+            plugins.runtime,
+            &metrics.plugins,
+        ) {
+            Ok(set) => set,
+            Err(plugin_errors) => {
+                errors.extend(plugin_errors);
+                Default::default()
+            }
+        };
         let mut upstreams = HashMap::new();
         let mut broken_upstreams = Vec::new();
         for (i, upstream) in config.upstreams.iter().enumerate() {
@@ -228,6 +270,7 @@ impl Snapshot {
                         .filter(|p| **p != *b"h2c")
                         .collect(),
                     metrics: metrics.route(&route.id),
+                    plugins: plugins.routes.get(i).cloned().flatten(),
                 }),
             ));
         }
@@ -262,6 +305,9 @@ impl Snapshot {
             max_connections: config.limits.max_connections,
             max_requests_in_flight_per_worker: config.limits.max_requests_in_flight_per_worker,
             http2: config.http2.clone(),
+            real_ip: plugins.real_ip,
+            consumers: plugins.consumers,
+            plugin_states: plugins.states,
         })
     }
 }

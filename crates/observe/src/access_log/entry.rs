@@ -13,13 +13,14 @@ use super::timestamp::write_rfc3339_millis;
 ///
 /// Written as one JSON object per line with these snake_case keys, absent values as `null`:
 /// `timestamp` (RFC 3339 UTC, milliseconds), `client_ip`, `method`, `host`, `path`, `protocol`
-/// (`"HTTP/1.1"`, `"HTTP/2"`...), `status`, `route`, `upstream_addr`, `duration_ms` (a number with
+/// (`"HTTP/1.1"`, `"HTTP/2"`...), `status`, `route`, `upstream_addr`, `consumer`, `duration_ms` (a number with
 /// microsecond precision), `request_id`, `bytes_sent`.
 #[derive(Debug, Clone)]
 pub struct AccessLogEntry {
     /// When the response finished (the line is written then).
     pub timestamp: SystemTime,
-    /// The client's address (after any trusted `Forwarded` processing the proxy does), if known.
+    /// The client's address under the `real_ip` rules (the peer, or the address trusted proxies
+    /// reported), if known.
     pub client_ip: Option<IpAddr>,
     /// The request method.
     pub method: Method,
@@ -35,6 +36,8 @@ pub struct AccessLogEntry {
     pub route: Option<Arc<str>>,
     /// The upstream target address that served the request, if one was reached.
     pub upstream_addr: Option<Arc<str>>,
+    /// The id of the consumer an authentication plugin identified.
+    pub consumer: Option<Arc<str>>,
     /// Time from request received to response finished (or headers sent, as the proxy measures it).
     pub duration: Duration,
     /// The request id, as sent upstream and to the client.
@@ -55,6 +58,7 @@ struct Line<'a> {
     status: u16,
     route: Option<&'a str>,
     upstream_addr: Option<&'a str>,
+    consumer: Option<&'a str>,
     duration_ms: f64,
     request_id: &'a str,
     bytes_sent: Option<u64>,
@@ -91,6 +95,7 @@ impl AccessLogEntry {
             status: self.status,
             route: self.route.as_deref(),
             upstream_addr: self.upstream_addr.as_deref(),
+            consumer: self.consumer.as_deref(),
             // Whole microseconds as milliseconds: exact enough, and one number a log query can compare.
             duration_ms: self.duration.as_micros() as f64 / 1_000.0,
             request_id: &self.request_id,
@@ -120,6 +125,7 @@ pub(crate) mod tests {
             status: 201,
             route: Some(Arc::from("users-api")),
             upstream_addr: Some(Arc::from("10.0.0.5:8000")),
+            consumer: Some(Arc::from("team-a")),
             duration: Duration::from_micros(1_234),
             request_id: format!("req-{n}"),
             bytes_sent: Some(512),
@@ -149,6 +155,7 @@ pub(crate) mod tests {
                 "status": 201,
                 "route": "users-api",
                 "upstream_addr": "10.0.0.5:8000",
+                "consumer": "team-a",
                 "duration_ms": 1.234,
                 "request_id": "req-3",
                 "bytes_sent": 512,
@@ -163,13 +170,21 @@ pub(crate) mod tests {
             host: None,
             route: None,
             upstream_addr: None,
+            consumer: None,
             bytes_sent: None,
             protocol: Version::HTTP_2,
             path: "/a\nb".to_owned(),
             ..sample_entry(0)
         };
         let json = to_json(&entry);
-        for key in ["client_ip", "host", "route", "upstream_addr", "bytes_sent"] {
+        for key in [
+            "client_ip",
+            "host",
+            "route",
+            "upstream_addr",
+            "consumer",
+            "bytes_sent",
+        ] {
             assert!(json[key].is_null(), "{key}");
         }
         assert_eq!(json["protocol"], "HTTP/2");

@@ -9,6 +9,7 @@ mod exposition;
 mod histogram;
 mod overload;
 mod per_worker;
+mod plugins;
 mod registry;
 mod route;
 mod scrape;
@@ -16,6 +17,7 @@ mod timeouts;
 mod upstream;
 
 pub use overload::Rejection;
+pub use plugins::{PluginRejections, PluginStats};
 pub use registry::Metrics;
 pub use route::RouteMetrics;
 pub use timeouts::{TimeoutKind, TimeoutMetrics};

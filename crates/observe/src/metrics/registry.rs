@@ -34,6 +34,8 @@ pub struct Metrics {
     pub timeouts: TimeoutMetrics,
     /// Connections and requests turned away by a limit.
     pub(super) overload: OverloadMetrics,
+    /// Process-wide counters of the plugins.
+    pub plugins: Arc<super::plugins::PluginStats>,
     reloads_success: AtomicU64,
     reloads_failure: AtomicU64,
     /// Age is measured on the monotonic clock, so a wall-clock step cannot make it negative or jump.
@@ -58,6 +60,7 @@ impl Metrics {
             unmatched: Arc::new(RouteMetrics::new(workers)),
             upstreams: Mutex::new(HashMap::new()),
             connections: PerWorker::new(workers),
+            plugins: Arc::default(),
             timeouts: TimeoutMetrics::new(workers),
             overload: OverloadMetrics::new(workers),
             reloads_success: AtomicU64::new(0),

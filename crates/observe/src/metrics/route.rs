@@ -54,12 +54,15 @@ struct RouteCell {
 /// Held by the route in the config snapshot, so recording is a field access and three atomic adds.
 pub struct RouteMetrics {
     cells: PerWorker<RouteCell>,
+    /// Requests the route's plugins answered instead of forwarding.
+    pub plugin_rejections: super::plugins::PluginRejections,
 }
 
 impl RouteMetrics {
     pub(crate) fn new(workers: usize) -> Self {
         Self {
             cells: PerWorker::new(workers),
+            plugin_rejections: Default::default(),
         }
     }
 

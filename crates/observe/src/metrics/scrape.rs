@@ -38,6 +38,13 @@ impl Metrics {
         render_requests(&mut w, &routes);
         render_durations(&mut w, &routes);
         render_upstreams(&mut w, &self.upstreams_by_id());
+        let by_route = self.routes_by_id();
+        let rejections: Vec<_> = by_route
+            .iter()
+            .map(|(id, m)| (id.clone(), &m.plugin_rejections))
+            .collect();
+        super::plugins::render_rejections(&mut w, &rejections);
+        self.plugins.render(&mut w);
         self.render_process(&mut w);
         w.finish()
     }

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,12 +18,14 @@ use crate::error::ProxyError;
 use crate::forward::{forward, Outcome};
 use crate::overload::requests::RequestSlot;
 use crate::path_normalize::{normalize, PathRules};
+use crate::plugin_phases::{answer_response, request_phase, response_phase};
 use crate::request_body::ClientBody;
 use crate::request_id::request_id;
 use crate::response_body::ResponseBody;
 use crate::snapshot::{RouteAction, RouteRuntime, Snapshot};
 use crate::worker_ctx::WorkerCtx;
 use floodgate_observe::Rejection;
+use floodgate_plugins::RequestCtx;
 
 /// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
 ///
@@ -39,6 +42,7 @@ pub fn handle(
         let started = Instant::now();
         let snapshot = ctx.shared.snapshot.load_full();
         let (request_id, _) = request_id(req.headers());
+        let client_ip = snapshot.real_ip.client(conn.client.ip(), req.headers());
         let method = req.method().clone();
         let grpc = req
             .headers()
@@ -47,7 +51,7 @@ pub fn handle(
         let access = snapshot.access_log.as_ref().map(|log| {
             Box::new(AccessDetails {
                 log: log.clone(),
-                client_ip: Some(conn.client.ip()),
+                client_ip: Some(client_ip),
                 host: request_host(&req).map(str::to_string),
                 path: req.uri().path_and_query().map_or_else(
                     || req.uri().path().to_string(),
@@ -56,12 +60,26 @@ pub fn handle(
                 version: req.version(),
                 route: None,
                 upstream_addr: None,
+                consumer: None,
                 request_id: request_id.clone(),
             })
         });
         let mut used = Used::default();
         let mut in_flight = None;
-        let result = serve(&ctx, &conn, &snapshot, req, &request_id, started, &mut used).await;
+        let result = serve(
+            &ctx,
+            &conn,
+            &snapshot,
+            req,
+            Client {
+                ip: client_ip,
+                request_id: &request_id,
+                grpc,
+            },
+            started,
+            &mut used,
+        )
+        .await;
         let mut response = match result {
             Ok(outcome) => {
                 in_flight = outcome.in_flight;
@@ -69,6 +87,11 @@ pub fn handle(
             }
             Err(error) => error.response(&request_id, grpc),
         };
+        if let (Some(plugins), Some(route)) = (&used.plugins, &used.route) {
+            if let Some(chain) = &route.plugins {
+                response = response_phase(chain, plugins, response);
+            }
+        }
         // Beside the map, not in it: most responses' maps are empty, and would be allocated for it.
         response.body_mut().set_request_id(request_id);
         let metrics = used
@@ -78,6 +101,7 @@ pub fn handle(
         let access = access.map(|mut details| {
             details.route = used.route.as_ref().map(|r| r.id.clone());
             details.upstream_addr = used.target;
+            details.consumer = used.plugins.as_ref().and_then(|p| p.consumer_id().cloned());
             details
         });
         let status = response.status();
@@ -91,6 +115,7 @@ pub fn handle(
             access,
             in_flight,
             slot: used.slot,
+            plugins: used.plugins,
         });
         Ok(response)
     }
@@ -117,6 +142,18 @@ pub struct Used {
     pub target: Option<Arc<str>>,
     /// The request's place under the worker's in-flight limit, held until its response ends.
     pub slot: Option<RequestSlot>,
+    /// The plugins' context, when the route has plugins; its `log` phase runs when the response ends.
+    pub plugins: Option<Box<RequestCtx>>,
+}
+
+/// What the handler knows of the request's client before routing.
+pub struct Client<'a> {
+    /// The client's address under the `real_ip` rules.
+    pub ip: IpAddr,
+    /// The request's id.
+    pub request_id: &'a HeaderValue,
+    /// Whether the client speaks gRPC (errors are then gRPC answers).
+    pub grpc: bool,
 }
 
 #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice (see `handle`)
@@ -125,7 +162,7 @@ fn serve<'a>(
     conn: &'a ConnInfo,
     snapshot: &'a Snapshot,
     mut req: Request<ClientBody>,
-    request_id: &'a HeaderValue,
+    client: Client<'a>,
     started: Instant,
     used: &'a mut Used,
 ) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
@@ -146,6 +183,31 @@ fn serve<'a>(
                 .ok_or(ProxyError::NoRoute)?
         };
         used.route = Some(route.clone());
+        if let Some(chain) = &route.plugins {
+            let mut plugins = chain.start(
+                client.ip,
+                client.request_id.clone(),
+                ctx.index,
+                conn.tls,
+                req.uri().path(),
+            );
+            let (request, answer) = request_phase(chain, &mut plugins, req);
+            req = request;
+            let rejection = plugins.rejection;
+            used.plugins = Some(plugins);
+            if let Some(answer) = answer {
+                if let Some(rejected) = rejection {
+                    route
+                        .metrics
+                        .plugin_rejections
+                        .count(rejected.plugin, rejected.reason);
+                }
+                return Ok(Outcome {
+                    response: answer_response(answer, client.request_id, req.method(), client.grpc),
+                    in_flight: None,
+                });
+            }
+        }
         match &route.action {
             RouteAction::Respond {
                 status,
@@ -177,8 +239,9 @@ fn serve<'a>(
                     route,
                     upstream,
                     req,
-                    request_id,
+                    client.request_id,
                     started,
+                    used.plugins.as_deref(),
                     &mut used.target,
                 )
                 .await

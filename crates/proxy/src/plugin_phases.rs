@@ -1,0 +1,110 @@
+//! Where the proxy runs a route's plugin chain: the `request` phase after routing, the `response`
+//! phase on whatever answers (the upstream, a plugin, an error). The `upstream_request` phase runs
+//! in `forward.rs` as the request is shaped, the `log` phase in `completion.rs`.
+
+use bytes::Bytes;
+use floodgate_plugins::{Answer, Chain, RequestCtx, RequestHead, ResponseHead, ResponseHeaders};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+
+use crate::request_body::ClientBody;
+use crate::response_body::ResponseBody;
+
+/// Runs the `request` phase; returns the request (its header fields possibly changed) and the answer
+/// of the plugin that answered, if one did.
+pub fn request_phase(
+    chain: &Chain,
+    ctx: &mut RequestCtx,
+    req: Request<ClientBody>,
+) -> (Request<ClientBody>, Option<Answer>) {
+    let (mut parts, body) = req.into_parts();
+    let answer = chain.request(
+        &mut RequestHead {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &mut parts.headers,
+        },
+        ctx,
+    );
+    (Request::from_parts(parts, body), answer)
+}
+
+/// Runs the `response` phase on `response`.
+pub fn response_phase(
+    chain: &Chain,
+    ctx: &RequestCtx,
+    response: Response<ResponseBody>,
+) -> Response<ResponseBody> {
+    let (mut parts, mut body) = response.into_parts();
+    chain.response(
+        &mut ResponseHead {
+            status: &mut parts.status,
+            headers: ResponseHeaders::new(&mut parts.headers, body.upstream_fields_mut()),
+        },
+        ctx,
+    );
+    Response::from_parts(parts, body)
+}
+
+/// The response for a plugin's answer. An error answer gets the gateway's JSON error body, or for a
+/// gRPC client the trailers-only gRPC answer with the status gRPC maps the HTTP status to.
+pub fn answer_response(
+    answer: Answer,
+    request_id: &HeaderValue,
+    method: &Method,
+    grpc: bool,
+) -> Response<ResponseBody> {
+    let Answer {
+        status,
+        mut headers,
+        body,
+        error,
+        ..
+    } = answer;
+    let body = match error {
+        Some(message) if grpc => {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from_static(grpc_status(status)));
+            headers.insert("grpc-message", HeaderValue::from_static(message));
+            let mut response = Response::new(ResponseBody::full(Bytes::new()));
+            *response.headers_mut() = headers;
+            return response;
+        }
+        Some(message) => {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            // The request id is generated or checked to be a plain token (request_id.rs) and messages
+            // are fixed text, so neither needs JSON escaping.
+            let id = request_id.to_str().unwrap_or("");
+            Bytes::from(format!(
+                "{{\"error\":\"{message}\",\"request_id\":\"{id}\"}}\n"
+            ))
+        }
+        None => body,
+    };
+    let body = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        body
+    };
+    let mut response = Response::new(ResponseBody::full(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// gRPC's mapping of HTTP statuses (grpc/doc/http-grpc-status-mapping.md).
+fn grpc_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "13",
+        401 => "16",
+        403 => "7",
+        404 => "12",
+        429 | 502..=504 => "14",
+        _ => "2",
+    }
+}
