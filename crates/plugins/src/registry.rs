@@ -120,6 +120,7 @@ macro_rules! plugins {
 plugins! {
     KeyAuth => key_auth::KeyAuth,
     Cors => cors::Cors,
+    Headers => headers::Headers,
 }
 
 fn unknown(name: &str) -> String {
