@@ -121,6 +121,7 @@ plugins! {
     KeyAuth => key_auth::KeyAuth,
     Cors => cors::Cors,
     Headers => headers::Headers,
+    Rewrite => rewrite::Rewrite,
 }
 
 fn unknown(name: &str) -> String {

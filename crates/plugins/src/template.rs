@@ -117,11 +117,6 @@ impl Template {
         })
     }
 
-    /// Whether the value has no variable.
-    pub fn is_fixed(&self) -> bool {
-        self.parts.iter().all(|p| matches!(p, Part::Text(_)))
-    }
-
     /// The literal text before the first variable (the whole value when it has none).
     pub fn leading_text(&self) -> &str {
         match self.parts.first() {
@@ -136,6 +131,18 @@ impl Template {
             Part::Text(t) => Some(&**t),
             _ => None,
         })
+    }
+
+    /// The value with every variable standing as `x`: what build-time checks of the literal text
+    /// (a path's shape, a URI's scheme) look at.
+    pub fn sample(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t,
+                _ => "x",
+            })
+            .collect()
     }
 
     /// Checks that the literal parts may stand in a header field value (no control characters), so a
@@ -351,10 +358,10 @@ mod tests {
                 Part::ClientIp,
             ]
         );
-        assert!(!t.is_fixed());
+        assert!(t.fixed.is_none());
+        assert_eq!(t.sample(), "a-x/x$xx.x;x");
         assert_eq!(t.leading_text(), "a-");
         let fixed = Template::parse("plain $$5", &Scope::Global).unwrap();
-        assert!(fixed.is_fixed());
         assert_eq!(fixed.fixed.as_ref().unwrap(), "plain $5");
     }
 

@@ -4,3 +4,4 @@ pub mod cors;
 pub mod headers;
 pub mod key_auth;
 pub mod limit_conn;
+pub mod rewrite;
