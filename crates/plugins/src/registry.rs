@@ -122,6 +122,7 @@ plugins! {
     Cors => cors::Cors,
     Headers => headers::Headers,
     Rewrite => rewrite::Rewrite,
+    Redirect => redirect::Redirect,
 }
 
 fn unknown(name: &str) -> String {

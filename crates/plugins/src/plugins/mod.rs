@@ -4,4 +4,5 @@ pub mod cors;
 pub mod headers;
 pub mod key_auth;
 pub mod limit_conn;
+pub mod redirect;
 pub mod rewrite;
