@@ -55,6 +55,15 @@ const REFUSED: &[&str] = &[
     "upgrade",
 ];
 
+/// Fields the gateway writes on the request after this plugin has run, from what it knows of the
+/// client: a value set here would never arrive, so configuring one is a mistake.
+const WRITTEN_BY_GATEWAY: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-request-id",
+];
+
 /// The built plugin.
 pub struct Headers {
     request: HeaderOps,
@@ -100,19 +109,16 @@ impl HeaderOps {
         cx: &BuildCtx<'_>,
         errors: &mut Vec<FieldError>,
     ) -> Self {
+        let request = side == "request";
         let mut remove = Vec::new();
         for (i, text) in config.remove.iter().enumerate() {
-            remove.extend(header_name(
-                text,
-                &format!("{side}.remove[{i}]"),
-                cx,
-                errors,
-            ));
+            let field = format!("{side}.remove[{i}]");
+            remove.extend(header_name(text, &field, request, cx, errors));
         }
         Self {
             remove,
-            set: templates(&config.set, &format!("{side}.set"), cx, errors),
-            add: templates(&config.add, &format!("{side}.add"), cx, errors),
+            set: templates(&config.set, &format!("{side}.set"), request, cx, errors),
+            add: templates(&config.add, &format!("{side}.add"), request, cx, errors),
         }
     }
 }
@@ -120,6 +126,7 @@ impl HeaderOps {
 fn header_name(
     text: &str,
     field: &str,
+    request: bool,
     cx: &BuildCtx<'_>,
     errors: &mut Vec<FieldError>,
 ) -> Option<HeaderName> {
@@ -135,6 +142,13 @@ fn header_name(
             ));
             None
         }
+        Ok(name) if request && WRITTEN_BY_GATEWAY.contains(&name.as_str()) => {
+            errors.push(cx.error(
+                field,
+                format!("{text} is written by the gateway after this plugin runs"),
+            ));
+            None
+        }
         Ok(name) => Some(name),
     }
 }
@@ -142,13 +156,14 @@ fn header_name(
 fn templates(
     map: &BTreeMap<String, String>,
     at: &str,
+    request: bool,
     cx: &BuildCtx<'_>,
     errors: &mut Vec<FieldError>,
 ) -> Vec<(HeaderName, Template)> {
     let mut list = Vec::with_capacity(map.len());
     for (text, value) in map {
         let field = format!("{at}.{text}");
-        let Some(name) = header_name(text, &field, cx, errors) else {
+        let Some(name) = header_name(text, &field, request, cx, errors) else {
             continue;
         };
         let template = Template::parse(value, &cx.scope).and_then(|t| {
@@ -369,6 +384,14 @@ mod tests {
                 "{want} not in {got:?}"
             );
         }
+        let written = errors(
+            "[\"/*\"]",
+            "{headers: {request: {set: {X-Forwarded-For: x}}, response: {set: {X-Request-Id: y}}}}",
+        );
+        assert_eq!(
+            written,
+            [format!("{at}.request.set.X-Forwarded-For: X-Forwarded-For is written by the gateway after this plugin runs")]
+        );
         let unknown = errors("[\"/*\"]", "{headers: {request: {append: {}}}}");
         assert!(
             unknown[0].starts_with(&format!("{at}.request")),
