@@ -108,9 +108,11 @@ impl Policy for Redirect {
                 if ctx.tls {
                     return Flow::Continue;
                 }
-                let host = match req.headers.get(HOST) {
-                    Some(value) => value.to_str().ok(),
-                    None => req.uri.authority().map(|a| a.as_str()),
+                // The host routing used: the target's authority (HTTP/2's `:authority`, an
+                // absolute-form target), else `Host` (RFC 9112 §3.2.2).
+                let host = match req.uri.authority() {
+                    Some(authority) => Some(authority.as_str()),
+                    None => req.headers.get(HOST).and_then(|v| v.to_str().ok()),
                 };
                 let Some(host) = host.and_then(host_of) else {
                     return Flow::Respond(Answer::error(
@@ -285,8 +287,17 @@ mod tests {
         assert_eq!(location(&answer).1, "https://shop.example/x");
         // Over TLS already: forwarded.
         assert!(redirect("[\"/*\"]", config, "/x", "shop.example", true).is_none());
-        // An absolute-form target carries the host when Host is absent (HTTP/2's :authority).
+        // The target's authority wins over Host (HTTP/2's :authority, an absolute-form target).
         let answer = redirect("[\"/*\"]", config, "http://h2.example/p", "", false).unwrap();
+        assert_eq!(location(&answer).1, "https://h2.example/p");
+        let answer = redirect(
+            "[\"/*\"]",
+            config,
+            "http://h2.example/p",
+            "h1.example",
+            false,
+        )
+        .unwrap();
         assert_eq!(location(&answer).1, "https://h2.example/p");
     }
 
