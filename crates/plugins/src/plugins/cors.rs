@@ -4,20 +4,22 @@
 
 use floodgate_config::{FieldError, HumanDuration};
 use http::header::{
-    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
-    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS,
+    ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
 };
-use http::{HeaderName, HeaderValue, Method, StatusCode};
-use regex::Regex;
+use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 
-use crate::answer::Answer;
 use crate::build::BuildCtx;
 use crate::context::RequestCtx;
 use crate::heads::{RequestHead, ResponseHead};
 use crate::policy::{Flow, Policy};
 use crate::registry::NoCredential;
+
+mod origins;
+mod preflight;
+
+use origins::Origins;
 
 /// `plugins.cors`.
 #[derive(Debug, Deserialize)]
@@ -79,23 +81,6 @@ pub struct Cors {
     max_age: HeaderValue,
 }
 
-/// Which origins are allowed.
-struct Origins {
-    any: bool,
-    /// Lowercase.
-    exact: Vec<Box<str>>,
-    wildcards: Vec<Wildcard>,
-    regexes: Vec<Regex>,
-}
-
-/// `scheme://*.suffix[:port]`, split at the `*`.
-struct Wildcard {
-    /// `https://`.
-    scheme: Box<str>,
-    /// `.example.com` or `.example.com:8443`.
-    suffix: Box<str>,
-}
-
 impl Policy for Cors {
     const NAME: &'static str = "cors";
     const PRIORITY: u16 = 4000;
@@ -104,36 +89,21 @@ impl Policy for Cors {
 
     fn build(config: CorsConfig, cx: &mut BuildCtx<'_>) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let mut origins = Origins {
-            any: false,
-            exact: Vec::new(),
-            wildcards: Vec::new(),
-            regexes: Vec::new(),
+        let origins = match Origins::parse(&config.allow_origins, &config.allow_origin_regex) {
+            Ok(origins) => Some(origins),
+            Err(problems) => {
+                errors.extend(problems.into_iter().map(|(field, m)| cx.error(&field, m)));
+                None
+            }
         };
-        for (i, origin) in config.allow_origins.iter().enumerate() {
-            let field = format!("allow_origins[{i}]");
-            match parse_origin(origin) {
-                Ok(OriginRule::Any) => origins.any = true,
-                Ok(OriginRule::Exact(o)) => origins.exact.push(o.into()),
-                Ok(OriginRule::Wildcard(w)) => origins.wildcards.push(w),
-                Err(message) => errors.push(cx.error(&field, message)),
-            }
-        }
-        for (i, pattern) in config.allow_origin_regex.iter().enumerate() {
-            // Anchored: an origin must match as a whole, or `https://a\.example\.com` would also allow
-            // `https://a.example.com.attacker.net`.
-            match Regex::new(&format!("^(?:{pattern})$")) {
-                Ok(regex) => origins.regexes.push(regex),
-                Err(e) => errors.push(cx.error(&format!("allow_origin_regex[{i}]"), e.to_string())),
-            }
-        }
         if config.allow_origins.is_empty() && config.allow_origin_regex.is_empty() {
             errors.push(cx.error(
                 "allow_origins",
                 "list at least one origin (in allow_origins or allow_origin_regex)",
             ));
         }
-        if origins.any && config.allow_credentials {
+        let any = origins.as_ref().is_some_and(Origins::any);
+        if any && config.allow_credentials {
             // Echoing every origin with credentials would let any site read its visitors' responses
             // with their cookies: the attack the same-origin policy exists to stop.
             errors.push(cx.error(
@@ -169,9 +139,9 @@ impl Policy for Cors {
                 )),
             }
         }
-        if !errors.is_empty() {
+        let Some(origins) = origins.filter(|_| errors.is_empty()) else {
             return Err(errors);
-        }
+        };
         let methods_value = match &methods {
             Some(list) => joined(list.iter().map(Method::as_str)),
             None => HeaderValue::from_static("*"),
@@ -201,7 +171,7 @@ impl Policy for Cors {
             return Flow::Respond(self.preflight(req, origin));
         }
         // With `*` every response gets the same fields, with or without `Origin`: nothing varies.
-        let allow = if self.origins.any {
+        let allow = if self.origins.any() {
             Some(HeaderValue::from_static("*"))
         } else {
             origin.and_then(|o| self.allow_origin(o))
@@ -227,7 +197,7 @@ impl Policy for Cors {
         // (Fetch standard, "CORS protocol and HTTP caches"), for responses without them too. A preflight
         // answered here has its own `Vary`; with `*` alone nothing depends on `Origin`.
         let answered_here = ctx.rejection.is_some_and(|r| r.plugin == Self::NAME);
-        if !answered_here && !self.origins.any {
+        if !answered_here && !self.origins.any() {
             resp.headers
                 .append(VARY, HeaderValue::from_static("Origin"));
         }
@@ -235,190 +205,13 @@ impl Policy for Cors {
 }
 
 impl Cors {
-    /// The answer to a preflight: 204 with the CORS fields when the origin, method and header fields
-    /// asked for are all allowed, else 403.
-    fn preflight(&self, req: &RequestHead<'_>, origin: Option<&HeaderValue>) -> Answer {
-        let refused = || {
-            Answer::error(
-                StatusCode::FORBIDDEN,
-                "cross-origin request not allowed",
-                "preflight_refused",
-            )
-        };
-        let Some(allow_origin) = origin.and_then(|o| self.allow_origin(o)) else {
-            return refused();
-        };
-        let Some(method) = single(req.headers, &ACCESS_CONTROL_REQUEST_METHOD)
-            .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-        else {
-            return refused();
-        };
-        if !self.allows_method(&method) {
-            return refused();
-        }
-        let requested = req.headers.get_all(ACCESS_CONTROL_REQUEST_HEADERS);
-        let allow_headers = match &self.headers {
-            None => {
-                // `*` echoes what was asked, which also works with credentials (where a literal `*`
-                // means only a field named `*`). Several fields are one list (RFC 9110 §5.3).
-                let mut joined = Vec::new();
-                for value in requested.iter() {
-                    if !joined.is_empty() {
-                        joined.extend_from_slice(b", ");
-                    }
-                    joined.extend_from_slice(value.as_bytes());
-                }
-                if joined.is_empty() {
-                    None
-                } else {
-                    HeaderValue::from_bytes(&joined).ok()
-                }
-            }
-            Some(allowed) => {
-                let all_allowed = requested.iter().all(|value| {
-                    value.to_str().is_ok_and(|list| {
-                        list.split(',')
-                            .map(str::trim)
-                            .filter(|name| !name.is_empty())
-                            .all(|name| {
-                                allowed
-                                    .iter()
-                                    .any(|a| a.as_str().eq_ignore_ascii_case(name))
-                            })
-                    })
-                });
-                if !all_allowed {
-                    return refused();
-                }
-                self.headers_value.clone()
-            }
-        };
-        let methods = match &self.methods {
-            Some(_) => self.methods_value.clone(),
-            None => HeaderValue::from_str(method.as_str())
-                .unwrap_or_else(|_| self.methods_value.clone()),
-        };
-        let mut answer = Answer::empty(StatusCode::NO_CONTENT, "preflight")
-            .with_header(ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin)
-            .with_header(ACCESS_CONTROL_ALLOW_METHODS, methods);
-        if let Some(headers) = allow_headers {
-            answer = answer.with_header(ACCESS_CONTROL_ALLOW_HEADERS, headers);
-        }
-        if self.credentials {
-            answer = answer.with_header(
-                ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
-        }
-        answer
-            .with_header(ACCESS_CONTROL_MAX_AGE, self.max_age.clone())
-            .with_header(
-                VARY,
-                HeaderValue::from_static(
-                    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
-                ),
-            )
-    }
-
     /// The `Access-Control-Allow-Origin` value for `origin`, `None` when it is not allowed.
     fn allow_origin(&self, origin: &HeaderValue) -> Option<HeaderValue> {
-        if self.origins.any {
+        if self.origins.any() {
             return Some(HeaderValue::from_static("*"));
         }
-        let text = origin.to_str().ok()?;
-        if self
-            .origins
-            .exact
-            .iter()
-            .any(|o| o.eq_ignore_ascii_case(text))
-            || self.origins.wildcards.iter().any(|w| w.matches(text))
-            || self.origins.regexes.iter().any(|r| r.is_match(text))
-        {
-            return Some(origin.clone());
-        }
-        None
-    }
-
-    fn allows_method(&self, method: &Method) -> bool {
-        // GET, HEAD and POST are CORS-safelisted: a browser sends them whatever the preflight says.
-        let safelisted = [Method::GET, Method::HEAD, Method::POST].contains(method);
-        safelisted
-            || self
-                .methods
-                .as_ref()
-                .is_none_or(|list| list.contains(method))
-    }
-}
-
-impl Wildcard {
-    fn matches(&self, origin: &str) -> bool {
-        let Some(host) = strip_prefix_ignore_case(origin, &self.scheme) else {
-            return false;
-        };
-        let Some(label) = strip_suffix_ignore_case(host, &self.suffix) else {
-            return false;
-        };
-        // One or more whole DNS labels: no `:`, `/`, `@` or empty label can slip in.
-        !label.is_empty()
-            && label
-                .split('.')
-                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-    }
-}
-
-fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &text[prefix.len()..])
-}
-
-fn strip_suffix_ignore_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str> {
-    let at = text.len().checked_sub(suffix.len())?;
-    let tail = text.get(at..)?;
-    tail.eq_ignore_ascii_case(suffix).then(|| &text[..at])
-}
-
-enum OriginRule {
-    Any,
-    Exact(String),
-    Wildcard(Wildcard),
-}
-
-/// An `allow_origins` entry: `*`, `scheme://host[:port]`, or `scheme://*.host[:port]`.
-fn parse_origin(text: &str) -> Result<OriginRule, String> {
-    if text == "*" {
-        return Ok(OriginRule::Any);
-    }
-    if text == "null" {
-        return Ok(OriginRule::Exact(text.to_string()));
-    }
-    let Some((scheme, host)) = text.split_once("://") else {
-        return Err(format!(
-            "{text:?} is not an origin (scheme://host[:port], as in \"https://app.example.com\")"
-        ));
-    };
-    let valid_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    let valid_host = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]*".contains(&b));
-    if !valid_scheme || !valid_host {
-        return Err(format!(
-            "{text:?} is not an origin (scheme://host[:port], no path, as in \"https://app.example.com\")"
-        ));
-    }
-    match host.matches('*').count() {
-        0 => Ok(OriginRule::Exact(text.to_ascii_lowercase())),
-        1 if host.starts_with("*.") && host.len() > 2 => Ok(OriginRule::Wildcard(Wildcard {
-            scheme: format!("{}://", scheme.to_ascii_lowercase()).into(),
-            suffix: host[1..].to_ascii_lowercase().into(),
-        })),
-        _ => Err(format!(
-            "{text:?}: a wildcard stands for the leading labels only, as in \"https://*.example.com\""
-        )),
+        let allowed = origin.to_str().is_ok_and(|text| self.origins.allows(text));
+        allowed.then(|| origin.clone())
     }
 }
 
@@ -473,21 +266,22 @@ mod tests {
     use std::sync::Arc;
 
     use floodgate_http1::raw_fields_of;
-    use http::{HeaderMap, Uri};
+    use http::{HeaderMap, StatusCode, Uri};
 
     use super::*;
+    use crate::answer::Answer;
     use crate::chain::Chain;
     use crate::heads::ResponseHeaders;
     use crate::template::fixture::{chain, ctx, errors};
 
-    const CONFIG: &str = r#"{cors: {allow_origins: ["https://app.example", "https://*.example.com"], allow_origin_regex: ['https://[a-z]+\.example\.org'], allow_headers: [X-Token, Content-Type], expose_headers: [X-Trace], allow_credentials: true, max_age: 10m}}"#;
+    pub(super) const CONFIG: &str = r#"{cors: {allow_origins: ["https://app.example", "https://*.example.com"], allow_origin_regex: ['https://[a-z]+\.example\.org'], allow_headers: [X-Token, Content-Type], expose_headers: [X-Trace], allow_credentials: true, max_age: 10m}}"#;
 
-    fn cors(config: &str) -> Arc<Chain> {
+    pub(super) fn cors(config: &str) -> Arc<Chain> {
         chain("[\"/*\"]", config)
     }
 
     /// Runs the request phase; the answer, if any, and the fields set for the response.
-    fn request(
+    pub(super) fn request(
         chain: &Arc<Chain>,
         method: Method,
         fields: &[(&str, &str)],
@@ -510,7 +304,12 @@ mod tests {
         (answer, ctx)
     }
 
-    fn preflight(chain: &Arc<Chain>, origin: &str, method: &str, asked: Option<&str>) -> Answer {
+    pub(super) fn preflight(
+        chain: &Arc<Chain>,
+        origin: &str,
+        method: &str,
+        asked: Option<&str>,
+    ) -> Answer {
         let mut fields = vec![
             ("origin", origin),
             ("access-control-request-method", method),
@@ -521,7 +320,7 @@ mod tests {
             .expect("answered")
     }
 
-    fn fields(answer: &Answer) -> Vec<(String, String)> {
+    pub(super) fn fields(answer: &Answer) -> Vec<(String, String)> {
         answer
             .headers
             .iter()
@@ -529,14 +328,14 @@ mod tests {
             .collect()
     }
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    pub(super) fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect()
     }
 
     #[test]
-    fn origins_match_exactly_by_wildcard_and_by_anchored_regex() {
+    fn each_kind_of_origin_rule_allows_through_the_chain() {
         let chain = cors(CONFIG);
         let allowed = |origin: &str| {
             let (answer, ctx) = request(&chain, Method::GET, &[("origin", origin)]);
@@ -544,22 +343,10 @@ mod tests {
             !ctx.response_headers.is_empty()
         };
         assert!(allowed("https://app.example"));
-        assert!(allowed("HTTPS://APP.example"));
-        assert!(allowed("https://a.example.com"));
         assert!(allowed("https://a.b.example.com"));
         assert!(allowed("https://api.example.org"));
-        assert!(!allowed("http://app.example"));
-        assert!(!allowed("https://app.example:8443"));
-        assert!(!allowed("https://app.example.attacker.net"));
-        assert!(!allowed("https://example.com"));
-        assert!(!allowed("https://.example.com"));
         assert!(!allowed("https://evil.example.com.attacker.net"));
-        assert!(!allowed("https://a.example.com:444"));
-        assert!(!allowed("https://a@b.example.com"));
-        assert!(!allowed("https://a..example.com"));
         assert!(!allowed("https://api.example.org.attacker.net"));
-        assert!(!allowed("https://x.https://api.example.org"));
-        assert!(!allowed("null"));
     }
 
     #[test]
@@ -603,88 +390,6 @@ mod tests {
             &[("origin", "https://app.example")],
         );
         assert!(answer.is_none() && !ctx.response_headers.is_empty());
-    }
-
-    #[test]
-    fn preflights_are_answered_with_exact_fields() {
-        let chain = cors(CONFIG);
-        let answer = preflight(
-            &chain,
-            "https://a.example.com",
-            "PUT",
-            Some("x-token,content-type"),
-        );
-        assert_eq!(answer.status, StatusCode::NO_CONTENT);
-        assert_eq!(answer.reason, "preflight");
-        assert!(answer.body.is_empty() && answer.error.is_none());
-        assert_eq!(
-            fields(&answer),
-            pairs(&[
-                ("access-control-allow-origin", "https://a.example.com"),
-                (
-                    "access-control-allow-methods",
-                    "GET, HEAD, POST, PUT, PATCH, DELETE"
-                ),
-                ("access-control-allow-headers", "x-token, content-type"),
-                ("access-control-allow-credentials", "true"),
-                ("access-control-max-age", "600"),
-                (
-                    "vary",
-                    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
-                ),
-            ])
-        );
-        // Header names compare case-insensitively; none asked is fine.
-        let answer = preflight(&chain, "https://app.example", "DELETE", Some("X-TOKEN"));
-        assert_eq!(answer.status, StatusCode::NO_CONTENT);
-        let answer = preflight(&chain, "https://app.example", "PATCH", None);
-        assert_eq!(answer.status, StatusCode::NO_CONTENT);
-    }
-
-    #[test]
-    fn preflights_asking_too_much_are_refused() {
-        let chain = cors(
-            r#"{cors: {allow_origins: ["https://app.example"], allow_methods: [PUT], allow_headers: [X-Token]}}"#,
-        );
-        let refused = |answer: Answer| {
-            assert_eq!(answer.status, StatusCode::FORBIDDEN);
-            assert_eq!(answer.reason, "preflight_refused");
-            assert!(answer.error.is_some());
-            assert!(answer.headers.is_empty(), "no CORS fields");
-        };
-        refused(preflight(&chain, "https://evil.example", "PUT", None));
-        refused(preflight(&chain, "https://app.example", "DELETE", None));
-        refused(preflight(
-            &chain,
-            "https://app.example",
-            "PUT",
-            Some("x-token, x-other"),
-        ));
-        refused(preflight(&chain, "https://app.example", "bad method", None));
-        // GET, HEAD and POST are safelisted: a browser sends them whatever the answer lists.
-        let answer = preflight(&chain, "https://app.example", "POST", Some("X-Token"));
-        assert_eq!(answer.status, StatusCode::NO_CONTENT);
-        assert_eq!(answer.headers[ACCESS_CONTROL_ALLOW_METHODS], "PUT");
-        assert_eq!(answer.headers[ACCESS_CONTROL_ALLOW_HEADERS], "x-token");
-        assert_eq!(answer.headers[ACCESS_CONTROL_MAX_AGE], "5");
-        assert!(!answer
-            .headers
-            .contains_key(ACCESS_CONTROL_ALLOW_CREDENTIALS));
-    }
-
-    #[test]
-    fn star_headers_echo_what_was_asked_and_any_origin_sends_star() {
-        let chain = cors(r#"{cors: {allow_origins: ["*"], allow_methods: ["*"]}}"#);
-        let answer = preflight(&chain, "https://any.example", "PROPFIND", Some("x-a, x-b"));
-        assert_eq!(answer.status, StatusCode::NO_CONTENT);
-        assert_eq!(answer.headers[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
-        assert_eq!(answer.headers[ACCESS_CONTROL_ALLOW_METHODS], "PROPFIND");
-        assert_eq!(answer.headers[ACCESS_CONTROL_ALLOW_HEADERS], "x-a, x-b");
-        let (_, ctx) = request(&chain, Method::GET, &[]);
-        assert_eq!(
-            ctx.response_headers,
-            [(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"))]
-        );
     }
 
     #[test]
