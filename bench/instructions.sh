@@ -29,8 +29,10 @@ sleep 1
 kill "$VG"; wait "$VG" 2>/dev/null || true
 requests=$(awk '/requests in/ {print $1}' "$CG/wrk.txt")
 instructions=0
+# Each dump's `totals:` line is its instruction count (callgrind_annotate's PROGRAM TOTALS reads the
+# `summary:` line, which a dump taken with callgrind_control leaves at 0).
 for f in "$CG"/out*; do
-  n=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  n=$(awk '/^totals:/ {print $2; exit}' "$f")
   instructions=$((instructions + ${n:-0}))
 done
 echo "requests $requests  instructions $instructions  per request $((instructions / requests))"

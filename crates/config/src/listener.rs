@@ -23,6 +23,12 @@ pub struct ListenerConfig {
     /// closed as soon as it is accepted. `0`, the default, sets no limit of its own.
     #[serde(default)]
     pub max_connections: u64,
+    /// Expect a PROXY protocol header (v1 or v2) before anything else on each connection, and take the
+    /// client's address from it: for a listener behind an L4 load balancer (HAProxy, AWS NLB). Every peer
+    /// that can reach the listener is trusted to tell the truth; a connection without a valid header is
+    /// closed. `false`, the default, reads no header (a PROXY line is then a bad request).
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// TLS settings of a listener.

@@ -119,6 +119,10 @@ macro_rules! plugins {
 
 plugins! {
     KeyAuth => key_auth::KeyAuth,
+    BasicAuth => basic_auth::BasicAuth,
+    IpRestriction => ip_restriction::IpRestriction,
+    RateLimit => rate_limit::RateLimit,
+    LimitConn => limit_conn::LimitConn,
     Cors => cors::Cors,
     Headers => headers::Headers,
     Rewrite => rewrite::Rewrite,

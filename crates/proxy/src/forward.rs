@@ -116,6 +116,7 @@ pub struct Outcome {
 /// headers beside the map, `Host`, the body wrapped in its size limit. Inlined, so what it returns is
 /// built where `forward` keeps it rather than copied there.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // each is one piece of the request's context, borrowed
 fn prepare<'a>(
     ctx: &Rc<WorkerCtx>,
     conn: &'a ConnInfo,

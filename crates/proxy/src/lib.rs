@@ -24,6 +24,7 @@ mod listener;
 mod overload;
 mod path_normalize;
 mod plugin_phases;
+mod proxy_protocol;
 mod read_size;
 mod request_body;
 mod request_id;

@@ -3,19 +3,39 @@
 //! in `forward.rs` as the request is shaped, the `log` phase in `completion.rs`.
 
 use bytes::Bytes;
-use floodgate_plugins::{Answer, Chain, RequestCtx, RequestHead, ResponseHead, ResponseHeaders};
+use floodgate_plugins::{Answer, RequestCtx, RequestHead, ResponseHead, ResponseHeaders};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::request_body::ClientBody;
 use crate::response_body::ResponseBody;
+use crate::server::handle::{Client, Used};
+use crate::snapshot::RouteRuntime;
 
-/// Runs the `request` phase; returns the request (its header fields possibly changed) and the answer
-/// of the plugin that answered, if one did.
+/// Runs the `request` phase of `route`'s chain: returns the request (its header fields possibly
+/// changed) to go on with, or the response of the plugin that answered it. The plugins' context is
+/// left in `plugins` for the later phases.
+///
+/// Kept out of line, as is [`response_phase`]: inlined, its locals would grow the handler's future,
+/// which every request copies whether its route has plugins or not.
+#[inline(never)]
 pub fn request_phase(
-    chain: &Chain,
-    ctx: &mut RequestCtx,
+    worker: usize,
+    tls: bool,
+    route: &RouteRuntime,
     req: Request<ClientBody>,
-) -> (Request<ClientBody>, Option<Answer>) {
+    client: &Client<'_>,
+    plugins: &mut Option<Box<RequestCtx>>,
+) -> Result<Request<ClientBody>, Response<ResponseBody>> {
+    let Some(chain) = &route.plugins else {
+        return Ok(req);
+    };
+    let mut ctx = chain.start(
+        client.ip,
+        client.request_id.clone(),
+        worker,
+        tls,
+        req.uri().path(),
+    );
     let (mut parts, body) = req.into_parts();
     let answer = chain.request(
         &mut RequestHead {
@@ -23,18 +43,38 @@ pub fn request_phase(
             uri: &parts.uri,
             headers: &mut parts.headers,
         },
-        ctx,
+        &mut ctx,
     );
-    (Request::from_parts(parts, body), answer)
+    let rejection = ctx.rejection;
+    *plugins = Some(ctx);
+    let Some(answer) = answer else {
+        return Ok(Request::from_parts(parts, body));
+    };
+    if let Some(rejected) = rejection {
+        route
+            .metrics
+            .plugin_rejections
+            .count(rejected.plugin, rejected.reason);
+    }
+    Err(answer_response(
+        answer,
+        client.request_id,
+        &parts.method,
+        client.grpc,
+    ))
 }
 
-/// Runs the `response` phase on `response`.
-pub fn response_phase(
-    chain: &Chain,
-    ctx: &RequestCtx,
-    response: Response<ResponseBody>,
-) -> Response<ResponseBody> {
-    let (mut parts, mut body) = response.into_parts();
+/// Runs the `response` phase of the route's chain on `response`, whoever answered it.
+#[inline(never)]
+pub fn response_phase(used: &Used, response: &mut Response<ResponseBody>) {
+    let (Some(ctx), Some(chain)) = (
+        &used.plugins,
+        used.route.as_ref().and_then(|r| r.plugins.as_ref()),
+    ) else {
+        return;
+    };
+    let placeholder = Response::new(ResponseBody::full(Bytes::new()));
+    let (mut parts, mut body) = std::mem::replace(response, placeholder).into_parts();
     chain.response(
         &mut ResponseHead {
             status: &mut parts.status,
@@ -42,12 +82,12 @@ pub fn response_phase(
         },
         ctx,
     );
-    Response::from_parts(parts, body)
+    *response = Response::from_parts(parts, body);
 }
 
 /// The response for a plugin's answer. An error answer gets the gateway's JSON error body, or for a
 /// gRPC client the trailers-only gRPC answer with the status gRPC maps the HTTP status to.
-pub fn answer_response(
+fn answer_response(
     answer: Answer,
     request_id: &HeaderValue,
     method: &Method,

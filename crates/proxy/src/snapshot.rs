@@ -94,6 +94,8 @@ pub struct ListenerRuntime {
     pub path_rules: PathRules,
     /// Client connections this listener keeps open at once (`0`: no limit of its own).
     pub max_connections: u64,
+    /// Whether each connection starts with a PROXY protocol header naming the client.
+    pub proxy_protocol: bool,
 }
 
 /// A route ready to serve.
@@ -226,6 +228,7 @@ impl Snapshot {
                     tls,
                     path_rules: PathRules::from(&listener.path_normalization),
                     max_connections: listener.max_connections,
+                    proxy_protocol: listener.proxy_protocol,
                 },
             );
         }

@@ -15,21 +15,25 @@ pub enum Rejection {
     ListenerMaxConnections,
     /// `limits.max_requests_in_flight_per_worker`.
     MaxRequestsInFlight,
+    /// A connection to a listener with `proxy_protocol` that did not start with a valid PROXY header.
+    ProxyProtocol,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 3] = [
+    const ALL: [Rejection; 4] = [
         Rejection::MaxConnections,
         Rejection::ListenerMaxConnections,
         Rejection::MaxRequestsInFlight,
+        Rejection::ProxyProtocol,
     ];
 
-    /// The `reason` label: the name of the configuration field that set the limit.
+    /// The `reason` label: the name of the configuration field that set the limit or the requirement.
     fn reason(self) -> &'static str {
         match self {
             Rejection::MaxConnections => "max_connections",
             Rejection::ListenerMaxConnections => "listener_max_connections",
             Rejection::MaxRequestsInFlight => "max_requests_in_flight_per_worker",
+            Rejection::ProxyProtocol => "proxy_protocol",
         }
     }
 
@@ -43,7 +47,7 @@ const REQUESTS_REJECTED: &str = "floodgate_requests_rejected_total";
 
 /// One worker's counts, indexed by `Rejection as usize`.
 #[derive(Default)]
-struct RejectionCell([AtomicU64; 3]);
+struct RejectionCell([AtomicU64; 4]);
 
 /// Rejection counters with a slot per worker.
 pub(crate) struct OverloadMetrics {
@@ -73,7 +77,7 @@ impl OverloadMetrics {
     pub(crate) fn render(&self, w: &mut TextWriter) {
         w.family(
             CONNECTIONS_REJECTED,
-            "Client connections closed as soon as they were accepted, by the limit that refused them.",
+            "Client connections closed before their first request, by the limit or requirement that refused them.",
             Kind::Counter,
         );
         for rejection in Rejection::ALL.into_iter().filter(|r| r.is_connection()) {
@@ -114,6 +118,7 @@ mod tests {
         for line in [
             r#"floodgate_downstream_connections_rejected_total{reason="max_connections"} 2"#,
             r#"floodgate_downstream_connections_rejected_total{reason="listener_max_connections"} 0"#,
+            r#"floodgate_downstream_connections_rejected_total{reason="proxy_protocol"} 0"#,
             r#"floodgate_requests_rejected_total{reason="max_requests_in_flight_per_worker"} 1"#,
             "# TYPE floodgate_requests_rejected_total counter",
         ] {

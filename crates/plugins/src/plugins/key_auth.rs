@@ -40,11 +40,18 @@ fn default_name() -> String {
 }
 
 /// `consumers[].credentials.key-auth`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyCredential {
     /// The consumer's key (at least 8 characters).
     pub key: String,
+}
+
+impl std::fmt::Debug for KeyCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A key is a secret: never in a debug line.
+        f.debug_struct("KeyCredential").finish_non_exhaustive()
+    }
 }
 
 /// The built plugin: keys indexed by their SHA-256 digest.
@@ -54,7 +61,13 @@ pub struct KeyAuth {
     hide: bool,
     /// Looked up by digest, so the lookup's timing says nothing about the key; the key itself is then
     /// compared in constant time.
-    keys: HashMap<[u8; 32], (Box<[u8]>, Arc<Consumer>)>,
+    keys: HashMap<[u8; 32], KeyEntry>,
+}
+
+/// A consumer's key, and the consumer.
+struct KeyEntry {
+    key: Box<[u8]>,
+    consumer: Arc<Consumer>,
 }
 
 impl Policy for KeyAuth {
@@ -75,7 +88,10 @@ impl Policy for KeyAuth {
         for (i, consumer) in cx.consumers.iter().enumerate() {
             for credential in &consumer.credentials {
                 if let Credential::KeyAuth(c) = credential {
-                    let entry = (c.key.as_bytes().into(), consumer.clone());
+                    let entry = KeyEntry {
+                        key: c.key.as_bytes().into(),
+                        consumer: consumer.clone(),
+                    };
                     if keys.insert(digest_of(c.key.as_bytes()), entry).is_some() {
                         return Err(vec![FieldError::new(
                             format!("consumers[{i}].credentials.key-auth.key"),
@@ -116,7 +132,7 @@ impl Policy for KeyAuth {
             return Flow::Respond(unauthorized("missing API key", "missing_credentials"));
         };
         let consumer = match self.keys.get(&digest_of(presented)) {
-            Some((key, consumer)) if bool::from(key.ct_eq(presented)) => consumer.clone(),
+            Some(entry) if bool::from(entry.key.ct_eq(presented)) => entry.consumer.clone(),
             _ => return Flow::Respond(unauthorized("invalid API key", "invalid_credentials")),
         };
         ctx.consumer = Some(consumer);
@@ -149,4 +165,126 @@ fn unauthorized(message: &'static str, reason: &'static str) -> Answer {
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Key realm=\"floodgate\""),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::plugins::test_chain::{build_route, request_on, Outcome};
+    use crate::PluginSet;
+
+    const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn consumer(id: &str, key: &str) -> Value {
+        json!({"id": id, "credentials": {"key-auth": {"key": key}}})
+    }
+
+    fn alice(config: Value) -> PluginSet {
+        let consumers = vec![
+            consumer("alice", "alice-key-0001"),
+            consumer("bob", "bob-key-0002"),
+        ];
+        build_route("key-auth", config, consumers).unwrap()
+    }
+
+    fn assert_401(outcome: &Outcome, message: &str, reason: &str) {
+        let answer = outcome.answer.as_ref().expect("answered");
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.error, Some(message));
+        assert_eq!(answer.reason, reason);
+        assert_eq!(
+            answer.headers.get(header::WWW_AUTHENTICATE).unwrap(),
+            "Key realm=\"floodgate\""
+        );
+        assert!(outcome.ctx.consumer.is_none());
+    }
+
+    #[test]
+    fn a_key_in_the_header_or_the_query_names_its_consumer() {
+        let set = alice(json!({}));
+        let by_header = request_on(&set, CLIENT, &[("apikey", "alice-key-0001")], "/a");
+        assert!(by_header.answer.is_none());
+        assert_eq!(by_header.ctx.consumer_id().map(|id| &**id), Some("alice"));
+        assert!(
+            by_header.headers.contains_key("apikey"),
+            "kept unless hidden"
+        );
+        let by_query = request_on(&set, CLIENT, &[], "/a?x=1&apikey=bob-key-0002");
+        assert!(by_query.answer.is_none());
+        assert_eq!(by_query.ctx.consumer_id().map(|id| &**id), Some("bob"));
+        assert_eq!(by_query.path.as_str(), "/a?x=1&apikey=bob-key-0002");
+        // The header wins over the query.
+        let both = request_on(&set, CLIENT, &[("apikey", "bob-key-0002")], "/?apikey=nope");
+        assert_eq!(both.ctx.consumer_id().map(|id| &**id), Some("bob"));
+    }
+
+    #[test]
+    fn missing_empty_and_wrong_keys_are_401() {
+        let set = alice(json!({}));
+        assert_401(
+            &request_on(&set, CLIENT, &[], "/"),
+            "missing API key",
+            "missing_credentials",
+        );
+        let empty = request_on(&set, CLIENT, &[("apikey", "")], "/");
+        assert_401(&empty, "missing API key", "missing_credentials");
+        assert_401(
+            &request_on(&set, CLIENT, &[], "/?apikey="),
+            "missing API key",
+            "missing_credentials",
+        );
+        for wrong in ["alice-key-0002", "alice-key-000", "alice-key-00011"] {
+            let outcome = request_on(&set, CLIENT, &[("apikey", wrong)], "/");
+            assert_401(&outcome, "invalid API key", "invalid_credentials");
+        }
+    }
+
+    #[test]
+    fn hide_credentials_removes_the_header_and_only_the_key_parameter() {
+        let set = alice(json!({"hide_credentials": true}));
+        let by_header = request_on(&set, CLIENT, &[("apikey", "alice-key-0001")], "/a?x=1");
+        assert!(!by_header.headers.contains_key("apikey"));
+        assert_eq!(by_header.path.as_str(), "/a?x=1");
+        let by_query = request_on(&set, CLIENT, &[], "/a?x=1&apikey=bob-key-0002&y=2");
+        assert!(by_query.answer.is_none());
+        assert_eq!(by_query.path.as_str(), "/a?x=1&y=2");
+        let alone = request_on(&set, CLIENT, &[], "/a?apikey=bob-key-0002");
+        assert_eq!(alone.path.as_str(), "/a");
+    }
+
+    #[test]
+    fn a_custom_header_and_no_query() {
+        let set = alice(json!({"header": "x-api-key", "query": ""}));
+        let ok = request_on(&set, CLIENT, &[("x-api-key", "alice-key-0001")], "/");
+        assert!(ok.answer.is_none());
+        let query = request_on(&set, CLIENT, &[], "/?apikey=alice-key-0001");
+        assert_401(&query, "missing API key", "missing_credentials");
+    }
+
+    #[test]
+    fn short_and_shared_keys_and_bad_header_names_are_refused_by_path() {
+        let errors = build_route("key-auth", json!({}), vec![consumer("a", "short")])
+            .err()
+            .unwrap();
+        assert_eq!(errors[0].path, "consumers[0].credentials.key-auth.key");
+        let shared = vec![consumer("a", "same-key-123"), consumer("b", "same-key-123")];
+        let errors = build_route("key-auth", json!({}), shared).err().unwrap();
+        assert_eq!(errors[0].path, "consumers[1].credentials.key-auth.key");
+        assert_eq!(
+            errors[0].message,
+            "the same key is given to another consumer"
+        );
+        let errors = build_route("key-auth", json!({"header": "bad header"}), vec![])
+            .err()
+            .unwrap();
+        assert_eq!(errors[0].path, "routes[0].plugins.key-auth.header");
+        let errors = build_route("key-auth", json!({"hidden": true}), vec![])
+            .err()
+            .unwrap();
+        assert!(errors[0].message.contains("unknown field"));
+    }
 }

@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::client_conn::ConnInfo;
 use crate::overload::connections::{ConnectionCount, OpenConnection};
 use crate::path_normalize::PathRules;
+use crate::proxy_protocol;
 use crate::server::h1;
 use crate::server::h2::serve_h2;
 use crate::server::io::ClientIo;
@@ -91,7 +92,7 @@ fn refuse(stream: TcpStream) {
 async fn serve_connection(
     ctx: Rc<WorkerCtx>,
     name: Arc<str>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     _counted: Counted,
 ) {
@@ -99,7 +100,7 @@ async fn serve_connection(
     let metrics = ctx.shared.metrics.clone();
     metrics.connection_opened(ctx.index);
     let _ = stream.set_nodelay(true);
-    let (tls, path_rules, max_header_bytes, header_timeout, http2) = {
+    let (tls, path_rules, max_header_bytes, header_timeout, http2, proxy_protocol) = {
         let snapshot = ctx.shared.snapshot.load();
         let listener = snapshot.listeners.get(&*name);
         let tls = listener.and_then(|l| l.tls.clone());
@@ -111,10 +112,22 @@ async fn serve_connection(
             snapshot.max_header_bytes,
             snapshot.client_timeouts.header,
             snapshot.http2.clone(),
+            listener.is_some_and(|l| l.proxy_protocol),
         )
     };
+    // The PROXY header and the first request's first bytes share one `client_header` deadline. From
+    // here on `peer` is the client: behind a load balancer, the one its header names.
+    let deadline = tokio::time::Instant::now() + header_timeout;
+    let peer = if proxy_protocol {
+        match proxy_protocol::client_address(&ctx, &mut stream, peer, deadline).await {
+            Some(client) => client,
+            None => return metrics.connection_closed(ctx.index),
+        }
+    } else {
+        peer
+    };
     match tls {
-        None => match sniff_cleartext(&stream, header_timeout).await {
+        None => match sniff_cleartext(&stream, deadline).await {
             Ok(Protocol::Http1) => {
                 let info = ConnInfo::new(peer, false, path_rules);
                 h1::serve(ctx.clone(), ClientIo::Plain(stream), info, max_header_bytes).await;
@@ -191,10 +204,14 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 ///
 /// Peeking instead of reading them into a buffer and replaying it (as hyper-util's `auto` server does)
 /// hands either server an untouched socket, with no replay wrapper on every read.
-async fn sniff_cleartext(stream: &TcpStream, timeout: Duration) -> std::io::Result<Protocol> {
+///
+/// A new connection may stay silent before its first bytes as long as a request head may take: until
+/// `deadline`, `timeouts.client_header` after it was accepted.
+async fn sniff_cleartext(
+    stream: &TcpStream,
+    deadline: tokio::time::Instant,
+) -> std::io::Result<Protocol> {
     let mut first = [0u8; 24];
-    // A new connection may stay silent before its first bytes as long as a request head may take.
-    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let n = tokio::time::timeout_at(deadline, stream.peek(&mut first))
             .await
@@ -237,7 +254,8 @@ mod tests {
             }
             // Closing after the last part: what was sent stays readable, and an empty send is EOF.
         });
-        let result = sniff_cleartext(&server, std::time::Duration::from_secs(30)).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let result = sniff_cleartext(&server, deadline).await;
         writer.await.unwrap();
         result
     }

@@ -18,7 +18,7 @@ use crate::error::ProxyError;
 use crate::forward::{forward, Outcome};
 use crate::overload::requests::RequestSlot;
 use crate::path_normalize::{normalize, PathRules};
-use crate::plugin_phases::{answer_response, request_phase, response_phase};
+use crate::plugin_phases::{request_phase, response_phase};
 use crate::request_body::ClientBody;
 use crate::request_id::request_id;
 use crate::response_body::ResponseBody;
@@ -87,10 +87,8 @@ pub fn handle(
             }
             Err(error) => error.response(&request_id, grpc),
         };
-        if let (Some(plugins), Some(route)) = (&used.plugins, &used.route) {
-            if let Some(chain) = &route.plugins {
-                response = response_phase(chain, plugins, response);
-            }
+        if used.plugins.is_some() {
+            response_phase(&used, &mut response);
         }
         // Beside the map, not in it: most responses' maps are empty, and would be allocated for it.
         response.body_mut().set_request_id(request_id);
@@ -183,30 +181,17 @@ fn serve<'a>(
                 .ok_or(ProxyError::NoRoute)?
         };
         used.route = Some(route.clone());
-        if let Some(chain) = &route.plugins {
-            let mut plugins = chain.start(
-                client.ip,
-                client.request_id.clone(),
-                ctx.index,
-                conn.tls,
-                req.uri().path(),
-            );
-            let (request, answer) = request_phase(chain, &mut plugins, req);
-            req = request;
-            let rejection = plugins.rejection;
-            used.plugins = Some(plugins);
-            if let Some(answer) = answer {
-                if let Some(rejected) = rejection {
-                    route
-                        .metrics
-                        .plugin_rejections
-                        .count(rejected.plugin, rejected.reason);
+        if route.plugins.is_some() {
+            req = match request_phase(ctx.index, conn.tls, &route, req, &client, &mut used.plugins)
+            {
+                Ok(req) => req,
+                Err(response) => {
+                    return Ok(Outcome {
+                        response,
+                        in_flight: None,
+                    })
                 }
-                return Ok(Outcome {
-                    response: answer_response(answer, client.request_id, req.method(), client.grpc),
-                    in_flight: None,
-                });
-            }
+            };
         }
         match &route.action {
             RouteAction::Respond {

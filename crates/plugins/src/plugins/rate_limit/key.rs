@@ -1,0 +1,144 @@
+//! [`LimitKey`]: what a limiter counts by (`key:`), parsed once, hashed per request without allocating.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use floodgate_config::FieldError;
+use http::HeaderName;
+use serde::Deserialize;
+
+use crate::build::BuildCtx;
+use crate::context::RequestCtx;
+use crate::heads::RequestHead;
+
+/// `key:` of a limiter: one key kind, or a list of them combined into one key.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum KeyConfig {
+    /// `consumer`, `client_ip`, `route` or `header:<name>`.
+    One(String),
+    /// Several, each request's key being all of their values together.
+    All(Vec<String>),
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        Self::One("client_ip".to_string())
+    }
+}
+
+#[derive(Debug)]
+enum KeyPart {
+    Consumer,
+    ClientIp,
+    Route,
+    Header(HeaderName),
+}
+
+/// A parsed `key:`.
+#[derive(Debug)]
+pub(crate) struct LimitKey {
+    parts: Box<[KeyPart]>,
+}
+
+impl LimitKey {
+    /// Parses `key:`; errors name their field under the plugin (`key` or `key[i]`).
+    pub(crate) fn parse(config: &KeyConfig, cx: &BuildCtx<'_>) -> Result<Self, Vec<FieldError>> {
+        Self::parse_parts(config).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|(field, message)| cx.error(&field, message))
+                .collect()
+        })
+    }
+
+    /// Parses `key:`; errors are (field, message).
+    pub(crate) fn parse_parts(config: &KeyConfig) -> Result<Self, Vec<(String, String)>> {
+        let texts: Vec<(String, &str)> = match config {
+            KeyConfig::One(text) => vec![("key".to_string(), text.as_str())],
+            KeyConfig::All(list) if list.is_empty() => {
+                return Err(vec![(
+                    "key".to_string(),
+                    "name at least one key".to_string(),
+                )]);
+            }
+            KeyConfig::All(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, text)| (format!("key[{i}]"), text.as_str()))
+                .collect(),
+        };
+        let mut parts = Vec::with_capacity(texts.len());
+        let mut errors = Vec::new();
+        for (field, text) in texts {
+            match parse_part(text) {
+                Ok(part) => parts.push(part),
+                Err(message) => errors.push((field, message)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                parts: parts.into_boxed_slice(),
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The request's key, hashed with `hasher`. A missing consumer or header counts as the client's
+    /// address instead, so an unidentified client is limited on its own, never sharing one budget
+    /// with every other unidentified client, nor escaping the limit.
+    pub(crate) fn hash(
+        &self,
+        hasher: &RandomState,
+        req: &RequestHead<'_>,
+        ctx: &RequestCtx,
+    ) -> u64 {
+        let mut h = hasher.build_hasher();
+        for part in self.parts.iter() {
+            match part {
+                KeyPart::Consumer => match ctx.consumer_id() {
+                    Some(id) => tagged(&mut h, 1, id.as_bytes()),
+                    None => client_ip(&mut h, ctx),
+                },
+                KeyPart::ClientIp => client_ip(&mut h, ctx),
+                KeyPart::Route => tagged(&mut h, 3, ctx.route.as_bytes()),
+                KeyPart::Header(name) => match req.headers.get(name) {
+                    Some(value) => tagged(&mut h, 4, value.as_bytes()),
+                    None => client_ip(&mut h, ctx),
+                },
+            }
+        }
+        h.finish()
+    }
+}
+
+fn parse_part(text: &str) -> Result<KeyPart, String> {
+    match text {
+        "consumer" => Ok(KeyPart::Consumer),
+        "client_ip" => Ok(KeyPart::ClientIp),
+        "route" => Ok(KeyPart::Route),
+        _ => {
+            let Some(name) = text.strip_prefix("header:") else {
+                return Err(format!(
+                    "{text:?} is not a key (consumer, client_ip, route or header:<name>)"
+                ));
+            };
+            HeaderName::from_bytes(name.as_bytes())
+                .map(KeyPart::Header)
+                .map_err(|_| format!("{name:?} is not a header name"))
+        }
+    }
+}
+
+/// A part with its kind and length in front, so no two different keys feed the hasher the same bytes.
+fn tagged(h: &mut impl Hasher, tag: u8, bytes: &[u8]) {
+    h.write_u8(tag);
+    h.write_usize(bytes.len());
+    h.write(bytes);
+}
+
+fn client_ip(h: &mut impl Hasher, ctx: &RequestCtx) {
+    h.write_u8(2);
+    ctx.client_ip.hash(h);
+}

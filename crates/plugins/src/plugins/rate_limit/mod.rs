@@ -1,0 +1,320 @@
+//! `rate-limit`: requests per key over time, as a token bucket (GCRA) or a sliding window, exact
+//! across every worker of the process and without a lock on the request path.
+//!
+//! Each instance keeps its counters in a [`KeyTable`] obtained through [`BuildCtx::state`], so they
+//! survive a reload that leaves the plugin's scope and configuration as they were.
+
+mod gcra;
+pub(crate) mod key;
+pub(crate) mod key_table;
+mod sliding_window;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use floodgate_config::{FieldError, HumanDuration};
+use http::{header, HeaderName, HeaderValue, StatusCode};
+use serde::Deserialize;
+
+use crate::answer::Answer;
+use crate::build::BuildCtx;
+use crate::context::RequestCtx;
+use crate::heads::RequestHead;
+use crate::policy::{Flow, Policy};
+use crate::registry::NoCredential;
+
+use gcra::Gcra;
+pub use key::KeyConfig;
+use key::LimitKey;
+use key_table::KeyTable;
+use sliding_window::SlidingWindow;
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): the quota and its window.
+pub(crate) static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`: what is left of the quota and when it is whole again.
+pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+
+/// The default of `max_keys`.
+pub(crate) const DEFAULT_MAX_KEYS: usize = 65_536;
+
+/// `plugins.rate-limit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// `token_bucket` (default) or `sliding_window`.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// Token bucket: tokens added per `period` (the sustained rate). Required for `token_bucket`.
+    pub rate: Option<u64>,
+    /// Token bucket: the period `rate` is counted over. Default `1s`.
+    pub period: Option<HumanDuration>,
+    /// Token bucket: the bucket's size, the most requests admitted at once. Default `rate`.
+    pub burst: Option<u64>,
+    /// Sliding window: requests admitted per `window`. Required for `sliding_window`.
+    pub limit: Option<u64>,
+    /// Sliding window: the window's length. Required for `sliding_window`.
+    pub window: Option<HumanDuration>,
+    /// What is counted separately: `consumer`, `client_ip`, `route`, `header:<name>`, or a list of
+    /// them combined. Default `client_ip`.
+    #[serde(default)]
+    pub key: KeyConfig,
+    /// Keys tracked at once (rounded up to a power of two; 16 bytes each). Default 65536.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+    /// Send `RateLimit-Policy` and `RateLimit` on every response of the route. Default `true`.
+    #[serde(default = "default_true")]
+    pub headers: bool,
+    /// Where the counters live: only `local` (this process). Default `local`.
+    #[serde(default = "default_policy")]
+    pub policy: String,
+}
+
+/// How a rate is kept.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// `rate` per `period`, up to `burst` at once.
+    #[default]
+    TokenBucket,
+    /// `limit` per sliding `window`.
+    SlidingWindow,
+}
+
+pub(crate) fn default_max_keys() -> usize {
+    DEFAULT_MAX_KEYS
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_policy() -> String {
+    "local".to_string()
+}
+
+/// What a limiter decided for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Verdict {
+    /// Whether the request is admitted.
+    pub allowed: bool,
+    /// Requests still admitted right after this one.
+    pub remaining: u64,
+    /// Nanoseconds until the quota is whole again.
+    pub reset_nanos: u64,
+    /// Refused: nanoseconds until a request would be admitted.
+    pub retry_nanos: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Limiter {
+    TokenBucket(Gcra),
+    SlidingWindow(SlidingWindow),
+}
+
+/// The built plugin.
+pub struct RateLimit {
+    limiter: Limiter,
+    key: LimitKey,
+    table: Arc<KeyTable>,
+    /// `RateLimit-Policy`, made once; `None` when `headers: false`.
+    policy_header: Option<HeaderValue>,
+}
+
+impl Policy for RateLimit {
+    const NAME: &'static str = "rate-limit";
+    // After authentication (the consumer is known), before limit-conn (a refused request holds no
+    // connection slot).
+    const PRIORITY: u16 = 1003;
+    type Config = RateLimitConfig;
+    type Credential = NoCredential;
+
+    fn build(config: RateLimitConfig, cx: &mut BuildCtx<'_>) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if config.policy != "local" {
+            errors.push(cx.error("policy", "only \"local\" is supported"));
+        }
+        if !(1..=key_table::MAX_SLOTS).contains(&config.max_keys) {
+            errors.push(cx.error(
+                "max_keys",
+                format!("must be between 1 and {}", key_table::MAX_SLOTS),
+            ));
+        }
+        let key = LimitKey::parse(&config.key, cx)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        let limiter = limiter(&config, cx).map_err(|e| errors.extend(e)).ok();
+        let (Some(key), Some((limiter, quota, per)), true) = (key, limiter, errors.is_empty())
+        else {
+            return Err(errors);
+        };
+        let stats = cx.stats.clone();
+        let table = cx.state("table", || KeyTable::new(config.max_keys, stats));
+        Ok(Self {
+            limiter,
+            key,
+            table,
+            policy_header: config.headers.then(|| policy_header(quota, per)),
+        })
+    }
+
+    fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
+        let hash = self.key.hash(self.table.hasher(), req, ctx);
+        let verdict = self.check(hash, now_nanos());
+        if verdict.allowed {
+            if let Some(policy) = &self.policy_header {
+                ctx.response_headers
+                    .push((RATELIMIT_POLICY.clone(), policy.clone()));
+                ctx.response_headers
+                    .push((RATELIMIT.clone(), ratelimit_header(&verdict)));
+            }
+            return Flow::Continue;
+        }
+        let retry = seconds_up(verdict.retry_nanos).max(1);
+        let mut answer = Answer::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded",
+            "rate_limited",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(retry));
+        if let Some(policy) = &self.policy_header {
+            answer = answer
+                .with_header(RATELIMIT_POLICY.clone(), policy.clone())
+                .with_header(RATELIMIT.clone(), ratelimit_header(&verdict));
+        }
+        Flow::Respond(answer)
+    }
+}
+
+impl RateLimit {
+    /// The verdict for the key hashed to `hash` at `now`, recorded in the table.
+    fn check(&self, hash: u64, now: u64) -> Verdict {
+        match self.limiter {
+            Limiter::TokenBucket(g) => {
+                self.table
+                    .update(hash, |s| Gcra::is_idle(s, now), |s| g.decide(s, now))
+                    .1
+            }
+            Limiter::SlidingWindow(w) => {
+                self.table
+                    .update(hash, |s| w.is_idle(s, now), |s| w.decide(s, now))
+                    .1
+            }
+        }
+    }
+}
+
+/// The limiter of a configuration, with its quota and the nanoseconds it is given per, for
+/// `RateLimit-Policy`.
+fn limiter(
+    config: &RateLimitConfig,
+    cx: &BuildCtx<'_>,
+) -> Result<(Limiter, u64, u64), Vec<FieldError>> {
+    let nanos = |d: HumanDuration| u64::try_from(d.get().as_nanos()).unwrap_or(u64::MAX);
+    let mut errors = Vec::new();
+    // Each field with whether it is set, and whether the algorithm takes it.
+    let token_bucket = config.algorithm == Algorithm::TokenBucket;
+    let fields = [
+        ("rate", config.rate.is_some(), token_bucket),
+        ("period", config.period.is_some(), token_bucket),
+        ("burst", config.burst.is_some(), token_bucket),
+        ("limit", config.limit.is_some(), !token_bucket),
+        ("window", config.window.is_some(), !token_bucket),
+    ];
+    let required: &[&str] = if token_bucket {
+        &["rate"]
+    } else {
+        &["limit", "window"]
+    };
+    let algorithm = match config.algorithm {
+        Algorithm::TokenBucket => "token_bucket",
+        Algorithm::SlidingWindow => "sliding_window",
+    };
+    for (field, set, taken) in fields {
+        if set && !taken {
+            errors.push(cx.error(field, format!("not a field of algorithm {algorithm}")));
+        }
+        if !set && required.contains(&field) {
+            errors.push(cx.error(field, format!("required by algorithm {algorithm}")));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    match config.algorithm {
+        Algorithm::TokenBucket => {
+            let rate = config.rate.unwrap_or(0);
+            let period = config.period.map_or(NANOS_PER_SECOND, nanos);
+            let burst = config.burst.unwrap_or(rate);
+            if rate == 0 {
+                return Err(vec![cx.error("rate", "must be at least 1")]);
+            }
+            if burst == 0 {
+                return Err(vec![cx.error("burst", "must be at least 1")]);
+            }
+            match Gcra::new(rate, period, burst) {
+                Some(g) => Ok((Limiter::TokenBucket(g), rate, period)),
+                None => Err(vec![cx.error(
+                    "rate",
+                    "rate, period and burst must give at least 1ns per token and a bucket under 146 years",
+                )]),
+            }
+        }
+        Algorithm::SlidingWindow => {
+            let limit = config.limit.unwrap_or(0);
+            let window = config.window.map_or(0, nanos);
+            if !(1..=sliding_window::MAX_LIMIT).contains(&limit) {
+                return Err(vec![cx.error(
+                    "limit",
+                    format!("must be between 1 and {}", sliding_window::MAX_LIMIT),
+                )]);
+            }
+            if window < 1_000_000 {
+                return Err(vec![cx.error("window", "must be at least 1ms")]);
+            }
+            match SlidingWindow::new(limit, window) {
+                Some(w) => Ok((Limiter::SlidingWindow(w), limit, window)),
+                None => Err(vec![cx.error("limit", "out of range")]),
+            }
+        }
+    }
+}
+
+/// `"default";q=<quota>;w=<seconds>`: the window is given in whole seconds (at least one), and the
+/// quota scaled to it, so `5` per `500ms` reads `q=10;w=1`.
+fn policy_header(quota: u64, per_nanos: u64) -> HeaderValue {
+    let window = seconds_up(per_nanos).max(1);
+    let scaled = u128::from(quota) * u128::from(window) * u128::from(NANOS_PER_SECOND)
+        / u128::from(per_nanos.max(1));
+    let text = format!("\"default\";q={scaled};w={window}");
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("\"default\""))
+}
+
+/// `"default";r=<remaining>;t=<seconds until the quota is whole>`.
+fn ratelimit_header(verdict: &Verdict) -> HeaderValue {
+    let text = format!(
+        "\"default\";r={};t={}",
+        verdict.remaining,
+        seconds_up(verdict.reset_nanos)
+    );
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("\"default\""))
+}
+
+fn seconds_up(nanos: u64) -> u64 {
+    nanos.div_ceil(NANOS_PER_SECOND)
+}
+
+/// Nanoseconds since the process's first look at the clock: the one time base of every limiter,
+/// whose states outlive snapshots. Monotonic; 0 is before any request.
+pub(crate) fn now_nanos() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    // Starts past zero, so a fresh state (0) is always in the past.
+    u64::try_from(epoch.elapsed().as_nanos())
+        .unwrap_or(u64::MAX)
+        .saturating_add(NANOS_PER_SECOND)
+}
+
+#[cfg(test)]
+mod tests;
