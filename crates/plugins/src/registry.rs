@@ -118,6 +118,7 @@ macro_rules! plugins {
 }
 
 plugins! {
+    JwtAuth => jwt_auth::JwtAuth,
     KeyAuth => key_auth::KeyAuth,
     BasicAuth => basic_auth::BasicAuth,
     IpRestriction => ip_restriction::IpRestriction,

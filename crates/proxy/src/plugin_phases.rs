@@ -25,7 +25,7 @@ pub fn request_phase(
     req: Request<ClientBody>,
     client: &Client<'_>,
     plugins: &mut Option<Box<RequestCtx>>,
-) -> Result<Request<ClientBody>, Response<ResponseBody>> {
+) -> Result<Request<ClientBody>, Box<Response<ResponseBody>>> {
     let Some(chain) = &route.plugins else {
         return Ok(req);
     };
@@ -56,12 +56,12 @@ pub fn request_phase(
             .plugin_rejections
             .count(rejected.plugin, rejected.reason);
     }
-    Err(answer_response(
+    Err(Box::new(answer_response(
         answer,
         client.request_id,
         &parts.method,
         client.grpc,
-    ))
+    )))
 }
 
 /// Runs the `response` phase of the route's chain on `response`, whoever answered it.

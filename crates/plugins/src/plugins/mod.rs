@@ -4,10 +4,12 @@ pub mod basic_auth;
 pub mod cors;
 pub mod headers;
 pub mod ip_restriction;
+pub mod jwt_auth;
 pub mod key_auth;
 pub mod limit_conn;
 pub mod rate_limit;
 pub mod redirect;
 pub mod rewrite;
+
 #[cfg(test)]
 mod test_chain;

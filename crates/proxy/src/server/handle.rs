@@ -182,12 +182,11 @@ fn serve<'a>(
         };
         used.route = Some(route.clone());
         if route.plugins.is_some() {
-            req = match request_phase(ctx.index, conn.tls, &route, req, &client, &mut used.plugins)
-            {
+            req = match request_phase(ctx.index, conn.tls, route, req, &client, &mut used.plugins) {
                 Ok(req) => req,
                 Err(response) => {
                     return Ok(Outcome {
-                        response,
+                        response: *response,
                         in_flight: None,
                     })
                 }

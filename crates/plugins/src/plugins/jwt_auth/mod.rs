@@ -1,0 +1,303 @@
+//! `jwt-auth`: a signed JSON Web Token (RFC 7519) as the credential, checked against configured keys
+//! or a JWKS URL, its claims naming the consumer and forwarded upstream.
+//!
+//! - `config`: `plugins.jwt-auth`.
+//! - `keys`: the keys tokens are checked with.
+//! - `jwks`: the background fetch of a JWKS URL.
+//! - `cache`: the per-worker cache of verified tokens.
+//! - `token`: where a request carries its token.
+//! - `crypto`: the signature algorithms, on `ring`.
+
+mod cache;
+pub mod config;
+mod crypto;
+mod jwks;
+mod keys;
+#[cfg(test)]
+mod tests;
+mod token;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use floodgate_config::FieldError;
+use http::uri::PathAndQuery;
+use http::{header, HeaderName, HeaderValue, StatusCode};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use ring::digest::{digest, SHA256};
+use serde_json::{Map, Value};
+
+use crate::answer::Answer;
+use crate::build::BuildCtx;
+use crate::consumer::Consumer;
+use crate::context::RequestCtx;
+use crate::heads::{RequestHead, UpstreamRequest};
+use crate::policy::{Flow, Policy};
+use crate::query;
+use crate::registry::NoCredential;
+
+use self::cache::Verified;
+use self::config::JwtAuthConfig;
+use self::jwks::JwksKeys;
+use self::keys::KeySet;
+use self::token::TokenSources;
+
+/// The built plugin.
+pub struct JwtAuth {
+    /// Tells this instance's cache entries from other instances' in a worker's shared cache.
+    instance: u64,
+    /// The accepted algorithms, each with its claim checks.
+    validations: Vec<(Algorithm, Validation)>,
+    /// Keys from the configuration (`secret`, `public_key`, `public_key_file`).
+    configured: KeySet,
+    /// Keys from `jwks_url`.
+    jwks: Option<Arc<JwksKeys>>,
+    /// Claims a token must carry besides what the validations require.
+    required_claims: Box<[Box<str>]>,
+    sources: TokenSources,
+    consumer_claim: Option<Box<str>>,
+    consumer_required: bool,
+    consumers: HashMap<Arc<str>, Arc<Consumer>>,
+    /// Claim name and the upstream header it is forwarded in.
+    forward: Box<[(Box<str>, HeaderName)]>,
+    hide: bool,
+    leeway: u64,
+}
+
+static INSTANCES: AtomicU64 = AtomicU64::new(1);
+
+impl Policy for JwtAuth {
+    const NAME: &'static str = "jwt-auth";
+    const PRIORITY: u16 = 2510;
+    const AUTHENTICATES: bool = true;
+    type Config = JwtAuthConfig;
+    type Credential = NoCredential;
+
+    fn build(config: JwtAuthConfig, cx: &mut BuildCtx<'_>) -> Result<Self, Vec<FieldError>> {
+        crypto::install();
+        let built = config::check(&config, cx)?;
+        let jwks = match built.jwks {
+            Some(source) => {
+                let keys = cx.state("jwks", || {
+                    JwksKeys::new(config.jwks_min_refetch_interval.get())
+                });
+                if let Some(runtime) = &cx.runtime {
+                    keys.start(
+                        runtime,
+                        source,
+                        config.jwks_refresh_interval.get(),
+                        cx.stats.clone(),
+                    );
+                }
+                Some(keys)
+            }
+            None => None,
+        };
+        let consumers = if config.consumer_claim.is_some() {
+            cx.consumers
+                .iter()
+                .map(|c| (c.id.clone(), c.clone()))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        Ok(Self {
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+            validations: built.validations,
+            configured: built.configured,
+            jwks,
+            required_claims: config
+                .required_claims
+                .iter()
+                .map(|c| c.as_str().into())
+                .collect(),
+            sources: built.sources,
+            consumer_claim: config.consumer_claim.map(Into::into),
+            consumer_required: config.consumer_required,
+            consumers,
+            forward: built.forward,
+            hide: config.hide_credentials,
+            leeway: config.leeway.get().as_secs(),
+        })
+    }
+
+    fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
+        let Some(token) = self.sources.find(req.headers, req.uri.query()) else {
+            return Flow::Respond(missing_token());
+        };
+        let now = unix_now();
+        let generation = self.jwks.as_ref().map_or(0, |j| j.keys.load().generation);
+        let mut key = (self.instance, [0; 32]);
+        key.1
+            .copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+        let verified = match cache::lookup(&key, generation, now) {
+            Some(verified) => verified,
+            None => match self.verify(token) {
+                Ok((verified, exp)) => {
+                    let verified = Arc::new(verified);
+                    let expires = exp.map(|e| e.saturating_add(self.leeway));
+                    cache::remember(key, generation, expires, verified.clone(), now);
+                    verified
+                }
+                Err(reason) => return Flow::Respond(invalid_token(reason)),
+            },
+        };
+        ctx.consumer = verified.consumer.clone();
+        // A client's own field of a forwarded claim's name must never reach the upstream as if the
+        // gateway had set it.
+        for (_, name) in self.forward.iter() {
+            req.headers.remove(name);
+        }
+        if self.hide {
+            self.sources.hide(req.headers);
+        }
+        for (name, value) in &verified.forwarded {
+            req.headers.insert(name.clone(), value.clone());
+        }
+        Flow::Continue
+    }
+
+    fn upstream_request(&self, req: &mut UpstreamRequest<'_>, _ctx: &RequestCtx) {
+        let Some(name) = self.sources.query.as_deref().filter(|_| self.hide) else {
+            return;
+        };
+        if let Some(path) = query::without_param(req.path.as_str(), name) {
+            if let Ok(path) = PathAndQuery::try_from(path) {
+                *req.path = path;
+            }
+        }
+    }
+}
+
+impl JwtAuth {
+    /// Verifies `token`: what it grants and its `exp`, or the metric reason it is refused for.
+    fn verify(&self, token: &str) -> Result<(Verified, Option<u64>), &'static str> {
+        #[cfg(test)]
+        tests::count_verification();
+        // `alg: none` is no algorithm jsonwebtoken knows: such a header does not parse.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "invalid_token")?;
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
+            return Err("disallowed_algorithm");
+        };
+        let kid = header.kid.as_deref();
+        let fetched = self.jwks.as_ref().map(|j| j.keys.load_full());
+        if let (Some(jwks), Some(fetched), Some(kid)) = (&self.jwks, &fetched, kid) {
+            if !fetched.has_kid(kid) {
+                jwks.request_refetch();
+            }
+        }
+        let candidates = self.configured.candidates(header.alg, kid).chain(
+            fetched
+                .iter()
+                .flat_map(|set| set.candidates(header.alg, kid)),
+        );
+        let mut outcome = Err("unknown_key");
+        for key in candidates {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {
+                Ok(data) => {
+                    outcome = Ok(data.claims);
+                    break;
+                }
+                // Another key may have signed it.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::InvalidSignature | ErrorKind::InvalidKeyFormat
+                    ) =>
+                {
+                    outcome = Err("invalid_signature");
+                }
+                // The signature was good (it is checked first): the claims are not.
+                Err(e) => return Err(reason_of(e.kind())),
+            }
+        }
+        let claims = outcome?;
+        if self
+            .required_claims
+            .iter()
+            .any(|c| claims.get(&**c).is_none_or(Value::is_null))
+        {
+            return Err("invalid_claims");
+        }
+        let consumer = match &self.consumer_claim {
+            Some(claim) => {
+                let found = claims
+                    .get(&**claim)
+                    .and_then(Value::as_str)
+                    .and_then(|id| self.consumers.get(id))
+                    .cloned();
+                if found.is_none() && self.consumer_required {
+                    return Err("unknown_consumer");
+                }
+                found
+            }
+            None => None,
+        };
+        let forwarded = self
+            .forward
+            .iter()
+            .filter_map(|(claim, name)| Some((name.clone(), claim_value(claims.get(&**claim)?)?)))
+            .collect();
+        let exp = claims.get("exp").and_then(Value::as_u64);
+        Ok((
+            Verified {
+                consumer,
+                forwarded,
+            },
+            exp,
+        ))
+    }
+}
+
+/// A claim as a header value: a string as it is (UTF-8 bytes included), anything else as compact
+/// JSON; `None` when it is null or cannot be a field value (control characters).
+fn claim_value(value: &Value) -> Option<HeaderValue> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => HeaderValue::from_bytes(s.as_bytes()).ok(),
+        other => HeaderValue::from_bytes(other.to_string().as_bytes()).ok(),
+    }
+}
+
+fn reason_of(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::ExpiredSignature => "expired_token",
+        ErrorKind::ImmatureSignature => "token_not_yet_valid",
+        ErrorKind::InvalidIssuer
+        | ErrorKind::InvalidAudience
+        | ErrorKind::InvalidSubject
+        | ErrorKind::MissingRequiredClaim(_)
+        | ErrorKind::InvalidClaimFormat(_) => "invalid_claims",
+        _ => "invalid_token",
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// RFC 6750 §3.1: a request without credentials gets the challenge without an error code.
+fn missing_token() -> Answer {
+    Answer::error(
+        StatusCode::UNAUTHORIZED,
+        "missing bearer token",
+        "missing_token",
+    )
+    .with_header(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"floodgate\""),
+    )
+}
+
+/// Every refused token gets the same answer; only the metric reason tells the causes apart.
+fn invalid_token(reason: &'static str) -> Answer {
+    Answer::error(StatusCode::UNAUTHORIZED, "invalid token", reason).with_header(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"floodgate\", error=\"invalid_token\""),
+    )
+}

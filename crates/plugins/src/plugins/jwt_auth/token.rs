@@ -1,0 +1,172 @@
+//! Where a request carries its token: a header, a cookie, a query parameter.
+
+use http::{header, HeaderMap, HeaderName, HeaderValue};
+
+use crate::query;
+
+/// The places a token is looked for, in a fixed order: the header, then the cookie, then the query
+/// parameter; the first one present is used.
+pub struct TokenSources {
+    /// The header; `Authorization` carries `Bearer <token>` (RFC 6750 §2.1), any other header the
+    /// token itself (a `Bearer ` prefix is allowed there too).
+    pub header: Option<HeaderName>,
+    /// The cookie's name.
+    pub cookie: Option<Box<str>>,
+    /// The query parameter's name.
+    pub query: Option<Box<str>>,
+}
+
+impl TokenSources {
+    /// The request's token, if any source carries a non-empty one.
+    pub fn find<'r>(&self, headers: &'r HeaderMap, query: Option<&'r str>) -> Option<&'r str> {
+        self.in_header(headers)
+            .or_else(|| self.in_cookie(headers))
+            .or_else(|| {
+                self.query
+                    .as_deref()
+                    .and_then(|name| query::param(query, name))
+            })
+            .filter(|token| !token.is_empty())
+    }
+
+    fn in_header<'r>(&self, headers: &'r HeaderMap) -> Option<&'r str> {
+        let name = self.header.as_ref()?;
+        let value = headers.get(name)?.to_str().ok()?.trim();
+        match bearer(value) {
+            Some(token) => Some(token),
+            // Another scheme in `Authorization` (Basic, a key) is no bearer token at all.
+            None if name == header::AUTHORIZATION => None,
+            None => Some(value),
+        }
+    }
+
+    fn in_cookie<'r>(&self, headers: &'r HeaderMap) -> Option<&'r str> {
+        let name = self.cookie.as_deref()?;
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (key, value) = pair.trim().split_once('=')?;
+                (key == name).then(|| value.trim_matches('"'))
+            })
+    }
+
+    /// Removes the token's header and cookie from `headers` (the query parameter is removed when the
+    /// upstream request is shaped).
+    pub fn hide(&self, headers: &mut HeaderMap) {
+        if let Some(name) = &self.header {
+            headers.remove(name);
+        }
+        let Some(name) = self.cookie.as_deref() else {
+            return;
+        };
+        let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+        if cookies.is_empty() {
+            return;
+        }
+        let kept: Vec<&str> = cookies
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|pair| {
+                !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name
+            })
+            .collect();
+        headers.remove(header::COOKIE);
+        if !kept.is_empty() {
+            if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+                headers.insert(header::COOKIE, value);
+            }
+        }
+    }
+}
+
+/// The token of a `Bearer <token>` credential (the scheme is case-insensitive).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources() -> TokenSources {
+        TokenSources {
+            header: Some(header::AUTHORIZATION),
+            cookie: Some("jwt".into()),
+            query: Some("access_token".into()),
+        }
+    }
+
+    fn headers(fields: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in fields {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn the_header_wins_then_the_cookie_then_the_query() {
+        let s = sources();
+        let all = headers(&[
+            ("authorization", "bearer h.h.h"),
+            ("cookie", "a=1; jwt=c.c.c"),
+        ]);
+        assert_eq!(s.find(&all, Some("access_token=q.q.q")), Some("h.h.h"));
+        let cookie = headers(&[
+            ("authorization", "Basic dXNlcjpwdw=="),
+            ("cookie", "a=1; jwt=c.c.c"),
+        ]);
+        assert_eq!(s.find(&cookie, Some("access_token=q.q.q")), Some("c.c.c"));
+        assert_eq!(
+            s.find(&HeaderMap::new(), Some("x=1&access_token=q.q.q")),
+            Some("q.q.q")
+        );
+        assert_eq!(
+            s.find(&headers(&[("authorization", "Bearer ")]), None),
+            None
+        );
+        assert_eq!(s.find(&HeaderMap::new(), None), None);
+    }
+
+    #[test]
+    fn another_header_carries_the_token_itself() {
+        let s = TokenSources {
+            header: Some(HeaderName::from_static("x-token")),
+            cookie: None,
+            query: None,
+        };
+        assert_eq!(
+            s.find(&headers(&[("x-token", "a.b.c")]), None),
+            Some("a.b.c")
+        );
+        assert_eq!(
+            s.find(&headers(&[("x-token", "Bearer a.b.c")]), None),
+            Some("a.b.c")
+        );
+    }
+
+    #[test]
+    fn hiding_removes_the_header_and_only_the_tokens_cookie() {
+        let s = sources();
+        let mut map = headers(&[
+            ("authorization", "Bearer h.h.h"),
+            ("cookie", "a=1; jwt=c.c.c"),
+            ("cookie", "b=2"),
+        ]);
+        s.hide(&mut map);
+        assert!(map.get(header::AUTHORIZATION).is_none());
+        assert_eq!(map.get(header::COOKIE).unwrap(), "a=1; b=2");
+        let mut only = headers(&[("cookie", "jwt=c.c.c")]);
+        s.hide(&mut only);
+        assert!(only.get(header::COOKIE).is_none());
+    }
+}
