@@ -45,6 +45,7 @@ pub mod real_ip;
 mod registry;
 mod state;
 mod stats;
+mod template;
 
 pub use answer::Answer;
 pub use build::{build_plugins, BuildCtx, PluginSet, Scope};

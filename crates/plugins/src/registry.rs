@@ -124,6 +124,10 @@ plugins! {
     IpRestriction => ip_restriction::IpRestriction,
     RateLimit => rate_limit::RateLimit,
     LimitConn => limit_conn::LimitConn,
+    Cors => cors::Cors,
+    Headers => headers::Headers,
+    Rewrite => rewrite::Rewrite,
+    Redirect => redirect::Redirect,
 }
 
 fn unknown(name: &str) -> String {

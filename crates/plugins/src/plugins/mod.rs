@@ -1,11 +1,15 @@
 //! The built-in plugins, one module each; registered in `registry.rs`.
 
 pub mod basic_auth;
+pub mod cors;
+pub mod headers;
 pub mod ip_restriction;
 pub mod jwt_auth;
 pub mod key_auth;
 pub mod limit_conn;
 pub mod rate_limit;
+pub mod redirect;
+pub mod rewrite;
 
 #[cfg(test)]
 mod test_chain;
