@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use floodgate_testkit::jwt::{hs256, jwks, now, EcKey, JwksServer};
+use floodgate_testkit::jwt::{b64, hs256, jwks, now, EcKey, JwksServer};
 use floodgate_testkit::{eventually, send, MockUpstream, Proto, TestGateway, TestResponse};
 use http::Request;
 use http_body_util::Full;
