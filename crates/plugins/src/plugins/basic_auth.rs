@@ -4,7 +4,7 @@
 //! Those hashes are slow on purpose, and the `request` phase runs synchronously on a worker's thread,
 //! so a verification stalls the worker's other connections for as long as it takes. Moving it to a
 //! blocking pool would need an asynchronous phase; instead the cost is bounded at build (hashes above
-//! [`MAX_BCRYPT_COST`] or the Argon2 limits are refused, and docs/plugins/basic-auth.md recommends far
+//! [`MAX_BCRYPT_COST`] or the Argon2 limits are refused, and docs/plugins.md (basic-auth) recommends far
 //! lower costs), and a per-worker cache remembers pairs that verified, so a client pays the hash once
 //! per `cache_ttl` and worker, not per request.
 
@@ -306,7 +306,7 @@ impl StoredHash {
             if !(4..=MAX_BCRYPT_COST).contains(&cost) {
                 return Err(format!(
                     "bcrypt cost {cost} is outside 4..={MAX_BCRYPT_COST}: each verification runs on a \
-                     worker's thread; hash again with a lower cost (see docs/plugins/basic-auth.md)"
+                     worker's thread; hash again with a lower cost (see docs/plugins.md, basic-auth)"
                 ));
             }
             return Ok(Self::Bcrypt(text.into()));
@@ -334,7 +334,7 @@ impl StoredHash {
             if params.m_cost() > MAX_ARGON2_MEMORY_KIB || params.t_cost() > MAX_ARGON2_PASSES {
                 return Err(format!(
                     "Argon2 parameters m={} t={} exceed m={MAX_ARGON2_MEMORY_KIB} t={MAX_ARGON2_PASSES}: \
-                     each verification runs on a worker's thread (see docs/plugins/basic-auth.md)",
+                     each verification runs on a worker's thread (see docs/plugins.md, basic-auth)",
                     params.m_cost(),
                     params.t_cost()
                 ));
