@@ -3,13 +3,19 @@
 # so two builds can be told apart on a noisy machine. Uses the configuration and upstream that
 # bench/run.sh writes to bench/out (run that once first).
 #
-#   bench/instructions.sh [FLOODGATE_BIN]     # default: target/release/floodgate
+#   bench/instructions.sh [FLOODGATE_BIN [PATH [HEADER...]]]
+#       FLOODGATE_BIN   default target/release/floodgate
+#       PATH            default /; e.g. /p/rate/x, the rate-limited route of bench/out/floodgate.yaml
+#       HEADER          sent with every request, e.g. "Origin: https://app.example.com"
 #
 # floodgate runs with one worker under callgrind, counting nothing until a warm-up has passed; then
 # `wrk -t1 -c8 -d10` loads it and only those ten seconds are counted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/floodgate}
+URL=http://127.0.0.1:18081${2:-/}
+HEADERS=()
+for h in "${@:3}"; do HEADERS+=(-H "$h"); done
 OUT=bench/out
 [[ -f $OUT/floodgate.yaml && -f $OUT/upstream/nginx.conf ]] || { echo "run bench/run.sh once first" >&2; exit 1; }
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind
@@ -20,14 +26,15 @@ valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$CG/out" \
   "$BIN" run --config "$OUT/floodgate.yaml" >"$CG/floodgate.log" 2>&1 &
 VG=$!
 sleep 8
-wrk -t1 -c8 -d3 http://127.0.0.1:18081/ >/dev/null
+wrk -t1 -c8 -d3 "${HEADERS[@]}" "$URL" >/dev/null
 callgrind_control -i on "$VG" >/dev/null
-wrk -t1 -c8 -d10 http://127.0.0.1:18081/ >"$CG/wrk.txt"
+wrk -t1 -c8 -d10 "${HEADERS[@]}" "$URL" >"$CG/wrk.txt"
 callgrind_control -i off "$VG" >/dev/null
 callgrind_control -d "$VG" >/dev/null
 sleep 1
 kill "$VG"; wait "$VG" 2>/dev/null || true
 requests=$(awk '/requests in/ {print $1}' "$CG/wrk.txt")
+if grep -q "Non-2xx" "$CG/wrk.txt"; then echo "warning: $(grep Non-2xx "$CG/wrk.txt")" >&2; fi
 instructions=0
 # Each dump's `totals:` line is its instruction count (callgrind_annotate's PROGRAM TOTALS reads the
 # `summary:` line, which a dump taken with callgrind_control leaves at 0).

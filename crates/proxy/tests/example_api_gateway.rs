@@ -8,11 +8,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Instant;
 
-use bytes::Bytes;
 use floodgate_testkit::jwt::{jwks, now, EcKey, JwksServer};
-use floodgate_testkit::{send, MockUpstream, Proto, TestGateway, TestResponse};
-use http::{Method, Request};
-use http_body_util::Full;
+use floodgate_testkit::{MockUpstream, Proto, TestGateway, TestResponse};
+use http::Method;
 use serde_json::json;
 
 const APP: &str = "https://app.example.com";
@@ -39,13 +37,7 @@ async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> TestResponse {
-    let mut req = Request::builder().method(method).uri(path);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    send(addr, Proto::H1, req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .expect("response")
+    floodgate_testkit::request(addr, Proto::H1, method, path, headers).await
 }
 
 fn token(key: &EcKey, sub: &str) -> String {

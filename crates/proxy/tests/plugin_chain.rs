@@ -8,10 +8,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::Bytes;
-use floodgate_testkit::{eventually, send, MockUpstream, Proto, TestGateway, TestResponse};
-use http::Request;
-use http_body_util::Full;
+use floodgate_testkit::{eventually, request, MockUpstream, Proto, TestGateway, TestResponse};
+use http::Method;
 use serde_json::Value;
 
 const CONSUMERS: &str = r#"consumers:
@@ -37,13 +35,7 @@ routes:
 }
 
 async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> TestResponse {
-    let mut req = Request::get(path);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    send(addr, Proto::H1, req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .expect("response")
+    request(addr, Proto::H1, Method::GET, path, headers).await
 }
 
 #[tokio::test]

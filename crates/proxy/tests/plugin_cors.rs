@@ -5,10 +5,8 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use floodgate_testkit::{send, Proto, Reply, ScriptedUpstream, TestGateway, TestResponse};
-use http::{Method, Request};
-use http_body_util::Full;
+use floodgate_testkit::{Proto, Reply, ScriptedUpstream, TestGateway, TestResponse};
+use http::Method;
 
 const UPSTREAM_REPLY: &[u8] =
     b"HTTP/1.1 200 OK\r\nVary: Accept-Encoding\r\nContent-Length: 2\r\n\r\nok";
@@ -37,13 +35,7 @@ async fn request(
     method: Method,
     headers: &[(&str, &str)],
 ) -> TestResponse {
-    let mut req = Request::builder().method(method).uri("/items?x=1");
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    send(addr, proto, req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .expect("response")
+    floodgate_testkit::request(addr, proto, method, "/items?x=1", headers).await
 }
 
 /// Every `access-control-*` and `vary` field of a response, in order.

@@ -7,11 +7,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
 use floodgate_testkit::jwt::{b64, hs256, jwks, now, EcKey, JwksServer};
-use floodgate_testkit::{eventually, send, MockUpstream, Proto, TestGateway, TestResponse};
-use http::Request;
-use http_body_util::Full;
+use floodgate_testkit::{eventually, request, MockUpstream, Proto, TestGateway, TestResponse};
+use http::Method;
 use serde_json::{json, Value};
 
 const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!";
@@ -35,13 +33,7 @@ routes:
 }
 
 async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> TestResponse {
-    let mut req = Request::get(path);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    send(addr, Proto::H1, req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .expect("response")
+    request(addr, Proto::H1, Method::GET, path, headers).await
 }
 
 async fn with_token(addr: SocketAddr, token: &str) -> TestResponse {

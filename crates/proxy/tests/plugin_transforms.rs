@@ -4,12 +4,10 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
 use floodgate_testkit::{
-    raw_exchange, send, Proto, Reply, ScriptedRequest, ScriptedUpstream, TestGateway, TestResponse,
+    raw_exchange, Proto, Reply, ScriptedRequest, ScriptedUpstream, TestGateway, TestResponse,
 };
-use http::Request;
-use http_body_util::Full;
+use http::Method;
 
 const UPSTREAM_REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nServer: upstream\r\nX-Powered-By: php\r\nVary: Accept\r\nX-Keep: 1\r\nContent-Length: 2\r\n\r\nok";
 
@@ -40,13 +38,7 @@ async fn get(
     target: &str,
     headers: &[(&str, &str)],
 ) -> TestResponse {
-    let mut req = Request::get(target);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    send(addr, proto, req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .expect("response")
+    floodgate_testkit::request(addr, proto, Method::GET, target, headers).await
 }
 
 /// Every value of the header field `name` the upstream received.

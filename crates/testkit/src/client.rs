@@ -244,3 +244,22 @@ pub async fn read_body(body: &mut Incoming, at_least: usize) -> Result<usize, St
     }
     Ok(received)
 }
+
+/// Sends a request without a body, with `headers`, on a new connection, and collects the response;
+/// panics when there is none.
+pub async fn request(
+    addr: SocketAddr,
+    proto: Proto,
+    method: http::Method,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> TestResponse {
+    let mut req = Request::builder().method(method).uri(target);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("a valid request");
+    send(addr, proto, req).await.expect("response")
+}

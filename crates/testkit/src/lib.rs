@@ -16,7 +16,9 @@ pub mod upstream;
 pub mod wait;
 
 pub use certs::TestCerts;
-pub use client::{raw_exchange, read_body, read_to_close, send, send_on, Proto, TestResponse};
+pub use client::{
+    raw_exchange, read_body, read_to_close, request, send, send_on, Proto, TestResponse,
+};
 pub use config::OneRoute;
 pub use gateway::{free_port, TestGateway};
 pub use scripted::{Reply, ScriptedRequest, ScriptedUpstream};

@@ -164,7 +164,7 @@ pub fn check(config: &JwtAuthConfig, cx: &BuildCtx<'_>) -> Result<Checked, Vec<F
             )),
             Err(_) => errors.push(cx.error(
                 &format!("algorithms[{i}]"),
-                format!("{name:?} is not one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"),
+                format!("unknown algorithm {name:?} (known: HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"),
             )),
         }
     }
