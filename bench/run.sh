@@ -159,6 +159,9 @@ make_policy_keys() {
   HS256_TOKEN="$input.$(printf '%s' "$input" | openssl dgst -sha256 -hmac "$JWT_SECRET" -binary | b64url)"
   input="$(printf '{"alg":"RS256","typ":"JWT"}' | b64url).$payload"
   RS256_TOKEN="$input.$(printf '%s' "$input" | openssl dgst -sha256 -sign "$OUT/jwt-rsa.pem" -binary | b64url)"
+  # For bench/instructions.sh on the same routes.
+  printf '%s\n' "$HS256_TOKEN" >"$OUT/hs256.token"
+  printf '%s\n' "$RS256_TOKEN" >"$OUT/rs256.token"
 }
 
 # Lines every nginx instance here needs: its own pid file, logs and temp dirs inside $OUT, so

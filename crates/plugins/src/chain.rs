@@ -71,17 +71,36 @@ impl Chain {
     /// The `request` phase: each plugin in turn, until one answers.
     pub fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Option<Answer> {
         let mut cursor = Cursor::default();
-        // The consumer is read again at each step: an authentication plugin may just have named it.
-        while let Some(plugin) = self.next(ctx.consumer.clone().as_deref(), &mut cursor) {
-            if let Flow::Respond(answer) = plugin.request(req, ctx) {
+        loop {
+            // The consumer is read again at each step: an authentication plugin may just have named
+            // it. Only a consumer with plugins of its own changes the order, and only then is it
+            // held (a reference count) across the step.
+            let answer = match ctx.consumer.as_ref().filter(|c| !c.plugins.is_empty()) {
+                Some(consumer) => {
+                    let consumer = consumer.clone();
+                    let plugin = self.next(Some(&consumer), &mut cursor)?;
+                    Self::ask(plugin, req, ctx)
+                }
+                None => Self::ask(self.next(None, &mut cursor)?, req, ctx),
+            };
+            if answer.is_some() {
+                return answer;
+            }
+        }
+    }
+
+    /// One plugin's `request` phase; an answer is recorded as the request's rejection.
+    fn ask(plugin: &Plugin, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Option<Answer> {
+        match plugin.request(req, ctx) {
+            Flow::Continue => None,
+            Flow::Respond(answer) => {
                 ctx.rejection = Some(Rejection {
                     plugin: plugin.name(),
                     reason: answer.reason,
                 });
-                return Some(answer);
+                Some(answer)
             }
         }
-        None
     }
 
     /// The `upstream_request` phase.

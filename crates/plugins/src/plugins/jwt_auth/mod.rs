@@ -27,7 +27,6 @@ use http::uri::PathAndQuery;
 use http::{header, HeaderName, HeaderValue, StatusCode};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
-use ring::digest::{digest, SHA256};
 use serde_json::{Map, Value};
 
 use crate::answer::Answer;
@@ -130,16 +129,21 @@ impl Policy for JwtAuth {
         };
         let now = unix_now();
         let generation = self.jwks.as_ref().map_or(0, |j| j.keys.load().generation);
-        let mut key = (self.instance, [0; 32]);
-        key.1
-            .copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-        let verified = match cache::lookup(&key, generation, now) {
+        let key = cache::key_of(self.instance, token.as_bytes());
+        let verified = match cache::lookup(&key, token.as_bytes(), generation, now) {
             Some(verified) => verified,
             None => match self.verify(token) {
                 Ok((verified, exp)) => {
                     let verified = Arc::new(verified);
                     let expires = exp.map(|e| e.saturating_add(self.leeway));
-                    cache::remember(key, generation, expires, verified.clone(), now);
+                    cache::remember(
+                        key,
+                        token.as_bytes(),
+                        generation,
+                        expires,
+                        verified.clone(),
+                        now,
+                    );
                     verified
                 }
                 Err(reason) => return Flow::Respond(invalid_token(reason)),

@@ -265,6 +265,11 @@ fn policy_headers_scale_the_quota_to_whole_seconds() {
         retry_nanos: 0,
     };
     assert_eq!(ratelimit_header(&verdict), "\"default\";r=4;t=2");
+    for n in [0, 9, 10, 1234567890, u64::MAX] {
+        let mut out = [0u8; 20];
+        let len = write_decimal(&mut out, n);
+        assert_eq!(&out[..len], n.to_string().as_bytes());
+    }
 }
 
 /// Four threads hammering one key at one instant: exactly the bucket's worth is admitted.
