@@ -96,6 +96,16 @@ fn reference_item(item: &[u8]) -> Option<IpAddr> {
         if !port_ok(port) {
             return None;
         }
+        // A numeric zone (`[fe80::1%2]:p`) is read as std reads socket addresses, and dropped: it
+        // names an interface of the proxy that wrote it, not part of the address.
+        let inside = match inside.split_once('%') {
+            Some((address, zone)) if zone.bytes().all(|b| b.is_ascii_digit()) => {
+                zone.parse::<u32>().ok()?;
+                address
+            }
+            Some(_) => return None,
+            None => inside,
+        };
         IpAddr::V6(inside.parse::<Ipv6Addr>().ok()?)
     } else if let Ok(ip) = text.parse::<IpAddr>() {
         ip
