@@ -34,10 +34,10 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-# The HTTP/1.1 codec's fuzz targets, for a bounded time each (skipped without a nightly toolchain; the
-# same properties also run on stable in the suite below, over the committed corpus). 30 s for each of
-# the eight targets keeps this near 4.5 minutes warm and 7 from nothing (installing cargo-fuzz and
-# building included); 60 s each came to over 10.
+# The fuzz targets of the HTTP/1.1 codec and of the plugins, for a bounded time each (skipped without a
+# nightly toolchain; the same properties also run on stable in the suite below, over the committed
+# corpus). 30 s for each of the sixteen targets keeps this near 8.5 minutes warm and 12 from nothing
+# (installing cargo-fuzz and building included).
 ./scripts/fuzz.sh 30
 
 # Doc examples next, so the run ends with nextest's summary of the whole suite.

@@ -25,6 +25,8 @@
 //! is fixed by each plugin's priority ([`PLUGIN_PRIORITIES`]), never by the order of keys in YAML.
 //!
 //! A route without plugins has no chain at all: the proxy checks for one and pays nothing else.
+//!
+//! [`fuzzing`] holds the properties the fuzz targets check, so they also run as ordinary tests.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -36,6 +38,8 @@ mod chain;
 pub mod cidr;
 mod consumer;
 mod context;
+#[doc(hidden)]
+pub mod fuzzing;
 mod heads;
 mod params;
 mod plugins;

@@ -254,7 +254,7 @@ fn challenge(realm: &str) -> Option<HeaderValue> {
 
 /// What a request's `Authorization` field holds, for this plugin.
 #[derive(Debug, PartialEq)]
-enum Presented {
+pub(crate) enum Presented {
     /// No field, or another scheme's credentials (`Bearer ...`).
     Missing,
     /// Basic credentials that do not decode to `username:password`.
@@ -264,7 +264,7 @@ enum Presented {
 }
 
 /// Reads `Basic <base64(username:password)>`; the scheme is case-insensitive (RFC 9110 §11.1).
-fn basic_credentials(value: &[u8]) -> Presented {
+pub(crate) fn basic_credentials(value: &[u8]) -> Presented {
     let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
         Some(space) => (&value[..space], &value[space + 1..]),
         None => (value, &[][..]),

@@ -100,6 +100,11 @@ fn jwk_key(value: &Value) -> Option<VerifyKey> {
         None => None,
     };
     let key = DecodingKey::from_jwk(&jwk).ok()?;
+    // A JWKS URL serves what anyone may read: a symmetric (`oct`) key there is a secret published,
+    // and honouring it would let whoever fetched it sign tokens.
+    if key.family() == AlgorithmFamily::Hmac {
+        return None;
+    }
     if alg.is_some_and(|a| a.family() != key.family()) {
         return None;
     }

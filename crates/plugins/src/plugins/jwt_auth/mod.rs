@@ -10,12 +10,12 @@
 
 mod cache;
 pub mod config;
-mod crypto;
+pub(crate) mod crypto;
 mod jwks;
-mod keys;
+pub(crate) mod keys;
 #[cfg(test)]
 mod tests;
-mod token;
+pub(crate) mod token;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -239,3 +239,12 @@ fn jwks_documents_keep_signing_keys_and_skip_the_rest() {
     );
     assert!(KeySet::from_jwks(b"<html>").is_err());
 }
+
+#[test]
+fn a_jwks_never_supplies_an_hmac_secret() {
+    install();
+    // Published where anyone can read it, an `oct` key would let anyone sign HS256 tokens.
+    let oct = json!({ "kty": "oct", "kid": "s", "alg": "HS256", "k": b64(SECRET.as_bytes()) });
+    let document = json!({ "keys": [oct] }).to_string();
+    assert!(KeySet::from_jwks(document.as_bytes()).is_err());
+}

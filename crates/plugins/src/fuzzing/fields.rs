@@ -1,0 +1,296 @@
+//! Properties of the request fields plugins read: client addresses behind proxies, query parameters,
+//! the places a token is carried, path parameters.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::OnceLock;
+
+use http::uri::PathAndQuery;
+use http::{header, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+use crate::cidr::CidrSet;
+use crate::params::ParamPatterns;
+use crate::plugins::jwt_auth::token::TokenSources;
+use crate::query;
+use crate::real_ip::RealIp;
+
+/// The proxies `forwarded_for` trusts.
+const TRUSTED: [&str; 3] = ["10.0.0.0/8", "127.0.0.1", "fd00::/8"];
+
+/// The peers `forwarded_for` picks from, by the input's first byte: trusted ones (one IPv4-mapped)
+/// and untrusted ones.
+const PEERS: [&str; 6] = [
+    "10.0.0.2",
+    "127.0.0.1",
+    "fd00::5",
+    "::ffff:10.0.0.3",
+    "203.0.113.9",
+    "2001:db8::9",
+];
+
+/// `X-Forwarded-For` behind trusted proxies: the first input byte picks the peer, the rest are field
+/// lines (one per `\n`). An untrusted peer is the client whatever the field says; behind a trusted
+/// peer the client is what an independent right-to-left walk of the list finds: the right-most
+/// untrusted address, the last trusted hop when junk stands to its right, the left-most address when
+/// all are trusted.
+pub fn forwarded_for(data: &[u8]) {
+    let Some((&pick, lines)) = data.split_first() else {
+        return;
+    };
+    let peer: IpAddr = PEERS[usize::from(pick) % PEERS.len()]
+        .parse()
+        .expect("a listed peer");
+    let name = HeaderName::from_static("x-forwarded-for");
+    let mut headers = HeaderMap::new();
+    if !lines.is_empty() {
+        for line in lines.split(|&b| b == b'\n') {
+            let Ok(value) = HeaderValue::from_bytes(line) else {
+                return;
+            };
+            headers.append(name.clone(), value);
+        }
+    }
+    let real_ip = RealIp::new(
+        CidrSet::parse(TRUSTED).expect("the trusted networks"),
+        name.clone(),
+    );
+    let got = real_ip.client(peer, &headers);
+
+    let networks: Vec<IpNet> = TRUSTED
+        .iter()
+        .map(|n| match n.parse() {
+            Ok(net) => net,
+            Err(_) => IpNet::from(n.parse::<IpAddr>().expect("an address")),
+        })
+        .collect();
+    let trusted = |ip: IpAddr| networks.iter().any(|n| n.contains(&unmapped(ip)));
+    let items: Vec<&[u8]> = headers
+        .get_all(&name)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .collect();
+    let mut want = unmapped(peer);
+    if trusted(want) {
+        for item in items.iter().rev() {
+            let Some(ip) = reference_item(item) else {
+                break;
+            };
+            want = ip;
+            if !trusted(ip) {
+                break;
+            }
+        }
+    }
+    assert_eq!(got, want, "the client of {peer} with {headers:?}");
+}
+
+/// One list item of `X-Forwarded-For`, read as RFC 7239 §6 node names are: an IPv4 address or an IPv6
+/// address, alone or with a port (`a.b.c.d:p`, `[x::y]:p`), with optional whitespace around.
+fn reference_item(item: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(item).ok()?.trim_matches([' ', '\t']);
+    let port_ok = |port: &str| {
+        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
+    };
+    let ip = if let Some(rest) = text.strip_prefix('[') {
+        let (inside, port) = rest.split_once("]:")?;
+        if !port_ok(port) {
+            return None;
+        }
+        // A numeric zone (`[fe80::1%2]:p`) is read as std reads socket addresses, and dropped: it
+        // names an interface of the proxy that wrote it, not part of the address.
+        let inside = match inside.split_once('%') {
+            Some((address, zone)) if zone.bytes().all(|b| b.is_ascii_digit()) => {
+                zone.parse::<u32>().ok()?;
+                address
+            }
+            Some(_) => return None,
+            None => inside,
+        };
+        IpAddr::V6(inside.parse::<Ipv6Addr>().ok()?)
+    } else if let Ok(ip) = text.parse::<IpAddr>() {
+        ip
+    } else {
+        let (host, port) = text.rsplit_once(':')?;
+        if !port_ok(port) {
+            return None;
+        }
+        IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
+    };
+    Some(unmapped(ip))
+}
+
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Parameter names `query_param` and `token_sources` look for, picked by the input's first byte.
+const NAMES: [&str; 4] = ["apikey", "access_token", "a", "jwt"];
+
+/// A query parameter (`?apikey=`, `?access_token=`): the first input byte picks the name, the rest is
+/// the query. A value found is the text after `name=` of the first pair named so; removing the
+/// parameter removes every pair of that name and keeps the others in order; it changes something
+/// exactly when a value is found; a valid request target stays valid once it is removed (otherwise a
+/// credential would reach the upstream).
+pub fn query_param(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let name = NAMES[usize::from(pick) % NAMES.len()];
+    let Ok(query) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let pairs: Vec<&str> = query.split('&').collect();
+    let key = |pair: &str| pair.split('=').next().unwrap_or_default().to_string();
+    let want = pairs.iter().find(|p| key(p) == name).map(|p| {
+        p.strip_prefix(name)
+            .and_then(|v| v.strip_prefix('='))
+            .unwrap_or("")
+    });
+    assert_eq!(
+        query::param(Some(query), name),
+        want,
+        "the value in {query:?}"
+    );
+
+    // Removal works on a request's target, which never holds a fragment.
+    let Ok(target) = PathAndQuery::try_from(format!("/p?{query}")) else {
+        return;
+    };
+    let query = target.query().unwrap_or("");
+    let pairs: Vec<&str> = query.split('&').collect();
+    let found = query::param(Some(query), name);
+    let removed = query::without_param(target.as_str(), name);
+    assert_eq!(
+        removed.is_some(),
+        found.is_some(),
+        "removing from {target:?}"
+    );
+    let Some(removed) = removed else {
+        return;
+    };
+    let kept: Vec<&str> = pairs.into_iter().filter(|p| key(p) != name).collect();
+    let expected = if kept.is_empty() {
+        "/p".to_string()
+    } else {
+        format!("/p?{}", kept.join("&"))
+    };
+    assert_eq!(removed, expected, "removing {name} from {target:?}");
+    let path = PathAndQuery::try_from(removed.as_str()).expect("a valid target stays valid");
+    assert_eq!(query::param(path.query(), name), None, "{name} is gone");
+}
+
+/// `jwt-auth`'s token sources: the first input byte picks the cookie and query parameter names and
+/// whether the token header is `Authorization` or `X-Token`; the rest is field lines (`name: value`,
+/// one per `\n`) and a last line that is the query. A token found is non-empty and is, trimmed, part
+/// of the field, a cookie's value or the query; once hidden (the field and cookie removed as the
+/// plugin removes them, the parameter as the upstream request drops it) no token is found any more.
+pub fn token_sources(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let sources = TokenSources {
+        header: Some(if pick & 0x80 == 0 {
+            header::AUTHORIZATION
+        } else {
+            HeaderName::from_static("x-token")
+        }),
+        cookie: Some(NAMES[usize::from(pick) % NAMES.len()].into()),
+        query: Some(NAMES[usize::from(pick >> 2) % NAMES.len()].into()),
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let (fields, query) = text.rsplit_once('\n').unwrap_or(("", text));
+    let mut headers = HeaderMap::new();
+    for line in fields.split('\n').filter(|l| !l.is_empty()) {
+        let Some((name, value)) = line.split_once(':') else {
+            return;
+        };
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value.trim_matches([' ', '\t'])),
+        ) else {
+            return;
+        };
+        headers.append(name, value);
+    }
+    // A target whose query the request line could carry.
+    let Ok(target) = PathAndQuery::try_from(format!("/p?{query}")) else {
+        return;
+    };
+
+    if let Some(token) = sources.find(&headers, target.query()) {
+        assert!(!token.is_empty(), "an empty token");
+        let inside = |whole: &str| whole.contains(token);
+        assert!(
+            headers
+                .iter()
+                .filter_map(|(_, v)| v.to_str().ok())
+                .any(inside)
+                || target.query().is_some_and(inside),
+            "{token:?} comes from the request"
+        );
+    }
+
+    let mut hidden = headers.clone();
+    sources.hide(&mut hidden);
+    let name = sources.query.as_deref().expect("a parameter name");
+    let target = match query::without_param(target.as_str(), name) {
+        Some(path) => PathAndQuery::try_from(path).expect("a valid target stays valid"),
+        None => target,
+    };
+    assert_eq!(
+        sources.find(&hidden, target.query()),
+        None,
+        "a token is left in {hidden:?} {target:?}"
+    );
+    for (name, value) in headers.iter() {
+        if name != header::COOKIE && Some(name) != sources.header.as_ref() {
+            assert!(
+                hidden.get_all(name).iter().any(|v| v == value),
+                "{name} is kept"
+            );
+        }
+    }
+}
+
+/// The route patterns `path_params` matches against.
+const PATTERNS: [&str; 4] = [
+    "/users/{id}",
+    "/users/{id}/posts/{post}",
+    "/a/{x}/b",
+    "/static/file",
+];
+
+/// Path parameters: the input is a request path. Values are never empty and never hold a `/`, and
+/// put back into the pattern they came from they give the path again.
+pub fn path_params(data: &[u8]) {
+    let Ok(path) = std::str::from_utf8(data) else {
+        return;
+    };
+    static PARAMS: OnceLock<ParamPatterns> = OnceLock::new();
+    let params = PARAMS.get_or_init(|| ParamPatterns::new(PATTERNS));
+    let found = params.extract(path);
+    if found.is_empty() {
+        return;
+    }
+    let rebuilt = PATTERNS.iter().find_map(|pattern| {
+        let mut out = String::new();
+        for segment in pattern.split('/').skip(1) {
+            out.push('/');
+            match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => {
+                    let value = found.get(name)?;
+                    assert!(!value.is_empty() && !value.contains('/'), "{value:?}");
+                    out.push_str(value);
+                }
+                None => out.push_str(segment),
+            }
+        }
+        (out == path).then_some(out)
+    });
+    assert!(rebuilt.is_some(), "the values of {path:?} rebuild it");
+}
