@@ -2,7 +2,7 @@
 # Fuzzes floodgate's parsers of untrusted bytes: runs each cargo-fuzz target of every fuzz package
 # (crates/http1/fuzz: the HTTP/1.1 codec; crates/plugins/fuzz: credentials, forwarded addresses, query
 # parameters and configurations as the plugins read them) for SECONDS each (default 60). CI runs
-# `./scripts/fuzz.sh 30` from scripts/test.sh, so the whole run takes about SECONDS times the number of
+# `./scripts/fuzz.sh 15` from scripts/test.sh, so the whole run takes about SECONDS times the number of
 # targets (sixteen) plus the builds.
 #
 # libFuzzer needs a nightly toolchain. Without one this says so and succeeds: the same properties have
