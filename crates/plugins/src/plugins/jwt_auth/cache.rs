@@ -33,7 +33,10 @@ pub type CacheKey = (u64, u64);
 /// The key of `token` for plugin instance `instance`. The hash is seeded per worker with random
 /// bits, so which tokens share a bucket cannot be worked out from outside.
 pub fn key_of(instance: u64, token: &[u8]) -> CacheKey {
-    (instance, xxhash_rust::xxh3::xxh3_64_with_seed(token, SEED.with(|s| *s)))
+    (
+        instance,
+        xxhash_rust::xxh3::xxh3_64_with_seed(token, SEED.with(|s| *s)),
+    )
 }
 
 struct Entry {
@@ -188,7 +191,10 @@ mod tests {
         cache.insert(key(1), b"verified", 1, None, verified(), 0);
         assert!(cache.get(&key(1), b"verified", 1, 0).is_some());
         assert!(cache.get(&key(1), b"forged", 1, 0).is_none());
-        assert!(cache.get(&key(1), b"verified", 1, 0).is_some(), "still there");
+        assert!(
+            cache.get(&key(1), b"verified", 1, 0).is_some(),
+            "still there"
+        );
     }
 
     #[test]
