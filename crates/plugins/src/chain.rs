@@ -112,10 +112,12 @@ impl Chain {
     }
 
     /// The `response` phase: the fields the `request` phase asked for, then each plugin.
-    pub fn response(&self, resp: &mut ResponseHead<'_>, ctx: &RequestCtx) {
-        for (name, value) in &ctx.response_headers {
-            resp.headers.set(name.clone(), value.clone());
+    pub fn response(&self, resp: &mut ResponseHead<'_>, ctx: &mut RequestCtx) {
+        // Moved, not cloned: they are used once, and a clone of a value made from bytes allocates.
+        for (name, value) in ctx.response_headers.drain(..) {
+            resp.headers.set(name, value);
         }
+        let ctx = &*ctx;
         let mut cursor = Cursor::default();
         while let Some(plugin) = self.next(ctx.consumer.as_deref(), &mut cursor) {
             plugin.response(resp, ctx);

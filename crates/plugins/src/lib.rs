@@ -56,7 +56,7 @@ pub use build::{build_plugins, BuildCtx, PluginSet, Scope};
 pub use chain::Chain;
 pub use consumer::{Consumer, Consumers};
 pub use context::{Rejection, RequestCtx};
-pub use heads::{RequestHead, ResponseHead, ResponseHeaders, UpstreamRequest};
+pub use heads::{AddedFields, RequestHead, ResponseHead, ResponseHeaders, UpstreamRequest};
 pub use params::PathParams;
 pub use policy::{Flow, Policy};
 pub use registry::{Credential, Plugin, PLUGIN_PRIORITIES};

@@ -36,19 +36,23 @@ pub fn request_phase(
         tls,
         req.uri().path(),
     );
-    let (mut parts, body) = req.into_parts();
+    let mut req = req;
+    // The header map is taken out for the phase and put back, so the view can borrow it mutably
+    // beside the method and URI without taking the whole request apart (a copy of it each way).
+    let mut headers = std::mem::take(req.headers_mut());
     let answer = chain.request(
         &mut RequestHead {
-            method: &parts.method,
-            uri: &parts.uri,
-            headers: &mut parts.headers,
+            method: req.method(),
+            uri: req.uri(),
+            headers: &mut headers,
         },
         &mut ctx,
     );
+    *req.headers_mut() = headers;
     let rejection = ctx.rejection;
     *plugins = Some(ctx);
     let Some(answer) = answer else {
-        return Ok(Request::from_parts(parts, body));
+        return Ok(req);
     };
     if let Some(rejected) = rejection {
         route
@@ -59,30 +63,36 @@ pub fn request_phase(
     Err(Box::new(answer_response(
         answer,
         client.request_id,
-        &parts.method,
+        req.method(),
         client.grpc,
     )))
 }
 
 /// Runs the `response` phase of the route's chain on `response`, whoever answered it.
 #[inline(never)]
-pub fn response_phase(used: &Used, response: &mut Response<ResponseBody>) {
+pub fn response_phase(used: &mut Used, response: &mut Response<ResponseBody>) {
     let (Some(ctx), Some(chain)) = (
-        &used.plugins,
+        used.plugins.as_deref_mut(),
         used.route.as_ref().and_then(|r| r.plugins.as_ref()),
     ) else {
         return;
     };
-    let placeholder = Response::new(ResponseBody::full(Bytes::new()));
-    let (mut parts, mut body) = std::mem::replace(response, placeholder).into_parts();
+    // Status, the upstream's raw fields and the added ones are taken out for the phase and put back, so the view can
+    // borrow them beside the header map without taking the response apart.
+    let (raw, added) = response.body_mut().plugin_fields_mut();
+    let (mut raw, mut added) = (std::mem::take(raw), std::mem::take(added));
+    let mut status = response.status();
     chain.response(
         &mut ResponseHead {
-            status: &mut parts.status,
-            headers: ResponseHeaders::new(&mut parts.headers, body.upstream_fields_mut()),
+            status: &mut status,
+            headers: ResponseHeaders::new(response.headers_mut(), &mut added, &mut raw),
         },
         ctx,
     );
-    *response = Response::from_parts(parts, body);
+    *response.status_mut() = status;
+    let (raw_slot, added_slot) = response.body_mut().plugin_fields_mut();
+    *raw_slot = raw;
+    *added_slot = added;
 }
 
 /// The response for a plugin's answer. An error answer gets the gateway's JSON error body, or for a

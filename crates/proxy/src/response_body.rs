@@ -59,6 +59,7 @@ impl ResponseBody {
             kind,
             fields: ResponseFields {
                 upstream,
+                added: Vec::new(),
                 request_id: None,
             },
             completion: None,
@@ -71,9 +72,10 @@ impl ResponseBody {
         &self.fields
     }
 
-    /// The upstream's fields kept as bytes, for the plugins' one view of the response's fields.
-    pub fn upstream_fields_mut(&mut self) -> &mut RawFields {
-        &mut self.fields.upstream
+    /// The upstream's fields kept as bytes and the fields plugins added, for the plugins' one view
+    /// of the response's fields.
+    pub fn plugin_fields_mut(&mut self) -> (&mut RawFields, &mut floodgate_plugins::AddedFields) {
+        (&mut self.fields.upstream, &mut self.fields.added)
     }
 
     /// Sets the request id the response goes out with.

@@ -18,6 +18,9 @@ use floodgate_http1::{encode_field, RawFields};
 pub struct ResponseFields {
     /// The upstream's fields, as the bytes they arrived in (HTTP/1.1 upstreams only).
     pub upstream: RawFields,
+    /// Fields plugins added (rate-limit and CORS fields); a name here hides the upstream's fields
+    /// of that name, and the map's fields win over both.
+    pub added: floodgate_plugins::AddedFields,
     /// The request id the gateway answers with; it replaces an upstream's `X-Request-Id`.
     pub request_id: Option<HeaderValue>,
 }
@@ -25,7 +28,9 @@ pub struct ResponseFields {
 impl ResponseFields {
     /// Whether the upstream sent a field named `name` (lowercase) that `map` does not replace.
     pub fn upstream_has(&self, name: &http::HeaderName, map: &HeaderMap) -> bool {
-        !map.contains_key(name) && self.upstream.contains(name.as_str())
+        !map.contains_key(name)
+            && !self.added.iter().any(|(n, _)| n == name)
+            && self.upstream.contains(name.as_str())
     }
 
     /// Writes the fields as header lines, leaving out names `map` has (written from there).
@@ -37,12 +42,21 @@ impl ResponseFields {
         if let Some(id) = own_id {
             encode_field(out, X_REQUEST_ID.as_str().as_bytes(), id.as_bytes());
         }
+        for (name, value) in &self.added {
+            if map.is_empty() || !map.contains_key(name) {
+                encode_field(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
         self.upstream.encode(out, |name| {
             (own_id.is_some() && name.eq_ignore_ascii_case(X_REQUEST_ID.as_str().as_bytes()))
                 || (!map.is_empty()
                     && map
                         .keys()
                         .any(|key| key.as_str().as_bytes().eq_ignore_ascii_case(name)))
+                || self
+                    .added
+                    .iter()
+                    .any(|(key, _)| key.as_str().as_bytes().eq_ignore_ascii_case(name))
         });
     }
 
@@ -51,6 +65,19 @@ impl ResponseFields {
         if let Some(id) = self.request_id {
             if !map.contains_key(&X_REQUEST_ID) {
                 map.insert(&X_REQUEST_ID, id);
+            }
+        }
+        // Names the map already has win; the added fields then hide the upstream's of their names,
+        // which `append_to` leaves out once the map has them.
+        let preset: Vec<http::HeaderName> = self
+            .added
+            .iter()
+            .filter(|(name, _)| map.contains_key(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for (name, value) in self.added {
+            if !preset.contains(&name) {
+                map.append(name, value);
             }
         }
         self.upstream.append_to(map);
@@ -67,6 +94,7 @@ mod tests {
         let fields = ResponseFields {
             upstream: raw_fields_of(b"Server: up\r\nX-Request-Id: theirs\r\nX-A: 1\r\n\r\n")
                 .unwrap(),
+            added: Vec::new(),
             request_id: Some(HeaderValue::from_static("ours")),
         };
         let mut out = Vec::new();
@@ -88,5 +116,36 @@ mod tests {
         assert_eq!(map.get("server").unwrap(), "up");
         assert_eq!(map.get("x-a").unwrap(), "1");
         assert_eq!(map.len(), 3);
+    }
+
+    #[test]
+    fn added_fields_hide_the_upstreams_and_the_map_wins_over_them() {
+        let mut fields = ResponseFields {
+            upstream: raw_fields_of(b"Server: up\r\nVary: Accept\r\nX-A: 1\r\n\r\n").unwrap(),
+            added: vec![
+                (http::header::SERVER, HeaderValue::from_static("gw")),
+                (
+                    http::HeaderName::from_static("ratelimit"),
+                    HeaderValue::from_static("r=1"),
+                ),
+            ],
+            request_id: None,
+        };
+        let mut map = HeaderMap::new();
+        map.insert("ratelimit", HeaderValue::from_static("in-map"));
+        let mut out = Vec::new();
+        fields.encode(&mut out, &map);
+        assert_eq!(out, b"server: gw\r\nVary: Accept\r\nX-A: 1\r\n");
+        assert!(!fields.upstream_has(&http::header::SERVER, &HeaderMap::new()));
+        assert!(fields.upstream_has(&http::header::VARY, &HeaderMap::new()));
+
+        fields.request_id = Some(HeaderValue::from_static("id"));
+        fields.move_into(&mut map);
+        assert_eq!(map["server"], "gw");
+        assert_eq!(map.get_all("server").iter().count(), 1);
+        assert_eq!(map["ratelimit"], "in-map");
+        assert_eq!(map.get_all("ratelimit").iter().count(), 1);
+        assert_eq!(map["vary"], "Accept");
+        assert_eq!(map["x-request-id"], "id");
     }
 }

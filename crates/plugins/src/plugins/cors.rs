@@ -273,6 +273,7 @@ mod tests {
     use crate::chain::Chain;
     use crate::heads::ResponseHeaders;
     use crate::template::fixture::{chain, ctx, errors};
+    use crate::AddedFields;
 
     pub(super) const CONFIG: &str = r#"{cors: {allow_origins: ["https://app.example", "https://*.example.com"], allow_origin_regex: ['https://[a-z]+\.example\.org'], allow_headers: [X-Token, Content-Type], expose_headers: [X-Trace], allow_credentials: true, max_age: 10m}}"#;
 
@@ -384,7 +385,7 @@ mod tests {
             .response_headers
             .is_empty());
         // OPTIONS without Access-Control-Request-Method is an actual request.
-        let (answer, ctx) = request(
+        let (answer, mut ctx) = request(
             &chain,
             Method::OPTIONS,
             &[("origin", "https://app.example")],
@@ -395,8 +396,9 @@ mod tests {
     #[test]
     fn vary_origin_is_appended_to_the_upstreams_vary() {
         let chain = cors(CONFIG);
-        let (_, ctx) = request(&chain, Method::GET, &[("origin", "https://app.example")]);
+        let (_, mut ctx) = request(&chain, Method::GET, &[("origin", "https://app.example")]);
         let mut map = HeaderMap::new();
+        let mut added = AddedFields::new();
         let mut raw = raw_fields_of(
             b"Vary: Accept-Encoding\r\nAccess-Control-Allow-Origin: https://up\r\n\r\n",
         )
@@ -404,14 +406,18 @@ mod tests {
         let mut status = StatusCode::OK;
         let mut head = ResponseHead {
             status: &mut status,
-            headers: ResponseHeaders::new(&mut map, &mut raw),
+            headers: ResponseHeaders::new(&mut map, &mut added, &mut raw),
         };
-        chain.response(&mut head, &ctx);
+        chain.response(&mut head, &mut ctx);
+        drop(head);
+        for (name, value) in added.drain(..) {
+            map.append(name, value);
+        }
         let vary: Vec<_> = map.get_all(VARY).iter().collect();
         assert_eq!(vary, ["Accept-Encoding", "Origin"]);
         assert_eq!(map[ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
         // A preflight answered here keeps its own Vary only.
-        let (answer, ctx) = request(
+        let (answer, mut ctx) = request(
             &chain,
             Method::OPTIONS,
             &[
@@ -420,25 +426,35 @@ mod tests {
             ],
         );
         let mut answer = answer.unwrap();
+        let mut added = AddedFields::new();
         let mut raw = Default::default();
         let mut status = answer.status;
         let mut head = ResponseHead {
             status: &mut status,
-            headers: ResponseHeaders::new(&mut answer.headers, &mut raw),
+            headers: ResponseHeaders::new(&mut answer.headers, &mut added, &mut raw),
         };
-        chain.response(&mut head, &ctx);
+        chain.response(&mut head, &mut ctx);
+        drop(head);
+        for (name, value) in added.drain(..) {
+            answer.headers.append(name, value);
+        }
         assert_eq!(answer.headers.get_all(VARY).iter().count(), 1);
         // With `*` alone nothing varies.
         let any = cors(r#"{cors: {allow_origins: ["*"]}}"#);
-        let (_, ctx) = request(&any, Method::GET, &[("origin", "https://x.example")]);
+        let (_, mut ctx) = request(&any, Method::GET, &[("origin", "https://x.example")]);
         let mut map = HeaderMap::new();
+        let mut added = AddedFields::new();
         let mut raw = Default::default();
         let mut status = StatusCode::OK;
         let mut head = ResponseHead {
             status: &mut status,
-            headers: ResponseHeaders::new(&mut map, &mut raw),
+            headers: ResponseHeaders::new(&mut map, &mut added, &mut raw),
         };
-        any.response(&mut head, &ctx);
+        any.response(&mut head, &mut ctx);
+        drop(head);
+        for (name, value) in added.drain(..) {
+            map.append(name, value);
+        }
         assert!(!map.contains_key(VARY));
     }
 

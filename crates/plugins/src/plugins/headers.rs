@@ -245,6 +245,7 @@ mod tests {
     use crate::chain::Chain;
     use crate::heads::{RequestHead, ResponseHeaders};
     use crate::template::fixture::{chain, chain_with, ctx, errors, yaml};
+    use crate::AddedFields;
 
     fn upstream(chain: &Arc<Chain>, ctx: &RequestCtx, headers: &mut HeaderMap) {
         let mut path = PathAndQuery::from_static("/users/42");
@@ -310,17 +311,18 @@ mod tests {
     #[test]
     fn response_fields_are_removed_set_and_added_beside_the_upstreams() {
         let chain = chain("[\"/users/{id}\"]", CONFIG);
-        let ctx = ctx(&chain, "/users/42", false);
+        let mut ctx = ctx(&chain, "/users/42", false);
         let mut map = HeaderMap::new();
+        let mut added = AddedFields::new();
         let mut raw =
             raw_fields_of(b"Server: up\r\nVary: Origin\r\nX-Powered-By: php\r\nX-Keep: 1\r\n\r\n")
                 .unwrap();
         let mut status = StatusCode::OK;
         let mut head = ResponseHead {
             status: &mut status,
-            headers: ResponseHeaders::new(&mut map, &mut raw),
+            headers: ResponseHeaders::new(&mut map, &mut added, &mut raw),
         };
-        chain.response(&mut head, &ctx);
+        chain.response(&mut head, &mut ctx);
         assert!(!head
             .headers
             .contains(&HeaderName::from_static("x-powered-by")));
@@ -328,6 +330,10 @@ mod tests {
             head.headers.get(&HeaderName::from_static("x-keep")),
             Some(&b"1"[..])
         );
+        drop(head);
+        for (name, value) in added.drain(..) {
+            map.append(name, value);
+        }
         assert_eq!(map["server"], "gw");
         let vary: Vec<_> = map.get_all("vary").iter().collect();
         assert_eq!(vary, ["Origin", "Accept"]);

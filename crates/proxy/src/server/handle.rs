@@ -88,7 +88,7 @@ pub fn handle(
             Err(error) => error.response(&request_id, grpc),
         };
         if used.plugins.is_some() {
-            response_phase(&used, &mut response);
+            response_phase(&mut used, &mut response);
         }
         // Beside the map, not in it: most responses' maps are empty, and would be allocated for it.
         response.body_mut().set_request_id(request_id);
