@@ -89,6 +89,11 @@ impl RawFields {
             .map(|(_, v)| v)
     }
 
+    /// The length of the head the fields were read from: at least what they take written out again.
+    pub fn head_len(&self) -> usize {
+        self.head.len()
+    }
+
     /// Whether a field named `name` (lowercase) is present.
     pub fn contains(&self, name: &str) -> bool {
         self.values(name).next().is_some()

@@ -114,9 +114,7 @@ impl Chain {
     /// The `response` phase: the fields the `request` phase asked for, then each plugin.
     pub fn response(&self, resp: &mut ResponseHead<'_>, ctx: &mut RequestCtx) {
         // Moved, not cloned: they are used once, and a clone of a value made from bytes allocates.
-        for (name, value) in ctx.response_headers.drain(..) {
-            resp.headers.set(name, value);
-        }
+        resp.headers.set_all(&mut ctx.response_headers);
         let ctx = &*ctx;
         let mut cursor = Cursor::default();
         while let Some(plugin) = self.next(ctx.consumer.as_deref(), &mut cursor) {

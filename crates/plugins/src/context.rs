@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode};
 
 use crate::chain::Chain;
 use crate::consumer::Consumer;
@@ -39,7 +39,7 @@ pub struct RequestCtx {
     /// Fields a `request` phase asked to set on the response, whatever answers it (the upstream, a
     /// plugin or an error): rate-limit headers, CORS fields. Set (replacing the upstream's) before the
     /// `response` phases run.
-    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    pub response_headers: crate::heads::AddedFields,
     /// Which plugin answered the request, if one did.
     pub rejection: Option<Rejection>,
     /// Concurrency slots the request holds until it ends (`limit-conn`).

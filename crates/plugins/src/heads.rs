@@ -73,6 +73,23 @@ impl<'a> ResponseHeaders<'a> {
         self.get(name).is_some()
     }
 
+    /// Sets each of `fields` as [`ResponseHeaders::set`] does, emptying `fields`. The common case, a
+    /// response nothing else has touched and fields of distinct names, takes the vector as it is:
+    /// no copy and no allocation.
+    pub fn set_all(&mut self, fields: &mut AddedFields) {
+        let distinct = fields
+            .iter()
+            .enumerate()
+            .all(|(i, (name, _))| fields[..i].iter().all(|(n, _)| n != name));
+        if self.added.is_empty() && self.map.is_empty() && distinct {
+            std::mem::swap(self.added, fields);
+            return;
+        }
+        for (name, value) in fields.drain(..) {
+            self.set(name, value);
+        }
+    }
+
     /// Sets `name` to `value`, replacing every field of that name.
     pub fn set(&mut self, name: HeaderName, value: HeaderValue) {
         if self.map.contains_key(&name) {

@@ -33,6 +33,17 @@ impl ResponseFields {
             && self.upstream.contains(name.as_str())
     }
 
+    /// About how many bytes [`ResponseFields::encode`] writes, to size the head's buffer once.
+    pub fn encoded_len_hint(&self) -> usize {
+        self.upstream.head_len()
+            + self
+                .added
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum::<usize>()
+            + self.request_id.as_ref().map_or(0, |id| id.len() + 16)
+    }
+
     /// Writes the fields as header lines, leaving out names `map` has (written from there).
     pub fn encode(&self, out: &mut Vec<u8>, map: &HeaderMap) {
         let own_id = self

@@ -90,7 +90,8 @@ fn encode_head(
         Framing::UntilClose
     };
 
-    let mut head = Vec::with_capacity(128 + headers.len() * 48);
+    // Sized once: growing it would copy the head and cost an allocation more per response.
+    let mut head = Vec::with_capacity(128 + headers.len() * 48 + fields.encoded_len_hint());
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(status.as_str().as_bytes());
     head.push(b' ');
