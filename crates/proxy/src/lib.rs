@@ -28,6 +28,7 @@ mod proxy_protocol;
 mod read_size;
 mod request_body;
 mod request_id;
+mod request_state;
 mod response_body;
 mod response_fields;
 mod rewind;

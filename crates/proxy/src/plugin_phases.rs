@@ -7,8 +7,8 @@ use floodgate_plugins::{Answer, RequestCtx, RequestHead, ResponseHead, ResponseH
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::request_body::ClientBody;
+use crate::request_state::{Client, Used};
 use crate::response_body::ResponseBody;
-use crate::server::handle::{Client, Used};
 use crate::snapshot::RouteRuntime;
 
 /// Runs the `request` phase of `route`'s chain: returns the request (its header fields possibly

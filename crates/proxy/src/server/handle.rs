@@ -3,14 +3,12 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{header, HeaderValue, Method, Request, Response, Uri};
+use http::{header, Method, Request, Response, Uri};
 
 use crate::client_conn::ConnInfo;
 use crate::completion::{AccessDetails, Completion};
@@ -21,11 +19,11 @@ use crate::path_normalize::{normalize, PathRules};
 use crate::plugin_phases::{request_phase, response_phase};
 use crate::request_body::ClientBody;
 use crate::request_id::request_id;
+use crate::request_state::{Client, Used};
 use crate::response_body::ResponseBody;
-use crate::snapshot::{RouteAction, RouteRuntime, Snapshot};
+use crate::snapshot::{RouteAction, Snapshot};
 use crate::worker_ctx::WorkerCtx;
 use floodgate_observe::Rejection;
-use floodgate_plugins::RequestCtx;
 
 /// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
 ///
@@ -128,30 +126,6 @@ fn admit(ctx: &WorkerCtx, snapshot: &Snapshot) -> Result<RequestSlot, ProxyError
             .rejected(ctx.index, Rejection::MaxRequestsInFlight);
         ProxyError::Overloaded
     })
-}
-
-/// What a request was routed to, filled in as far as it got, for metrics and the access log (also when
-/// it failed: a 502's log line names the target that refused, as nginx's `$upstream_addr` does).
-#[derive(Default)]
-pub struct Used {
-    /// The matched route.
-    pub route: Option<Arc<RouteRuntime>>,
-    /// The target picked.
-    pub target: Option<Arc<str>>,
-    /// The request's place under the worker's in-flight limit, held until its response ends.
-    pub slot: Option<RequestSlot>,
-    /// The plugins' context, when the route has plugins; its `log` phase runs when the response ends.
-    pub plugins: Option<Box<RequestCtx>>,
-}
-
-/// What the handler knows of the request's client before routing.
-pub struct Client<'a> {
-    /// The client's address under the `real_ip` rules.
-    pub ip: IpAddr,
-    /// The request's id.
-    pub request_id: &'a HeaderValue,
-    /// Whether the client speaks gRPC (errors are then gRPC answers).
-    pub grpc: bool,
 }
 
 #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice (see `handle`)
