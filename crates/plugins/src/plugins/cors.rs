@@ -385,7 +385,7 @@ mod tests {
             .response_headers
             .is_empty());
         // OPTIONS without Access-Control-Request-Method is an actual request.
-        let (answer, mut ctx) = request(
+        let (answer, ctx) = request(
             &chain,
             Method::OPTIONS,
             &[("origin", "https://app.example")],
@@ -409,7 +409,6 @@ mod tests {
             headers: ResponseHeaders::new(&mut map, &mut added, &mut raw),
         };
         chain.response(&mut head, &mut ctx);
-        drop(head);
         for (name, value) in added.drain(..) {
             map.append(name, value);
         }
@@ -434,7 +433,6 @@ mod tests {
             headers: ResponseHeaders::new(&mut answer.headers, &mut added, &mut raw),
         };
         chain.response(&mut head, &mut ctx);
-        drop(head);
         for (name, value) in added.drain(..) {
             answer.headers.append(name, value);
         }
@@ -451,7 +449,6 @@ mod tests {
             headers: ResponseHeaders::new(&mut map, &mut added, &mut raw),
         };
         any.response(&mut head, &mut ctx);
-        drop(head);
         for (name, value) in added.drain(..) {
             map.append(name, value);
         }

@@ -330,7 +330,6 @@ mod tests {
             head.headers.get(&HeaderName::from_static("x-keep")),
             Some(&b"1"[..])
         );
-        drop(head);
         for (name, value) in added.drain(..) {
             map.append(name, value);
         }
