@@ -1,5 +1,5 @@
 //! Building the plugins of a configuration once per snapshot: consumers, global plugins, each route's
-//! chain, and the `real_ip` rules.
+//! chain, and the `real_ip` rules. What a single plugin's build gets is in `build_ctx.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,72 +8,15 @@ use floodgate_config::{Config, FieldError};
 use http::HeaderName;
 use serde_json::Value;
 
+use crate::build_ctx::{BuildCtx, Scope};
 use crate::chain::Chain;
+use crate::chain::ConsumerPlugins;
 use crate::cidr::CidrSet;
 use crate::consumer::{Consumer, Consumers};
 use crate::real_ip::RealIp;
-use crate::registry::{Credential, Plugin};
+use crate::registry::{parse_credential, Plugin};
 use crate::state::StateStore;
 use crate::stats::PluginStats;
-
-/// Where a plugin instance is configured; part of its state's key.
-#[derive(Debug, Clone, Copy)]
-pub enum Scope<'a> {
-    /// Under `global_plugins`: one instance shared by every route.
-    Global,
-    /// Under a route's `plugins`.
-    Route {
-        /// The route's id.
-        id: &'a str,
-        /// The route's path patterns (for `{param}` values).
-        paths: &'a [String],
-    },
-    /// Under a consumer's `plugins`.
-    Consumer {
-        /// The consumer's id.
-        id: &'a str,
-    },
-}
-
-/// What a plugin's `build` gets besides its configuration.
-pub struct BuildCtx<'a> {
-    /// The path of the plugin's configuration (`routes[3].plugins.jwt-auth`); errors name fields
-    /// under it.
-    pub at: String,
-    /// Where the plugin is configured.
-    pub scope: Scope<'a>,
-    /// The snapshot's consumers (empty while consumers' own plugins are built).
-    pub consumers: &'a Consumers,
-    /// The runtime to start background tasks on (key fetches); `None` when only validating.
-    pub runtime: Option<tokio::runtime::Handle>,
-    /// The process's plugin counters.
-    pub stats: &'a Arc<PluginStats>,
-    previous: &'a StateStore,
-    next: &'a mut StateStore,
-    state_key: String,
-}
-
-impl BuildCtx<'_> {
-    /// A problem at `field` of the plugin's configuration (`field` empty: the plugin as a whole).
-    pub fn error(&self, field: &str, message: impl Into<String>) -> FieldError {
-        if field.is_empty() {
-            FieldError::new(self.at.clone(), message)
-        } else {
-            FieldError::new(format!("{}.{field}", self.at), message)
-        }
-    }
-
-    /// The instance's state named `name`: the one the previous snapshot's instance had when the
-    /// plugin's scope and whole configuration are unchanged, else a new one from `make`.
-    pub fn state<T: std::any::Any + Send + Sync>(
-        &mut self,
-        name: &str,
-        make: impl FnOnce() -> T,
-    ) -> Arc<T> {
-        let key = format!("{}|{name}", self.state_key);
-        self.next.carry(self.previous, key, make)
-    }
-}
 
 /// The plugins of one configuration, ready for a snapshot.
 #[derive(Default)]
@@ -107,7 +50,8 @@ pub fn build_plugins(
         errors: &mut errors,
     };
     let real_ip = builder.real_ip(config);
-    let consumers = Arc::new(builder.consumers(config));
+    let (consumers, consumer_plugins) = builder.consumers(config);
+    let consumers = Arc::new(consumers);
     let global = builder.plugins(
         &config.global_plugins,
         "global_plugins",
@@ -138,6 +82,7 @@ pub fn build_plugins(
                 route.id.as_str().into(),
                 chain,
                 route.paths.iter().map(String::as_str),
+                consumer_plugins.clone(),
             ))
         }));
     }
@@ -192,14 +137,16 @@ impl Builder<'_> {
         }
     }
 
-    fn consumers(&mut self, config: &Config) -> Consumers {
+    /// The consumers, and each one's own plugins by its index.
+    fn consumers(&mut self, config: &Config) -> (Consumers, ConsumerPlugins) {
         let none = Consumers::default();
         let mut list = Vec::with_capacity(config.consumers.len());
+        let mut own = Vec::with_capacity(config.consumers.len());
         for (i, consumer) in config.consumers.iter().enumerate() {
             let at = format!("consumers[{i}]");
             let mut credentials = Vec::new();
             for (name, value) in &consumer.credentials {
-                match Credential::parse(name, value, &format!("{at}.credentials.{name}")) {
+                match parse_credential(name, value, &format!("{at}.credentials.{name}")) {
                     Ok(credential) => credentials.push(credential),
                     Err(errors) => self.errors.extend(errors),
                 }
@@ -218,13 +165,14 @@ impl Builder<'_> {
                     ));
                 }
             }
-            list.push(Arc::new(Consumer {
-                id: consumer.id.as_str().into(),
+            list.push(Arc::new(Consumer::new(
+                consumer.id.as_str().into(),
+                i,
                 credentials,
-                plugins: plugins.into_boxed_slice(),
-            }));
+            )));
+            own.push(plugins.into_boxed_slice());
         }
-        Consumers::new(list)
+        (Consumers::new(list), own.into())
     }
 
     /// The plugins of one `plugins:` map, sorted by priority.

@@ -18,21 +18,36 @@ pub struct Chain {
     route: Arc<str>,
     plugins: Box<[Arc<Plugin>]>,
     params: ParamPatterns,
+    /// Every consumer's own plugins, sorted by priority, by the consumer's index.
+    consumer_plugins: ConsumerPlugins,
 }
 
+/// Every consumer's own plugins, by consumer index: shared by all the chains of a snapshot.
+pub type ConsumerPlugins = Arc<[Box<[Arc<Plugin>]>]>;
+
 impl Chain {
-    /// The chain of route `route` with these plugins (any order) and path patterns.
+    /// The chain of route `route` with these plugins (any order) and path patterns, joined on a
+    /// request by the plugins of the consumer it identifies.
     pub fn new<'a>(
         route: Arc<str>,
         mut plugins: Vec<Arc<Plugin>>,
         paths: impl IntoIterator<Item = &'a str>,
+        consumer_plugins: ConsumerPlugins,
     ) -> Self {
         plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
         Self {
             route,
             plugins: plugins.into_boxed_slice(),
             params: ParamPatterns::new(paths),
+            consumer_plugins,
         }
+    }
+
+    /// The own plugins of `consumer` (none when it has none).
+    fn own_plugins(&self, consumer: Option<&Consumer>) -> &[Arc<Plugin>] {
+        consumer
+            .and_then(|c| self.consumer_plugins.get(c.index))
+            .map_or(&[], |p| &p[..])
     }
 
     /// The names of the chain's plugins in the order they run (without a consumer's).
@@ -42,7 +57,7 @@ impl Chain {
 
     /// The context of a request on this chain's route.
     pub fn start(
-        self: &Arc<Self>,
+        &self,
         client_ip: IpAddr,
         request_id: HeaderValue,
         worker: usize,
@@ -64,7 +79,6 @@ impl Chain {
             response_headers: Vec::new(),
             rejection: None,
             held: Vec::new(),
-            chain: self.clone(),
         })
     }
 
@@ -75,7 +89,11 @@ impl Chain {
             // The consumer is read again at each step: an authentication plugin may just have named
             // it. Only a consumer with plugins of its own changes the order, and only then is it
             // held (a reference count) across the step.
-            let answer = match ctx.consumer.as_ref().filter(|c| !c.plugins.is_empty()) {
+            let answer = match ctx
+                .consumer
+                .as_ref()
+                .filter(|c| !self.own_plugins(Some(c)).is_empty())
+            {
                 Some(consumer) => {
                     let consumer = consumer.clone();
                     let plugin = self.next(Some(&consumer), &mut cursor)?;
@@ -122,8 +140,14 @@ impl Chain {
         }
     }
 
+    /// Runs the `log` phase of every plugin that took part, then releases what the request held.
+    pub fn finish(&self, mut ctx: Box<RequestCtx>, status: StatusCode) {
+        self.log(&mut ctx, status);
+        ctx.held.clear();
+    }
+
     /// The `log` phase.
-    pub(crate) fn log(&self, ctx: &mut RequestCtx, status: StatusCode) {
+    fn log(&self, ctx: &mut RequestCtx, status: StatusCode) {
         let consumer = ctx.consumer.clone();
         let mut cursor = Cursor::default();
         while let Some(plugin) = self.next(consumer.as_deref(), &mut cursor) {
@@ -138,7 +162,7 @@ impl Chain {
         consumer: Option<&'c Consumer>,
         cursor: &mut Cursor,
     ) -> Option<&'c Plugin> {
-        let extra: &[Arc<Plugin>] = consumer.map_or(&[], |c| &c.plugins);
+        let extra = self.own_plugins(consumer);
         loop {
             let route = self.plugins.get(cursor.route);
             let own = extra.get(cursor.consumer);

@@ -1,19 +1,42 @@
-//! [`Consumer`]s: the clients an authentication plugin can identify, each with its credentials and
-//! optional plugins of its own.
+//! [`Consumer`]s: the clients an authentication plugin can identify, each with its credentials.
+//! A consumer's own plugins are kept by the chains ([`crate::Chain`]), by the consumer's index.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use crate::registry::{Credential, Plugin};
 
 /// A consumer (`consumers[]` in the configuration), built once per snapshot.
 pub struct Consumer {
     /// Its id: in the access log, and usable as a rate-limit key.
     pub id: Arc<str>,
-    /// Its credentials, one per authentication plugin.
-    pub credentials: Vec<Credential>,
-    /// Its own plugins, sorted by priority; they replace a route's plugins of the same name.
-    pub(crate) plugins: Box<[Arc<Plugin>]>,
+    /// Its place in `consumers`, which also indexes its own plugins in every chain.
+    pub index: usize,
+    /// Its credentials by authentication plugin name, each as that plugin parsed it (read back with
+    /// [`Consumer::credential`] when the plugin is built, never on the request path).
+    credentials: Vec<(&'static str, Arc<dyn Any + Send + Sync>)>,
+}
+
+impl Consumer {
+    /// A consumer with these parsed credentials.
+    pub fn new(
+        id: Arc<str>,
+        index: usize,
+        credentials: Vec<(&'static str, Arc<dyn Any + Send + Sync>)>,
+    ) -> Self {
+        Self {
+            id,
+            index,
+            credentials,
+        }
+    }
+
+    /// The consumer's credential for plugin `name`, as that plugin's credential type.
+    pub fn credential<T: Any>(&self, name: &str) -> Option<&T> {
+        self.credentials
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, c)| c.downcast_ref::<T>())
+    }
 }
 
 impl std::fmt::Debug for Consumer {

@@ -3,9 +3,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderValue, StatusCode};
+use http::HeaderValue;
 
-use crate::chain::Chain;
 use crate::consumer::Consumer;
 use crate::params::PathParams;
 
@@ -43,21 +42,12 @@ pub struct RequestCtx {
     /// Which plugin answered the request, if one did.
     pub rejection: Option<Rejection>,
     /// Concurrency slots the request holds until it ends (`limit-conn`).
-    pub held: Vec<crate::registry::Held>,
-    /// The chain, for the `log` phase.
-    pub(crate) chain: Arc<Chain>,
+    pub held: Vec<crate::key_table::Held>,
 }
 
 impl RequestCtx {
     /// The consumer's id, if one was identified.
     pub fn consumer_id(&self) -> Option<&Arc<str>> {
         self.consumer.as_ref().map(|c| &c.id)
-    }
-
-    /// Runs the `log` phase of every plugin that took part, then releases what the request held.
-    pub fn finish(mut self: Box<Self>, status: StatusCode) {
-        let chain = self.chain.clone();
-        chain.log(&mut self, status);
-        self.held.clear();
     }
 }

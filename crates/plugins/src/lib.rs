@@ -34,6 +34,7 @@
 
 mod answer;
 mod build;
+mod build_ctx;
 mod chain;
 pub mod cidr;
 mod consumer;
@@ -41,6 +42,7 @@ mod context;
 #[doc(hidden)]
 pub mod fuzzing;
 mod heads;
+mod key_table;
 mod params;
 mod plugins;
 mod policy;
@@ -52,13 +54,14 @@ mod stats;
 mod template;
 
 pub use answer::Answer;
-pub use build::{build_plugins, BuildCtx, PluginSet, Scope};
-pub use chain::Chain;
+pub use build::{build_plugins, PluginSet};
+pub use build_ctx::{BuildCtx, Scope};
+pub use chain::{Chain, ConsumerPlugins};
 pub use consumer::{Consumer, Consumers};
 pub use context::{Rejection, RequestCtx};
 pub use heads::{AddedFields, RequestHead, ResponseHead, ResponseHeaders, UpstreamRequest};
 pub use params::PathParams;
 pub use policy::{Flow, Policy};
-pub use registry::{Credential, Plugin, PLUGIN_PRIORITIES};
+pub use registry::{Plugin, PLUGIN_PRIORITIES};
 pub use state::StateStore;
 pub use stats::PluginStats;

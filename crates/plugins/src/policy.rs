@@ -2,12 +2,24 @@
 
 use floodgate_config::FieldError;
 use http::StatusCode;
-use serde::de::DeserializeOwned;
+use serde::de::{Deserialize, DeserializeOwned, Deserializer};
 
 use crate::answer::Answer;
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::context::RequestCtx;
 use crate::heads::{RequestHead, ResponseHead, UpstreamRequest};
+
+/// The credential type of a plugin that takes none: any value is refused.
+#[derive(Debug)]
+pub enum NoCredential {}
+
+impl<'de> Deserialize<'de> for NoCredential {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "this plugin takes no consumer credentials",
+        ))
+    }
+}
 
 /// What the `request` phase decided.
 pub enum Flow {
@@ -32,7 +44,7 @@ pub trait Policy: Sized + Send + Sync + 'static {
     const AUTHENTICATES: bool = false;
     /// Its configuration under `plugins.<NAME>`.
     type Config: DeserializeOwned;
-    /// What a consumer's `credentials.<NAME>` holds; [`crate::registry::NoCredential`] for a plugin
+    /// What a consumer's `credentials.<NAME>` holds; [`NoCredential`] for a plugin
     /// that takes none.
     type Credential: DeserializeOwned + Send + Sync + 'static;
 

@@ -1,30 +1,19 @@
 //! The built-in plugins: one line each in the `plugins!` call below, which generates [`Plugin`] (the
-//! statically dispatched enum), [`Credential`] and [`PLUGIN_PRIORITIES`].
+//! statically dispatched enum), the consumers' credential parser and [`PLUGIN_PRIORITIES`].
+
+use std::any::Any;
+use std::sync::Arc;
 
 use floodgate_config::FieldError;
 use http::StatusCode;
-use serde::de::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::context::RequestCtx;
 use crate::heads::{RequestHead, ResponseHead, UpstreamRequest};
 use crate::policy::{Flow, Policy};
 
-pub use crate::plugins::limit_conn::Held;
 use crate::plugins::*;
-
-/// The credential type of a plugin that takes none: any value is refused.
-#[derive(Debug)]
-pub enum NoCredential {}
-
-impl<'de> Deserialize<'de> for NoCredential {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom(
-            "this plugin takes no consumer credentials",
-        ))
-    }
-}
 
 macro_rules! plugins {
     ($($variant:ident => $ty:ty,)*) => {
@@ -33,14 +22,6 @@ macro_rules! plugins {
             $(
                 #[allow(missing_docs)]
                 $variant($ty),
-            )*
-        }
-
-        /// A consumer's credential for one authentication plugin (`consumers[].credentials.<name>`).
-        pub enum Credential {
-            $(
-                #[allow(missing_docs)]
-                $variant(<$ty as Policy>::Credential),
             )*
         }
 
@@ -97,22 +78,25 @@ macro_rules! plugins {
             }
         }
 
-        impl Credential {
-            /// Parses `credentials.<name>` of a consumer, at path `at`.
-            pub(crate) fn parse(name: &str, value: &Value, at: &str) -> Result<Credential, Vec<FieldError>> {
-                $(
-                    if name == <$ty as Policy>::NAME {
-                        let credential = parse::<<$ty as Policy>::Credential>(value, at)?;
-                        let errors = <$ty as Policy>::check_credential(&credential, at);
-                        return if errors.is_empty() {
-                            Ok(Credential::$variant(credential))
-                        } else {
-                            Err(errors)
-                        };
-                    }
-                )*
-                Err(vec![FieldError::new(at.to_string(), unknown(name))])
-            }
+        /// Parses `credentials.<name>` of a consumer, at path `at`, as plugin `name`'s credential
+        /// type; returns the plugin's name and the credential for [`crate::Consumer::credential`].
+        pub(crate) fn parse_credential(
+            name: &str,
+            value: &Value,
+            at: &str,
+        ) -> Result<(&'static str, Arc<dyn Any + Send + Sync>), Vec<FieldError>> {
+            $(
+                if name == <$ty as Policy>::NAME {
+                    let credential = parse::<<$ty as Policy>::Credential>(value, at)?;
+                    let errors = <$ty as Policy>::check_credential(&credential, at);
+                    return if errors.is_empty() {
+                        Ok((<$ty as Policy>::NAME, Arc::new(credential)))
+                    } else {
+                        Err(errors)
+                    };
+                }
+            )*
+            Err(vec![FieldError::new(at.to_string(), unknown(name))])
         }
     };
 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use floodgate_config::PathPattern;
 use http::HeaderValue;
 
-use crate::build::Scope;
+use crate::build_ctx::Scope;
 use crate::context::RequestCtx;
 
 /// A value template, compiled once per snapshot.
@@ -289,7 +289,12 @@ pub(crate) mod fixture {
 
     /// A chain without plugins on route `r` with `paths`, for contexts carrying path parameters.
     pub fn bare_chain(paths: &[&str]) -> Arc<Chain> {
-        Arc::new(Chain::new("r".into(), Vec::new(), paths.iter().copied()))
+        Arc::new(Chain::new(
+            "r".into(),
+            Vec::new(),
+            paths.iter().copied(),
+            Arc::new([]),
+        ))
     }
 
     /// The chain of the first route of `text`.
@@ -398,11 +403,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.header_value(&ctx).unwrap(), "r|req-1|192.0.2.7|42||");
-        ctx.consumer = Some(Arc::new(Consumer {
-            id: "alice".into(),
-            credentials: Vec::new(),
-            plugins: Box::new([]),
-        }));
+        ctx.consumer = Some(Arc::new(Consumer::new("alice".into(), 0, Vec::new())));
         assert_eq!(t.header_value(&ctx).unwrap(), "r|req-1|192.0.2.7|42|alice|");
         ctx.request_id = HeaderValue::from_static("a\tb");
         let id = Template::parse("<$request_id>", &Scope::Global).unwrap();

@@ -28,8 +28,11 @@ pub struct Completion {
     pub slot: Option<crate::overload::requests::RequestSlot>,
     /// Present only when the access log is on, so requests pay for its strings only then.
     pub access: Option<Box<AccessDetails>>,
-    /// The plugins' context of a route with plugins: its `log` phase runs here.
-    pub plugins: Option<Box<floodgate_plugins::RequestCtx>>,
+    /// The chain of a route with plugins and the request's context in it: its `log` phase runs here.
+    pub plugins: Option<(
+        Arc<floodgate_plugins::Chain>,
+        Box<floodgate_plugins::RequestCtx>,
+    )>,
 }
 
 /// The parts of an access log line that only the access log needs.
@@ -57,8 +60,8 @@ pub struct AccessDetails {
 impl Drop for Completion {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
-        if let Some(plugins) = self.plugins.take() {
-            plugins.finish(self.status);
+        if let Some((chain, ctx)) = self.plugins.take() {
+            chain.finish(ctx, self.status);
         }
         self.metrics
             .record(self.worker, &self.method, self.status, elapsed);

@@ -24,12 +24,11 @@ use ring::digest::{Context, SHA256};
 use serde::Deserialize;
 
 use crate::answer::Answer;
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::consumer::Consumer;
 use crate::context::RequestCtx;
 use crate::heads::RequestHead;
 use crate::policy::{Flow, Policy};
-use crate::registry::Credential;
 
 /// The highest bcrypt cost accepted: at cost 12 one verification already takes on the order of a
 /// quarter of a second of a worker's time (each step doubles it).
@@ -120,8 +119,8 @@ impl Policy for BasicAuth {
         let mut users = HashMap::new();
         let mut decoy = None;
         for (i, consumer) in cx.consumers.iter().enumerate() {
-            for credential in &consumer.credentials {
-                let Credential::BasicAuth(c) = credential else {
+            {
+                let Some(c) = consumer.credential::<BasicCredential>(Self::NAME) else {
                     continue;
                 };
                 let at = format!("consumers[{i}].credentials.basic-auth");

@@ -10,11 +10,11 @@ use http::header::{
 use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::context::RequestCtx;
 use crate::heads::{RequestHead, ResponseHead};
+use crate::policy::NoCredential;
 use crate::policy::{Flow, Policy};
-use crate::registry::NoCredential;
 
 mod origins;
 mod preflight;

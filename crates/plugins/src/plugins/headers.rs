@@ -7,11 +7,11 @@ use floodgate_config::FieldError;
 use http::{HeaderMap, HeaderName};
 use serde::Deserialize;
 
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::context::RequestCtx;
 use crate::heads::{ResponseHead, UpstreamRequest};
+use crate::policy::NoCredential;
 use crate::policy::Policy;
-use crate::registry::NoCredential;
 use crate::template::Template;
 
 /// `plugins.headers`.

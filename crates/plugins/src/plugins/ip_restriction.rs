@@ -9,12 +9,12 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::answer::Answer;
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::cidr::CidrSet;
 use crate::context::RequestCtx;
 use crate::heads::RequestHead;
+use crate::policy::NoCredential;
 use crate::policy::{Flow, Policy};
-use crate::registry::NoCredential;
 
 /// `plugins.ip-restriction`. At least one of the two lists must be given.
 #[derive(Debug, Deserialize)]

@@ -11,13 +11,12 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::answer::Answer;
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::consumer::Consumer;
 use crate::context::RequestCtx;
 use crate::heads::{RequestHead, UpstreamRequest};
 use crate::policy::{Flow, Policy};
 use crate::query;
-use crate::registry::Credential;
 
 /// `plugins.key-auth`.
 #[derive(Debug, Deserialize)]
@@ -86,8 +85,8 @@ impl Policy for KeyAuth {
         })?;
         let mut keys = HashMap::new();
         for (i, consumer) in cx.consumers.iter().enumerate() {
-            for credential in &consumer.credentials {
-                if let Credential::KeyAuth(c) = credential {
+            {
+                if let Some(c) = consumer.credential::<KeyCredential>(Self::NAME) {
                     let entry = KeyEntry {
                         key: c.key.as_bytes().into(),
                         consumer: consumer.clone(),

@@ -11,14 +11,14 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::answer::Answer;
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::context::RequestCtx;
 use crate::heads::RequestHead;
+use crate::policy::NoCredential;
 use crate::policy::{Flow, Policy};
-use crate::registry::NoCredential;
 
 use super::rate_limit::key::{KeyConfig, LimitKey};
-use super::rate_limit::key_table::{KeyTable, SlotId, MAX_SLOTS};
+use crate::key_table::{Held, KeyTable, MAX_SLOTS};
 
 /// The largest `max`.
 const MAX_CONCURRENT: u64 = 1 << 32;
@@ -51,18 +51,6 @@ pub struct LimitConn {
     key: LimitKey,
     status: StatusCode,
     table: Arc<KeyTable>,
-}
-
-/// A concurrency slot a request holds until it ends; dropping it gives the slot back.
-pub struct Held {
-    table: Arc<KeyTable>,
-    slot: SlotId,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.table.release(self.slot);
-    }
 }
 
 impl Policy for LimitConn {
@@ -134,10 +122,7 @@ impl LimitConn {
                 }
             },
         );
-        taken.then(|| Held {
-            table: self.table.clone(),
-            slot,
-        })
+        taken.then(|| Held::new(self.table.clone(), slot))
     }
 }
 
@@ -223,11 +208,12 @@ routes: [{ id: r, paths: ["/*"], upstream: u }]
         assert_eq!(answer.error, Some("too many concurrent requests"));
         assert_eq!(answer.reason, "too_many_connections");
         assert!(ctx.held.is_empty());
-        ctx.finish(StatusCode::SERVICE_UNAVAILABLE);
+        let chain = set.routes[0].as_ref().expect("a chain");
+        chain.finish(ctx, StatusCode::SERVICE_UNAVAILABLE);
         // Another client is counted apart.
         assert!(send(&set, "192.0.2.2").0.is_none());
         // The first request ends: its slot is free again.
-        first.finish(StatusCode::OK);
+        chain.finish(first, StatusCode::OK);
         let (again, _third) = send(&set, "192.0.2.1");
         assert!(again.is_none());
         drop(second);

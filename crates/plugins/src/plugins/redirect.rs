@@ -7,11 +7,11 @@ use http::{HeaderValue, StatusCode, Uri};
 use serde::Deserialize;
 
 use crate::answer::Answer;
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::context::RequestCtx;
 use crate::heads::RequestHead;
+use crate::policy::NoCredential;
 use crate::policy::{Flow, Policy};
-use crate::registry::NoCredential;
 use crate::template::Template;
 
 /// `plugins.redirect`.

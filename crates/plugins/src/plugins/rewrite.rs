@@ -9,11 +9,11 @@ use http::HeaderValue;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::context::RequestCtx;
 use crate::heads::UpstreamRequest;
+use crate::policy::NoCredential;
 use crate::policy::Policy;
-use crate::registry::NoCredential;
 use crate::template::Template;
 
 /// `plugins.rewrite`.

@@ -111,7 +111,11 @@ pub fn handle(
             access,
             in_flight,
             slot: used.slot,
-            plugins: used.plugins,
+            plugins: used
+                .route
+                .as_ref()
+                .and_then(|r| r.plugins.clone())
+                .zip(used.plugins),
         });
         Ok(response)
     }

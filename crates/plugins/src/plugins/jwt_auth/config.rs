@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::jwks::{self, JwksSource};
 use super::keys::{self, KeySet, VerifyKey};
 use super::token::TokenSources;
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 
 /// `plugins.jwt-auth`.
 #[derive(Debug, Deserialize)]

@@ -30,13 +30,13 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use crate::answer::Answer;
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::consumer::Consumer;
 use crate::context::RequestCtx;
 use crate::heads::{RequestHead, UpstreamRequest};
+use crate::policy::NoCredential;
 use crate::policy::{Flow, Policy};
 use crate::query;
-use crate::registry::NoCredential;
 
 use self::cache::Verified;
 use self::config::JwtAuthConfig;

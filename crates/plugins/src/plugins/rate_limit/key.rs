@@ -7,7 +7,7 @@ use floodgate_config::FieldError;
 use http::HeaderName;
 use serde::Deserialize;
 
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::context::RequestCtx;
 use crate::heads::RequestHead;
 

@@ -6,7 +6,6 @@
 
 mod gcra;
 pub(crate) mod key;
-pub(crate) mod key_table;
 mod sliding_window;
 
 use std::sync::{Arc, OnceLock};
@@ -17,16 +16,16 @@ use http::{header, HeaderName, HeaderValue, StatusCode};
 use serde::Deserialize;
 
 use crate::answer::Answer;
-use crate::build::BuildCtx;
+use crate::build_ctx::BuildCtx;
 use crate::context::RequestCtx;
 use crate::heads::RequestHead;
+use crate::policy::NoCredential;
 use crate::policy::{Flow, Policy};
-use crate::registry::NoCredential;
 
+use crate::key_table::{self, KeyTable};
 use gcra::Gcra;
 pub use key::KeyConfig;
 use key::LimitKey;
-use key_table::KeyTable;
 use sliding_window::SlidingWindow;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): the quota and its window.

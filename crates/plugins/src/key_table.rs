@@ -249,6 +249,25 @@ impl Drop for KeyTable {
     }
 }
 
+/// A concurrency slot a request holds until it ends; dropping it gives the slot back.
+pub struct Held {
+    table: Arc<KeyTable>,
+    slot: SlotId,
+}
+
+impl Held {
+    /// Holds `slot` of `table` until dropped.
+    pub(crate) fn new(table: Arc<KeyTable>, slot: SlotId) -> Self {
+        Self { table, slot }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.table.release(self.slot);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
