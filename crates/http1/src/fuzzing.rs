@@ -19,6 +19,7 @@ use crate::{
     Framing, RequestError,
 };
 
+pub mod corpus;
 mod grammar;
 
 /// Request heads: parsing never panics; an accepted head says how its body is framed, keeps the body's

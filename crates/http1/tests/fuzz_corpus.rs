@@ -4,16 +4,14 @@
 //! on stable in every test run, and the same seed always yields the same inputs, so a failure here is
 //! reproducible from its test name alone.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+
+use floodgate_http1::fuzzing::corpus::{check, Mutations, Run};
 
 use floodgate_http1::fuzzing;
 
 /// Generated inputs per target, on top of the corpus.
 const GENERATED: usize = 20_000;
-
-/// Largest generated input; the corpus files are far smaller, and libFuzzer's default is 4096.
-const MAX_LEN: usize = 4096;
 
 /// Bytes that change what an HTTP/1.1 parser sees: line ends, separators, digits, quotes, controls.
 const INTERESTING_BYTES: &[u8] = b"\r\n\0:; \t,=\"\\0123456789aAfFxX-+@/[]%\x0b\x0c\x7f\x80\xff";
@@ -34,104 +32,32 @@ const INTERESTING_PIECES: &[&[u8]] = &[
     b"ffffffffffffffff",
 ];
 
-/// xorshift64*: small, seeded, and the same on every machine.
-struct Rng(u64);
+const MUTATIONS: Mutations = Mutations {
+    bytes: INTERESTING_BYTES,
+    pieces: INTERESTING_PIECES,
+    // The corpus files are far smaller; libFuzzer's default is 4096.
+    max_len: 4096,
+};
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number below `n` (`n` > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// One to four edits of `input`: byte flips, insertions of interesting bytes and pieces, deletions,
-/// truncations, duplicated ranges and splices with another corpus file.
-fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>]) {
-    for _ in 0..=rng.below(4) {
-        let at = rng.below(input.len() + 1);
-        match rng.below(8) {
-            0 if at < input.len() => input[at] ^= 1 << rng.below(8),
-            1 => input.insert(at, INTERESTING_BYTES[rng.below(INTERESTING_BYTES.len())]),
-            2 => {
-                let piece = INTERESTING_PIECES[rng.below(INTERESTING_PIECES.len())];
-                input.splice(at..at, piece.iter().copied());
-            }
-            3 if at < input.len() => {
-                let end = (at + 1 + rng.below(8)).min(input.len());
-                input.drain(at..end);
-            }
-            4 => input.truncate(at),
-            5 if at < input.len() => {
-                let end = (at + 1 + rng.below(16)).min(input.len());
-                let range = input[at..end].to_vec();
-                let to = rng.below(input.len() + 1);
-                input.splice(to..to, range);
-            }
-            6 => {
-                let other = &corpus[rng.below(corpus.len())];
-                let from = rng.below(other.len() + 1);
-                input.truncate(at);
-                input.extend_from_slice(&other[from..]);
-            }
-            _ if at < input.len() => input[at] = rng.next() as u8,
-            _ => input.push(rng.next() as u8),
-        }
-    }
-    input.truncate(MAX_LEN);
-}
-
-fn corpus(target: &str) -> Vec<Vec<u8>> {
+/// Runs the property of `target` over its corpus (`fuzz/corpus/<target>/`) and `generated` inputs.
+fn run(target: &str, seed: u64, generated: usize, property: fn(&[u8])) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
         .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    // Sorted, so the mutator starts from the same corpus in the same order everywhere.
-    files.sort();
-    let inputs: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
-    assert!(
-        inputs.len() >= 10,
-        "{}: a seed corpus, not {} files",
-        dir.display(),
-        inputs.len()
-    );
-    inputs
-}
-
-/// Runs `property` over the corpus of `target` and the inputs generated from it; fails with the first
-/// input that breaks it, escaped so it can be pasted into a unit test.
-fn check(target: &str, seed: u64, property: fn(&[u8])) {
-    let corpus = corpus(target);
-    let mut rng = Rng(seed);
-    let generated = (0..GENERATED).map(|_| {
-        let mut input = corpus[rng.below(corpus.len())].clone();
-        mutate(&mut rng, &mut input, &corpus);
-        input
-    });
-    for input in corpus.clone().into_iter().chain(generated) {
-        if catch_unwind(AssertUnwindSafe(|| property(&input))).is_err() {
-            panic!(
-                "{target}: the property fails on b\"{}\"",
-                input.escape_ascii()
-            );
-        }
-    }
+    let run = Run {
+        corpus: &dir,
+        min_files: 10,
+        seed,
+        generated,
+    };
+    check(&run, &MUTATIONS, property);
 }
 
 macro_rules! properties {
     ($($target:ident = $seed:literal),* $(,)?) => {$(
         #[test]
         fn $target() {
-            check(stringify!($target), $seed, fuzzing::$target);
+            run(stringify!($target), $seed, GENERATED, fuzzing::$target);
         }
     )*};
 }
