@@ -2,8 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use std::collections::HashSet;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::{Config, FieldError};
 
 /// A client of the gateway that an authentication plugin can identify (a team, an application, a
 /// customer), with its credentials and optional plugins of its own.
@@ -47,4 +51,25 @@ impl Default for RealIpConfig {
 
 fn default_real_ip_header() -> String {
     "x-forwarded-for".to_string()
+}
+
+impl Config {
+    /// Consumer ids are unique and non-empty; their credentials and plugins are checked when plugins are
+    /// built, by the plugin they belong to.
+    pub(crate) fn validate_consumers(&self, errors: &mut Vec<FieldError>) {
+        let mut ids = HashSet::new();
+        for (i, consumer) in self.consumers.iter().enumerate() {
+            if consumer.id.is_empty() {
+                errors.push(FieldError::new(
+                    format!("consumers[{i}].id"),
+                    "must not be empty",
+                ));
+            } else if !ids.insert(consumer.id.as_str()) {
+                errors.push(FieldError::new(
+                    format!("consumers[{i}].id"),
+                    format!("duplicate consumer id {:?}", consumer.id),
+                ));
+            }
+        }
+    }
 }

@@ -51,25 +51,6 @@ impl Config {
         }
     }
 
-    /// Consumer ids are unique and non-empty; their credentials and plugins are checked when plugins are
-    /// built, by the plugin they belong to.
-    fn validate_consumers(&self, errors: &mut Vec<FieldError>) {
-        let mut ids = HashSet::new();
-        for (i, consumer) in self.consumers.iter().enumerate() {
-            if consumer.id.is_empty() {
-                errors.push(FieldError::new(
-                    format!("consumers[{i}].id"),
-                    "must not be empty",
-                ));
-            } else if !ids.insert(consumer.id.as_str()) {
-                errors.push(FieldError::new(
-                    format!("consumers[{i}].id"),
-                    format!("duplicate consumer id {:?}", consumer.id),
-                ));
-            }
-        }
-    }
-
     fn validate_listeners(&self, errors: &mut Vec<FieldError>) {
         if self.listeners.is_empty() {
             errors.push(FieldError::new(
