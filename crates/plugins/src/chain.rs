@@ -50,11 +50,6 @@ impl Chain {
             .map_or(&[], |p| &p[..])
     }
 
-    /// The names of the chain's plugins in the order they run (without a consumer's).
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.plugins.iter().map(|p| p.name())
-    }
-
     /// The context of a request on this chain's route.
     pub fn start(
         &self,

@@ -38,13 +38,8 @@ impl RealIp {
         }
         let mut client = peer;
         // Lines of the field are one list, in order (RFC 9110 §5.3).
-        let lines: Vec<&[u8]> = headers
-            .get_all(header)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
-        for line in lines.iter().rev() {
-            for item in line.rsplit(|&b| b == b',') {
+        for line in headers.get_all(header).iter().rev() {
+            for item in line.as_bytes().rsplit(|&b| b == b',') {
                 let Some(ip) = parse_item(item) else {
                     // Junk where a trusted proxy should have written an address: the last hop known
                     // is the answer, never anything to the left of it.

@@ -4,8 +4,6 @@
 //! on stable in every test run, and the same seed always yields the same inputs, so a failure here is
 //! reproducible from its test name alone.
 
-use std::path::PathBuf;
-
 use floodgate_http1::fuzzing::corpus::{check, Mutations, Run};
 use floodgate_plugins::fuzzing;
 
@@ -40,25 +38,18 @@ const MUTATIONS: Mutations = Mutations {
     max_len: 4096,
 };
 
-/// Runs the property of `target` over its corpus (`fuzz/corpus/<target>/`) and `generated` inputs.
-fn run(target: &str, seed: u64, generated: usize, property: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let run = Run {
-        corpus: &dir,
-        min_files: 5,
-        seed,
-        generated,
-    };
-    check(&run, &MUTATIONS, property);
-}
-
 macro_rules! properties {
     ($($target:ident = $seed:literal, $generated:literal;)*) => {$(
         #[test]
         fn $target() {
-            run(stringify!($target), $seed, $generated, fuzzing::$target);
+            let run = Run {
+                crate_dir: env!("CARGO_MANIFEST_DIR"),
+                target: stringify!($target),
+                min_files: 5,
+                seed: $seed,
+                generated: $generated,
+            };
+            check(&run, &MUTATIONS, fuzzing::$target);
         }
     )*};
 }

@@ -4,8 +4,9 @@
 
 use bytes::Bytes;
 use floodgate_plugins::{Answer, RequestCtx, RequestHead, ResponseHead, ResponseHeaders};
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response};
 
+use crate::error::error_response;
 use crate::request_body::ClientBody;
 use crate::request_state::{Client, Used};
 use crate::response_body::ResponseBody;
@@ -22,7 +23,7 @@ pub fn request_phase(
     worker: usize,
     tls: bool,
     route: &RouteRuntime,
-    req: Request<ClientBody>,
+    mut req: Request<ClientBody>,
     client: &Client<'_>,
     plugins: &mut Option<Box<RequestCtx>>,
 ) -> Result<Request<ClientBody>, Box<Response<ResponseBody>>> {
@@ -36,7 +37,6 @@ pub fn request_phase(
         tls,
         req.uri().path(),
     );
-    let mut req = req;
     // The header map is taken out for the phase and put back, so the view can borrow it mutably
     // beside the method and URI without taking the whole request apart (a copy of it each way).
     let mut headers = std::mem::take(req.headers_mut());
@@ -77,8 +77,8 @@ pub fn response_phase(used: &mut Used, response: &mut Response<ResponseBody>) {
     ) else {
         return;
     };
-    // Status, the upstream's raw fields and the added ones are taken out for the phase and put back, so the view can
-    // borrow them beside the header map without taking the response apart.
+    // Status, the upstream's raw fields and the added ones are taken out for the phase and put back,
+    // so the view can borrow them beside the header map without taking the response apart.
     let (raw, added) = response.body_mut().plugin_fields_mut();
     let (mut raw, mut added) = (std::mem::take(raw), std::mem::take(added));
     let mut status = response.status();
@@ -95,8 +95,8 @@ pub fn response_phase(used: &mut Used, response: &mut Response<ResponseBody>) {
     *added_slot = added;
 }
 
-/// The response for a plugin's answer. An error answer gets the gateway's JSON error body, or for a
-/// gRPC client the trailers-only gRPC answer with the status gRPC maps the HTTP status to.
+/// The response for a plugin's answer: its own body, or for an error answer the gateway's error
+/// response (JSON, or a gRPC answer to a gRPC client), with the answer's header fields either way.
 fn answer_response(
     answer: Answer,
     request_id: &HeaderValue,
@@ -105,56 +105,22 @@ fn answer_response(
 ) -> Response<ResponseBody> {
     let Answer {
         status,
-        mut headers,
+        headers,
         body,
         error,
         ..
     } = answer;
-    let body = match error {
-        Some(message) if grpc => {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/grpc"),
-            );
-            headers.insert("grpc-status", HeaderValue::from_static(grpc_status(status)));
-            headers.insert("grpc-message", HeaderValue::from_static(message));
-            let mut response = Response::new(ResponseBody::full(Bytes::new()));
+    let mut response = match error {
+        Some(message) => error_response(status, message, headers, request_id, grpc),
+        None => {
+            let mut response = Response::new(ResponseBody::full(body));
+            *response.status_mut() = status;
             *response.headers_mut() = headers;
-            return response;
+            response
         }
-        Some(message) => {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            // The request id is generated or checked to be a plain token (request_id.rs) and messages
-            // are fixed text, so neither needs JSON escaping.
-            let id = request_id.to_str().unwrap_or("");
-            Bytes::from(format!(
-                "{{\"error\":\"{message}\",\"request_id\":\"{id}\"}}\n"
-            ))
-        }
-        None => body,
     };
-    let body = if method == Method::HEAD {
-        Bytes::new()
-    } else {
-        body
-    };
-    let mut response = Response::new(ResponseBody::full(body));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
-}
-
-/// gRPC's mapping of HTTP statuses (grpc/doc/http-grpc-status-mapping.md).
-fn grpc_status(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "13",
-        401 => "16",
-        403 => "7",
-        404 => "12",
-        429 | 502..=504 => "14",
-        _ => "2",
+    if method == Method::HEAD {
+        *response.body_mut() = ResponseBody::full(Bytes::new());
     }
+    response
 }

@@ -18,8 +18,11 @@ pub struct Mutations {
 
 /// How one property is run.
 pub struct Run<'a> {
-    /// The corpus folder of the target.
-    pub corpus: &'a Path,
+    /// The crate whose fuzz target it is (`env!("CARGO_MANIFEST_DIR")`): its corpus is
+    /// `fuzz/corpus/<target>/` there.
+    pub crate_dir: &'a str,
+    /// The fuzz target's name.
+    pub target: &'a str,
     /// Fewest files the corpus must hold (a seed corpus, not an empty folder).
     pub min_files: usize,
     /// The mutator's seed.
@@ -31,14 +34,17 @@ pub struct Run<'a> {
 /// Runs `property` over the corpus and the generated inputs; panics with the first input that breaks
 /// it, escaped so it can be pasted into a unit test.
 pub fn check(run: &Run<'_>, mutations: &Mutations, property: fn(&[u8])) {
-    let corpus = read_corpus(run.corpus, run.min_files);
+    let dir = Path::new(run.crate_dir)
+        .join("fuzz/corpus")
+        .join(run.target);
+    let corpus = read_corpus(&dir, run.min_files);
     let mut rng = Rng(run.seed);
     let generated = (0..run.generated).map(|_| {
         let mut input = corpus[rng.below(corpus.len())].clone();
         mutate(&mut rng, mutations, &mut input, &corpus);
         input
     });
-    let name = run.corpus.display();
+    let name = dir.display();
     for input in corpus.clone().into_iter().chain(generated) {
         if catch_unwind(AssertUnwindSafe(|| property(&input))).is_err() {
             panic!(
