@@ -25,6 +25,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
+# A full run builds everything once: incremental-compilation caches would only add gigabytes to the disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 # Many tests hold hundreds of sockets open at once.
 ulimit -n 65536 2>/dev/null || true
 
