@@ -130,9 +130,9 @@ fn unmapped(ip: IpAddr) -> IpAddr {
 const NAMES: [&str; 4] = ["apikey", "access_token", "a", "jwt"];
 
 /// A query parameter (`?apikey=`, `?access_token=`): the first input byte picks the name, the rest is
-/// the query. A value found is the text after `name=` of the first pair named so; removing the
-/// parameter removes every pair of that name and keeps the others in order; it changes something
-/// exactly when a value is found; a valid request target stays valid once it is removed (otherwise a
+/// the query. Names are compared form-decoded. A value found is the text after `=` of the first pair
+/// named so; removing the parameter removes every pair of that name and keeps the others in order; it
+/// changes something exactly when a value is found; a valid request target stays valid once it is removed (otherwise a
 /// credential would reach the upstream).
 pub fn query_param(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
@@ -143,12 +143,11 @@ pub fn query_param(data: &[u8]) {
         return;
     };
     let pairs: Vec<&str> = query.split('&').collect();
-    let key = |pair: &str| pair.split('=').next().unwrap_or_default().to_string();
-    let want = pairs.iter().find(|p| key(p) == name).map(|p| {
-        p.strip_prefix(name)
-            .and_then(|v| v.strip_prefix('='))
-            .unwrap_or("")
-    });
+    let key = |pair: &str| form_decoded(pair.split('=').next().unwrap_or_default());
+    let want = pairs
+        .iter()
+        .find(|p| key(p) == name.as_bytes())
+        .map(|p| p.split_once('=').map_or("", |(_, value)| value));
     assert_eq!(
         query::param(Some(query), name),
         want,
@@ -171,7 +170,10 @@ pub fn query_param(data: &[u8]) {
     let Some(removed) = removed else {
         return;
     };
-    let kept: Vec<&str> = pairs.into_iter().filter(|p| key(p) != name).collect();
+    let kept: Vec<&str> = pairs
+        .into_iter()
+        .filter(|p| key(p) != name.as_bytes())
+        .collect();
     let expected = if kept.is_empty() {
         "/p".to_string()
     } else {
@@ -180,6 +182,36 @@ pub fn query_param(data: &[u8]) {
     assert_eq!(removed, expected, "removing {name} from {target:?}");
     let path = PathAndQuery::try_from(removed.as_str()).expect("a valid target stays valid");
     assert_eq!(query::param(path.query(), name), None, "{name} is gone");
+}
+
+/// A parameter name as a form decoder reads it: `+` is a space, `%` and two hex digits the byte they
+/// spell, anything else itself.
+fn form_decoded(raw: &str) -> Vec<u8> {
+    let raw = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut at = 0;
+    while at < raw.len() {
+        let escape = raw
+            .get(at + 1..at + 3)
+            .filter(|digits| digits.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| u8::from_str_radix(digits, 16).ok());
+        match (raw[at], escape) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                at += 3;
+            }
+            (b'+', _) => {
+                decoded.push(b' ');
+                at += 1;
+            }
+            (other, _) => {
+                decoded.push(other);
+                at += 1;
+            }
+        }
+    }
+    decoded
 }
 
 /// `jwt-auth`'s token sources: the first input byte picks the cookie and query parameter names and

@@ -56,6 +56,11 @@ routes:
     paths: ["/*"]
     upstream: backend
     plugins: {{ key-auth: {{ hide_credentials: true }} }}
+  - id: key-header
+    hosts: ["key-header.test"]
+    paths: ["/*"]
+    upstream: backend
+    plugins: {{ key-auth: {{ header: x-api-key, hide_credentials: true }} }}
 consumers:
   - id: alice
     credentials:
@@ -298,6 +303,39 @@ async fn key_auth_right_keys_reach_the_upstream_hidden_or_not() {
     assert_eq!(res.json()["uri"], "/k?a=1&b=2", "query parameter hidden");
     let res = get(&gw, "key-hidden.test", "/k?apikey=alice-key-0001", &[]).await;
     assert_eq!(res.json()["uri"], "/k");
+    // A second key spelled with escapes is the same parameter to an upstream that decodes names: it
+    // goes too, rather than reaching the upstream unchecked.
+    let res = get(
+        &gw,
+        "key-hidden.test",
+        "/k?apikey=alice-key-0001&api%6Bey=forged&%61pikey=forged&x=1",
+        &[],
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        res.json()["uri"],
+        "/k?x=1",
+        "every spelling of the parameter hidden"
+    );
+    // A hidden key field goes with its underscore spelling, which an upstream reading `HTTP_X_API_KEY`
+    // would take for the key the gateway checked.
+    let res = get(
+        &gw,
+        "key-header.test",
+        "/k",
+        &[("x-api-key", "alice-key-0001"), ("x_api_key", "forged")],
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let seen = res.json();
+    assert!(seen["headers"].get("x-api-key").is_none(), "{seen}");
+    assert!(seen["headers"].get("x_api_key").is_none(), "{seen}");
+    // And an escaped name is read as the key: a wrong key so spelled is refused, a right one accepted.
+    let res = get(&gw, "key.test", "/k?api%6Bey=wrong-key-00001", &[]).await;
+    assert_eq!(res.status, 401, "{}", res.text());
+    let res = get(&gw, "key.test", "/k?api%6Bey=alice-key-0001", &[]).await;
+    assert_eq!(res.status, 200, "{}", res.text());
     assert_still_serves(&gw).await;
 }
 

@@ -81,12 +81,15 @@ async fn a_valid_token_reaches_the_upstream_with_its_claim_and_without_a_spoofed
         &[
             ("authorization", &format!("Bearer {token}")),
             ("x-user", "mallory"),
+            // An upstream reading `HTTP_X_USER` would take this one for the gateway's.
+            ("x_user", "mallory"),
         ],
     )
     .await;
     assert_eq!(response.status, 200);
     let seen = response.json();
     assert_eq!(seen["headers"]["x-user"], "alice");
+    assert!(seen["headers"].get("x_user").is_none(), "{seen}");
     assert_eq!(
         seen["headers"]["authorization"],
         format!("Bearer {token}"),
@@ -172,6 +175,15 @@ async fn hidden_credentials_do_not_reach_the_upstream() {
     let by_query = get(addr, &format!("/x?a=1&access_token={token}"), &[]).await;
     assert_eq!(by_query.status, 200);
     assert_eq!(by_query.json()["uri"], "/x?a=1");
+    // Every spelling an upstream decodes to `access_token` goes, the checked one and any other.
+    let spelled = get(
+        addr,
+        &format!("/x?access%5Ftoken={token}&a=1&access_token=forged&%61ccess_token=forged"),
+        &[],
+    )
+    .await;
+    assert_eq!(spelled.status, 200);
+    assert_eq!(spelled.json()["uri"], "/x?a=1");
 
     let by_cookie = get(
         addr,
