@@ -24,6 +24,7 @@ mod request;
 mod response;
 mod tokens;
 mod trailers;
+mod twins;
 
 pub use chunk::{parse_chunk_line, parse_field_line, ChunkLineError};
 pub use decoder::{BodySource, DecodeError, Decoder, Framing};
@@ -40,3 +41,4 @@ pub use tokens::{
     connection_has, is_hop_by_hop_name, is_kept_token, list_has, named_by_connection, HopByHop,
 };
 pub use trailers::is_forbidden_trailer;
+pub use twins::{is_underscore_twin, remove_underscore_twins, remove_with_twins};

@@ -123,6 +123,16 @@ pub fn add_forwarded(
     }
 }
 
+/// The fields the gateway writes itself ([`Forwarded`]). A client's field whose name differs from one
+/// of these only by `_` for `-` (`X_Forwarded_For`) is removed, since an upstream that reads names as
+/// `HTTP_*` variables could take it for the gateway's ([`floodgate_http1::remove_underscore_twins`]).
+pub static GATEWAY_FIELDS: [&HeaderName; 4] = [
+    &X_FORWARDED_FOR,
+    &X_FORWARDED_PROTO,
+    &X_FORWARDED_HOST,
+    &crate::request_id::X_REQUEST_ID,
+];
+
 /// What the gateway tells an upstream about a request: `X-Forwarded-For` (the client appended to any the
 /// client sent), `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Request-Id`, each replacing the client's.
 ///

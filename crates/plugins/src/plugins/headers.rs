@@ -187,11 +187,14 @@ trait Fields {
 
 struct RequestFields<'a>(&'a mut HeaderMap);
 
+/// A request field removed or set goes with its underscore twins (`x_user` for `x-user`): an upstream
+/// that reads names as `HTTP_*` variables would take a client's twin for the field configured.
 impl Fields for RequestFields<'_> {
     fn remove(&mut self, name: &HeaderName) {
-        self.0.remove(name);
+        floodgate_http1::remove_with_twins(self.0, name);
     }
     fn set(&mut self, name: HeaderName, value: http::HeaderValue) {
+        floodgate_http1::remove_with_twins(self.0, &name);
         self.0.insert(name, value);
     }
     fn append(&mut self, name: HeaderName, value: http::HeaderValue) {
@@ -287,8 +290,11 @@ mod tests {
         let mut headers = map(&[
             ("x-user", "spoofed"),
             ("x-user", "again"),
+            ("x_user", "spoofed by underscore"),
             ("x-via", "client"),
             ("x-secret", "s"),
+            ("x_secret", "s"),
+            ("x_other", "kept"),
             ("cookie", "c"),
             ("accept", "*/*"),
         ]);
@@ -304,6 +310,7 @@ mod tests {
                 "x-user: u-42",
                 "x-via: client",
                 "x-via: gw-r",
+                "x_other: kept",
             ]
         );
     }

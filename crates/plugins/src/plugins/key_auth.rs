@@ -136,7 +136,7 @@ impl Policy for KeyAuth {
         };
         ctx.consumer = Some(consumer);
         if self.hide {
-            req.headers.remove(&self.header);
+            floodgate_http1::remove_with_twins(req.headers, &self.header);
         }
         Flow::Continue
     }

@@ -65,6 +65,55 @@ async fn http1_request_is_forwarded_with_forwarding_headers() {
     assert_eq!(res.header("x-upstream"), Some("one"));
 }
 
+/// An upstream that reads field names as `HTTP_*` variables (CGI, WSGI, Rack, PHP) reads
+/// `X_Forwarded_For` as `X-Forwarded-For`: a client's underscore spelling of a field the gateway writes
+/// never reaches it, while other names with underscores do.
+#[tokio::test]
+async fn underscore_spellings_of_the_gateways_own_fields_are_dropped() {
+    let upstream = MockUpstream::http("one").await;
+    let gw = TestGateway::start(&config(&upstream));
+    let addr = gw.addr("main");
+    for proto in [Proto::H1, Proto::H2c] {
+        let req = Request::get("/api/x")
+            .header("host", "api.example.com")
+            .header("x_forwarded_for", "6.6.6.6")
+            .header("x-forwarded_for", "6.6.6.7")
+            .header("x_forwarded_proto", "https")
+            .header("x_forwarded_host", "evil.example")
+            .header("x_request_id", "forged")
+            .header("x_tenant", "kept")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let res = send(addr, proto.clone(), req).await.unwrap();
+        assert_eq!(res.status, 200);
+        let echo = res.json();
+        let headers = echo["headers"].as_object().unwrap();
+        let mut names: Vec<&str> = headers
+            .keys()
+            .map(String::as_str)
+            .filter(|n| n.starts_with('x'))
+            .collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "x-forwarded-proto",
+                "x-request-id",
+                "x_tenant"
+            ],
+            "{proto:?}: {headers:?}"
+        );
+        assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-host"], "api.example.com");
+        assert_eq!(headers["x_tenant"], "kept");
+    }
+    let res = send(addr, Proto::H1, get("/api/after")).await.unwrap();
+    assert_eq!(res.status, 200);
+}
+
 #[tokio::test]
 async fn client_request_id_is_preserved() {
     let upstream = MockUpstream::http("one").await;

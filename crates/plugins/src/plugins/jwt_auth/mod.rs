@@ -150,10 +150,10 @@ impl Policy for JwtAuth {
             },
         };
         ctx.consumer = verified.consumer.clone();
-        // A client's own field of a forwarded claim's name must never reach the upstream as if the
-        // gateway had set it.
+        // A client's own field of a forwarded claim's name, or of a name an upstream reads the same
+        // (`x_user` for `x-user`), must never reach the upstream as if the gateway had set it.
         for (_, name) in self.forward.iter() {
-            req.headers.remove(name);
+            floodgate_http1::remove_with_twins(req.headers, name);
         }
         if self.hide {
             self.sources.hide(req.headers);

@@ -57,7 +57,7 @@ impl TokenSources {
     /// upstream request is shaped).
     pub fn hide(&self, headers: &mut HeaderMap) {
         if let Some(name) = &self.header {
-            headers.remove(name);
+            floodgate_http1::remove_with_twins(headers, name);
         }
         let Some(name) = self.cookie.as_deref() else {
             return;
