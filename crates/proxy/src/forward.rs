@@ -17,7 +17,7 @@ use http_body::Body as _;
 
 use crate::client_conn::ConnInfo;
 use crate::error::ProxyError;
-use crate::headers::{client_host, is_upgrade, remove_hop_by_hop, Forwarded, GATEWAY_FIELDS};
+use crate::headers::{clean_request_fields, client_host, is_upgrade, remove_hop_by_hop, Forwarded};
 use crate::request_body::{ClientBody, RequestBody, RequestBodyError};
 use crate::response_body::ResponseBody;
 use crate::rewind::Rewind;
@@ -156,8 +156,7 @@ fn prepare<'a>(
         && upgrade_allowed(req.headers(), &route.upgrades);
     let host_in = client_host(&req);
     let (mut parts, body) = req.into_parts();
-    remove_hop_by_hop(&mut parts.headers, upgrade);
-    floodgate_http1::remove_underscore_twins(&mut parts.headers, &GATEWAY_FIELDS);
+    clean_request_fields(&mut parts.headers, upgrade);
     // The server answers `Expect: 100-continue` when the body is first read; the upstream gets the body
     // straight away and must not wait for a 100 of its own.
     parts.headers.remove(header::EXPECT);

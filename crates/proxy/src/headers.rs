@@ -22,12 +22,44 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 ///
 /// `keep_upgrade` keeps `Connection: upgrade` and `Upgrade` for a tunnelled upgrade request or a 101 answer.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the names first, noting which are there: most messages carry none of these, or
-    // only `Connection: keep-alive`, and a lookup per name would cost more than the scan.
-    let mut found = HopByHop::default();
-    for name in headers.keys() {
-        found.note(name.as_str().as_bytes());
+    let found = scan(headers).hop_by_hop;
+    remove_found(headers, found, keep_upgrade);
+}
+
+/// Prepares a client's request fields for the upstream: removes the hop-by-hop fields as
+/// [`remove_hop_by_hop`] does, and every field spelled as one of [`GATEWAY_FIELDS`] with `_` for `-`.
+pub fn clean_request_fields(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let found = scan(headers);
+    remove_found(headers, found.hop_by_hop, keep_upgrade);
+    if found.underscore {
+        floodgate_http1::remove_underscore_twins(headers, &GATEWAY_FIELDS);
     }
+}
+
+/// What one pass over a message's field names found.
+struct Scan {
+    hop_by_hop: HopByHop,
+    /// Whether a name starting with `x` has a `_` (so may be an underscore twin of a gateway field).
+    underscore: bool,
+}
+
+/// One pass over the names, noting which are there: most messages carry none of the hop-by-hop
+/// fields, or only `Connection: keep-alive`, and a lookup per name would cost more than the scan.
+fn scan(headers: &HeaderMap) -> Scan {
+    let mut found = Scan {
+        hop_by_hop: HopByHop::default(),
+        underscore: false,
+    };
+    for name in headers.keys() {
+        let name = name.as_str().as_bytes();
+        found.hop_by_hop.note(name);
+        // Every gateway field starts with `x`; most names do not, and skip the search.
+        found.underscore |= name.first() == Some(&b'x') && name.contains(&b'_');
+    }
+    found
+}
+
+fn remove_found(headers: &mut HeaderMap, found: HopByHop, keep_upgrade: bool) {
     if found.connection {
         let names_others = headers.get_all(header::CONNECTION).iter().any(|value| {
             named_by_connection(value.as_bytes(), keep_upgrade)
