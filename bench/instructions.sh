@@ -7,6 +7,7 @@
 #       FLOODGATE_BIN   default target/release/floodgate
 #       PATH            default /; e.g. /p/rate/x, the rate-limited route of bench/out/floodgate.yaml
 #       HEADER          sent with every request, e.g. "Origin: https://app.example.com"
+#   KEEP_PROFILE=DIR    also copy callgrind's output files there, for callgrind_annotate
 #
 # floodgate runs with one worker under callgrind, counting nothing until a warm-up has passed; then
 # `wrk -t1 -c8 -d10` loads it and only those ten seconds are counted.
@@ -33,6 +34,7 @@ callgrind_control -i off "$VG" >/dev/null
 callgrind_control -d "$VG" >/dev/null
 sleep 1
 kill "$VG"; wait "$VG" 2>/dev/null || true
+[[ -n ${KEEP_PROFILE:-} ]] && cp "$CG"/out* "$KEEP_PROFILE"/
 requests=$(awk '/requests in/ {print $1}' "$CG/wrk.txt")
 if grep -q "Non-2xx" "$CG/wrk.txt"; then echo "warning: $(grep Non-2xx "$CG/wrk.txt")" >&2; fi
 instructions=0

@@ -49,7 +49,9 @@ impl TokenSources {
             .flat_map(|v| v.split(';'))
             .find_map(|pair| {
                 let (key, value) = pair.trim().split_once('=')?;
-                (key == name).then(|| value.trim_matches('"'))
+                // Whitespace around `=` is trimmed, as upstream parsers (Go's, for one) trim it: a
+                // `jwt =x` the gateway did not read as `jwt` must not be one the upstream reads so.
+                (key.trim_end() == name).then(|| value.trim_start().trim_matches('"'))
             })
     }
 
@@ -72,7 +74,8 @@ impl TokenSources {
             .flat_map(|v| v.split(';'))
             .map(str::trim)
             .filter(|pair| {
-                !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name
+                !pair.is_empty()
+                    && pair.split_once('=').map_or(*pair, |(k, _)| k).trim_end() != name
             })
             .collect();
         headers.remove(header::COOKIE);
@@ -168,5 +171,18 @@ mod tests {
         let mut only = headers(&[("cookie", "jwt=c.c.c")]);
         s.hide(&mut only);
         assert!(only.get(header::COOKIE).is_none());
+    }
+
+    #[test]
+    fn a_cookie_name_with_whitespace_before_its_equals_sign_is_the_same_cookie() {
+        let s = sources();
+        let spaced = headers(&[("cookie", "a=1; jwt = c.c.c")]);
+        assert_eq!(s.find(&spaced, None), Some("c.c.c"));
+        let mut both = headers(&[
+            ("authorization", "Bearer h.h.h"),
+            ("cookie", "jwt\t=forged; a=1; jwt =forged"),
+        ]);
+        s.hide(&mut both);
+        assert_eq!(both.get(header::COOKIE).unwrap(), "a=1");
     }
 }
