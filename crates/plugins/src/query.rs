@@ -6,10 +6,21 @@
 
 /// The raw value of the first parameter `name` of `query` (the value is not percent-decoded).
 pub fn param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        names(key, name).then_some(value)
-    })
+    params(query, name).next()
+}
+
+/// The raw values of every parameter `name` of `query`, in order.
+pub fn params<'q, 'n>(
+    query: Option<&'q str>,
+    name: &'n str,
+) -> impl Iterator<Item = &'q str> + use<'q, 'n> {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(move |pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            names(key, name).then_some(value)
+        })
 }
 
 /// Whether the raw parameter name `raw` decodes to `name`. A `%` not followed by two hex digits stands
@@ -93,5 +104,12 @@ mod tests {
         assert_eq!(param(Some("apikey%00=k"), "apikey"), None);
         assert_eq!(param(Some("apike=k"), "apikey"), None);
         assert_eq!(param(Some("apikey="), "apikey"), Some(""));
+    }
+
+    #[test]
+    fn every_value_of_a_repeated_parameter_is_listed() {
+        let all: Vec<&str> = params(Some("apikey=a&b=1&api%6Bey=c&apikey"), "apikey").collect();
+        assert_eq!(all, ["a", "c", ""]);
+        assert_eq!(params(None, "apikey").count(), 0);
     }
 }

@@ -218,7 +218,8 @@ fn form_decoded(raw: &str) -> Vec<u8> {
 /// whether the token header is `Authorization` or `X-Token`; the rest is field lines (`name: value`,
 /// one per `\n`) and a last line that is the query. A token found is non-empty and is, trimmed, part
 /// of the field, a cookie's value or the query; once hidden (the field and cookie removed as the
-/// plugin removes them, the parameter as the upstream request drops it) no token is found any more.
+/// plugin removes them, the parameter as the upstream request drops it) no token is found any more,
+/// and every other field is kept but the header's underscore spellings.
 pub fn token_sources(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
@@ -254,7 +255,7 @@ pub fn token_sources(data: &[u8]) {
         return;
     };
 
-    if let Some(token) = sources.find(&headers, target.query()) {
+    if let Ok(Some(token)) = sources.find(&headers, target.query()) {
         assert!(!token.is_empty(), "an empty token");
         let inside = |whole: &str| whole.contains(token);
         assert!(
@@ -276,11 +277,16 @@ pub fn token_sources(data: &[u8]) {
     };
     assert_eq!(
         sources.find(&hidden, target.query()),
-        None,
+        Ok(None),
         "a token is left in {hidden:?} {target:?}"
     );
+    let source_header = sources.header.as_ref().map(|h| h.as_str().as_bytes());
     for (name, value) in headers.iter() {
-        if name != header::COOKIE && Some(name) != sources.header.as_ref() {
+        let spells_source = source_header.is_some_and(|source| {
+            name.as_str().as_bytes() == source
+                || floodgate_http1::is_underscore_twin(name.as_str().as_bytes(), source)
+        });
+        if name != header::COOKIE && !spells_source {
             assert!(
                 hidden.get_all(name).iter().any(|v| v == value),
                 "{name} is kept"

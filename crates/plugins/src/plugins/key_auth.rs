@@ -119,17 +119,29 @@ impl Policy for KeyAuth {
     }
 
     fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
-        let presented = match req.headers.get(&self.header) {
-            Some(value) => Some(value.as_bytes()),
-            None => self
-                .query
-                .as_deref()
-                .and_then(|name| query::param(req.uri.query(), name))
-                .map(str::as_bytes),
-        };
-        let Some(presented) = presented.filter(|k| !k.is_empty()) else {
+        // Every copy of the key the request carries (field lines, parameters) must be the same: the
+        // gateway checks one, and an upstream may read another (the last field line, PHP's last
+        // `?apikey=`).
+        let mut copies = req
+            .headers
+            .get_all(&self.header)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .chain(
+                self.query
+                    .as_deref()
+                    .into_iter()
+                    .flat_map(|name| query::params(req.uri.query(), name))
+                    .map(str::as_bytes),
+            )
+            .filter(|k| !k.is_empty());
+        let Some(presented) = copies.next() else {
             return Flow::Respond(unauthorized("missing API key", "missing_credentials"));
         };
+        if copies.any(|other| other != presented) {
+            return Flow::Respond(unauthorized("invalid API key", "conflicting_credentials"));
+        }
+        drop(copies);
         let consumer = match self.keys.get(&digest_of(presented)) {
             Some(entry) if bool::from(entry.key.ct_eq(presented)) => entry.consumer.clone(),
             _ => return Flow::Respond(unauthorized("invalid API key", "invalid_credentials")),
@@ -216,9 +228,32 @@ mod tests {
         assert!(by_query.answer.is_none());
         assert_eq!(by_query.ctx.consumer_id().map(|id| &**id), Some("bob"));
         assert_eq!(by_query.path.as_str(), "/a?x=1&apikey=bob-key-0002");
-        // The header wins over the query.
-        let both = request_on(&set, CLIENT, &[("apikey", "bob-key-0002")], "/?apikey=nope");
+        // The same key in both places is one key.
+        let both = request_on(
+            &set,
+            CLIENT,
+            &[("apikey", "bob-key-0002")],
+            "/?apikey=bob-key-0002",
+        );
         assert_eq!(both.ctx.consumer_id().map(|id| &**id), Some("bob"));
+    }
+
+    /// The gateway checks one copy of the key and an upstream may read another, so different keys in
+    /// one request are refused whichever of them is right.
+    #[test]
+    fn different_keys_in_one_request_are_401() {
+        let set = alice(json!({}));
+        for (fields, target) in [
+            (&[("apikey", "bob-key-0002")][..], "/?apikey=nope-nope"),
+            (
+                &[("apikey", "bob-key-0002"), ("apikey", "nope-nope")][..],
+                "/",
+            ),
+            (&[][..], "/?apikey=bob-key-0002&api%6Bey=nope-nope"),
+        ] {
+            let outcome = request_on(&set, CLIENT, fields, target);
+            assert_401(&outcome, "invalid API key", "conflicting_credentials");
+        }
     }
 
     #[test]

@@ -259,6 +259,23 @@ async fn key_auth_missing_and_wrong_keys_are_401() {
     assert_401(&res, "Key realm=\"floodgate\"", "invalid API key");
     let res = get(&gw, "key.test", "/k?apikey=alice-key-000", &[]).await;
     assert_401(&res, "Key realm=\"floodgate\"", "invalid API key");
+    // A right key beside a different one: the upstream might read the other, so neither passes.
+    let res = get(
+        &gw,
+        "key.test",
+        "/k?apikey=forged-key-01",
+        &[("apikey", "alice-key-0001")],
+    )
+    .await;
+    assert_401(&res, "Key realm=\"floodgate\"", "invalid API key");
+    let res = get(
+        &gw,
+        "key.test",
+        "/k",
+        &[("apikey", "alice-key-0001"), ("apikey", "forged-key-01")],
+    )
+    .await;
+    assert_401(&res, "Key realm=\"floodgate\"", "invalid API key");
     assert_eq!(backend.requests(), 0, "nothing was forwarded");
     assert_still_serves(&gw).await;
 }
@@ -303,12 +320,12 @@ async fn key_auth_right_keys_reach_the_upstream_hidden_or_not() {
     assert_eq!(res.json()["uri"], "/k?a=1&b=2", "query parameter hidden");
     let res = get(&gw, "key-hidden.test", "/k?apikey=alice-key-0001", &[]).await;
     assert_eq!(res.json()["uri"], "/k");
-    // A second key spelled with escapes is the same parameter to an upstream that decodes names: it
-    // goes too, rather than reaching the upstream unchecked.
+    // A name spelled with escapes is the same parameter to an upstream that decodes names: every
+    // spelling is hidden (a different key under one would be refused, see above).
     let res = get(
         &gw,
         "key-hidden.test",
-        "/k?apikey=alice-key-0001&api%6Bey=forged&%61pikey=forged&x=1",
+        "/k?apikey=alice-key-0001&api%6Bey=alice-key-0001&%61pikey=alice-key-0001&x=1",
         &[],
     )
     .await;

@@ -118,6 +118,18 @@ async fn missing_invalid_and_expired_tokens_are_401_and_the_gateway_serves_on() 
     assert_refused(&with_token(addr, &forged).await, INVALID, "invalid token");
     let expired = hs256(SECRET, json!({ "sub": "alice", "exp": now() - 60 }));
     assert_refused(&with_token(addr, &expired).await, INVALID, "invalid token");
+    // A valid token beside a different one: an upstream might read the other, so neither passes.
+    let valid = hs256(SECRET, json!({ "sub": "alice", "exp": now() + 600 }));
+    let two = get(
+        addr,
+        "/x",
+        &[
+            ("authorization", &format!("Bearer {valid}")),
+            ("authorization", &format!("Bearer {expired}")),
+        ],
+    )
+    .await;
+    assert_refused(&two, INVALID, "invalid token");
     let unsigned = format!(
         "{}.{}.",
         b64(br#"{"alg":"none","typ":"JWT"}"#),
@@ -175,10 +187,11 @@ async fn hidden_credentials_do_not_reach_the_upstream() {
     let by_query = get(addr, &format!("/x?a=1&access_token={token}"), &[]).await;
     assert_eq!(by_query.status, 200);
     assert_eq!(by_query.json()["uri"], "/x?a=1");
-    // Every spelling an upstream decodes to `access_token` goes, the checked one and any other.
+    // Every spelling an upstream decodes to `access_token` goes (a different token under one of
+    // them would be refused).
     let spelled = get(
         addr,
-        &format!("/x?access%5Ftoken={token}&a=1&access_token=forged&%61ccess_token=forged"),
+        &format!("/x?access%5Ftoken={token}&a=1&access_token={token}&%61ccess_token={token}"),
         &[],
     )
     .await;

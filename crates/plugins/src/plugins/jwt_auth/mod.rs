@@ -42,7 +42,7 @@ use self::cache::Verified;
 use self::config::JwtAuthConfig;
 use self::jwks::JwksKeys;
 use self::keys::KeySet;
-use self::token::TokenSources;
+use self::token::{ConflictingTokens, TokenSources};
 
 /// The built plugin.
 pub struct JwtAuth {
@@ -124,8 +124,10 @@ impl Policy for JwtAuth {
     }
 
     fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
-        let Some(token) = self.sources.find(req.headers, req.uri.query()) else {
-            return Flow::Respond(missing_token());
+        let token = match self.sources.find(req.headers, req.uri.query()) {
+            Ok(Some(token)) => token,
+            Ok(None) => return Flow::Respond(missing_token()),
+            Err(ConflictingTokens) => return Flow::Respond(invalid_token("conflicting_tokens")),
         };
         let now = unix_now();
         let generation = self.jwks.as_ref().map_or(0, |j| j.keys.load().generation);

@@ -4,8 +4,8 @@ use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 use crate::query;
 
-/// The places a token is looked for, in a fixed order: the header, then the cookie, then the query
-/// parameter; the first one present is used.
+/// The places a token is looked for: the header, the cookie, the query parameter. A token may come
+/// in several of them, but it must be the same token in each.
 pub struct TokenSources {
     /// The header; `Authorization` carries `Bearer <token>` (RFC 6750 §2.1), any other header the
     /// token itself (a `Bearer ` prefix is allowed there too).
@@ -16,43 +16,67 @@ pub struct TokenSources {
     pub query: Option<Box<str>>,
 }
 
+/// A request whose token sources carry different tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConflictingTokens;
+
 impl TokenSources {
-    /// The request's token, if any source carries a non-empty one.
-    pub fn find<'r>(&self, headers: &'r HeaderMap, query: Option<&'r str>) -> Option<&'r str> {
-        self.in_header(headers)
-            .or_else(|| self.in_cookie(headers))
-            .or_else(|| {
+    /// The request's token: `Ok(None)` when no source carries a non-empty one, and
+    /// [`ConflictingTokens`] when its sources (several field lines, cookies or parameters included)
+    /// carry different ones. The gateway checks one token, and an upstream may read another (the last
+    /// field line, PHP's last `?access_token=`), so every copy must be the token checked.
+    pub fn find<'r>(
+        &'r self,
+        headers: &'r HeaderMap,
+        query: Option<&'r str>,
+    ) -> Result<Option<&'r str>, ConflictingTokens> {
+        let mut tokens = self
+            .in_header(headers)
+            .chain(self.in_cookie(headers))
+            .chain(
                 self.query
                     .as_deref()
-                    .and_then(|name| query::param(query, name))
-            })
-            .filter(|token| !token.is_empty())
-    }
-
-    fn in_header<'r>(&self, headers: &'r HeaderMap) -> Option<&'r str> {
-        let name = self.header.as_ref()?;
-        let value = headers.get(name)?.to_str().ok()?.trim();
-        match bearer(value) {
-            Some(token) => Some(token),
-            // Another scheme in `Authorization` (Basic, a key) is no bearer token at all.
-            None if name == header::AUTHORIZATION => None,
-            None => Some(value),
+                    .into_iter()
+                    .flat_map(move |name| query::params(query, name)),
+            )
+            .filter(|token| !token.is_empty());
+        let Some(token) = tokens.next() else {
+            return Ok(None);
+        };
+        if tokens.any(|other| other != token) {
+            return Err(ConflictingTokens);
         }
+        Ok(Some(token))
     }
 
-    fn in_cookie<'r>(&self, headers: &'r HeaderMap) -> Option<&'r str> {
-        let name = self.cookie.as_deref()?;
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|pair| {
-                let (key, value) = pair.trim().split_once('=')?;
-                // Whitespace around `=` is trimmed, as upstream parsers (Go's, for one) trim it: a
-                // `jwt =x` the gateway did not read as `jwt` must not be one the upstream reads so.
-                (key.trim_end() == name).then(|| value.trim_start().trim_matches('"'))
+    fn in_header<'r>(&'r self, headers: &'r HeaderMap) -> impl Iterator<Item = &'r str> {
+        self.header.iter().flat_map(move |name| {
+            headers.get_all(name).iter().filter_map(move |value| {
+                let value = value.to_str().ok()?.trim();
+                match bearer(value) {
+                    Some(token) => Some(token),
+                    // Another scheme in `Authorization` (Basic, a key) is no bearer token at all.
+                    None if name == header::AUTHORIZATION => None,
+                    None => Some(value),
+                }
             })
+        })
+    }
+
+    fn in_cookie<'r>(&'r self, headers: &'r HeaderMap) -> impl Iterator<Item = &'r str> {
+        self.cookie.as_deref().into_iter().flat_map(move |name| {
+            headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .filter_map(move |pair| {
+                    let (key, value) = pair.trim().split_once('=')?;
+                    // Whitespace around `=` is trimmed, as upstream parsers (Go's, for one) trim it:
+                    // a `jwt =x` the gateway did not read as `jwt` must not be one the upstream reads so.
+                    (key.trim_end() == name).then(|| value.trim_start().trim_matches('"'))
+                })
+        })
     }
 
     /// Removes the token's header and cookie from `headers` (the query parameter is removed when the
@@ -117,27 +141,56 @@ mod tests {
     }
 
     #[test]
-    fn the_header_wins_then_the_cookie_then_the_query() {
+    fn a_token_comes_from_any_source_and_the_same_token_from_several() {
         let s = sources();
-        let all = headers(&[
-            ("authorization", "bearer h.h.h"),
-            ("cookie", "a=1; jwt=c.c.c"),
-        ]);
-        assert_eq!(s.find(&all, Some("access_token=q.q.q")), Some("h.h.h"));
+        let header = headers(&[("authorization", "bearer h.h.h")]);
+        assert_eq!(s.find(&header, None), Ok(Some("h.h.h")));
         let cookie = headers(&[
             ("authorization", "Basic dXNlcjpwdw=="),
             ("cookie", "a=1; jwt=c.c.c"),
         ]);
-        assert_eq!(s.find(&cookie, Some("access_token=q.q.q")), Some("c.c.c"));
+        assert_eq!(s.find(&cookie, None), Ok(Some("c.c.c")));
         assert_eq!(
             s.find(&HeaderMap::new(), Some("x=1&access_token=q.q.q")),
-            Some("q.q.q")
+            Ok(Some("q.q.q"))
+        );
+        let everywhere = headers(&[("authorization", "Bearer t.t.t"), ("cookie", "jwt=t.t.t")]);
+        assert_eq!(
+            s.find(&everywhere, Some("access_token=t.t.t&access_token=t.t.t")),
+            Ok(Some("t.t.t"))
         );
         assert_eq!(
             s.find(&headers(&[("authorization", "Bearer ")]), None),
-            None
+            Ok(None)
         );
-        assert_eq!(s.find(&HeaderMap::new(), None), None);
+        assert_eq!(s.find(&HeaderMap::new(), None), Ok(None));
+    }
+
+    #[test]
+    fn different_tokens_in_one_request_are_refused_wherever_they_are() {
+        let s = sources();
+        let two_fields = headers(&[
+            ("authorization", "Bearer a.a.a"),
+            ("authorization", "Bearer b.b.b"),
+        ]);
+        assert_eq!(s.find(&two_fields, None), Err(ConflictingTokens));
+        let field_and_cookie =
+            headers(&[("authorization", "Bearer a.a.a"), ("cookie", "jwt=b.b.b")]);
+        assert_eq!(s.find(&field_and_cookie, None), Err(ConflictingTokens));
+        let two_cookies = headers(&[("cookie", "jwt=a.a.a"), ("cookie", "x=1; jwt=b.b.b")]);
+        assert_eq!(s.find(&two_cookies, None), Err(ConflictingTokens));
+        assert_eq!(
+            s.find(
+                &HeaderMap::new(),
+                Some("access_token=a.a.a&access%5Ftoken=b.b.b")
+            ),
+            Err(ConflictingTokens)
+        );
+        let field = headers(&[("authorization", "Bearer a.a.a")]);
+        assert_eq!(
+            s.find(&field, Some("access_token=b.b.b")),
+            Err(ConflictingTokens)
+        );
     }
 
     #[test]
@@ -149,11 +202,11 @@ mod tests {
         };
         assert_eq!(
             s.find(&headers(&[("x-token", "a.b.c")]), None),
-            Some("a.b.c")
+            Ok(Some("a.b.c"))
         );
         assert_eq!(
             s.find(&headers(&[("x-token", "Bearer a.b.c")]), None),
-            Some("a.b.c")
+            Ok(Some("a.b.c"))
         );
     }
 
@@ -177,7 +230,7 @@ mod tests {
     fn a_cookie_name_with_whitespace_before_its_equals_sign_is_the_same_cookie() {
         let s = sources();
         let spaced = headers(&[("cookie", "a=1; jwt = c.c.c")]);
-        assert_eq!(s.find(&spaced, None), Some("c.c.c"));
+        assert_eq!(s.find(&spaced, None), Ok(Some("c.c.c")));
         let mut both = headers(&[
             ("authorization", "Bearer h.h.h"),
             ("cookie", "jwt\t=forged; a=1; jwt =forged"),
