@@ -17,7 +17,9 @@ use http_body::Body as _;
 
 use crate::client_conn::ConnInfo;
 use crate::error::ProxyError;
-use crate::headers::{clean_request_fields, client_host, is_upgrade, remove_hop_by_hop, Forwarded};
+use crate::headers::{
+    clean_request_fields, client_host, is_upgrade, remove_hop_by_hop, scan, Forwarded,
+};
 use crate::request_body::{ClientBody, RequestBody, RequestBodyError};
 use crate::response_body::ResponseBody;
 use crate::rewind::Rewind;
@@ -151,12 +153,14 @@ fn prepare<'a>(
     // body: the upgraded connection carries the new protocol straight after the head, so a body would
     // be neither forwarded nor skippable. Any other upgrade request is forwarded as a plain one, its
     // `Upgrade` and body going on as read (RFC 9110 §7.8 lets a server ignore `Upgrade`).
-    let upgrade = is_upgrade(&req)
+    let names = scan(req.headers());
+    let upgrade = names.upgrade()
+        && is_upgrade(&req)
         && req.body().is_end_stream()
         && upgrade_allowed(req.headers(), &route.upgrades);
     let host_in = client_host(&req);
     let (mut parts, body) = req.into_parts();
-    clean_request_fields(&mut parts.headers, upgrade);
+    clean_request_fields(&mut parts.headers, names, upgrade);
     // The server answers `Expect: 100-continue` when the body is first read; the upstream gets the body
     // straight away and must not wait for a 100 of its own.
     parts.headers.remove(header::EXPECT);

@@ -28,8 +28,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Prepares a client's request fields for the upstream: removes the hop-by-hop fields as
 /// [`remove_hop_by_hop`] does, and every field spelled as one of [`GATEWAY_FIELDS`] with `_` for `-`.
-pub fn clean_request_fields(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let found = scan(headers);
+/// `found` is [`scan`] of these same fields.
+pub fn clean_request_fields(headers: &mut HeaderMap, found: Scan, keep_upgrade: bool) {
     remove_found(headers, found.hop_by_hop, keep_upgrade);
     if found.underscore {
         floodgate_http1::remove_underscore_twins(headers, &GATEWAY_FIELDS);
@@ -37,15 +37,22 @@ pub fn clean_request_fields(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// What one pass over a message's field names found.
-struct Scan {
+pub struct Scan {
     hop_by_hop: HopByHop,
     /// Whether a name starting with `x` has a `_` (so may be an underscore twin of a gateway field).
     underscore: bool,
 }
 
+impl Scan {
+    /// Whether the message has an `Upgrade` field.
+    pub fn upgrade(&self) -> bool {
+        self.hop_by_hop.upgrade
+    }
+}
+
 /// One pass over the names, noting which are there: most messages carry none of the hop-by-hop
 /// fields, or only `Connection: keep-alive`, and a lookup per name would cost more than the scan.
-fn scan(headers: &HeaderMap) -> Scan {
+pub fn scan(headers: &HeaderMap) -> Scan {
     let mut found = Scan {
         hop_by_hop: HopByHop::default(),
         underscore: false,

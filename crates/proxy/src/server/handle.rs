@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{header, Method, Request, Response, Uri};
+use http::{header, HeaderMap, Method, Request, Response, Uri};
 
 use crate::client_conn::ConnInfo;
 use crate::completion::{AccessDetails, Completion};
@@ -18,7 +18,7 @@ use crate::overload::requests::RequestSlot;
 use crate::path_normalize::{normalize, PathRules};
 use crate::plugin_phases::{request_phase, response_phase};
 use crate::request_body::ClientBody;
-use crate::request_id::request_id;
+use crate::request_id::{generate as generate_request_id, request_id, X_REQUEST_ID};
 use crate::request_state::{Client, Used};
 use crate::response_body::ResponseBody;
 use crate::snapshot::{RouteAction, Snapshot};
@@ -39,13 +39,19 @@ pub fn handle(
     async move {
         let started = Instant::now();
         let snapshot = ctx.shared.snapshot.load_full();
-        let (request_id, _) = request_id(req.headers());
+        let seen = FieldsSeen::of(req.headers());
+        let request_id = if seen.request_id {
+            request_id(req.headers()).0
+        } else {
+            generate_request_id()
+        };
         let client_ip = snapshot.real_ip.client(conn.client.ip(), req.headers());
         let method = req.method().clone();
-        let grpc = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
+        let grpc = seen.content_type
+            && req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
         let access = snapshot.access_log.as_ref().map(|log| {
             Box::new(AccessDetails {
                 log: log.clone(),
@@ -75,6 +81,7 @@ pub fn handle(
                 grpc,
             },
             started,
+            seen,
             &mut used,
         )
         .await;
@@ -133,6 +140,7 @@ fn admit(ctx: &WorkerCtx, snapshot: &Snapshot) -> Result<RequestSlot, ProxyError
 }
 
 #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice (see `handle`)
+#[allow(clippy::too_many_arguments)] // each is one piece of the request's state, lent for the await
 fn serve<'a>(
     ctx: &'a Rc<WorkerCtx>,
     conn: &'a ConnInfo,
@@ -140,11 +148,12 @@ fn serve<'a>(
     mut req: Request<ClientBody>,
     client: Client<'a>,
     started: Instant,
+    seen: FieldsSeen,
     used: &'a mut Used,
 ) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
     async move {
         used.slot = Some(admit(ctx, snapshot)?);
-        check_request(&req, conn, snapshot.max_header_bytes)?;
+        check_request(&req, conn, &seen, snapshot.max_header_bytes)?;
         let route = {
             // Scoped so the rare owned path is not kept in this future across the forwarding await.
             let routed_path = normalize_target(&mut req, conn.path_rules)?;
@@ -192,7 +201,9 @@ fn serve<'a>(
                 })
             }
             RouteAction::Forward(upstream) => {
-                if declared_length(&req).is_some_and(|len| len > route.max_body_bytes) {
+                if seen.content_length
+                    && declared_length(&req).is_some_and(|len| len > route.max_body_bytes)
+                {
                     return Err(ProxyError::BodyTooLarge);
                 }
                 forward(
@@ -224,11 +235,43 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
 /// The request's declared length, read by the one `Content-Length` parser of the HTTP/1.1 codec (a
 /// malformed value never gets this far on HTTP/1.1, and hyper refuses it on HTTP/2).
 fn declared_length<B>(req: &Request<B>) -> Option<u64> {
-    // Most requests have none: one lookup says so.
-    req.headers().get(header::CONTENT_LENGTH)?;
     floodgate_http1::content_length(req.headers())
         .ok()
         .flatten()
+}
+
+/// What one pass over a request's fields found: their size, and which of the fields the handler
+/// looks up are there at all. Most requests carry a few fields and none of these, and a `HeaderMap`
+/// lookup, which hashes the name, costs more than comparing each name once (about 120 instructions
+/// a lookup against a few for each name).
+struct FieldsSeen {
+    /// Names and values, with 4 bytes for each line's `: ` and CRLF.
+    bytes: usize,
+    content_length: bool,
+    content_type: bool,
+    request_id: bool,
+}
+
+impl FieldsSeen {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut seen = Self {
+            bytes: 0,
+            content_length: false,
+            content_type: false,
+            request_id: false,
+        };
+        for (name, value) in headers {
+            seen.bytes += name.as_str().len() + value.len() + 4;
+            if name == header::CONTENT_LENGTH {
+                seen.content_length = true;
+            } else if name == header::CONTENT_TYPE {
+                seen.content_type = true;
+            } else if name == X_REQUEST_ID {
+                seen.request_id = true;
+            }
+        }
+        seen
+    }
 }
 
 /// Checks every protocol's requests share: framing ambiguity (reported by the HTTP/1.1 server), header
@@ -236,19 +279,17 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
 fn check_request(
     req: &Request<ClientBody>,
     conn: &ConnInfo,
+    seen: &FieldsSeen,
     max_header_bytes: usize,
 ) -> Result<(), ProxyError> {
-    let headers = req.headers();
-    if headers.contains_key(header::TRANSFER_ENCODING) && conn.ambiguous_framing.replace(false) {
+    // The connection's flag first: it is rarely set, and reading it costs no lookup.
+    if conn.ambiguous_framing.get() && req.headers().contains_key(header::TRANSFER_ENCODING) {
+        conn.ambiguous_framing.set(false);
         // RFC 9112 §6.3: such a message may be a smuggling attempt; the gateway refuses it outright
         // (its body was not read, and the connection closes after this answer).
         return Err(ProxyError::AmbiguousLength);
     }
-    let header_bytes: usize = headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    if header_bytes > max_header_bytes {
+    if seen.bytes > max_header_bytes {
         return Err(ProxyError::HeadersTooLarge);
     }
     let path = req.uri().path();
