@@ -26,11 +26,25 @@ pub struct ResponseFields {
 }
 
 impl ResponseFields {
-    /// Whether the upstream sent a field named `name` (lowercase) that `map` does not replace.
-    pub fn upstream_has(&self, name: &http::HeaderName, map: &HeaderMap) -> bool {
-        !map.contains_key(name)
-            && !self.added.iter().any(|(n, _)| n == name)
-            && self.upstream.contains(name.as_str())
+    /// For each of `names` (lowercase), whether the upstream sent a field of that name that `map`
+    /// and the added fields do not replace. One pass over the upstream's fields answers them all (the
+    /// writer asks two names of every response).
+    pub fn upstream_has<const N: usize>(
+        &self,
+        names: [&http::HeaderName; N],
+        map: &HeaderMap,
+    ) -> [bool; N] {
+        let mut found = [false; N];
+        for (name, _) in self.upstream.iter() {
+            for (wanted, slot) in names.iter().zip(&mut found) {
+                *slot |= name.eq_ignore_ascii_case(wanted.as_str().as_bytes());
+            }
+        }
+        for (name, slot) in names.iter().zip(&mut found) {
+            *slot =
+                *slot && !map.contains_key(*name) && !self.added.iter().any(|(n, _)| n == *name);
+        }
+        found
     }
 
     /// About how many bytes [`ResponseFields::encode`] writes, to size the head's buffer once.
@@ -118,8 +132,10 @@ mod tests {
         let mut out = Vec::new();
         fields.encode(&mut out, &map);
         assert_eq!(out, b"Server: up\r\n");
-        assert!(fields.upstream_has(&http::header::SERVER, &map));
-        assert!(!fields.upstream_has(&http::header::DATE, &map));
+        assert_eq!(
+            fields.upstream_has([&http::header::SERVER, &http::header::DATE], &map),
+            [true, false]
+        );
 
         let mut map = HeaderMap::new();
         fields.move_into(&mut map);
@@ -147,8 +163,13 @@ mod tests {
         let mut out = Vec::new();
         fields.encode(&mut out, &map);
         assert_eq!(out, b"server: gw\r\nVary: Accept\r\nX-A: 1\r\n");
-        assert!(!fields.upstream_has(&http::header::SERVER, &HeaderMap::new()));
-        assert!(fields.upstream_has(&http::header::VARY, &HeaderMap::new()));
+        assert_eq!(
+            fields.upstream_has(
+                [&http::header::SERVER, &http::header::VARY],
+                &HeaderMap::new()
+            ),
+            [false, true]
+        );
 
         fields.request_id = Some(HeaderValue::from_static("id"));
         fields.move_into(&mut map);

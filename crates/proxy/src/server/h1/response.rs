@@ -65,14 +65,13 @@ fn encode_head(
     let headers = &parts.headers;
     // The fields kept beside the map (the upstream's, the request id), unless the map has the name.
     let fields = body.fields();
-    let upstream_has = |name: &http::HeaderName| fields.upstream_has(name, headers);
+    let [upstream_length, upstream_date] =
+        fields.upstream_has([&header::CONTENT_LENGTH, &header::DATE], headers);
     let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut keep = keep_alive;
     let mut extra: Vec<u8> = Vec::new();
     let declared = match content_length(headers) {
-        Ok(None) if upstream_has(&header::CONTENT_LENGTH) => {
-            content_length_of(fields.upstream.values("content-length"))
-        }
+        Ok(None) if upstream_length => content_length_of(fields.upstream.values("content-length")),
         declared => declared,
     };
     let framing = if bodiless {
@@ -100,7 +99,7 @@ fn encode_head(
     encode_fields(&mut head, headers);
     fields.encode(&mut head, headers);
     head.extend_from_slice(&extra);
-    if !headers.contains_key(header::DATE) && !upstream_has(&header::DATE) {
+    if !headers.contains_key(header::DATE) && !upstream_date {
         with_date(|date| encode_field(&mut head, b"date", date));
     }
     if !upgrade {
