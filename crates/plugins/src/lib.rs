@@ -39,6 +39,7 @@ mod chain;
 pub mod cidr;
 mod consumer;
 mod context;
+mod copies;
 #[doc(hidden)]
 pub mod fuzzing;
 mod heads;

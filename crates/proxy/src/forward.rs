@@ -34,10 +34,9 @@ use crate::worker_ctx::WorkerCtx;
 /// arrived, until the response head.
 ///
 /// Not an `async fn`, which would hold `req` twice in its future (see `handle`).
-#[allow(clippy::too_many_arguments)]
-// each is one piece of the request's context, borrowed
-// An `async fn` would hold its arguments twice (see `handle`).
+#[allow(clippy::too_many_arguments)] // each is one piece of the request's context, borrowed
 #[allow(clippy::manual_async_fn)]
+// an `async fn` would hold its arguments twice (see `handle`)
 // Inlined into the handler so its future is built in place in the handler's: called, it returns that
 // future by value, and moving it costs a copy of a few kilobytes per request (measured: about 300
 // instructions per request with callgrind).

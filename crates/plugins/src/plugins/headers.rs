@@ -194,7 +194,8 @@ impl Fields for RequestFields<'_> {
         floodgate_http1::remove_with_twins(self.0, name);
     }
     fn set(&mut self, name: HeaderName, value: http::HeaderValue) {
-        floodgate_http1::remove_with_twins(self.0, &name);
+        // `insert` replaces the fields of the name itself.
+        floodgate_http1::remove_underscore_twins(self.0, &[&name]);
         self.0.insert(name, value);
     }
     fn append(&mut self, name: HeaderName, value: http::HeaderValue) {

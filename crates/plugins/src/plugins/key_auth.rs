@@ -14,6 +14,7 @@ use crate::answer::Answer;
 use crate::build_ctx::BuildCtx;
 use crate::consumer::Consumer;
 use crate::context::RequestCtx;
+use crate::copies::{one_credential, ConflictingCopies};
 use crate::heads::{RequestHead, UpstreamRequest};
 use crate::policy::{Flow, Policy};
 use crate::query;
@@ -119,10 +120,8 @@ impl Policy for KeyAuth {
     }
 
     fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
-        // Every copy of the key the request carries (field lines, parameters) must be the same: the
-        // gateway checks one, and an upstream may read another (the last field line, PHP's last
-        // `?apikey=`).
-        let mut copies = req
+        // Every copy of the key (field lines, parameters) must be the same key ([`one_credential`]).
+        let copies = req
             .headers
             .get_all(&self.header)
             .iter()
@@ -133,15 +132,16 @@ impl Policy for KeyAuth {
                     .into_iter()
                     .flat_map(|name| query::params(req.uri.query(), name))
                     .map(str::as_bytes),
-            )
-            .filter(|k| !k.is_empty());
-        let Some(presented) = copies.next() else {
-            return Flow::Respond(unauthorized("missing API key", "missing_credentials"));
+            );
+        let presented = match one_credential(copies) {
+            Ok(Some(key)) => key,
+            Ok(None) => {
+                return Flow::Respond(unauthorized("missing API key", "missing_credentials"))
+            }
+            Err(ConflictingCopies) => {
+                return Flow::Respond(unauthorized("invalid API key", "conflicting_credentials"))
+            }
         };
-        if copies.any(|other| other != presented) {
-            return Flow::Respond(unauthorized("invalid API key", "conflicting_credentials"));
-        }
-        drop(copies);
         let consumer = match self.keys.get(&digest_of(presented)) {
             Some(entry) if bool::from(entry.key.ct_eq(presented)) => entry.consumer.clone(),
             _ => return Flow::Respond(unauthorized("invalid API key", "invalid_credentials")),

@@ -33,6 +33,7 @@ use crate::answer::Answer;
 use crate::build_ctx::BuildCtx;
 use crate::consumer::Consumer;
 use crate::context::RequestCtx;
+use crate::copies::ConflictingCopies;
 use crate::heads::{RequestHead, UpstreamRequest};
 use crate::policy::NoCredential;
 use crate::policy::{Flow, Policy};
@@ -42,7 +43,7 @@ use self::cache::Verified;
 use self::config::JwtAuthConfig;
 use self::jwks::JwksKeys;
 use self::keys::KeySet;
-use self::token::{ConflictingTokens, TokenSources};
+use self::token::TokenSources;
 
 /// The built plugin.
 pub struct JwtAuth {
@@ -127,7 +128,7 @@ impl Policy for JwtAuth {
         let token = match self.sources.find(req.headers, req.uri.query()) {
             Ok(Some(token)) => token,
             Ok(None) => return Flow::Respond(missing_token()),
-            Err(ConflictingTokens) => return Flow::Respond(invalid_token("conflicting_tokens")),
+            Err(ConflictingCopies) => return Flow::Respond(invalid_token("conflicting_tokens")),
         };
         let now = unix_now();
         let generation = self.jwks.as_ref().map_or(0, |j| j.keys.load().generation);

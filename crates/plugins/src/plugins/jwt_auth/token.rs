@@ -2,6 +2,7 @@
 
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
+use crate::copies::{one_credential, ConflictingCopies};
 use crate::query;
 
 /// The places a token is looked for: the header, the cookie, the query parameter. A token may come
@@ -16,37 +17,25 @@ pub struct TokenSources {
     pub query: Option<Box<str>>,
 }
 
-/// A request whose token sources carry different tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConflictingTokens;
-
 impl TokenSources {
     /// The request's token: `Ok(None)` when no source carries a non-empty one, and
-    /// [`ConflictingTokens`] when its sources (several field lines, cookies or parameters included)
-    /// carry different ones. The gateway checks one token, and an upstream may read another (the last
-    /// field line, PHP's last `?access_token=`), so every copy must be the token checked.
+    /// [`ConflictingCopies`] when its sources (several field lines, cookies or parameters included)
+    /// carry different ones ([`one_credential`]).
     pub fn find<'r>(
         &'r self,
         headers: &'r HeaderMap,
         query: Option<&'r str>,
-    ) -> Result<Option<&'r str>, ConflictingTokens> {
-        let mut tokens = self
-            .in_header(headers)
-            .chain(self.in_cookie(headers))
-            .chain(
-                self.query
-                    .as_deref()
-                    .into_iter()
-                    .flat_map(move |name| query::params(query, name)),
-            )
-            .filter(|token| !token.is_empty());
-        let Some(token) = tokens.next() else {
-            return Ok(None);
-        };
-        if tokens.any(|other| other != token) {
-            return Err(ConflictingTokens);
-        }
-        Ok(Some(token))
+    ) -> Result<Option<&'r str>, ConflictingCopies> {
+        one_credential(
+            self.in_header(headers)
+                .chain(self.in_cookie(headers))
+                .chain(
+                    self.query
+                        .as_deref()
+                        .into_iter()
+                        .flat_map(move |name| query::params(query, name)),
+                ),
+        )
     }
 
     fn in_header<'r>(&'r self, headers: &'r HeaderMap) -> impl Iterator<Item = &'r str> {
@@ -173,23 +162,23 @@ mod tests {
             ("authorization", "Bearer a.a.a"),
             ("authorization", "Bearer b.b.b"),
         ]);
-        assert_eq!(s.find(&two_fields, None), Err(ConflictingTokens));
+        assert_eq!(s.find(&two_fields, None), Err(ConflictingCopies));
         let field_and_cookie =
             headers(&[("authorization", "Bearer a.a.a"), ("cookie", "jwt=b.b.b")]);
-        assert_eq!(s.find(&field_and_cookie, None), Err(ConflictingTokens));
+        assert_eq!(s.find(&field_and_cookie, None), Err(ConflictingCopies));
         let two_cookies = headers(&[("cookie", "jwt=a.a.a"), ("cookie", "x=1; jwt=b.b.b")]);
-        assert_eq!(s.find(&two_cookies, None), Err(ConflictingTokens));
+        assert_eq!(s.find(&two_cookies, None), Err(ConflictingCopies));
         assert_eq!(
             s.find(
                 &HeaderMap::new(),
                 Some("access_token=a.a.a&access%5Ftoken=b.b.b")
             ),
-            Err(ConflictingTokens)
+            Err(ConflictingCopies)
         );
         let field = headers(&[("authorization", "Bearer a.a.a")]);
         assert_eq!(
             s.find(&field, Some("access_token=b.b.b")),
-            Err(ConflictingTokens)
+            Err(ConflictingCopies)
         );
     }
 
