@@ -206,6 +206,15 @@ async fn hidden_credentials_do_not_reach_the_upstream() {
     .await;
     assert_eq!(by_cookie.status, 200);
     assert_eq!(by_cookie.json()["headers"]["cookie"], "theme=dark");
+    // Whitespace before `=` still names the cookie, as upstream parsers that trim it read it.
+    let spaced = get(
+        addr,
+        "/x",
+        &[("cookie", &format!("jwt ={token}; theme=dark"))],
+    )
+    .await;
+    assert_eq!(spaced.status, 200);
+    assert_eq!(spaced.json()["headers"]["cookie"], "theme=dark");
 
     let by_header = with_token(addr, &token).await;
     assert_eq!(by_header.status, 200);
