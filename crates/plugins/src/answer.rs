@@ -18,6 +18,9 @@ pub struct Answer {
     pub error: Option<&'static str>,
     /// Why, as a metric label value (`missing_credentials`, `rate_limited`); see docs/plugins.md.
     pub reason: &'static str,
+    /// Whether an authentication plugin refused credentials the request presented (a wrong key, a
+    /// bad token), as opposed to finding none: what `auth-failure-limit` counts.
+    pub credentials_refused: bool,
 }
 
 impl Answer {
@@ -29,6 +32,7 @@ impl Answer {
             body: Bytes::new(),
             error: None,
             reason,
+            credentials_refused: false,
         }
     }
 
@@ -42,7 +46,14 @@ impl Answer {
             body: Bytes::new(),
             error: Some(message),
             reason,
+            credentials_refused: false,
         }
+    }
+
+    /// Marks the answer as an authentication plugin's refusal of presented credentials (builder style).
+    pub fn refusing_credentials(mut self) -> Self {
+        self.credentials_refused = true;
+        self
     }
 
     /// Adds a header field (builder style).

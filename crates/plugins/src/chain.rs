@@ -110,6 +110,7 @@ impl Chain {
                 ctx.rejection = Some(Rejection {
                     plugin: plugin.name(),
                     reason: answer.reason,
+                    credentials_refused: answer.credentials_refused,
                 });
                 Some(answer)
             }

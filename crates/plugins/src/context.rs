@@ -15,6 +15,8 @@ pub struct Rejection {
     pub plugin: &'static str,
     /// The answer's reason.
     pub reason: &'static str,
+    /// Whether it refused credentials the request presented ([`crate::Answer::credentials_refused`]).
+    pub credentials_refused: bool,
 }
 
 /// The per-request context of a route with plugins. Made once per request (boxed, so routes without

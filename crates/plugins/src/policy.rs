@@ -51,6 +51,12 @@ pub trait Policy: Sized + Send + Sync + 'static {
     /// Builds the plugin from its configuration. Errors name fields under `cx.at`.
     fn build(config: Self::Config, cx: &mut BuildCtx<'_>) -> Result<Self, Vec<FieldError>>;
 
+    /// This instance's priority: [`Self::PRIORITY`], unless its configuration moves it (a limit whose
+    /// key does not need the consumer runs before authentication, so refused logins count too).
+    fn priority(&self) -> u16 {
+        Self::PRIORITY
+    }
+
     /// Checks a consumer's credential beyond what deserialising it checked; errors name fields under
     /// `at` (the credential's path).
     fn check_credential(_credential: &Self::Credential, _at: &str) -> Vec<FieldError> {

@@ -36,9 +36,9 @@ macro_rules! plugins {
                 match self { $( Plugin::$variant(_) => <$ty as Policy>::NAME, )* }
             }
 
-            /// Its priority.
+            /// This instance's priority (its place in every phase).
             pub fn priority(&self) -> u16 {
-                match self { $( Plugin::$variant(_) => <$ty as Policy>::PRIORITY, )* }
+                match self { $( Plugin::$variant(p) => p.priority(), )* }
             }
 
             /// Whether it authenticates requests.
@@ -105,6 +105,7 @@ plugins! {
     JwtAuth => jwt_auth::JwtAuth,
     KeyAuth => key_auth::KeyAuth,
     BasicAuth => basic_auth::BasicAuth,
+    AuthFailureLimit => auth_failure_limit::AuthFailureLimit,
     IpRestriction => ip_restriction::IpRestriction,
     RateLimit => rate_limit::RateLimit,
     LimitConn => limit_conn::LimitConn,

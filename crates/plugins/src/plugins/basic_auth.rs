@@ -186,13 +186,11 @@ impl Policy for BasicAuth {
             Presented::Missing => {
                 return self.unauthorized("missing credentials", "missing_credentials")
             }
-            Presented::Malformed => {
-                return self.unauthorized("invalid credentials", "invalid_credentials")
-            }
+            Presented::Malformed => return self.refused(),
         };
         let (username, password) = (&decoded[..colon], &decoded[colon + 1..]);
         let Some(consumer) = self.authenticate(username, password) else {
-            return self.unauthorized("invalid credentials", "invalid_credentials");
+            return self.refused();
         };
         ctx.consumer = Some(consumer);
         if self.hide {
@@ -234,10 +232,20 @@ impl BasicAuth {
     }
 
     fn unauthorized(&self, message: &'static str, reason: &'static str) -> Flow {
+        Flow::Respond(self.challenge_answer(message, reason))
+    }
+
+    /// The answer to credentials presented and refused (malformed, unknown user, wrong password).
+    fn refused(&self) -> Flow {
         Flow::Respond(
-            Answer::error(StatusCode::UNAUTHORIZED, message, reason)
-                .with_header(header::WWW_AUTHENTICATE, self.challenge.clone()),
+            self.challenge_answer("invalid credentials", "invalid_credentials")
+                .refusing_credentials(),
         )
+    }
+
+    fn challenge_answer(&self, message: &'static str, reason: &'static str) -> Answer {
+        Answer::error(StatusCode::UNAUTHORIZED, message, reason)
+            .with_header(header::WWW_AUTHENTICATE, self.challenge.clone())
     }
 }
 

@@ -139,12 +139,19 @@ impl Policy for KeyAuth {
                 return Flow::Respond(unauthorized("missing API key", "missing_credentials"))
             }
             Err(ConflictingCopies) => {
-                return Flow::Respond(unauthorized("invalid API key", "conflicting_credentials"))
+                return Flow::Respond(
+                    unauthorized("invalid API key", "conflicting_credentials")
+                        .refusing_credentials(),
+                )
             }
         };
         let consumer = match self.keys.get(&digest_of(presented)) {
             Some(entry) if bool::from(entry.key.ct_eq(presented)) => entry.consumer.clone(),
-            _ => return Flow::Respond(unauthorized("invalid API key", "invalid_credentials")),
+            _ => {
+                return Flow::Respond(
+                    unauthorized("invalid API key", "invalid_credentials").refusing_credentials(),
+                )
+            }
         };
         ctx.consumer = Some(consumer);
         if self.hide {

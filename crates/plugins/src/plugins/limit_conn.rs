@@ -39,7 +39,16 @@ pub struct LimitConnConfig {
     /// Keys tracked at once (rounded up to a power of two; 16 bytes each). Default 65536.
     #[serde(default = "super::rate_limit::default_max_keys")]
     pub max_keys: usize,
+    /// Run before the authentication plugins, so refused requests hold a slot too. Default `true`
+    /// unless the key names the consumer (known only after authentication) or the limit is a
+    /// consumer's own; `true` is then an error.
+    #[serde(default)]
+    pub before_authentication: Option<bool>,
 }
+
+/// Where `limit-conn` runs when its key does not need the consumer: before every authentication
+/// plugin, just after a `rate-limit` placed there.
+const PRIORITY_BEFORE_AUTHENTICATION: u16 = 2582;
 
 fn default_status() -> u16 {
     503
@@ -47,6 +56,8 @@ fn default_status() -> u16 {
 
 /// The built plugin.
 pub struct LimitConn {
+    /// [`PRIORITY_BEFORE_AUTHENTICATION`] or [`Policy::PRIORITY`].
+    priority: u16,
     max: u64,
     key: LimitKey,
     status: StatusCode,
@@ -78,17 +89,32 @@ impl Policy for LimitConn {
         let key = LimitKey::parse(&config.key, cx)
             .map_err(|e| errors.extend(e))
             .ok();
-        let (Some(key), true) = (key, errors.is_empty()) else {
+        let priority = key.as_ref().and_then(|key| {
+            key.priority(
+                config.before_authentication,
+                cx,
+                PRIORITY_BEFORE_AUTHENTICATION,
+                Self::PRIORITY,
+            )
+            .map_err(|e| errors.push(e))
+            .ok()
+        });
+        let (Some(key), Some(priority), true) = (key, priority, errors.is_empty()) else {
             return Err(errors);
         };
         let stats = cx.stats.clone();
         let table = cx.state("table", || KeyTable::new(config.max_keys, stats));
         Ok(Self {
+            priority,
             max: config.max,
             key,
             status,
             table,
         })
+    }
+
+    fn priority(&self) -> u16 {
+        self.priority
     }
 
     fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
@@ -234,6 +260,7 @@ routes: [{ id: r, paths: ["/*"], upstream: u }]
     fn threads_never_hold_more_than_max() {
         let stats = Arc::new(PluginStats::default());
         let plugin = LimitConn {
+            priority: LimitConn::PRIORITY,
             max: 5,
             key: LimitKey::parse_parts(&KeyConfig::default()).expect("key"),
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -264,6 +291,7 @@ routes: [{ id: r, paths: ["/*"], upstream: u }]
     fn a_full_table_shares_the_overflow_count_and_reuses_finished_keys() {
         let stats = Arc::new(PluginStats::default());
         let plugin = LimitConn {
+            priority: LimitConn::PRIORITY,
             max: 1,
             key: LimitKey::parse_parts(&KeyConfig::default()).expect("key"),
             status: StatusCode::SERVICE_UNAVAILABLE,

@@ -1,5 +1,6 @@
 //! The built-in plugins, one module each; registered in `registry.rs`.
 
+pub mod auth_failure_limit;
 pub mod basic_auth;
 pub mod cors;
 pub mod headers;

@@ -25,8 +25,17 @@ pub(crate) fn build_route(
     config: Value,
     consumers: Vec<Value>,
 ) -> Result<PluginSet, Vec<FieldError>> {
+    build_with(serde_json::json!({ name: config }), consumers)
+}
+
+/// Builds a configuration whose one route has `plugins` (`{"<name>": <config>, ...}`), and these
+/// consumers.
+pub(crate) fn build_with(
+    plugins: Value,
+    consumers: Vec<Value>,
+) -> Result<PluginSet, Vec<FieldError>> {
     let mut base = floodgate_config::parse_yaml(BASE).expect("the base configuration is valid");
-    base.routes[0].plugins.insert(name.to_string(), config);
+    base.routes[0].plugins = serde_json::from_value(plugins).expect("a plugins map");
     base.consumers = consumers
         .into_iter()
         .map(|c| serde_json::from_value::<ConsumerConfig>(c).expect("a consumer"))
@@ -49,6 +58,14 @@ pub(crate) struct Outcome {
     pub headers: HeaderMap,
     /// The path and query as they would go upstream (unchanged when a plugin answered).
     pub path: PathAndQuery,
+}
+
+impl Outcome {
+    /// Ends the request as the proxy does once its response (of `status`) has ended: the `log` phase.
+    pub(crate) fn finish(self, set: &PluginSet, status: http::StatusCode) {
+        let chain = set.routes[0].as_ref().expect("the route has a chain");
+        chain.finish(self.ctx, status);
+    }
 }
 
 /// Runs a request from `client` with `headers` for `target` through the route's `request` phase and,

@@ -15,6 +15,7 @@ mod path_normalization;
 mod plugin_auth;
 mod plugin_chain;
 mod plugin_cors;
+mod plugin_guessing;
 mod plugin_ip_restriction;
 mod plugin_jwt_auth;
 mod plugin_rate_limit;

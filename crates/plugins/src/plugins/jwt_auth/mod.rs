@@ -303,8 +303,10 @@ fn missing_token() -> Answer {
 
 /// Every refused token gets the same answer; only the metric reason tells the causes apart.
 fn invalid_token(reason: &'static str) -> Answer {
-    Answer::error(StatusCode::UNAUTHORIZED, "invalid token", reason).with_header(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"floodgate\", error=\"invalid_token\""),
-    )
+    Answer::error(StatusCode::UNAUTHORIZED, "invalid token", reason)
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"floodgate\", error=\"invalid_token\""),
+        )
+        .refusing_credentials()
 }

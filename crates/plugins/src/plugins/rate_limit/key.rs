@@ -7,7 +7,7 @@ use floodgate_config::FieldError;
 use http::HeaderName;
 use serde::Deserialize;
 
-use crate::build_ctx::BuildCtx;
+use crate::build_ctx::{BuildCtx, Scope};
 use crate::context::RequestCtx;
 use crate::heads::RequestHead;
 
@@ -82,6 +82,39 @@ impl LimitKey {
             })
         } else {
             Err(errors)
+        }
+    }
+
+    /// Whether a part of the key is the consumer, which only authentication names.
+    pub(crate) fn needs_consumer(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, KeyPart::Consumer))
+    }
+
+    /// The priority of a limit keyed by this key: `before` (ahead of every authentication plugin)
+    /// unless the key needs the consumer, the limit is a consumer's own, or the configuration's
+    /// `before_authentication` (`asked`) says otherwise; then `after`.
+    ///
+    /// A limit keyed by address, route or header runs before authentication by default, as nginx
+    /// runs `limit_req` before `auth_basic`: otherwise a refused login ends the chain before the limit
+    /// counts it, and password guessing is never limited.
+    pub(crate) fn priority(
+        &self,
+        asked: Option<bool>,
+        cx: &BuildCtx<'_>,
+        before: u16,
+        after: u16,
+    ) -> Result<u16, FieldError> {
+        let why_after = if matches!(cx.scope, Scope::Consumer { .. }) {
+            Some("a consumer's own plugins run after authentication, which names the consumer")
+        } else if self.needs_consumer() {
+            Some("a key naming the consumer is known only after authentication")
+        } else {
+            None
+        };
+        match (why_after, asked) {
+            (Some(why), Some(true)) => Err(cx.error("before_authentication", why)),
+            (Some(_), _) | (None, Some(false)) => Ok(after),
+            (None, _) => Ok(before),
         }
     }
 

@@ -4,7 +4,7 @@
 //! Each instance keeps its counters in a [`KeyTable`] obtained through [`BuildCtx::state`], so they
 //! survive a reload that leaves the plugin's scope and configuration as they were.
 
-mod gcra;
+pub(crate) mod gcra;
 pub(crate) mod key;
 mod sliding_window;
 
@@ -62,6 +62,11 @@ pub struct RateLimitConfig {
     /// Keys tracked at once (rounded up to a power of two; 16 bytes each). Default 65536.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
+    /// Run before the authentication plugins, so refused requests are counted too. Default `true`
+    /// unless the key names the consumer (known only after authentication) or the limit is a
+    /// consumer's own; `true` is then an error.
+    #[serde(default)]
+    pub before_authentication: Option<bool>,
     /// Send `RateLimit-Policy` and `RateLimit` on every response of the route. Default `true`.
     #[serde(default = "default_true")]
     pub headers: bool,
@@ -112,8 +117,14 @@ enum Limiter {
     SlidingWindow(SlidingWindow),
 }
 
+/// Where `rate-limit` runs when its key does not need the consumer: before every authentication
+/// plugin (and after `redirect`, `ip-restriction` and `cors`).
+pub(crate) const PRIORITY_BEFORE_AUTHENTICATION: u16 = 2583;
+
 /// The built plugin.
 pub struct RateLimit {
+    /// [`PRIORITY_BEFORE_AUTHENTICATION`] or [`Policy::PRIORITY`].
+    priority: u16,
     limiter: Limiter,
     key: LimitKey,
     table: Arc<KeyTable>,
@@ -123,8 +134,8 @@ pub struct RateLimit {
 
 impl Policy for RateLimit {
     const NAME: &'static str = "rate-limit";
-    // After authentication (the consumer is known), before limit-conn (a refused request holds no
-    // connection slot).
+    // Keyed by consumer: after authentication (the consumer is known). Either way before limit-conn
+    // (a refused request holds no connection slot).
     const PRIORITY: u16 = 1003;
     type Config = RateLimitConfig;
     type Credential = NoCredential;
@@ -143,19 +154,35 @@ impl Policy for RateLimit {
         let key = LimitKey::parse(&config.key, cx)
             .map_err(|e| errors.extend(e))
             .ok();
+        let priority = key.as_ref().and_then(|key| {
+            key.priority(
+                config.before_authentication,
+                cx,
+                PRIORITY_BEFORE_AUTHENTICATION,
+                Self::PRIORITY,
+            )
+            .map_err(|e| errors.push(e))
+            .ok()
+        });
         let limiter = limiter(&config, cx).map_err(|e| errors.extend(e)).ok();
-        let (Some(key), Some((limiter, quota, per)), true) = (key, limiter, errors.is_empty())
+        let (Some(key), Some(priority), Some((limiter, quota, per)), true) =
+            (key, priority, limiter, errors.is_empty())
         else {
             return Err(errors);
         };
         let stats = cx.stats.clone();
         let table = cx.state("table", || KeyTable::new(config.max_keys, stats));
         Ok(Self {
+            priority,
             limiter,
             key,
             table,
             policy_header: config.headers.then(|| policy_header(quota, per)),
         })
+    }
+
+    fn priority(&self) -> u16 {
+        self.priority
     }
 
     fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
@@ -323,7 +350,7 @@ fn write_decimal(out: &mut [u8], mut n: u64) -> usize {
     written
 }
 
-fn seconds_up(nanos: u64) -> u64 {
+pub(crate) fn seconds_up(nanos: u64) -> u64 {
     nanos.div_ceil(NANOS_PER_SECOND)
 }
 

@@ -276,6 +276,7 @@ fn policy_headers_scale_the_quota_to_whole_seconds() {
 fn hammer(limiter: Limiter, expected: usize) {
     let stats = Arc::new(PluginStats::default());
     let plugin = RateLimit {
+        priority: RateLimit::PRIORITY,
         limiter,
         key: LimitKey::parse_parts(&KeyConfig::default()).expect("key"),
         table: Arc::new(KeyTable::new(1024, stats)),
@@ -309,6 +310,7 @@ fn threads_share_one_exact_bucket_per_key() {
 #[test]
 fn an_idle_key_gives_its_slot_to_a_new_one_in_a_full_table() {
     let plugin = RateLimit {
+        priority: RateLimit::PRIORITY,
         limiter: Limiter::TokenBucket(Gcra::new(1, SECOND, 2).expect("gcra")),
         key: LimitKey::parse_parts(&KeyConfig::default()).expect("key"),
         table: Arc::new(KeyTable::new(1, Arc::new(PluginStats::default()))),
@@ -332,4 +334,78 @@ fn the_clock_starts_after_zero_and_runs_forward() {
     let a = now_nanos();
     let b = now_nanos();
     assert!(a >= SECOND && b >= a);
+}
+
+/// What answered each request: the rate limiter, the authentication plugin, or nobody.
+fn answered_by(set: &PluginSet, client: &str, key: &'static str) -> Option<&'static str> {
+    send(set, client, &[("apikey", key)])
+        .ctx
+        .rejection
+        .map(|r| r.plugin)
+}
+
+#[test]
+fn a_limit_not_keyed_by_consumer_counts_refused_logins_and_answers_before_authentication() {
+    let plugins = json!({
+        "key-auth": {},
+        "rate-limit": { "rate": 2, "period": "1h" },
+    });
+    let consumers =
+        json!([{ "id": "alice", "credentials": { "key-auth": { "key": "alice-key-123" } } }]);
+    let set = build_with(&config(plugins, consumers), &StateStore::new()).expect("valid");
+    let guesses: Vec<Option<&str>> = (0..4)
+        .map(|_| answered_by(&set, "192.0.2.1", "guessed-key-1"))
+        .collect();
+    // Two guesses reach key-auth; past the limit, the limiter answers and the key is not looked at.
+    assert_eq!(
+        guesses,
+        [
+            Some("key-auth"),
+            Some("key-auth"),
+            Some("rate-limit"),
+            Some("rate-limit")
+        ]
+    );
+    assert_eq!(
+        answered_by(&set, "192.0.2.1", "alice-key-123"),
+        Some("rate-limit")
+    );
+    assert_eq!(answered_by(&set, "192.0.2.2", "alice-key-123"), None);
+}
+
+#[test]
+fn a_limit_keyed_by_consumer_or_told_so_runs_after_authentication() {
+    for limit in [
+        json!({ "rate": 2, "period": "1h", "key": "consumer" }),
+        json!({ "rate": 2, "period": "1h", "key": ["route", "consumer"] }),
+        json!({ "rate": 2, "period": "1h", "before_authentication": false }),
+    ] {
+        let plugins = json!({ "key-auth": {}, "rate-limit": limit });
+        let set = build_with(&config(plugins, json!([])), &StateStore::new()).expect("valid");
+        let guesses: Vec<Option<&str>> = (0..4)
+            .map(|_| answered_by(&set, "192.0.2.1", "guessed-key-1"))
+            .collect();
+        assert_eq!(guesses, [Some("key-auth"); 4], "{limit}");
+    }
+}
+
+#[test]
+fn before_authentication_cannot_be_asked_of_a_limit_that_needs_the_consumer() {
+    let at = "routes[0].plugins.rate-limit.before_authentication";
+    assert_eq!(
+        errors(json!({ "rate": 1, "key": "consumer", "before_authentication": true })),
+        [at]
+    );
+    let consumer_own = json!([{ "id": "c", "credentials": { "key-auth": { "key": "c-key-12345" } },
+        "plugins": { "rate-limit": { "rate": 1, "before_authentication": true } } }]);
+    let refused = build_with(
+        &config(json!({ "key-auth": {} }), consumer_own),
+        &StateStore::new(),
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(
+        refused[0].path,
+        "consumers[0].plugins.rate-limit.before_authentication"
+    );
 }
