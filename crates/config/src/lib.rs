@@ -15,6 +15,7 @@ mod error;
 mod http2;
 mod listener;
 mod load;
+mod method_gaps;
 mod path_normalization;
 mod path_pattern;
 mod route;
@@ -32,7 +33,7 @@ pub use listener::{CertificateConfig, ListenerConfig, ListenerTlsConfig};
 pub use load::{default_config, parse_yaml, DEFAULT_CONFIG_YAML};
 pub use path_normalization::{EscapedSlashes, ForwardPath, PathNormalizationConfig};
 pub use path_pattern::{PathPattern, PathSegment};
-pub use route::{DirectResponse, RouteConfig};
+pub use route::{DirectResponse, MethodOverride, RouteConfig};
 pub use size::ByteSize;
 pub use timeouts::TimeoutsConfig;
 pub use upstream::{

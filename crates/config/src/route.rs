@@ -53,6 +53,33 @@ pub struct RouteConfig {
     /// a global plugin of the same name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub plugins: BTreeMap<String, serde_json::Value>,
+    /// What happens to a method-override field (`X-HTTP-Method-Override`, `X-HTTP-Method`,
+    /// `X-Method-Override`, in any spelling with `_` for `-`) that names a method a request would not
+    /// be routed here with: `drop` it (the default), `reject` the request (400), or `allow` it.
+    #[serde(default, skip_serializing_if = "MethodOverride::is_default")]
+    pub method_override: MethodOverride,
+}
+
+/// The handling of method-override fields that name a method another route (or none) would serve.
+///
+/// Express, Rails, ASP.NET Core and Symfony let such a field replace the request's method, so a
+/// `POST` on a public route could act as a `DELETE` that only an authenticated route allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MethodOverride {
+    /// Remove every method-override field before the plugins and the upstream see the request.
+    #[default]
+    Drop,
+    /// Answer 400.
+    Reject,
+    /// Forward the fields as sent (the route's upstream is trusted to judge them).
+    Allow,
+}
+
+impl MethodOverride {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 fn default_route_timeout() -> HumanDuration {

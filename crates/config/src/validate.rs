@@ -314,7 +314,11 @@ fn check_conflicts<'a>(
     seen: &mut HashMap<RouteIdentity, &'a str>,
     errors: &mut Vec<FieldError>,
 ) {
-    let methods: BTreeSet<String> = route.methods.iter().cloned().collect();
+    let mut methods: BTreeSet<String> = route.methods.iter().cloned().collect();
+    // The router reads GET as GET and HEAD: `[GET]` and `[GET, HEAD]` are one method set.
+    if methods.contains("GET") {
+        methods.insert("HEAD".to_string());
+    }
     let headers: Vec<(String, String)> = route
         .headers
         .iter()
@@ -502,11 +506,14 @@ routes:
     #[test]
     fn conflicting_routes_are_rejected() {
         let errors = errors_of(&format!(
-            "{BASE}routes:\n  - {{ id: a, paths: [\"/x\"], methods: [GET], respond: {{ body: a }} }}\n  - {{ id: b, paths: [\"/x\"], methods: [GET], respond: {{ body: b }} }}\n  - {{ id: c, paths: [\"/x\"], methods: [POST], respond: {{ body: c }} }}\n"
+            "{BASE}routes:\n  - {{ id: a, paths: [\"/x\"], methods: [GET], respond: {{ body: a }} }}\n  - {{ id: b, paths: [\"/x\"], methods: [GET], respond: {{ body: b }} }}\n  - {{ id: c, paths: [\"/x\"], methods: [POST], respond: {{ body: c }} }}\n  - {{ id: d, paths: [\"/x\"], methods: [HEAD, GET], respond: {{ body: d }} }}\n"
         ));
         assert_eq!(
             errors,
-            ["routes[1]: conflicts with route \"a\": same host, path \"/x\", methods and headers"]
+            [
+                "routes[1]: conflicts with route \"a\": same host, path \"/x\", methods and headers",
+                "routes[3]: conflicts with route \"a\": same host, path \"/x\", methods and headers",
+            ]
         );
     }
 

@@ -76,8 +76,22 @@ fn validate(path: &Path) -> Result<()> {
     let metrics = Metrics::new(1);
     Snapshot::build(&config, &metrics, 1, None, PluginInputs::validating())
         .map_err(|errors| anyhow!("{}: {}", path.display(), ConfigError::Invalid(errors)))?;
+    for warning in warnings(&config) {
+        eprintln!("{}: warning: {warning}", path.display());
+    }
     println!("{}: configuration is valid", path.display());
     Ok(())
+}
+
+/// What is worth an operator's attention in a valid configuration.
+fn warnings(config: &Config) -> Vec<floodgate_config::FieldError> {
+    config.method_gap_warnings(floodgate_plugins::AUTHENTICATING_PLUGINS)
+}
+
+fn log_warnings(config: &Config) {
+    for warning in warnings(config) {
+        tracing::warn!("configuration: {warning}");
+    }
 }
 
 fn run(path: Option<&Path>) -> Result<()> {
@@ -89,6 +103,7 @@ fn run(path: Option<&Path>) -> Result<()> {
             default_config()
         }
     };
+    log_warnings(&config);
     let metrics = Metrics::new(config.worker_count());
     let admin_address = config.admin.address.clone();
     let mut gateway = Gateway::start(&config, metrics.clone()).context("cannot start")?;
@@ -151,6 +166,7 @@ fn reload(
         return None;
     };
     let applied = load(path).map_err(|e| e.to_string()).and_then(|config| {
+        log_warnings(&config);
         gateway
             .reload(&config)
             .map(|()| config.shutdown_timeout.get())

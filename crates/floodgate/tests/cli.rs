@@ -114,6 +114,20 @@ routes:
 }
 
 #[test]
+fn validate_warns_of_a_guarded_method_beside_an_open_route_and_still_accepts_the_file() {
+    let output = validate(&format!(
+        "{LISTENER}upstreams: [{{ id: u, targets: [{{ address: \"127.0.0.1:1\" }}] }}]\n\
+         routes:\n  - {{ id: all, paths: [\"/*\"], upstream: u }}\n  - {{ id: admin, paths: [\"/admin/*\"], methods: [GET], upstream: u, plugins: {{ key-auth: {{}} }} }}\n"
+    ));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_reports(
+        &stderr(&output),
+        "warning: routes[1].methods: only GET of route \"admin\"'s paths are authenticated: other methods on paths it shares with route \"all\" (routes[0]) reach that route without authentication",
+    );
+    assert_reports(&stdout(&output), "configuration is valid");
+}
+
+#[test]
 fn validate_reports_an_unknown_field_with_its_path() {
     let err = validate_fails(&format!(
         "{LISTENER}routes: [{{ id: r, paths: [\"/\"], respond: {{ body: x }}, colour: red }}]\n"

@@ -63,6 +63,6 @@ pub use context::{Rejection, RequestCtx};
 pub use heads::{AddedFields, RequestHead, ResponseHead, ResponseHeaders, UpstreamRequest};
 pub use params::PathParams;
 pub use policy::{Flow, Policy};
-pub use registry::{Plugin, PLUGIN_PRIORITIES};
+pub use registry::{Plugin, AUTHENTICATING_PLUGINS, PLUGIN_PRIORITIES};
 pub use state::StateStore;
 pub use stats::PluginStats;

@@ -25,6 +25,33 @@ macro_rules! plugins {
             )*
         }
 
+        /// The names of the plugins that authenticate requests and name their consumer.
+        pub const AUTHENTICATING_PLUGINS: &[&str] = &{
+            const ALL: [(&str, bool); [$( <$ty as Policy>::NAME, )*].len()] =
+                [$( (<$ty as Policy>::NAME, <$ty as Policy>::AUTHENTICATES), )*];
+            const COUNT: usize = {
+                let mut count = 0;
+                let mut i = 0;
+                while i < ALL.len() {
+                    if ALL[i].1 {
+                        count += 1;
+                    }
+                    i += 1;
+                }
+                count
+            };
+            let mut names = [""; COUNT];
+            let (mut i, mut at) = (0, 0);
+            while i < ALL.len() {
+                if ALL[i].1 {
+                    names[at] = ALL[i].0;
+                    at += 1;
+                }
+                i += 1;
+            }
+            names
+        };
+
         /// Every built-in plugin's name and priority (higher runs first in every phase).
         pub const PLUGIN_PRIORITIES: &[(&str, u16)] = &[
             $( (<$ty as Policy>::NAME, <$ty as Policy>::PRIORITY), )*

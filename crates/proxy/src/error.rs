@@ -43,6 +43,10 @@ pub enum ProxyError {
     /// The request's body has a transfer coding floodgate does not decode (`gzip, chunked`).
     #[error("unsupported transfer coding")]
     UnsupportedTransferCoding,
+    /// A method-override field names a method the route would not be chosen for, on a route whose
+    /// `method_override` is `reject`.
+    #[error("method override not allowed")]
+    MethodOverride,
     /// The worker is serving `limits.max_requests_in_flight_per_worker` requests already.
     #[error("gateway overloaded")]
     Overloaded,
@@ -52,9 +56,10 @@ impl ProxyError {
     /// The status code this error answers with.
     pub fn status(self) -> StatusCode {
         match self {
-            ProxyError::BadRequest | ProxyError::AmbiguousLength | ProxyError::ClientBody => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::BadRequest
+            | ProxyError::AmbiguousLength
+            | ProxyError::ClientBody
+            | ProxyError::MethodOverride => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

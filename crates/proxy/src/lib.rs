@@ -21,6 +21,7 @@ mod forward;
 mod gateway;
 mod headers;
 mod listener;
+mod method_override;
 mod overload;
 mod path_normalize;
 mod plugin_phases;

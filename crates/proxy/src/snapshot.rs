@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use floodgate_config::{
-    Config, FieldError, Http2Config, KeepaliveConfig, UpstreamConfig, UpstreamProtocol,
+    Config, FieldError, Http2Config, KeepaliveConfig, MethodOverride, UpstreamConfig,
+    UpstreamProtocol,
 };
 use floodgate_observe::{AccessLog, Metrics, RouteMetrics, UpstreamMetrics};
 use floodgate_plugins::real_ip::RealIp;
@@ -116,6 +117,8 @@ pub struct RouteRuntime {
     pub metrics: Arc<RouteMetrics>,
     /// The route's plugin chain; `None` when it has no plugins (and pays nothing for them).
     pub plugins: Option<Arc<Chain>>,
+    /// What happens to a method-override field naming a method routed elsewhere.
+    pub method_override: MethodOverride,
 }
 
 /// What a route does.
@@ -274,6 +277,7 @@ impl Snapshot {
                         .collect(),
                     metrics: metrics.route(&route.id),
                     plugins: plugins.routes.get(i).cloned().flatten(),
+                    method_override: route.method_override,
                 }),
             ));
         }

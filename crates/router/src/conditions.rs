@@ -38,6 +38,12 @@ impl Conditions {
                 parsed_methods.push(parsed);
             }
         }
+        // A route for GET serves HEAD too (RFC 9110 §9.3.2: HEAD is GET without the body), as nginx's
+        // `limit_except GET` and most routers read it: otherwise a HEAD of a GET-only route guarded by
+        // authentication falls through to a broader route without it.
+        if parsed_methods.contains(&Method::GET) && !parsed_methods.contains(&Method::HEAD) {
+            parsed_methods.push(Method::HEAD);
+        }
         let mut parsed_headers = Vec::with_capacity(headers.len());
         for (name, value) in headers {
             let header_error = |reason: &str| ConditionError::Header {
@@ -114,7 +120,13 @@ mod tests {
         assert!(c.matches(&Method::GET, &HeaderMap::new()));
         assert!(c.matches(&Method::POST, &HeaderMap::new()));
         assert!(!c.matches(&Method::PUT, &HeaderMap::new()));
-        assert!(!c.matches(&Method::HEAD, &HeaderMap::new()));
+        assert!(
+            c.matches(&Method::HEAD, &HeaderMap::new()),
+            "GET implies HEAD"
+        );
+        let post = conditions(&["POST"], &[]);
+        assert!(!post.matches(&Method::HEAD, &HeaderMap::new()));
+        assert!(!post.matches(&Method::GET, &HeaderMap::new()));
     }
 
     #[test]

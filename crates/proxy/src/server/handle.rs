@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use crate::client_conn::ConnInfo;
 use crate::completion::{AccessDetails, Completion};
 use crate::error::ProxyError;
 use crate::forward::{forward, Outcome};
+use crate::method_override;
 use crate::overload::requests::RequestSlot;
 use crate::path_normalize::{normalize, PathRules};
 use crate::plugin_phases::{request_phase, response_phase};
@@ -21,7 +23,7 @@ use crate::request_body::ClientBody;
 use crate::request_id::{generate as generate_request_id, request_id, X_REQUEST_ID};
 use crate::request_state::{Client, Used};
 use crate::response_body::ResponseBody;
-use crate::snapshot::{RouteAction, Snapshot};
+use crate::snapshot::{RouteAction, RouteRuntime, Snapshot};
 use crate::worker_ctx::WorkerCtx;
 use floodgate_observe::Rejection;
 
@@ -157,7 +159,7 @@ fn serve<'a>(
         let route = {
             // Scoped so the rare owned path is not kept in this future across the forwarding await.
             let routed_path = normalize_target(&mut req, conn.path_rules)?;
-            snapshot
+            let route = snapshot
                 .routes
                 .lookup(
                     request_host(&req),
@@ -165,7 +167,11 @@ fn serve<'a>(
                     req.method(),
                     req.headers(),
                 )
-                .ok_or(ProxyError::NoRoute)?
+                .ok_or(ProxyError::NoRoute)?;
+            if seen.method_override {
+                enforce_method_override(&mut req, route, snapshot, routed_path.as_deref())?;
+            }
+            route
         };
         used.route = Some(route.clone());
         if route.plugins.is_some() {
@@ -223,6 +229,25 @@ fn serve<'a>(
     }
 }
 
+/// Applies the route's `method_override` rule (out of line: few requests carry such a field).
+#[inline(never)]
+fn enforce_method_override(
+    req: &mut Request<ClientBody>,
+    route: &Arc<RouteRuntime>,
+    snapshot: &Snapshot,
+    routed_path: Option<&str>,
+) -> Result<(), ProxyError> {
+    let host = request_host(req).map(str::to_owned);
+    let path = routed_path.unwrap_or_else(|| req.uri().path()).to_owned();
+    method_override::enforce(
+        req.headers_mut(),
+        route,
+        &snapshot.routes,
+        host.as_deref(),
+        &path,
+    )
+}
+
 /// The host a request is for: the URI's authority (HTTP/2, absolute-form HTTP/1.1), else `Host`.
 fn request_host<B>(req: &Request<B>) -> Option<&str> {
     req.uri().host().or_else(|| {
@@ -250,6 +275,8 @@ struct FieldsSeen {
     content_length: bool,
     content_type: bool,
     request_id: bool,
+    /// A method-override field ([`method_override::is_override_name`]).
+    method_override: bool,
 }
 
 impl FieldsSeen {
@@ -259,6 +286,7 @@ impl FieldsSeen {
             content_length: false,
             content_type: false,
             request_id: false,
+            method_override: false,
         };
         for (name, value) in headers {
             seen.bytes += name.as_str().len() + value.len() + 4;
@@ -268,6 +296,8 @@ impl FieldsSeen {
                 seen.content_type = true;
             } else if name == X_REQUEST_ID {
                 seen.request_id = true;
+            } else if method_override::is_override_name(name.as_str().as_bytes()) {
+                seen.method_override = true;
             }
         }
         seen

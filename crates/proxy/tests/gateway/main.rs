@@ -9,6 +9,7 @@ mod expect_continue;
 mod grpc;
 mod http2_limits;
 mod keepalive;
+mod method_routing;
 mod observability;
 mod overload;
 mod path_normalization;
