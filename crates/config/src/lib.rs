@@ -30,7 +30,7 @@ pub use error::{ConfigError, FieldError};
 pub use http2::Http2Config;
 pub use listener::{CertificateConfig, ListenerConfig, ListenerTlsConfig};
 pub use load::{default_config, parse_yaml, DEFAULT_CONFIG_YAML};
-pub use path_normalization::{EscapedSlashes, ForwardPath, PathNormalizationConfig};
+pub use path_normalization::{EscapedSlashes, ForwardPath, PathNormalizationConfig, Semicolons};
 pub use path_pattern::{PathPattern, PathSegment};
 pub use route::{DirectResponse, RouteConfig};
 pub use size::ByteSize;
