@@ -22,6 +22,7 @@ mod plugin_transforms;
 mod proxy_protocol;
 mod proxying;
 mod reload;
+mod request_fields;
 mod response_framing;
 mod server_http1;
 mod smuggling;
