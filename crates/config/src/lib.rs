@@ -28,7 +28,7 @@ pub use consumer::{ConsumerConfig, RealIpConfig};
 pub use duration::HumanDuration;
 pub use error::{ConfigError, FieldError};
 pub use http2::Http2Config;
-pub use listener::{CertificateConfig, ListenerConfig, ListenerTlsConfig};
+pub use listener::{CertificateConfig, ListenerConfig, ListenerTlsConfig, UnderscoresInHeaders};
 pub use load::{default_config, parse_yaml, DEFAULT_CONFIG_YAML};
 pub use path_normalization::{EscapedSlashes, ForwardPath, PathNormalizationConfig, Semicolons};
 pub use path_pattern::{PathPattern, PathSegment};

@@ -505,6 +505,14 @@ routes:
             errors[0].starts_with("listeners[0].path_normalization.semicolons: "),
             "{errors:?}"
         );
+        let errors = errors_of(
+            "listeners:\n  - { name: a, address: \"127.0.0.1:8080\", underscores_in_headers: off }\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("listeners[0].underscores_in_headers: "),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub enum ProxyError {
     /// The request's body has a transfer coding floodgate does not decode (`gzip, chunked`).
     #[error("unsupported transfer coding")]
     UnsupportedTransferCoding,
+    /// A request field's name holds `_` on a listener that refuses such names.
+    #[error("underscore in a header name")]
+    UnderscoreInFieldName,
     /// The worker is serving `limits.max_requests_in_flight_per_worker` requests already.
     #[error("gateway overloaded")]
     Overloaded,
@@ -52,9 +55,10 @@ impl ProxyError {
     /// The status code this error answers with.
     pub fn status(self) -> StatusCode {
         match self {
-            ProxyError::BadRequest | ProxyError::AmbiguousLength | ProxyError::ClientBody => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::BadRequest
+            | ProxyError::AmbiguousLength
+            | ProxyError::ClientBody
+            | ProxyError::UnderscoreInFieldName => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

@@ -22,7 +22,9 @@ use crate::request_id::{generate as generate_request_id, request_id, X_REQUEST_I
 use crate::request_state::{Client, Used};
 use crate::response_body::ResponseBody;
 use crate::snapshot::{RouteAction, Snapshot};
+use crate::underscore_fields;
 use crate::worker_ctx::WorkerCtx;
+use floodgate_config::UnderscoresInHeaders;
 use floodgate_observe::Rejection;
 
 /// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
@@ -34,12 +36,17 @@ use floodgate_observe::Rejection;
 pub fn handle(
     ctx: Rc<WorkerCtx>,
     conn: Rc<ConnInfo>,
-    req: Request<ClientBody>,
+    mut req: Request<ClientBody>,
 ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> {
     async move {
         let started = Instant::now();
         let snapshot = ctx.shared.snapshot.load_full();
-        let seen = FieldsSeen::of(req.headers());
+        // Before anything reads a field, so no rule, route or plugin sees one the listener drops. The
+        // rule is compared first: under `allow`, the default, the names are not scanned at all.
+        let underscores_refused = conn.underscores != UnderscoresInHeaders::Allow
+            && !underscore_fields::apply(req.headers_mut(), conn.underscores);
+        let mut seen = FieldsSeen::of(req.headers());
+        seen.underscores_refused = underscores_refused;
         let request_id = if seen.request_id {
             request_id(req.headers()).0
         } else {
@@ -250,6 +257,8 @@ struct FieldsSeen {
     content_length: bool,
     content_type: bool,
     request_id: bool,
+    /// A name holds `_` and the listener refuses such requests (set by the caller, not by the scan).
+    underscores_refused: bool,
 }
 
 impl FieldsSeen {
@@ -259,6 +268,7 @@ impl FieldsSeen {
             content_length: false,
             content_type: false,
             request_id: false,
+            underscores_refused: false,
         };
         for (name, value) in headers {
             seen.bytes += name.as_str().len() + value.len() + 4;
@@ -291,6 +301,9 @@ fn check_request(
     }
     if seen.bytes > max_header_bytes {
         return Err(ProxyError::HeadersTooLarge);
+    }
+    if seen.underscores_refused {
+        return Err(ProxyError::UnderscoreInFieldName);
     }
     let path = req.uri().path();
     if !path.starts_with('/') && req.method() != Method::OPTIONS {
