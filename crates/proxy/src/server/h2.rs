@@ -62,10 +62,12 @@ where
     let service = service_fn(move |mut req: Request<Incoming>| {
         let stream = OpenStream::new(service_streams.clone());
         join_cookie_crumbs(req.headers_mut());
+        // A stream the client resets is dropped by hyper with this future: nothing to watch here.
         let handled = handle(
             service_ctx.clone(),
             info.clone(),
             req.map(ClientBody::Http2),
+            std::future::pending(),
         );
         Box::pin(async move {
             let Ok(response) = handled.await;

@@ -2,8 +2,10 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -29,6 +31,10 @@ use floodgate_observe::Rejection;
 
 /// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
 ///
+/// `client_gone` resolves when the client can no longer receive the answer (an HTTP/1.1 connection
+/// closed while the request waits); the request is then abandoned where it stands, its upstream
+/// exchange dropped, and it ends as a 499 whose completion still runs the plugins' `log` phase.
+///
 /// Written as a function returning an `async move` block rather than an `async fn`: an `async fn` moves
 /// each argument into a second slot of its future, and this future is copied whole into its box on every
 /// request. The functions it awaits are written the same way for the same reason.
@@ -37,6 +43,7 @@ pub fn handle(
     ctx: Rc<WorkerCtx>,
     conn: Rc<ConnInfo>,
     mut req: Request<ClientBody>,
+    client_gone: impl Future<Output = ()>,
 ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> {
     async move {
         let started = Instant::now();
@@ -77,21 +84,34 @@ pub fn handle(
         });
         let mut used = Used::default();
         let mut in_flight = None;
-        let result = serve(
-            &ctx,
-            &conn,
-            &snapshot,
-            req,
-            Client {
-                ip: client_ip,
-                request_id: &request_id,
-                grpc,
-            },
-            started,
-            seen,
-            &mut used,
-        )
-        .await;
+        let result = {
+            let mut serving = pin!(serve(
+                &ctx,
+                &conn,
+                &snapshot,
+                req,
+                Client {
+                    ip: client_ip,
+                    request_id: &request_id,
+                    grpc,
+                },
+                started,
+                seen,
+                &mut used,
+            ));
+            let mut client_gone = pin!(client_gone);
+            // The request first: most are answered at their first poll and never look at the client.
+            // Dropping `serving` when the client is gone drops the upstream exchange with it, so that
+            // connection is closed rather than pooled with a response still to come.
+            poll_fn(|cx| match serving.as_mut().poll(cx) {
+                Poll::Ready(result) => Poll::Ready(result),
+                Poll::Pending => client_gone
+                    .as_mut()
+                    .poll(cx)
+                    .map(|()| Err(ProxyError::ClientClosed)),
+            })
+            .await
+        };
         let mut response = match result {
             Ok(outcome) => {
                 in_flight = outcome.in_flight;
