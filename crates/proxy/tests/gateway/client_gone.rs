@@ -9,11 +9,16 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use floodgate_testkit::{eventually, raw_exchange, read_to_close, OneRoute};
+use floodgate_config::{UpstreamProtocol, UpstreamTlsConfig};
+use floodgate_testkit::{
+    eventually, free_port, raw_exchange, read_to_close, OneRoute, TestCerts, TestGateway,
+};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
+use tokio_rustls::client::TlsStream;
 
 /// Safety net for anything that waits on the network; no test relies on it for its outcome.
 const SAFETY: Duration = Duration::from_secs(20);
@@ -119,82 +124,196 @@ fn log_lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_client_gone_while_waiting_frees_its_slot_and_its_upstream_connection() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("access.log");
-    let mut upstream = Upstream::start().await;
-    let gw = OneRoute::to(upstream.addr.to_string())
-        .route("plugins: { limit-conn: { max: 1 } }")
-        .top(&format!(
-            "access_log: {{ path: {:?} }}",
-            log.display().to_string()
-        ))
-        .start();
-    let addr = gw.addr("main");
+/// A plain listener (`main`) and a TLS one (`secure`), both routing `/*` under `limit-conn: { max: 1 }`.
+fn config(upstream: &Upstream, certs: &TestCerts, log: &Path) -> String {
+    format!(
+        r#"
+workers: 1
+listeners:
+  - {{ name: main, address: "127.0.0.1:0" }}
+  - name: secure
+    address: "127.0.0.1:{port}"
+    tls: {{ certificates: [{{ cert: "{cert}", key: "{key}" }}] }}
+admin: {{ address: "127.0.0.1:0" }}
+access_log: {{ path: {log:?} }}
+upstreams:
+  - id: backend
+    targets: [{{ address: "{upstream}" }}]
+routes:
+  - {{ id: all, paths: ["/*"], upstream: backend, plugins: {{ limit-conn: {{ max: 1 }} }} }}
+"#,
+        // Only one listener may take port 0.
+        port = free_port(),
+        cert = certs.cert(),
+        key = certs.key(),
+        log = log.display().to_string(),
+        upstream = upstream.addr,
+    )
+}
 
-    for (round, leave) in [Leave::Reset, Leave::Close, Leave::HalfClose]
-        .into_iter()
-        .enumerate()
-    {
-        let mut a = TcpStream::connect(addr).await.expect("connect");
-        a.write_all(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("send");
+/// A TLS connection to `addr` that accepts any certificate and offers only HTTP/1.1.
+async fn tls_connect(addr: SocketAddr) -> TlsStream<TcpStream> {
+    let skip_verify = UpstreamTlsConfig {
+        insecure_skip_verify: true,
+        ..Default::default()
+    };
+    let config = floodgate_proxy::upstream_tls_config(&skip_verify, Some(UpstreamProtocol::Http1))
+        .expect("client config");
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("a.test".to_string()).expect("name");
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("handshake")
+}
+
+/// Sends `/hold` as client A on `listener` and leaves as `leave` says once the upstream has it.
+async fn hold_and_leave(addr: SocketAddr, tls: bool, leave: Leave, upstream: &mut Upstream) {
+    const HOLD: &[u8] = b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n";
+    if tls {
+        let mut a = tls_connect(addr).await;
+        a.write_all(HOLD).await.expect("send");
+        a.flush().await.expect("flush");
         assert_eq!(
             upstream.next().await,
             Seen::Request("/hold".into()),
             "{leave:?}"
         );
+        let (tcp, _) = a.get_ref();
         match leave {
             Leave::Reset => {
-                socket2::SockRef::from(&a)
+                socket2::SockRef::from(tcp)
                     .set_linger(Some(Duration::ZERO))
                     .expect("SO_LINGER");
                 drop(a);
             }
+            // Without close_notify, as a client that simply goes away does.
             Leave::Close => drop(a),
             Leave::HalfClose => {
-                a.shutdown().await.expect("shutdown");
-                // Gone for the gateway: it closes without an answer.
-                let rest = tokio::time::timeout(SAFETY, read_to_close(&mut a))
+                socket2::SockRef::from(tcp)
+                    .shutdown(std::net::Shutdown::Write)
+                    .expect("shutdown");
+                let mut rest = Vec::new();
+                let _ = tokio::time::timeout(SAFETY, a.read_to_end(&mut rest))
                     .await
                     .expect("the gateway kept the half-closed connection");
-                assert_eq!(rest, "", "{leave:?}");
+                assert!(rest.is_empty(), "{leave:?}: {rest:?}");
             }
         }
-        // The gateway dropped the upstream exchange: that connection is closed, not pooled.
-        assert_eq!(upstream.next().await, Seen::HeldClosed, "{leave:?}");
-
-        // B on the same route gets the slot A held: 200, not limit-conn's 503.
-        let text = tokio::time::timeout(
-            SAFETY,
-            raw_exchange(
-                addr,
-                b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            ),
-        )
-        .await
-        .expect("B's exchange did not finish");
-        assert!(text.starts_with("HTTP/1.1 200 "), "{leave:?}: {text}");
-        assert!(text.ends_with("served /next"), "{leave:?}: {text}");
-        assert_eq!(
-            upstream.next().await,
-            Seen::Request("/next".into()),
-            "{leave:?}"
-        );
-
-        // A's request is logged as nginx logs it: 499, on its route.
-        eventually("A's access log line", || {
-            log_lines(&log).len() >= 2 * (round + 1)
-        })
-        .await;
-        let lines = log_lines(&log);
-        let held: Vec<_> = lines.iter().filter(|l| l["path"] == "/hold").collect();
-        assert_eq!(held.len(), round + 1, "{lines:#?}");
-        assert_eq!(held[round]["status"], 499, "{leave:?}: {lines:#?}");
-        assert_eq!(held[round]["route"], "all", "{leave:?}");
+        return;
     }
+    let mut a = TcpStream::connect(addr).await.expect("connect");
+    a.write_all(HOLD).await.expect("send");
+    assert_eq!(
+        upstream.next().await,
+        Seen::Request("/hold".into()),
+        "{leave:?}"
+    );
+    match leave {
+        Leave::Reset => {
+            socket2::SockRef::from(&a)
+                .set_linger(Some(Duration::ZERO))
+                .expect("SO_LINGER");
+            drop(a);
+        }
+        Leave::Close => drop(a),
+        Leave::HalfClose => {
+            a.shutdown().await.expect("shutdown");
+            // Gone for the gateway: it closes without an answer.
+            assert_eq!(read_to_close(&mut a).await, "", "{leave:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_gone_while_waiting_frees_its_slot_and_its_upstream_connection() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("access.log");
+    let certs = TestCerts::new(&["a.test"]);
+    let mut upstream = Upstream::start().await;
+    let gw = TestGateway::start(&config(&upstream, &certs, &log));
+    let addr = gw.addr("main");
+
+    let mut round = 0;
+    for tls in [false, true] {
+        for leave in [Leave::Reset, Leave::Close, Leave::HalfClose] {
+            let listener = if tls { gw.addr("secure") } else { addr };
+            hold_and_leave(listener, tls, leave, &mut upstream).await;
+            // The gateway dropped the upstream exchange: that connection is closed, not pooled.
+            assert_eq!(
+                upstream.next().await,
+                Seen::HeldClosed,
+                "tls {tls} {leave:?}"
+            );
+
+            // B on the same route gets the slot A held: 200, not limit-conn's 503.
+            let text = tokio::time::timeout(
+                SAFETY,
+                raw_exchange(
+                    addr,
+                    b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                ),
+            )
+            .await
+            .expect("B's exchange did not finish");
+            assert!(
+                text.starts_with("HTTP/1.1 200 "),
+                "tls {tls} {leave:?}: {text}"
+            );
+            assert!(
+                text.ends_with("served /next"),
+                "tls {tls} {leave:?}: {text}"
+            );
+            assert_eq!(upstream.next().await, Seen::Request("/next".into()));
+
+            // A's request is logged as nginx logs it: 499, on its route.
+            round += 1;
+            eventually("A's access log line", || log_lines(&log).len() >= 2 * round).await;
+            let lines = log_lines(&log);
+            let held: Vec<_> = lines.iter().filter(|l| l["path"] == "/hold").collect();
+            assert_eq!(held.len(), round, "{lines:#?}");
+            assert_eq!(
+                held[round - 1]["status"],
+                499,
+                "tls {tls} {leave:?}: {lines:#?}"
+            );
+            assert_eq!(held[round - 1]["route"], "all", "tls {tls} {leave:?}");
+        }
+    }
+}
+
+/// HTTP/2 needs no watching: a stream the client resets is dropped, and its slot with it.
+#[tokio::test]
+async fn an_http2_stream_reset_while_waiting_frees_its_slot_and_the_connection_serves_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCerts::new(&["a.test"]);
+    let mut upstream = Upstream::start().await;
+    let gw = TestGateway::start(&config(&upstream, &certs, &dir.path().join("access.log")));
+    let tcp = TcpStream::connect(gw.addr("main")).await.expect("connect");
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let request = |path: &str| http::Request::get(path).body(()).expect("request");
+
+    let (held, _) = client.send_request(request("/hold"), true).expect("send");
+    assert_eq!(upstream.next().await, Seen::Request("/hold".into()));
+    // Dropping the response resets the stream (RST_STREAM CANCEL).
+    drop(held);
+    assert_eq!(upstream.next().await, Seen::HeldClosed);
+
+    let mut client = client.ready().await.expect("ready");
+    let (next, _) = client.send_request(request("/next"), true).expect("send");
+    let response = tokio::time::timeout(SAFETY, next)
+        .await
+        .expect("no answer")
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = body.data().await {
+        text.extend_from_slice(&chunk.expect("body"));
+    }
+    assert_eq!(text, b"served /next");
+    assert_eq!(upstream.next().await, Seen::Request("/next".into()));
 }
 
 #[tokio::test]
