@@ -135,9 +135,13 @@ where
 /// request leaves HTTP/2: clients split cookies into crumbs for HPACK, and an HTTP/1.1 upstream (or a
 /// plugin reading one `Cookie`) would otherwise see several `Cookie` lines, which RFC 6265 §5.4 forbids.
 ///
-/// Every HTTP/2 request pays one lookup of a standard name here, with no allocation; only a request
-/// with two crumbs or more builds the joined value.
+/// Runs on every HTTP/2 request, so it first compares two counts the map keeps: when no name holds
+/// two values there is nothing to join and nothing is looked up. Otherwise one lookup of a standard
+/// name; only a request with two crumbs or more builds the joined value.
 fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    if headers.len() == headers.keys_len() {
+        return;
+    }
     let mut crumbs = headers.get_all(header::COOKIE).iter();
     if crumbs.next().is_none() || crumbs.next().is_none() {
         return;
