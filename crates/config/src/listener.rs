@@ -29,6 +29,27 @@ pub struct ListenerConfig {
     /// closed. `false`, the default, reads no header (a PROXY line is then a bad request).
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// What to do with request fields whose names contain `_`, which CGI-style servers read as the
+    /// same field as the name with `-`.
+    #[serde(default)]
+    pub underscores_in_headers: UnderscoresInHeaders,
+}
+
+/// The handling of request fields named with `_` (`X_User`). Servers that hand fields to applications
+/// as `HTTP_*` variables (CGI, WSGI, Rack, PHP) read `X_User` and `X-User` as one field, so a client can
+/// pass a field under a spelling the gateway's own rules never looked at. nginx drops such fields by
+/// default (`underscores_in_headers off`); Envoy chooses with `headers_with_underscores_action`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UnderscoresInHeaders {
+    /// Pass them on. The default, so upstreams that use such names keep working; the gateway still
+    /// removes the `_` spellings of the fields it writes or reads itself.
+    #[default]
+    Allow,
+    /// Remove every one of them before routing and plugins, as nginx does by default.
+    Drop,
+    /// Answer 400.
+    Reject,
 }
 
 /// TLS settings of a listener.

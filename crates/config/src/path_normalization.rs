@@ -22,6 +22,9 @@ pub struct PathNormalizationConfig {
     /// What to do with `%2F` and `%5C` (encoded `/` and `\`) in a path.
     #[serde(default)]
     pub escaped_slashes: EscapedSlashes,
+    /// What to do with `;` path parameters (and `%3B`) in a path.
+    #[serde(default)]
+    pub semicolons: Semicolons,
     /// Which path the upstream receives: the normalised one routing used, or the client's original.
     #[serde(default)]
     pub forward: ForwardPath,
@@ -32,6 +35,7 @@ impl Default for PathNormalizationConfig {
         Self {
             merge_slashes: default_merge_slashes(),
             escaped_slashes: EscapedSlashes::default(),
+            semicolons: Semicolons::default(),
             forward: ForwardPath::default(),
         }
     }
@@ -55,6 +59,24 @@ pub enum EscapedSlashes {
     Decode,
 }
 
+/// The handling of `;` in a path, which servlet containers (Tomcat, Jetty) and Spring read as the
+/// start of a segment's parameters and remove, on the raw path, before decoding and resolving dot
+/// segments: they serve `/admin;x/secret` and `/public/..;/admin/secret` as `/admin/secret`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Semicolons {
+    /// Answer 400 for a `;` or a `%3B` in the path, as Spring Security's `StrictHttpFirewall` does. The
+    /// default: routing cannot know whether the upstream strips parameters, and a path routed one way
+    /// must not be served as another.
+    #[default]
+    Refuse,
+    /// Remove each segment's parameters (from a `;` to the end of its segment) before anything else,
+    /// as servlet containers do, so routing and the upstream see the same path. `%3B` is data.
+    Strip,
+    /// Leave `;` as an ordinary character of its segment, for upstreams that do not strip parameters.
+    Keep,
+}
+
 /// The path a forwarded request carries upstream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -68,7 +90,7 @@ pub enum ForwardPath {
 
 #[cfg(test)]
 mod tests {
-    use super::{EscapedSlashes, ForwardPath, PathNormalizationConfig};
+    use super::{EscapedSlashes, ForwardPath, PathNormalizationConfig, Semicolons};
 
     #[test]
     fn defaults_are_the_safe_choices() {
@@ -76,17 +98,19 @@ mod tests {
         assert_eq!(config, PathNormalizationConfig::default());
         assert!(config.merge_slashes);
         assert_eq!(config.escaped_slashes, EscapedSlashes::Refuse);
+        assert_eq!(config.semicolons, Semicolons::Refuse);
         assert_eq!(config.forward, ForwardPath::Normalized);
     }
 
     #[test]
     fn every_field_is_read() {
         let config: PathNormalizationConfig = serde_yaml_ng::from_str(
-            "{ merge_slashes: false, escaped_slashes: decode, forward: original }",
+            "{ merge_slashes: false, escaped_slashes: decode, semicolons: strip, forward: original }",
         )
         .unwrap();
         assert!(!config.merge_slashes);
         assert_eq!(config.escaped_slashes, EscapedSlashes::Decode);
+        assert_eq!(config.semicolons, Semicolons::Strip);
         assert_eq!(config.forward, ForwardPath::Original);
     }
 
@@ -96,6 +120,9 @@ mod tests {
         assert!(
             serde_yaml_ng::from_str::<PathNormalizationConfig>("{ escaped_slashes: split }")
                 .is_err()
+        );
+        assert!(
+            serde_yaml_ng::from_str::<PathNormalizationConfig>("{ semicolons: drop }").is_err()
         );
     }
 }

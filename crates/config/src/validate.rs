@@ -501,6 +501,22 @@ routes:
         );
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("merge"), "{errors:?}");
+        let errors = errors_of(
+            "listeners:\n  - { name: a, address: \"127.0.0.1:8080\", path_normalization: { semicolons: drop } }\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("listeners[0].path_normalization.semicolons: "),
+            "{errors:?}"
+        );
+        let errors = errors_of(
+            "listeners:\n  - { name: a, address: \"127.0.0.1:8080\", underscores_in_headers: off }\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("listeners[0].underscores_in_headers: "),
+            "{errors:?}"
+        );
     }
 
     #[test]

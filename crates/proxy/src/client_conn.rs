@@ -10,6 +10,17 @@ use tokio::time::Sleep;
 
 use crate::path_normalize::PathRules;
 use crate::upstream::io::UpstreamTunnel;
+use floodgate_config::UnderscoresInHeaders;
+
+/// What a listener's configuration says about the requests of a connection it accepts, as of the
+/// snapshot it was accepted under.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListenerRules {
+    /// How paths are normalised.
+    pub path: PathRules,
+    /// What fields named with `_` become.
+    pub underscores: UnderscoresInHeaders,
+}
 
 /// What is known about the client connection a request arrived on.
 pub struct ConnInfo {
@@ -21,6 +32,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The listener's path normalisation, as of the snapshot the connection was accepted under.
     pub path_rules: PathRules,
+    /// The listener's rule for request fields named with `_`.
+    pub underscores: UnderscoresInHeaders,
     /// Set by the HTTP/1.1 server when a request head declared both `Content-Length` and
     /// `Transfer-Encoding`; the handler refuses that request.
     pub ambiguous_framing: Cell<bool>,
@@ -32,13 +45,14 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    /// A connection from `client`, accepted on a listener with these path rules.
-    pub fn new(client: SocketAddr, tls: bool, path_rules: PathRules) -> Self {
+    /// A connection from `client`, accepted on a listener with these rules.
+    pub fn new(client: SocketAddr, tls: bool, rules: ListenerRules) -> Self {
         Self {
             client,
             client_ip_value: crate::headers::ip_value(client.ip()),
             tls,
-            path_rules,
+            path_rules: rules.path,
+            underscores: rules.underscores,
             ambiguous_framing: Cell::new(false),
             pending_upgrade: RefCell::new(None),
             spare_timer: Cell::new(None),

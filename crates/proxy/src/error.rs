@@ -47,6 +47,13 @@ pub enum ProxyError {
     /// `method_override` is `reject`.
     #[error("method override not allowed")]
     MethodOverride,
+    /// A request field's name holds `_` on a listener that refuses such names.
+    #[error("underscore in a header name")]
+    UnderscoreInFieldName,
+    /// The client closed its connection before the response head was ready (nginx's 499); nothing
+    /// is sent, the status is for the access log and the metrics.
+    #[error("client closed request")]
+    ClientClosed,
     /// The worker is serving `limits.max_requests_in_flight_per_worker` requests already.
     #[error("gateway overloaded")]
     Overloaded,
@@ -59,7 +66,8 @@ impl ProxyError {
             ProxyError::BadRequest
             | ProxyError::AmbiguousLength
             | ProxyError::ClientBody
-            | ProxyError::MethodOverride => StatusCode::BAD_REQUEST,
+            | ProxyError::MethodOverride
+            | ProxyError::UnderscoreInFieldName => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -68,6 +76,10 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            // nginx's code, which log readers and dashboards already know; valid, so never the fallback.
+            ProxyError::ClientClosed => {
+                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+            }
         }
     }
 
@@ -130,6 +142,7 @@ fn grpc_status(status: StatusCode) -> &'static str {
         401 => "16",
         403 => "7",
         404 => "12",
+        499 => "1",
         429 | 502..=504 => "14",
         _ => "13",
     }

@@ -38,6 +38,7 @@ mod snapshot;
 mod stop;
 mod stream;
 mod tls;
+mod underscore_fields;
 mod upstream;
 mod worker;
 mod worker_ctx;

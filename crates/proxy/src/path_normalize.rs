@@ -5,15 +5,17 @@
 //! that guards `/app/internal/*`. Before routing, a path is rewritten as RFC 3986 §6.2.2 and §5.2.4 say
 //! (as Envoy's `normalize_path` and `merge_slashes` do): percent-encoded unreserved characters decoded,
 //! the hex of other escapes uppercased, repeated slashes merged, dot segments resolved. Encoded slashes
-//! follow the listener's choice (Envoy's `path_with_escaped_slashes_action`). The query is not part of the
-//! path and is never touched.
+//! follow the listener's choice (Envoy's `path_with_escaped_slashes_action`), and so do `;` path
+//! parameters, which servlet containers remove from each segment before they decode or resolve anything
+//! (`/public/..;/admin/secret` is `/admin/secret` to Tomcat). The query is not part of the path and is
+//! never touched.
 //!
 //! This runs on every request, so a single scan first decides whether there is anything to do; most
 //! paths have no `%`, `//` or dot segment and come back borrowed, without allocating.
 
 use std::borrow::Cow;
 
-use floodgate_config::{EscapedSlashes, ForwardPath, PathNormalizationConfig};
+use floodgate_config::{EscapedSlashes, ForwardPath, PathNormalizationConfig, Semicolons};
 
 /// A listener's path rules, taken from its configuration once per snapshot and copied into each
 /// connection it accepts.
@@ -23,6 +25,8 @@ pub struct PathRules {
     pub merge_slashes: bool,
     /// What `%2F` and `%5C` become.
     pub escaped_slashes: EscapedSlashes,
+    /// What `;` path parameters become.
+    pub semicolons: Semicolons,
     /// Whether the upstream receives the normalised path (else the client's original target).
     pub forward_normalized: bool,
 }
@@ -32,6 +36,7 @@ impl From<&PathNormalizationConfig> for PathRules {
         Self {
             merge_slashes: config.merge_slashes,
             escaped_slashes: config.escaped_slashes,
+            semicolons: config.semicolons,
             forward_normalized: config.forward == ForwardPath::Normalized,
         }
     }
@@ -55,6 +60,9 @@ pub enum PathError {
     /// `%2F` or `%5C` where the listener refuses them.
     #[error("encoded slash in the path")]
     EncodedSlash,
+    /// A `;` or `%3B` where the listener refuses path parameters.
+    #[error("semicolon in the path")]
+    Semicolon,
     /// A `..` segment that would climb above `/`.
     #[error("dot segment above the root")]
     AboveRoot,
@@ -69,11 +77,7 @@ pub fn normalize(path: &str, rules: PathRules) -> Result<Cow<'_, str>, PathError
     if bytes.first() != Some(&b'/') || !needs_work(bytes, rules)? {
         return Ok(Cow::Borrowed(path));
     }
-    // Decoding first, then resolving segments, so `%2e%2e` is a `..` and a decoded `%2F` separates
-    // segments. Decoding never produces a `%` (an encoded `%` is not unreserved), so nothing is decoded
-    // twice.
-    let decoded = decode(bytes, rules.escaped_slashes)?;
-    let resolved = resolve_segments(&decoded, rules.merge_slashes)?;
+    let resolved = rewrite(bytes, rules)?;
     // Only ASCII bytes were replaced and every other byte copied whole, so this always succeeds.
     let normalized = String::from_utf8(resolved).map_err(|_| PathError::MalformedEscape)?;
     Ok(if normalized == path {
@@ -83,7 +87,26 @@ pub fn normalize(path: &str, rules: PathRules) -> Result<Cow<'_, str>, PathError
     })
 }
 
-/// Bytes the fast scan passes over without a second look: all but `%`, `/`, `\` and control bytes.
+/// The full rewrite, for paths the scan found something to do in.
+fn rewrite(path: &[u8], rules: PathRules) -> Result<Vec<u8>, PathError> {
+    // Parameters go first, on the raw path, as servlet containers remove them: `..;` is then a `..`,
+    // and a `%2F` inside a parameter never separates anything.
+    let stripped;
+    let path = if rules.semicolons == Semicolons::Strip {
+        stripped = strip_parameters(path)?;
+        &stripped[..]
+    } else {
+        path
+    };
+    // Decoding next, then resolving segments, so `%2e%2e` is a `..` and a decoded `%2F` separates
+    // segments. Decoding never produces a `%` (an encoded `%` is not unreserved), so nothing is decoded
+    // twice.
+    let decoded = decode(path, rules)?;
+    resolve_segments(&decoded, rules.merge_slashes)
+}
+
+/// Bytes the fast scan passes over without a second look: all but `%`, `/`, `\`, `;` and control
+/// bytes. `;` is one more entry of the same table, so paths without one pay nothing for its rules.
 const PLAIN: [bool; 256] = {
     let mut table = [true; 256];
     let mut byte = 0;
@@ -91,6 +114,7 @@ const PLAIN: [bool; 256] = {
         table[byte] = !(byte < 0x20
             || byte == 0x7f
             || byte == b'%' as usize
+            || byte == b';' as usize
             || byte == b'/' as usize
             || byte == b'\\' as usize);
         byte += 1;
@@ -120,6 +144,10 @@ fn needs_work(path: &[u8], rules: PathRules) -> Result<bool, PathError> {
                         EscapedSlashes::Keep => lower,
                         EscapedSlashes::Decode => true,
                     },
+                    // An upstream that decodes before it strips would read `%3B` as a delimiter.
+                    b';' if rules.semicolons == Semicolons::Refuse => {
+                        return Err(PathError::Semicolon)
+                    }
                     value => lower || is_unreserved(value),
                 };
                 if changes {
@@ -138,6 +166,11 @@ fn needs_work(path: &[u8], rules: PathRules) -> Result<bool, PathError> {
                 EscapedSlashes::Keep => {}
                 EscapedSlashes::Decode => return Ok(true),
             },
+            b';' => match rules.semicolons {
+                Semicolons::Refuse => return Err(PathError::Semicolon),
+                Semicolons::Strip => return Ok(true),
+                Semicolons::Keep => {}
+            },
             _ => return Err(PathError::ControlByte),
         }
         rest = after;
@@ -153,9 +186,32 @@ fn is_dot_segment_at(path: &[u8], start: usize) -> bool {
         && (ends_at(start + 1) || (path.get(start + 1) == Some(&b'.') && ends_at(start + 2)))
 }
 
-/// The path with unreserved characters decoded, other escapes' hex uppercased, and encoded slashes
-/// kept, decoded or refused.
-fn decode(path: &[u8], slashes: EscapedSlashes) -> Result<Vec<u8>, PathError> {
+/// Each segment without its parameters: from a `;` to the end of its segment. `%3B` is not a
+/// delimiter here, as it is not to the servlet containers this copies. What is removed must still be
+/// well-formed: a path is refused for a control byte or a malformed escape wherever it is.
+fn strip_parameters(path: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut in_parameters = false;
+    for (i, &byte) in path.iter().enumerate() {
+        match byte {
+            b'/' => in_parameters = false,
+            b';' => in_parameters = true,
+            _ => {}
+        }
+        if !in_parameters {
+            out.push(byte);
+        } else if is_control(byte) || (byte == b'%' && escape_at(path, i)?.0 == 0) {
+            return Err(PathError::ControlByte);
+        }
+    }
+    Ok(out)
+}
+
+/// The path with unreserved characters decoded, other escapes' hex uppercased, encoded slashes kept,
+/// decoded or refused, and `;` kept or refused (stripping happened before).
+fn decode(path: &[u8], rules: PathRules) -> Result<Vec<u8>, PathError> {
+    let slashes = rules.escaped_slashes;
+    let refuse_semicolons = rules.semicolons == Semicolons::Refuse;
     let mut out = Vec::with_capacity(path.len());
     let mut i = 0;
     while let Some(&byte) = path.get(i) {
@@ -164,6 +220,7 @@ fn decode(path: &[u8], slashes: EscapedSlashes) -> Result<Vec<u8>, PathError> {
                 return Err(PathError::ControlByte);
             }
             match (byte, slashes) {
+                (b';', _) if refuse_semicolons => return Err(PathError::Semicolon),
                 (b'\\', EscapedSlashes::Refuse) => return Err(PathError::EncodedSlash),
                 (b'\\', EscapedSlashes::Decode) => out.push(b'/'),
                 _ => out.push(byte),
@@ -181,6 +238,7 @@ fn decode(path: &[u8], slashes: EscapedSlashes) -> Result<Vec<u8>, PathError> {
                 // as a separator, so routing must see one.
                 EscapedSlashes::Decode => out.push(b'/'),
             },
+            b';' if refuse_semicolons => return Err(PathError::Semicolon),
             value if is_unreserved(value) => out.push(value),
             value => push_escape(&mut out, value),
         }
@@ -258,206 +316,4 @@ fn is_control(byte: u8) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::borrow::Cow;
-
-    use floodgate_config::EscapedSlashes;
-
-    use super::{decode, needs_work, normalize, resolve_segments, PathError, PathRules};
-
-    fn rules(escaped_slashes: EscapedSlashes) -> PathRules {
-        PathRules {
-            escaped_slashes,
-            ..PathRules::default()
-        }
-    }
-
-    fn normal(path: &str) -> Result<String, PathError> {
-        normalize(path, PathRules::default()).map(Cow::into_owned)
-    }
-
-    #[test]
-    fn normal_paths_are_borrowed() {
-        for path in [
-            "/",
-            "/app/users",
-            "/app/users/",
-            "/.well-known/acme",
-            "/a/.b/..c/c..",
-            "/a%20b/%C3%A9",
-            "*",
-        ] {
-            assert!(
-                matches!(normalize(path, PathRules::default()), Ok(Cow::Borrowed(p)) if p == path),
-                "{path}"
-            );
-        }
-    }
-
-    #[test]
-    fn unreserved_escapes_are_decoded_and_others_uppercased() {
-        assert_eq!(
-            normal("/app/%69nternal/secret").unwrap(),
-            "/app/internal/secret"
-        );
-        assert_eq!(normal("/app/ok%7Efile").unwrap(), "/app/ok~file");
-        assert_eq!(normal("/%41%5a%30%2D%5f%2e").unwrap(), "/AZ0-_.");
-        assert_eq!(normal("/a%20b/%c3%a9").unwrap(), "/a%20b/%C3%A9");
-        // An encoded `%` stays encoded: `%2569` is the three characters `%69`, not `i`.
-        assert_eq!(normal("/%2569").unwrap(), "/%2569");
-    }
-
-    #[test]
-    fn repeated_slashes_are_merged_when_asked() {
-        assert_eq!(normal("//app///internal//x//").unwrap(), "/app/internal/x/");
-        assert_eq!(normal("//").unwrap(), "/");
-        let keep = PathRules {
-            merge_slashes: false,
-            ..PathRules::default()
-        };
-        assert_eq!(normalize("/a//b", keep).unwrap(), "/a//b");
-        assert_eq!(normalize("/a//../b", keep).unwrap(), "/a/b");
-    }
-
-    #[test]
-    fn dot_segments_are_resolved_in_every_spelling() {
-        for (path, expected) in [
-            ("/app/./internal/x", "/app/internal/x"),
-            ("/app/foo/../internal/x", "/app/internal/x"),
-            ("/app/%2e%2e/app/internal/x", "/app/internal/x"),
-            ("/app/x/%2E%2e/internal", "/app/internal"),
-            ("/app/x/.%2e/internal", "/app/internal"),
-            ("/app/x/%2e./internal", "/app/internal"),
-            ("/app/%2e/internal", "/app/internal"),
-            ("/a/b/..", "/a/"),
-            ("/a/b/.", "/a/b/"),
-            ("/a/..", "/"),
-            ("/.", "/"),
-            ("/a/.../b", "/a/.../b"),
-            ("/a/%2e%2e%2e/b", "/a/.../b"),
-            ("/a/%2e%2ex/b", "/a/..x/b"),
-        ] {
-            assert_eq!(normal(path).unwrap(), expected, "{path}");
-        }
-    }
-
-    #[test]
-    fn climbing_above_the_root_is_refused() {
-        for path in ["/..", "/../a", "/a/../..", "/a/%2e%2e/%2E%2E/b", "//../a"] {
-            assert_eq!(normal(path), Err(PathError::AboveRoot), "{path}");
-        }
-    }
-
-    #[test]
-    fn malformed_escapes_and_control_bytes_are_refused() {
-        for path in ["/a%zz", "/a%4", "/a%", "/%g0/b", "/ok/%2"] {
-            assert_eq!(normal(path), Err(PathError::MalformedEscape), "{path}");
-        }
-        for path in ["/a\0b", "/a\x1fb", "/a\x7f", "/a%00b", "/a/%41\tb"] {
-            assert_eq!(normal(path), Err(PathError::ControlByte), "{path:?}");
-        }
-    }
-
-    #[test]
-    fn encoded_slashes_follow_the_listener() {
-        for path in [
-            "/app/internal%2fsecret",
-            "/app/internal%2Fsecret",
-            "/a%5cb",
-            "/app/internal\\secret",
-        ] {
-            assert_eq!(normal(path), Err(PathError::EncodedSlash), "{path}");
-        }
-        let keep = rules(EscapedSlashes::Keep);
-        assert_eq!(
-            normalize("/app/internal%2fsecret", keep).unwrap(),
-            "/app/internal%2Fsecret"
-        );
-        assert!(matches!(
-            normalize("/a%2Fb%5C", keep),
-            Ok(Cow::Borrowed("/a%2Fb%5C"))
-        ));
-        assert_eq!(normalize("/a/..%2f..%2fb", keep).unwrap(), "/a/..%2F..%2Fb");
-        assert!(matches!(
-            normalize("/a\\b", keep),
-            Ok(Cow::Borrowed("/a\\b"))
-        ));
-        let decode = rules(EscapedSlashes::Decode);
-        assert_eq!(
-            normalize("/app/internal\\secret", decode).unwrap(),
-            "/app/internal/secret"
-        );
-        assert_eq!(
-            normalize("/app/internal%2fsecret", decode).unwrap(),
-            "/app/internal/secret"
-        );
-        assert_eq!(normalize("/a%2F%2f%5Cb", decode).unwrap(), "/a/b");
-        assert_eq!(normalize("/a/b%2F..%2Fc", decode).unwrap(), "/a/c");
-        assert_eq!(normalize("/a/b%2F..%2F..%2Fc", decode).unwrap(), "/c");
-        assert_eq!(
-            normalize("/a%2F..%2F..%2Fc", decode),
-            Err(PathError::AboveRoot)
-        );
-    }
-
-    #[test]
-    fn non_ascii_bytes_pass_through() {
-        assert_eq!(normal("/caf\u{e9}//%7e").unwrap(), "/caf\u{e9}/~");
-    }
-
-    /// Whatever the input, the output is a fixed point with none of the spellings routing must not see.
-    #[test]
-    fn output_is_normal_for_any_input() {
-        const ALPHABET: &[u8] = b"//..%%2eEfF5cC7a0zZ~";
-        let mut random = fastrand::Rng::with_seed(7);
-        for escaped_slashes in [
-            EscapedSlashes::Refuse,
-            EscapedSlashes::Keep,
-            EscapedSlashes::Decode,
-        ] {
-            for merge_slashes in [true, false] {
-                let rules = PathRules {
-                    merge_slashes,
-                    escaped_slashes,
-                    forward_normalized: true,
-                };
-                for _ in 0..20_000 {
-                    let len = random.usize(0..24);
-                    let mut path = String::from("/");
-                    path.extend(
-                        (0..len).map(|_| char::from(ALPHABET[random.usize(..ALPHABET.len())])),
-                    );
-                    // The fast scan and the full rewrite agree: a path the scan passes is unchanged
-                    // by the rewrite, and a normalised path always passes the scan (no allocation).
-                    let slow = decode(path.as_bytes(), rules.escaped_slashes)
-                        .and_then(|decoded| resolve_segments(&decoded, rules.merge_slashes));
-                    match needs_work(path.as_bytes(), rules) {
-                        Ok(false) => assert_eq!(slow.as_deref(), Ok(path.as_bytes()), "{path}"),
-                        // The scan stops at the first change; the rewrite may still refuse later bytes.
-                        Ok(true) => {}
-                        Err(e) => assert_eq!(slow, Err(e), "{path}"),
-                    }
-                    let Ok(out) = normalize(&path, rules) else {
-                        continue;
-                    };
-                    assert_eq!(
-                        needs_work(out.as_bytes(), rules),
-                        Ok(false),
-                        "{path} -> {out}"
-                    );
-                    assert!(out.starts_with('/'), "{path} -> {out}");
-                    assert_eq!(normalize(&out, rules).as_deref(), Ok(&*out), "{path}");
-                    assert!(
-                        !out.split('/').any(|s| s == "." || s == ".."),
-                        "{path} -> {out}"
-                    );
-                    assert!(!merge_slashes || !out.contains("//"), "{path} -> {out}");
-                    assert!(
-                        !out.contains("%2e") && !out.contains("%2E"),
-                        "{path} -> {out}"
-                    );
-                }
-            }
-        }
-    }
-}
+mod tests;

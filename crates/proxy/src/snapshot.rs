@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use floodgate_config::{
-    Config, FieldError, Http2Config, KeepaliveConfig, MethodOverride, UpstreamConfig,
+    Config, FieldError, Http2Config, KeepaliveConfig, MethodOverride, UnderscoresInHeaders,
+    UpstreamConfig,
     UpstreamProtocol,
 };
 use floodgate_observe::{AccessLog, Metrics, RouteMetrics, UpstreamMetrics};
@@ -97,6 +98,8 @@ pub struct ListenerRuntime {
     pub max_connections: u64,
     /// Whether each connection starts with a PROXY protocol header naming the client.
     pub proxy_protocol: bool,
+    /// What its requests' fields named with `_` become.
+    pub underscores: UnderscoresInHeaders,
 }
 
 /// A route ready to serve.
@@ -232,6 +235,7 @@ impl Snapshot {
                     path_rules: PathRules::from(&listener.path_normalization),
                     max_connections: listener.max_connections,
                     proxy_protocol: listener.proxy_protocol,
+                    underscores: listener.underscores_in_headers,
                 },
             );
         }

@@ -11,8 +11,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::client_conn::ConnInfo;
+use crate::client_conn::ListenerRules;
 use crate::overload::connections::{ConnectionCount, OpenConnection};
-use crate::path_normalize::PathRules;
 use crate::proxy_protocol;
 use crate::server::h1;
 use crate::server::h2::serve_h2;
@@ -100,15 +100,18 @@ async fn serve_connection(
     let metrics = ctx.shared.metrics.clone();
     metrics.connection_opened(ctx.index);
     let _ = stream.set_nodelay(true);
-    let (tls, path_rules, max_header_bytes, header_timeout, http2, proxy_protocol) = {
+    let (tls, rules, max_header_bytes, header_timeout, http2, proxy_protocol) = {
         let snapshot = ctx.shared.snapshot.load();
         let listener = snapshot.listeners.get(&*name);
         let tls = listener.and_then(|l| l.tls.clone());
         // A listener missing from the snapshot is being removed; its last connections get the defaults.
-        let path_rules = listener.map(|l| l.path_rules).unwrap_or_default();
+        let rules = listener.map_or_else(ListenerRules::default, |l| ListenerRules {
+            path: l.path_rules,
+            underscores: l.underscores,
+        });
         (
             tls,
-            path_rules,
+            rules,
             snapshot.max_header_bytes,
             snapshot.client_timeouts.header,
             snapshot.http2.clone(),
@@ -129,11 +132,11 @@ async fn serve_connection(
     match tls {
         None => match sniff_cleartext(&stream, deadline).await {
             Ok(Protocol::Http1) => {
-                let info = ConnInfo::new(peer, false, path_rules);
+                let info = ConnInfo::new(peer, false, rules);
                 h1::serve(ctx.clone(), ClientIo::Plain(stream), info, max_header_bytes).await;
             }
             Ok(Protocol::Http2) => {
-                let info = ConnInfo::new(peer, false, path_rules);
+                let info = ConnInfo::new(peer, false, rules);
                 // Boxed: hyper's HTTP/2 connection state is large, and inline it would make every
                 // HTTP/1.1 connection's task as large too.
                 Box::pin(serve_h2(ctx.clone(), TokioIo::new(stream), info, &http2)).await;
@@ -155,7 +158,7 @@ async fn serve_connection(
                 acceptor,
                 stream,
                 peer,
-                path_rules,
+                rules,
                 max_header_bytes,
                 &http2,
             ))
@@ -171,7 +174,7 @@ async fn serve_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
-    path_rules: PathRules,
+    rules: ListenerRules,
     max_header_bytes: usize,
     http2: &Http2Config,
 ) {
@@ -181,7 +184,7 @@ async fn serve_tls(
             Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
         };
-    let info = ConnInfo::new(peer, true, path_rules);
+    let info = ConnInfo::new(peer, true, rules);
     if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         Box::pin(serve_h2(ctx, TokioIo::new(tls_stream), info, http2)).await;
     } else {

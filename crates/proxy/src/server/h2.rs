@@ -26,9 +26,10 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use floodgate_config::Http2Config;
 use floodgate_observe::TimeoutKind;
-use http::{Request, Response};
+use http::{header, HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::rt::{Read, Write};
@@ -58,12 +59,15 @@ where
     let service_ctx = ctx.clone();
     let service_streams = streams.clone();
     // Boxed per request, so an idle connection does not hold a request's worth of state.
-    let service = service_fn(move |req: Request<Incoming>| {
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let stream = OpenStream::new(service_streams.clone());
+        join_cookie_crumbs(req.headers_mut());
+        // A stream the client resets is dropped by hyper with this future: nothing to watch here.
         let handled = handle(
             service_ctx.clone(),
             info.clone(),
             req.map(ClientBody::Http2),
+            std::future::pending(),
         );
         Box::pin(async move {
             let Ok(response) = handled.await;
@@ -124,6 +128,34 @@ where
     connection.as_mut().graceful_shutdown();
     if let Ok(result) = tokio::time::timeout(IDLE_CLOSE_GRACE, connection.as_mut()).await {
         log_end(&ctx, result);
+    }
+}
+
+/// Joins the `cookie` fields of a request into one, with `; `, as RFC 9113 §8.2.3 requires before a
+/// request leaves HTTP/2: clients split cookies into crumbs for HPACK, and an HTTP/1.1 upstream (or a
+/// plugin reading one `Cookie`) would otherwise see several `Cookie` lines, which RFC 6265 §5.4 forbids.
+///
+/// Runs on every HTTP/2 request, so it first compares two counts the map keeps: when no name holds
+/// two values there is nothing to join and nothing is looked up. Otherwise one lookup of a standard
+/// name; only a request with two crumbs or more builds the joined value.
+fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    if headers.len() == headers.keys_len() {
+        return;
+    }
+    let mut crumbs = headers.get_all(header::COOKIE).iter();
+    if crumbs.next().is_none() || crumbs.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for (i, crumb) in headers.get_all(header::COOKIE).iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    // Each crumb was a valid value, and `; ` is valid between them: this never fails.
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
+        headers.insert(header::COOKIE, value);
     }
 }
 

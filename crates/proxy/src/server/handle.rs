@@ -2,9 +2,11 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -24,10 +26,16 @@ use crate::request_id::{generate as generate_request_id, request_id, X_REQUEST_I
 use crate::request_state::{Client, Used};
 use crate::response_body::ResponseBody;
 use crate::snapshot::{RouteAction, RouteRuntime, Snapshot};
+use crate::underscore_fields;
 use crate::worker_ctx::WorkerCtx;
+use floodgate_config::UnderscoresInHeaders;
 use floodgate_observe::Rejection;
 
 /// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
+///
+/// `client_gone` resolves when the client can no longer receive the answer (an HTTP/1.1 connection
+/// closed while the request waits); the request is then abandoned where it stands, its upstream
+/// exchange dropped, and it ends as a 499 whose completion still runs the plugins' `log` phase.
 ///
 /// Written as a function returning an `async move` block rather than an `async fn`: an `async fn` moves
 /// each argument into a second slot of its future, and this future is copied whole into its box on every
@@ -36,12 +44,18 @@ use floodgate_observe::Rejection;
 pub fn handle(
     ctx: Rc<WorkerCtx>,
     conn: Rc<ConnInfo>,
-    req: Request<ClientBody>,
+    mut req: Request<ClientBody>,
+    client_gone: impl Future<Output = ()>,
 ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> {
     async move {
         let started = Instant::now();
         let snapshot = ctx.shared.snapshot.load_full();
-        let seen = FieldsSeen::of(req.headers());
+        // Before anything reads a field, so no rule, route or plugin sees one the listener drops. The
+        // rule is compared first: under `allow`, the default, the names are not scanned at all.
+        let underscores_refused = conn.underscores != UnderscoresInHeaders::Allow
+            && !underscore_fields::apply(req.headers_mut(), conn.underscores);
+        let mut seen = FieldsSeen::of(req.headers());
+        seen.underscores_refused = underscores_refused;
         let request_id = if seen.request_id {
             request_id(req.headers()).0
         } else {
@@ -72,21 +86,34 @@ pub fn handle(
         });
         let mut used = Used::default();
         let mut in_flight = None;
-        let result = serve(
-            &ctx,
-            &conn,
-            &snapshot,
-            req,
-            Client {
-                ip: client_ip,
-                request_id: &request_id,
-                grpc,
-            },
-            started,
-            seen,
-            &mut used,
-        )
-        .await;
+        let result = {
+            let mut serving = pin!(serve(
+                &ctx,
+                &conn,
+                &snapshot,
+                req,
+                Client {
+                    ip: client_ip,
+                    request_id: &request_id,
+                    grpc,
+                },
+                started,
+                seen,
+                &mut used,
+            ));
+            let mut client_gone = pin!(client_gone);
+            // The request first: most are answered at their first poll and never look at the client.
+            // Dropping `serving` when the client is gone drops the upstream exchange with it, so that
+            // connection is closed rather than pooled with a response still to come.
+            poll_fn(|cx| match serving.as_mut().poll(cx) {
+                Poll::Ready(result) => Poll::Ready(result),
+                Poll::Pending => client_gone
+                    .as_mut()
+                    .poll(cx)
+                    .map(|()| Err(ProxyError::ClientClosed)),
+            })
+            .await
+        };
         let mut response = match result {
             Ok(outcome) => {
                 in_flight = outcome.in_flight;
@@ -277,6 +304,8 @@ struct FieldsSeen {
     request_id: bool,
     /// A method-override field ([`method_override::is_override_name`]).
     method_override: bool,
+    /// A name holds `_` and the listener refuses such requests (set by the caller, not by the scan).
+    underscores_refused: bool,
 }
 
 impl FieldsSeen {
@@ -287,6 +316,7 @@ impl FieldsSeen {
             content_type: false,
             request_id: false,
             method_override: false,
+            underscores_refused: false,
         };
         for (name, value) in headers {
             seen.bytes += name.as_str().len() + value.len() + 4;
@@ -321,6 +351,9 @@ fn check_request(
     }
     if seen.bytes > max_header_bytes {
         return Err(ProxyError::HeadersTooLarge);
+    }
+    if seen.underscores_refused {
+        return Err(ProxyError::UnderscoreInFieldName);
     }
     let path = req.uri().path();
     if !path.starts_with('/') && req.method() != Method::OPTIONS {

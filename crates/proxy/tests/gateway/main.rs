@@ -3,6 +3,7 @@
 //! once rather than once per file.
 
 mod balancing;
+mod client_gone;
 mod errors;
 mod example_api_gateway;
 mod expect_continue;
@@ -24,6 +25,7 @@ mod plugin_transforms;
 mod proxy_protocol;
 mod proxying;
 mod reload;
+mod request_fields;
 mod response_framing;
 mod server_http1;
 mod smuggling;

@@ -295,3 +295,142 @@ async fn a_refused_path_leaves_its_http1_connection_serving() {
     assert_eq!(statuses, ["400", "400", "403", "200"], "{text}");
     assert!(text.contains(r#""uri":"/app/ok""#), "{text}");
 }
+
+/// A catch-all route and a guarded prefix (403, answered by the gateway, standing for a route that
+/// asks for credentials), on a listener per `semicolons` setting.
+fn parameters_config(backend: &MockUpstream) -> String {
+    format!(
+        r#"
+workers: 1
+listeners:
+  - {{ name: refuse, address: "127.0.0.1:0" }}
+  - {{ name: strip, address: "127.0.0.1:0", path_normalization: {{ semicolons: strip }} }}
+  - {{ name: keep, address: "127.0.0.1:0", path_normalization: {{ semicolons: keep }} }}
+admin: {{ address: "127.0.0.1:0" }}
+upstreams:
+  - id: backend
+    targets: [{{ address: "{backend}" }}]
+routes:
+  - {{ id: admin, paths: ["/admin", "/admin/*"], respond: {{ status: 403, body: "denied" }} }}
+  - {{ id: all, paths: ["/*"], upstream: backend }}
+"#,
+        backend = backend.address(),
+    )
+}
+
+/// What each listener does with a path, by its `semicolons`.
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Status(u16),
+    Forwarded(&'static str),
+}
+
+/// The spellings a servlet upstream serves as `/admin/secret`, their neighbours, and what each listener
+/// answers: `refuse` 400 for any `;` or `%3B`; `strip` routes them as the upstream will read them;
+/// `keep` routes them literally.
+const PARAMETER_CASES: [(&str, Expect, Expect); 10] = [
+    (
+        "/admin;x/secret",
+        Expect::Status(403),
+        Expect::Forwarded("/admin;x/secret"),
+    ),
+    (
+        "/admin;/secret",
+        Expect::Status(403),
+        Expect::Forwarded("/admin;/secret"),
+    ),
+    (
+        "/public/..;/admin/secret",
+        Expect::Status(403),
+        Expect::Forwarded("/public/..;/admin/secret"),
+    ),
+    (
+        "/admin;jsessionid=1/secret",
+        Expect::Status(403),
+        Expect::Forwarded("/admin;jsessionid=1/secret"),
+    ),
+    ("/admin/secret;x", Expect::Status(403), Expect::Status(403)),
+    (
+        "/admin;x",
+        Expect::Status(403),
+        Expect::Forwarded("/admin;x"),
+    ),
+    (
+        "/..;/admin/secret",
+        Expect::Status(400),
+        Expect::Forwarded("/..;/admin/secret"),
+    ),
+    (
+        "/admin%3Bx/secret",
+        Expect::Forwarded("/admin%3Bx/secret"),
+        Expect::Forwarded("/admin%3Bx/secret"),
+    ),
+    (
+        "/admin%3bx/secret",
+        Expect::Forwarded("/admin%3Bx/secret"),
+        Expect::Forwarded("/admin%3Bx/secret"),
+    ),
+    (
+        "/public;v=2/page?q=a;b",
+        Expect::Forwarded("/public/page?q=a;b"),
+        Expect::Forwarded("/public;v=2/page?q=a;b"),
+    ),
+];
+
+async fn assert_answer(addr: SocketAddr, client: Client, path: &str, expect: &Expect) {
+    let answer = get(addr, client, path).await;
+    match expect {
+        Expect::Status(status) => {
+            assert_eq!(answer.status, *status, "{client:?} {path}: {}", answer.body)
+        }
+        Expect::Forwarded(uri) => assert_eq!(answer.upstream_uri(), *uri, "{client:?} {path}"),
+    }
+}
+
+#[tokio::test]
+async fn path_parameters_are_refused_by_default() {
+    let backend = MockUpstream::http("backend").await;
+    let gw = TestGateway::start(&parameters_config(&backend));
+    for client in CLIENTS {
+        for (path, _, _) in &PARAMETER_CASES {
+            let answer = get(gw.addr("refuse"), client, path).await;
+            assert_eq!(answer.status, 400, "{client:?} {path}: {}", answer.body);
+            let error: serde_json::Value = serde_json::from_str(&answer.body)
+                .unwrap_or_else(|e| panic!("{path}: error body is not JSON ({e})"));
+            assert_eq!(error["error"], "bad request", "{path}");
+        }
+        // A `;` in the query is not in the path.
+        let answer = get(gw.addr("refuse"), client, "/public/page?q=a;b%3B").await;
+        assert_eq!(answer.upstream_uri(), "/public/page?q=a;b%3B", "{client:?}");
+    }
+    // Only the two query requests reached the upstream.
+    assert_eq!(backend.requests(), 2);
+}
+
+#[tokio::test]
+async fn stripped_path_parameters_route_and_go_upstream_as_a_servlet_reads_them() {
+    let backend = MockUpstream::http("backend").await;
+    let gw = TestGateway::start(&parameters_config(&backend));
+    for client in CLIENTS {
+        for (path, strip, _) in &PARAMETER_CASES {
+            assert_answer(gw.addr("strip"), client, path, strip).await;
+        }
+        let answer = get(gw.addr("strip"), client, "/public/after").await;
+        assert_eq!(answer.upstream_uri(), "/public/after", "{client:?}");
+    }
+    // Per client: the three forwarded cases and the follow-up.
+    assert_eq!(backend.requests(), 8);
+}
+
+#[tokio::test]
+async fn kept_path_parameters_are_literal() {
+    let backend = MockUpstream::http("backend").await;
+    let gw = TestGateway::start(&parameters_config(&backend));
+    for client in CLIENTS {
+        for (path, _, keep) in &PARAMETER_CASES {
+            assert_answer(gw.addr("keep"), client, path, keep).await;
+        }
+        let answer = get(gw.addr("keep"), client, "/public/after").await;
+        assert_eq!(answer.upstream_uri(), "/public/after", "{client:?}");
+    }
+}

@@ -24,13 +24,52 @@ fn gateway(upstream: &ScriptedUpstream, route_extra: &str) -> TestGateway {
     }
 }
 
-/// Writes `bytes` on a new connection, closes the sending side, and reads everything the gateway answers
-/// until it closes.
-async fn exchange(gw: &TestGateway, bytes: &[u8]) -> String {
+/// Writes `bytes` on a new connection, reads until `answers` whole responses have come (or the gateway
+/// closed), then closes the sending side and reads everything else the gateway sends until it closes.
+///
+/// The client half-closes only once it has the answers it expects: one that half-closes while its
+/// request waits for the upstream has gone, for the gateway as for nginx, and gets no answer.
+async fn exchange(gw: &TestGateway, bytes: &[u8], answers: usize) -> String {
     let mut stream = TcpStream::connect(gw.addr("main")).await.expect("connect");
     stream.write_all(bytes).await.expect("write");
+    let mut raw = Vec::new();
+    while whole_responses(&raw) < answers {
+        let mut chunk = [0; 4096];
+        match tokio::time::timeout(SAFETY, stream.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => return String::from_utf8_lossy(&raw).into_owned(),
+            Ok(Ok(n)) => raw.extend_from_slice(&chunk[..n]),
+            Err(_) => panic!("no answer: {}", String::from_utf8_lossy(&raw)),
+        }
+    }
     let _ = stream.shutdown().await;
-    read_to_close(&mut stream).await
+    let rest = read_to_close(&mut stream).await;
+    String::from_utf8_lossy(&raw).into_owned() + &rest
+}
+
+/// How many whole responses `raw` holds, each framed by its `Content-Length` (or bodiless: 1xx, 204,
+/// 304); counting stops at one framed otherwise, which ends only when the connection does.
+fn whole_responses(raw: &[u8]) -> usize {
+    let mut rest = raw;
+    let mut count = 0;
+    while let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
+        let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let length = head
+            .split("\r\n")
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let body = match (status, length) {
+            (100..=199 | 204 | 304, _) => 0,
+            (_, Some(length)) => length,
+            _ => return count,
+        };
+        let Some(next) = rest.get(end + 4 + body..) else {
+            return count;
+        };
+        count += 1;
+        rest = next;
+    }
+    count
 }
 
 /// The status codes of every response in `raw`, in order.
@@ -65,7 +104,7 @@ fn forwarded(method: &str, target: &str, framing: &str) -> String {
 
 /// The gateway still serves: a plain request on a new connection gets the upstream's answer.
 async fn still_serves(gw: &TestGateway, upstream: &mut ScriptedUpstream) {
-    let raw = exchange(gw, b"GET /after HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    let raw = exchange(gw, b"GET /after HTTP/1.1\r\nHost: app.test\r\n\r\n", 1).await;
     assert_eq!(statuses(&raw), [200], "{raw}");
     let seen = upstream.next_request().await;
     assert_eq!(seen.target(), "/after");
@@ -265,7 +304,7 @@ async fn smuggling_table_exact_status_and_upstream_bytes() {
     let mut upstream = ScriptedUpstream::start(|_| Reply::new(OK)).await;
     let gw = gateway(&upstream, "");
     for case in cases() {
-        let raw = exchange(&gw, case.bytes).await;
+        let raw = exchange(&gw, case.bytes, case.statuses.len()).await;
         assert_eq!(statuses(&raw), case.statuses, "{}: {raw}", case.name);
         if case.statuses.iter().any(|s| *s >= 400) {
             assert!(raw.contains("application/json"), "{}: {raw}", case.name);
@@ -297,7 +336,7 @@ async fn an_oversized_head_is_431_and_nothing_goes_upstream() {
             "a".repeat(100 * 1024)
         ),
     ] {
-        let raw = exchange(&gw, bytes.as_bytes()).await;
+        let raw = exchange(&gw, bytes.as_bytes(), 1).await;
         assert_eq!(statuses(&raw), [431], "{raw}");
         assert!(upstream.requests_so_far().is_empty());
         still_serves(&gw, &mut upstream).await;
@@ -345,7 +384,7 @@ async fn an_upgrade_request_with_a_length_cannot_smuggle_the_next_clients_reques
         "POST /y HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n{smuggled}",
         smuggled.len()
     );
-    let raw = exchange(&gw, b.as_bytes()).await;
+    let raw = exchange(&gw, b.as_bytes(), 1).await;
     assert_eq!(statuses(&raw), [200], "{raw}");
     drop(client_a);
 
@@ -378,6 +417,7 @@ async fn upgrades_follow_the_routes_allow_list() {
     let raw = exchange(
         &gw,
         b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        1,
     )
     .await;
     assert_eq!(statuses(&raw), [200], "{raw}");

@@ -65,6 +65,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
         body_deadline: ProgressDeadline::new(timeouts.body),
         send_deadline: ProgressDeadline::new(timeouts.send),
         timed_out: None,
+        client_gone: false,
     }));
     let tunnel = serve_requests(&ctx, &wire, &info, head_limit, timeouts).await;
     if let Some(kind) = wire.borrow_mut().timed_out.take() {
@@ -144,7 +145,15 @@ async fn serve_requests(
         // future then keeps no slot for it beside the writer's.
         let (upgraded, writing) = {
             // Boxed: the handler's state lives only while a request does, not in every idle connection.
-            let Ok(response) = Box::pin(handle(ctx.clone(), info.clone(), request)).await;
+            let watched = wire.clone();
+            let client_gone =
+                poll_fn(move |cx| watched.borrow_mut().poll_client_gone(cx, head_limit));
+            let Ok(response) =
+                Box::pin(handle(ctx.clone(), info.clone(), request, client_gone)).await;
+            if wire.borrow().client_gone {
+                // Nobody to answer: the response, a 499, is dropped unsent, which records it.
+                return None;
+            }
             let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
             // A body left unread (an answer that did not need it) cannot be skipped safely on the
             // connection: say so in the response, and close after it.

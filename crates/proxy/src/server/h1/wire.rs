@@ -28,12 +28,50 @@ pub struct Wire {
     pub(super) send_deadline: ProgressDeadline,
     /// The deadline the client missed, once it has; counted when the connection closes.
     pub(super) timed_out: Option<TimeoutKind>,
+    /// The client closed or broke the connection while its request was being served.
+    pub(super) client_gone: bool,
 }
 
 impl Wire {
     /// Reads more into the buffer, with no deadline of its own (heads and idle waits have theirs).
     pub(super) fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.read_size.poll_fill(cx, &mut self.io, &mut self.buf)
+    }
+
+    /// Ready when the client has closed or broken the connection, found while its request waits for an
+    /// answer. Bytes that arrive meanwhile (a pipelined request) are kept in the buffer for the next
+    /// request, up to `keep` bytes; past that the socket is left unread until the answer is written.
+    ///
+    /// Polled only while the request is waiting; it looks at the socket's readiness before reading, so
+    /// a quiet client costs no system call and no buffer space.
+    pub(super) fn poll_client_gone(&mut self, cx: &mut Context<'_>, keep: usize) -> Poll<()> {
+        loop {
+            // While its body is unread the body's reader owns the socket, and a close is its error.
+            // Not registering a wake-up here is sound: the body is read in this same task, which
+            // polls this again once the reader has finished.
+            if !self.body_done || self.buf.len() >= keep {
+                return Poll::Pending;
+            }
+            let ready = match &self.io {
+                ClientIo::Plain(tcp) => tcp.poll_read_ready(cx),
+                // rustls may hold bytes the socket no longer shows; they are read with the next head.
+                ClientIo::Tls(tls) => tls.get_ref().0.poll_read_ready(cx),
+            };
+            let read = match ready {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => Err(e),
+                Poll::Ready(Ok(())) => match self.poll_read_more(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(read) => read,
+                },
+            };
+            // A half-close counts as gone, as in nginx: the client can send nothing more, and most
+            // that half-close have stopped waiting (see docs/security.md).
+            if matches!(read, Ok(0) | Err(_)) {
+                self.client_gone = true;
+                return Poll::Ready(());
+            }
+        }
     }
 
     /// Writes as much of `parts` as the socket takes, within `timeouts.client_send`.
