@@ -17,6 +17,7 @@ mod plugin_chain;
 mod plugin_cors;
 mod plugin_ip_restriction;
 mod plugin_jwt_auth;
+mod plugin_jwt_expiry;
 mod plugin_rate_limit;
 mod plugin_transforms;
 mod proxy_protocol;

@@ -5,6 +5,7 @@
 //! - `keys`: the keys tokens are checked with.
 //! - `jwks`: the background fetch of a JWKS URL.
 //! - `cache`: the per-worker cache of verified tokens.
+//! - `numeric_date`: `exp` and `nbf` as the validator reads them, and the lifetime the cache keeps.
 //! - `token`: where a request carries its token.
 //! - `crypto`: the signature algorithms, on `ring`.
 
@@ -13,6 +14,7 @@ pub mod config;
 pub(crate) mod crypto;
 mod jwks;
 pub(crate) mod keys;
+pub(crate) mod numeric_date;
 #[cfg(test)]
 mod tests;
 pub(crate) mod token;
@@ -43,6 +45,7 @@ use self::cache::Verified;
 use self::config::JwtAuthConfig;
 use self::jwks::JwksKeys;
 use self::keys::KeySet;
+use self::numeric_date::Lifetime;
 use self::token::TokenSources;
 
 /// The built plugin.
@@ -136,14 +139,13 @@ impl Policy for JwtAuth {
         let verified = match cache::lookup(&key, token.as_bytes(), generation, now) {
             Some(verified) => verified,
             None => match self.verify(token) {
-                Ok((verified, exp)) => {
+                Ok((verified, lifetime)) => {
                     let verified = Arc::new(verified);
-                    let expires = exp.map(|e| e.saturating_add(self.leeway));
                     cache::remember(
                         key,
                         token.as_bytes(),
                         generation,
-                        expires,
+                        lifetime,
                         verified.clone(),
                         now,
                     );
@@ -180,8 +182,8 @@ impl Policy for JwtAuth {
 }
 
 impl JwtAuth {
-    /// Verifies `token`: what it grants and its `exp`, or the metric reason it is refused for.
-    fn verify(&self, token: &str) -> Result<(Verified, Option<u64>), &'static str> {
+    /// Verifies `token`: what it grants and for how long, or the metric reason it is refused for.
+    fn verify(&self, token: &str) -> Result<(Verified, Lifetime), &'static str> {
         #[cfg(test)]
         tests::count_verification();
         // `alg: none` is no algorithm jsonwebtoken knows: such a header does not parse.
@@ -248,13 +250,15 @@ impl JwtAuth {
             .iter()
             .filter_map(|(claim, name)| Some((name.clone(), claim_value(claims.get(&**claim)?)?)))
             .collect();
-        let exp = claims.get("exp").and_then(Value::as_u64);
+        // The validator has refused malformed time claims already; were one to get here, it is no
+        // reason to cache a token for ever.
+        let lifetime = Lifetime::of(&claims, self.leeway).ok_or("invalid_claims")?;
         Ok((
             Verified {
                 consumer,
                 forwarded,
             },
-            exp,
+            lifetime,
         ))
     }
 }
