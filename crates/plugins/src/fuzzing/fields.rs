@@ -219,20 +219,20 @@ fn form_decoded(raw: &str) -> Vec<u8> {
 /// one per `\n`) and a last line that is the query. A token found is non-empty and is, trimmed, part
 /// of the field, a cookie's value or the query; once hidden (the field and cookie removed as the
 /// plugin removes them, the parameter as the upstream request drops it) no token is found any more,
-/// and every other field is kept but the header's underscore spellings.
+/// and every other field is kept but the header's spellings with `_` and `-` swapped.
 pub fn token_sources(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let sources = TokenSources {
-        header: Some(if pick & 0x80 == 0 {
+    let sources = TokenSources::new(
+        Some(if pick & 0x80 == 0 {
             header::AUTHORIZATION
         } else {
             HeaderName::from_static("x-token")
         }),
-        cookie: Some(NAMES[usize::from(pick) % NAMES.len()].into()),
-        query: Some(NAMES[usize::from(pick >> 2) % NAMES.len()].into()),
-    };
+        Some(NAMES[usize::from(pick) % NAMES.len()]),
+        Some(NAMES[usize::from(pick >> 2) % NAMES.len()]),
+    );
     let Ok(text) = std::str::from_utf8(rest) else {
         return;
     };
@@ -280,12 +280,13 @@ pub fn token_sources(data: &[u8]) {
         Ok(None),
         "a token is left in {hidden:?} {target:?}"
     );
-    let source_header = sources.header.as_ref().map(|h| h.as_str().as_bytes());
+    // The header's spellings: the same name once every `_` is read as `-`, on both sides.
+    let dashed = |name: &str| name.replace('_', "-");
+    let source_header = sources.header.as_ref().map(|h| dashed(h.as_str()));
     for (name, value) in headers.iter() {
-        let spells_source = source_header.is_some_and(|source| {
-            name.as_str().as_bytes() == source
-                || floodgate_http1::is_underscore_twin(name.as_str().as_bytes(), source)
-        });
+        let spells_source = source_header
+            .as_deref()
+            .is_some_and(|source| dashed(name.as_str()) == source);
         if name != header::COOKIE && !spells_source {
             assert!(
                 hidden.get_all(name).iter().any(|v| v == value),

@@ -57,6 +57,8 @@ impl std::fmt::Debug for KeyCredential {
 /// The built plugin: keys indexed by their SHA-256 digest.
 pub struct KeyAuth {
     header: HeaderName,
+    /// Whether `header` has a `-` or `_`, so a name an upstream reads as the same (its twin).
+    header_has_twins: bool,
     query: Option<Box<str>>,
     hide: bool,
     /// Looked up by digest, so the lookup's timing says nothing about the key; the key itself is then
@@ -102,6 +104,7 @@ impl Policy for KeyAuth {
             }
         }
         Ok(Self {
+            header_has_twins: floodgate_http1::can_have_twins(header.as_str().as_bytes()),
             header,
             query: (!config.query.is_empty()).then(|| config.query.into()),
             hide: config.hide_credentials,
@@ -120,11 +123,27 @@ impl Policy for KeyAuth {
     }
 
     fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
-        // Every copy of the key (field lines, parameters) must be the same key ([`one_credential`]).
-        let copies = req
-            .headers
+        // A twin of the header (`x_api_key` for `x-api-key`) is the header to an upstream reading
+        // `HTTP_X_API_KEY`: a copy of the key like any other. Looked for in one pass over the names,
+        // and read only when there is one.
+        let twinned = self.header_has_twins
+            && floodgate_http1::twins(req.headers, &self.header)
+                .next()
+                .is_some();
+        let headers = &*req.headers;
+        let twin_copies = twinned
+            .then(|| {
+                floodgate_http1::twins(headers, &self.header)
+                    .flat_map(|twin| headers.get_all(twin).iter())
+            })
+            .into_iter()
+            .flatten();
+        // Every copy of the key (field lines, twins, parameters) must be the same key
+        // ([`one_credential`]).
+        let copies = headers
             .get_all(&self.header)
             .iter()
+            .chain(twin_copies)
             .map(HeaderValue::as_bytes)
             .chain(
                 self.query
@@ -149,6 +168,10 @@ impl Policy for KeyAuth {
         ctx.consumer = Some(consumer);
         if self.hide {
             floodgate_http1::remove_with_twins(req.headers, &self.header);
+        } else if twinned {
+            // Checked as the same key, a twin still goes: the upstream gets the one spelling the
+            // gateway was configured with.
+            floodgate_http1::remove_twins(req.headers, &[&self.header]);
         }
         Flow::Continue
     }
@@ -297,6 +320,52 @@ mod tests {
         assert!(ok.answer.is_none());
         let query = request_on(&set, CLIENT, &[], "/?apikey=alice-key-0001");
         assert_401(&query, "missing API key", "missing_credentials");
+    }
+
+    #[test]
+    fn a_twin_of_the_header_is_a_copy_of_the_key_and_never_forwarded() {
+        for (configured, twin) in [
+            ("x-api-key", "x_api_key"),
+            ("x-api-key", "x_api-key"),
+            ("x_api_key", "x-api-key"),
+        ] {
+            let set = alice(json!({"header": configured, "query": ""}));
+            let same = request_on(
+                &set,
+                CLIENT,
+                &[(configured, "alice-key-0001"), (twin, "alice-key-0001")],
+                "/",
+            );
+            assert!(same.answer.is_none());
+            assert_eq!(same.headers.get(configured).unwrap(), "alice-key-0001");
+            assert!(
+                !same.headers.contains_key(twin),
+                "{twin} is never forwarded"
+            );
+            let differing = request_on(
+                &set,
+                CLIENT,
+                &[(configured, "alice-key-0001"), (twin, "bob-key-0002")],
+                "/",
+            );
+            assert_401(&differing, "invalid API key", "conflicting_credentials");
+            let alone = request_on(&set, CLIENT, &[(twin, "bob-key-0002")], "/");
+            assert_eq!(alone.ctx.consumer_id().map(|id| &**id), Some("bob"));
+            assert!(alone.headers.is_empty(), "{:?}", alone.headers);
+        }
+        let hidden = alice(json!({"header": "x-api-key", "hide_credentials": true}));
+        let all = request_on(
+            &hidden,
+            CLIENT,
+            &[
+                ("x-api-key", "alice-key-0001"),
+                ("x_api_key", "alice-key-0001"),
+                ("x-api_key", "alice-key-0001"),
+            ],
+            "/",
+        );
+        assert!(all.answer.is_none());
+        assert!(all.headers.is_empty(), "{:?}", all.headers);
     }
 
     #[test]

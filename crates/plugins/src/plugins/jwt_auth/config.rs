@@ -320,11 +320,7 @@ pub fn check(config: &JwtAuthConfig, cx: &BuildCtx<'_>) -> Result<Checked, Vec<F
         validations,
         configured: KeySet::new(configured),
         jwks,
-        sources: TokenSources {
-            header,
-            cookie: config.cookie.as_deref().map(Into::into),
-            query: config.query.as_deref().map(Into::into),
-        },
+        sources: TokenSources::new(header, config.cookie.as_deref(), config.query.as_deref()),
         forward: forward.into_boxed_slice(),
     })
 }

@@ -128,7 +128,8 @@ impl Policy for JwtAuth {
     }
 
     fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
-        let token = match self.sources.find(req.headers, req.uri.query()) {
+        let (found, twinned) = self.sources.find_and_twins(req.headers, req.uri.query());
+        let token = match found {
             Ok(Some(token)) => token,
             Ok(None) => return Flow::Respond(missing_token()),
             Err(ConflictingCopies) => return Flow::Respond(invalid_token("conflicting_tokens")),
@@ -162,6 +163,8 @@ impl Policy for JwtAuth {
         }
         if self.hide {
             self.sources.hide(req.headers);
+        } else if twinned {
+            self.sources.remove_twins(req.headers);
         }
         for (name, value) in &verified.forwarded {
             req.headers.insert(name.clone(), value.clone());

@@ -15,19 +15,50 @@ pub struct TokenSources {
     pub cookie: Option<Box<str>>,
     /// The query parameter's name.
     pub query: Option<Box<str>>,
+    /// Whether the header has a `-` or `_`, so twins an upstream reads as the same header.
+    header_twins: bool,
 }
 
 impl TokenSources {
+    /// The sources of these names.
+    pub fn new(header: Option<HeaderName>, cookie: Option<&str>, query: Option<&str>) -> Self {
+        Self {
+            header_twins: header
+                .as_ref()
+                .is_some_and(|h| floodgate_http1::can_have_twins(h.as_str().as_bytes())),
+            header,
+            cookie: cookie.map(Into::into),
+            query: query.map(Into::into),
+        }
+    }
+
     /// The request's token: `Ok(None)` when no source carries a non-empty one, and
-    /// [`ConflictingCopies`] when its sources (several field lines, cookies or parameters included)
-    /// carry different ones ([`one_credential`]).
+    /// [`ConflictingCopies`] when its sources (several field lines, the header's twins, cookies or
+    /// parameters included) carry different ones ([`one_credential`]).
     pub fn find<'r>(
         &'r self,
         headers: &'r HeaderMap,
         query: Option<&'r str>,
     ) -> Result<Option<&'r str>, ConflictingCopies> {
-        one_credential(
-            self.in_header(headers)
+        self.find_and_twins(headers, query).0
+    }
+
+    /// [`TokenSources::find`], and whether the request has a twin of the header (`x_token` for
+    /// `x-token`), which an upstream reading `HTTP_X_TOKEN` takes for the header itself: it is read
+    /// as a copy of the token, and must not reach the upstream. One pass over the names finds twins,
+    /// and only when the header can have any.
+    pub fn find_and_twins<'r>(
+        &'r self,
+        headers: &'r HeaderMap,
+        query: Option<&'r str>,
+    ) -> (Result<Option<&'r str>, ConflictingCopies>, bool) {
+        let twinned = self.header_twins
+            && self
+                .header
+                .as_ref()
+                .is_some_and(|name| floodgate_http1::twins(headers, name).next().is_some());
+        let found = one_credential(
+            self.in_header(headers, twinned)
                 .chain(self.in_cookie(headers))
                 .chain(
                     self.query
@@ -35,21 +66,42 @@ impl TokenSources {
                         .into_iter()
                         .flat_map(move |name| query::params(query, name)),
                 ),
-        )
+        );
+        (found, twinned)
     }
 
-    fn in_header<'r>(&'r self, headers: &'r HeaderMap) -> impl Iterator<Item = &'r str> {
+    fn in_header<'r>(
+        &'r self,
+        headers: &'r HeaderMap,
+        twinned: bool,
+    ) -> impl Iterator<Item = &'r str> {
         self.header.iter().flat_map(move |name| {
-            headers.get_all(name).iter().filter_map(move |value| {
-                let value = value.to_str().ok()?.trim();
-                match bearer(value) {
-                    Some(token) => Some(token),
-                    // Another scheme in `Authorization` (Basic, a key) is no bearer token at all.
-                    None if name == header::AUTHORIZATION => None,
-                    None => Some(value),
-                }
-            })
+            let twins = twinned
+                .then(|| floodgate_http1::twins(headers, name))
+                .into_iter()
+                .flatten();
+            headers
+                .get_all(name)
+                .iter()
+                .chain(twins.flat_map(|twin| headers.get_all(twin).iter()))
+                .filter_map(move |value| {
+                    let value = value.to_str().ok()?.trim();
+                    match bearer(value) {
+                        Some(token) => Some(token),
+                        // Another scheme in `Authorization` (Basic, a key) is no bearer token at all.
+                        None if name == header::AUTHORIZATION => None,
+                        None => Some(value),
+                    }
+                })
         })
+    }
+
+    /// Removes the twins of the header (the header itself stays): checked as copies of the token, they
+    /// still go, so the upstream reads the one spelling the gateway was configured with.
+    pub fn remove_twins(&self, headers: &mut HeaderMap) {
+        if let Some(name) = &self.header {
+            floodgate_http1::remove_twins(headers, &[name]);
+        }
     }
 
     fn in_cookie<'r>(&'r self, headers: &'r HeaderMap) -> impl Iterator<Item = &'r str> {
@@ -68,8 +120,8 @@ impl TokenSources {
         })
     }
 
-    /// Removes the token's header and cookie from `headers` (the query parameter is removed when the
-    /// upstream request is shaped).
+    /// Removes the token's header, its twins and cookie from `headers` (the query parameter is
+    /// removed when the upstream request is shaped).
     pub fn hide(&self, headers: &mut HeaderMap) {
         if let Some(name) = &self.header {
             floodgate_http1::remove_with_twins(headers, name);
@@ -111,11 +163,11 @@ mod tests {
     use super::*;
 
     fn sources() -> TokenSources {
-        TokenSources {
-            header: Some(header::AUTHORIZATION),
-            cookie: Some("jwt".into()),
-            query: Some("access_token".into()),
-        }
+        TokenSources::new(
+            Some(header::AUTHORIZATION),
+            Some("jwt"),
+            Some("access_token"),
+        )
     }
 
     fn headers(fields: &[(&str, &str)]) -> HeaderMap {
@@ -184,11 +236,7 @@ mod tests {
 
     #[test]
     fn another_header_carries_the_token_itself() {
-        let s = TokenSources {
-            header: Some(HeaderName::from_static("x-token")),
-            cookie: None,
-            query: None,
-        };
+        let s = TokenSources::new(Some(HeaderName::from_static("x-token")), None, None);
         assert_eq!(
             s.find(&headers(&[("x-token", "a.b.c")]), None),
             Ok(Some("a.b.c"))
@@ -226,5 +274,34 @@ mod tests {
         ]);
         s.hide(&mut both);
         assert_eq!(both.get(header::COOKIE).unwrap(), "a=1");
+    }
+
+    #[test]
+    fn a_twin_of_the_header_is_a_copy_of_the_token() {
+        for (configured, twin) in [("x-token", "x_token"), ("x_token", "x-token")] {
+            let s = TokenSources::new(Some(HeaderName::from_static(configured)), None, None);
+            let same = headers(&[(configured, "a.b.c"), (twin, "Bearer a.b.c")]);
+            assert_eq!(s.find_and_twins(&same, None), (Ok(Some("a.b.c")), true));
+            let differing = headers(&[(configured, "a.b.c"), (twin, "x.y.z")]);
+            assert_eq!(s.find(&differing, None), Err(ConflictingCopies));
+            let alone = headers(&[(twin, "a.b.c")]);
+            assert_eq!(s.find(&alone, None), Ok(Some("a.b.c")), "a twin alone");
+            let neither = headers(&[(configured, "a.b.c"), ("x-tokens", "x.y.z")]);
+            assert_eq!(s.find_and_twins(&neither, None), (Ok(Some("a.b.c")), false));
+
+            let mut kept = same.clone();
+            s.remove_twins(&mut kept);
+            assert_eq!(kept.len(), 1);
+            assert_eq!(kept.get(configured).unwrap(), "a.b.c");
+            let mut hidden = same;
+            s.hide(&mut hidden);
+            assert!(hidden.is_empty());
+        }
+        let mixed = TokenSources::new(Some(HeaderName::from_static("x-api-token")), None, None);
+        let fields = headers(&[("x_api-token", "a.b.c"), ("x-api_token", "a.b.c")]);
+        assert_eq!(
+            mixed.find_and_twins(&fields, None),
+            (Ok(Some("a.b.c")), true)
+        );
     }
 }
