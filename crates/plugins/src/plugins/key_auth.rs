@@ -17,7 +17,7 @@ use crate::context::RequestCtx;
 use crate::copies::{one_credential, ConflictingCopies};
 use crate::heads::{RequestHead, UpstreamRequest};
 use crate::policy::{Flow, Policy};
-use crate::query;
+use crate::query::{ParamName, Separators};
 
 /// `plugins.key-auth`.
 #[derive(Debug, Deserialize)]
@@ -33,10 +33,19 @@ pub struct KeyAuthConfig {
     /// Remove the key (header and query parameter) before forwarding. Default `false`.
     #[serde(default)]
     pub hide_credentials: bool,
+    /// What the query is split into parameters on: `"&"`, or `"&;"` for an upstream that also splits
+    /// on `;` (old Python `parse_qs`, Perl CGI), so a key after a `;` is read and hidden too.
+    /// Default `"&"`.
+    #[serde(default = "default_separators")]
+    pub query_separators: String,
 }
 
 fn default_name() -> String {
     "apikey".to_string()
+}
+
+fn default_separators() -> String {
+    "&".to_string()
 }
 
 /// `consumers[].credentials.key-auth`.
@@ -59,7 +68,7 @@ pub struct KeyAuth {
     header: HeaderName,
     /// Whether `header` has a `-` or `_`, so a name an upstream reads as the same (its twin).
     header_has_twins: bool,
-    query: Option<Box<str>>,
+    query: Option<ParamName>,
     hide: bool,
     /// Looked up by digest, so the lookup's timing says nothing about the key; the key itself is then
     /// compared in constant time.
@@ -86,6 +95,15 @@ impl Policy for KeyAuth {
                 format!("{:?} is not a header name", config.header),
             )]
         })?;
+        let separators = Separators::parse(&config.query_separators)
+            .map_err(|e| vec![cx.error("query_separators", e)])?;
+        let query = (!config.query.is_empty()).then(|| ParamName::new(&config.query, separators));
+        if query.as_ref().is_some_and(ParamName::is_unreadable) {
+            return Err(vec![cx.error(
+                "query",
+                format!("{:?} is read as no name at all by upstreams", config.query),
+            )]);
+        }
         let mut keys = HashMap::new();
         for (i, consumer) in cx.consumers.iter().enumerate() {
             {
@@ -106,7 +124,7 @@ impl Policy for KeyAuth {
         Ok(Self {
             header_has_twins: floodgate_http1::can_have_twins(header.as_str().as_bytes()),
             header,
-            query: (!config.query.is_empty()).then(|| config.query.into()),
+            query,
             hide: config.hide_credentials,
             keys,
         })
@@ -147,9 +165,8 @@ impl Policy for KeyAuth {
             .map(HeaderValue::as_bytes)
             .chain(
                 self.query
-                    .as_deref()
-                    .into_iter()
-                    .flat_map(|name| query::params(req.uri.query(), name))
+                    .iter()
+                    .flat_map(|name| name.params(req.uri.query()))
                     .map(str::as_bytes),
             );
         let presented = match one_credential(copies) {
@@ -177,10 +194,10 @@ impl Policy for KeyAuth {
     }
 
     fn upstream_request(&self, req: &mut UpstreamRequest<'_>, _ctx: &RequestCtx) {
-        let Some(name) = self.query.as_deref().filter(|_| self.hide) else {
+        let Some(name) = self.query.as_ref().filter(|_| self.hide) else {
             return;
         };
-        if let Some(path) = query::without_param(req.path.as_str(), name) {
+        if let Some(path) = name.without(req.path.as_str()) {
             if let Ok(path) = PathAndQuery::try_from(path) {
                 *req.path = path;
             }
@@ -385,6 +402,18 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(errors[0].path, "routes[0].plugins.key-auth.header");
+        let errors = build_route("key-auth", json!({"query_separators": "&&"}), vec![])
+            .err()
+            .unwrap();
+        assert_eq!(
+            errors[0].path,
+            "routes[0].plugins.key-auth.query_separators"
+        );
+        assert_eq!(errors[0].message, "\"&&\" is not \"&\" or \"&;\"");
+        let errors = build_route("key-auth", json!({"query": " "}), vec![])
+            .err()
+            .unwrap();
+        assert_eq!(errors[0].path, "routes[0].plugins.key-auth.query");
         let errors = build_route("key-auth", json!({"hidden": true}), vec![])
             .err()
             .unwrap();

@@ -15,6 +15,7 @@ mod path_normalization;
 mod plugin_auth;
 mod plugin_chain;
 mod plugin_cors;
+mod plugin_credential_params;
 mod plugin_credential_twins;
 mod plugin_ip_restriction;
 mod plugin_jwt_auth;

@@ -39,7 +39,6 @@ use crate::copies::ConflictingCopies;
 use crate::heads::{RequestHead, UpstreamRequest};
 use crate::policy::NoCredential;
 use crate::policy::{Flow, Policy};
-use crate::query;
 
 use self::cache::Verified;
 use self::config::JwtAuthConfig;
@@ -173,10 +172,10 @@ impl Policy for JwtAuth {
     }
 
     fn upstream_request(&self, req: &mut UpstreamRequest<'_>, _ctx: &RequestCtx) {
-        let Some(name) = self.sources.query.as_deref().filter(|_| self.hide) else {
+        let Some(name) = self.sources.query.as_ref().filter(|_| self.hide) else {
             return;
         };
-        if let Some(path) = query::without_param(req.path.as_str(), name) {
+        if let Some(path) = name.without(req.path.as_str()) {
             if let Ok(path) = PathAndQuery::try_from(path) {
                 *req.path = path;
             }
