@@ -15,20 +15,32 @@ pub struct CidrSet {
     v6: Vec<(u128, u128)>,
 }
 
-/// A network that is not `a.b.c.d/n`, `x::y/n` or a bare address.
+/// A network entry that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not an IP network (a.b.c.d/n, x::y/n or an address)")]
-pub struct BadCidr(pub String);
+pub enum BadCidr {
+    /// Not `a.b.c.d/n`, `x::y/n` or a bare address.
+    #[error("{0:?} is not an IP network (a.b.c.d/n, x::y/n or an address)")]
+    NotANetwork(String),
+    /// An IPv6 network of prefix 81 to 95 holding the IPv4-mapped block `::ffff:0:0/96`: part IPv4,
+    /// part IPv6, it has no single meaning once mapped addresses are compared as IPv4.
+    #[error(
+        "{0:?} holds the IPv4-mapped block ::ffff:0:0/96 and IPv6 addresses beside it: \
+         write the IPv4 part as IPv4 (0.0.0.0/0 for all of it) and the IPv6 part separately"
+    )]
+    PartlyMapped(String),
+}
 
 impl CidrSet {
-    /// The set of `networks`; a bare address is a network of one address. IPv4-mapped IPv6 networks
-    /// stay IPv6; lookups map such addresses to IPv4 first.
+    /// The set of `networks`; a bare address is a network of one address. An IPv4-mapped IPv6
+    /// network (`::ffff:10.0.0.0/104`) is the IPv4 network it maps (`10.0.0.0/8`), since peers are
+    /// compared as IPv4 too ([`canonical`]); `::/n` with `n` up to 80 holds IPv6 addresses only.
     pub fn parse<'a>(networks: impl IntoIterator<Item = &'a str>) -> Result<Self, BadCidr> {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for text in networks {
-            let net = parse_net(text.trim()).ok_or_else(|| BadCidr(text.to_string()))?;
-            match net {
+            let net =
+                parse_net(text.trim()).ok_or_else(|| BadCidr::NotANetwork(text.to_string()))?;
+            match canonical_net(net).ok_or_else(|| BadCidr::PartlyMapped(text.to_string()))? {
                 IpNet::V4(n) => v4.push((u32::from(n.network()), u32::from(n.broadcast()))),
                 IpNet::V6(n) => v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
             }
@@ -60,6 +72,32 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
+}
+
+/// The prefix length of `::ffff:0:0/96`, the IPv4-mapped block (RFC 4291 §2.5.5.2).
+const MAPPED_PREFIX: u8 = 96;
+
+/// `net` as lookups see it: a network inside the IPv4-mapped block as that IPv4 network; `None` for a
+/// network of prefix 81 to 95 that holds the block (shorter prefixes are read as IPv6 only, or
+/// `::/0` would let every IPv4 client through an allow list written for IPv6).
+fn canonical_net(net: IpNet) -> Option<IpNet> {
+    let IpNet::V6(v6) = net else {
+        return Some(net);
+    };
+    let prefix = v6.prefix_len();
+    if prefix >= MAPPED_PREFIX {
+        // A block of /96 or longer is either inside the mapped block or apart from it.
+        return Some(match v6.network().to_ipv4_mapped() {
+            Some(v4) => IpNet::V4(ipnet::Ipv4Net::new(v4, prefix - MAPPED_PREFIX).ok()?),
+            None => net,
+        });
+    }
+    let mapped = u128::from(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0));
+    let holds_mapped = u128::from(v6.network()) <= mapped && mapped <= u128::from(v6.broadcast());
+    if prefix > 80 && holds_mapped {
+        return None;
+    }
+    Some(net)
 }
 
 fn parse_net(text: &str) -> Option<IpNet> {
@@ -145,6 +183,54 @@ mod tests {
         for bad in ["10.0.0.0/33", "nope", "10.0.0/8", ""] {
             assert!(CidrSet::parse([bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ipv4_mapped_entries_are_the_ipv4_networks_they_map() {
+        let set = CidrSet::parse(["::ffff:127.0.0.1", "::ffff:10.0.0.0/104"]).unwrap();
+        assert_eq!(
+            set.v4,
+            vec![(0x0a00_0000, 0x0aff_ffff), (0x7f00_0001, 0x7f00_0001)]
+        );
+        assert!(set.v6.is_empty());
+        for inside in ["127.0.0.1", "::ffff:127.0.0.1", "10.200.0.1"] {
+            assert!(set.contains(ip(inside)), "{inside}");
+        }
+        assert!(!set.contains(ip("127.0.0.2")));
+        let all = CidrSet::parse(["::ffff:0:0/96"]).unwrap();
+        assert_eq!(all.v4, vec![(0, u32::MAX)]);
+        assert!(all.contains(ip("127.0.0.1")) && !all.contains(ip("::1")));
+        // Host bits past the prefix go, as for any entry.
+        let truncated = CidrSet::parse(["::ffff:10.1.2.3/104"]).unwrap();
+        assert_eq!(truncated.v4, vec![(0x0a00_0000, 0x0aff_ffff)]);
+        // A neighbour of the mapped block stays IPv6.
+        let beside = CidrSet::parse(["::fffe:0:0/96", "64:ff9b::/96"]).unwrap();
+        assert!(beside.v4.is_empty() && beside.v6.len() == 2);
+    }
+
+    #[test]
+    fn a_network_partly_ipv4_mapped_is_refused_and_a_wide_one_is_ipv6_only() {
+        for partly in [
+            "::ffff:0:0/95",
+            "::fffe:0:0/81",
+            "::8000:0:0/81",
+            "::ffff:0:0/88",
+        ] {
+            assert!(
+                matches!(CidrSet::parse([partly]), Err(BadCidr::PartlyMapped(_))),
+                "{partly}"
+            );
+        }
+        // Beside the mapped block, a prefix of 81 to 95 is an IPv6 network like any other.
+        assert!(CidrSet::parse(["2001:db8::/88", "::/81"]).is_ok());
+        let wide = CidrSet::parse(["::/80", "::/0"]).unwrap();
+        assert!(wide.v4.is_empty());
+        assert!(wide.contains(ip("2001:db8::1")));
+        assert!(
+            !wide.contains(ip("127.0.0.1")),
+            "0.0.0.0/0 is needed for IPv4"
+        );
+        assert!(!wide.contains(ip("::ffff:127.0.0.1")));
     }
 
     #[test]

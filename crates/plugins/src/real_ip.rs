@@ -142,4 +142,16 @@ mod tests {
             ip("10.0.0.2")
         );
     }
+
+    #[test]
+    fn a_trusted_proxy_written_as_ipv4_mapped_ipv6_is_trusted() {
+        let mapped = RealIp::new(
+            CidrSet::parse(["::ffff:10.0.0.0/104"]).unwrap(),
+            HeaderName::from_static("x-forwarded-for"),
+        );
+        let h = headers(&["198.51.100.4"]);
+        assert_eq!(mapped.client(ip("10.0.0.2"), &h), ip("198.51.100.4"));
+        assert_eq!(mapped.client(ip("::ffff:10.0.0.2"), &h), ip("198.51.100.4"));
+        assert_eq!(mapped.client(ip("11.0.0.2"), &h), ip("11.0.0.2"));
+    }
 }

@@ -32,7 +32,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 pub fn clean_request_fields(headers: &mut HeaderMap, found: Scan, keep_upgrade: bool) {
     remove_found(headers, found.hop_by_hop, keep_upgrade);
     if found.underscore {
-        floodgate_http1::remove_underscore_twins(headers, &GATEWAY_FIELDS);
+        floodgate_http1::remove_twins(headers, &GATEWAY_FIELDS);
     }
 }
 
@@ -164,7 +164,7 @@ pub fn add_forwarded(
 
 /// The fields the gateway writes itself ([`Forwarded`]). A client's field whose name differs from one
 /// of these only by `_` for `-` (`X_Forwarded_For`) is removed, since an upstream that reads names as
-/// `HTTP_*` variables could take it for the gateway's ([`floodgate_http1::remove_underscore_twins`]).
+/// `HTTP_*` variables could take it for the gateway's ([`floodgate_http1::remove_twins`]).
 pub static GATEWAY_FIELDS: [&HeaderName; 4] = [
     &X_FORWARDED_FOR,
     &X_FORWARDED_PROTO,

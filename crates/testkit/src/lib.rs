@@ -9,6 +9,7 @@
 pub mod certs;
 pub mod client;
 pub mod config;
+pub mod connection;
 pub mod gateway;
 pub mod jwt;
 pub mod scripted;
@@ -20,6 +21,7 @@ pub use client::{
     raw_exchange, read_body, read_to_close, request, send, send_on, Proto, TestResponse,
 };
 pub use config::OneRoute;
+pub use connection::KeptConnection;
 pub use gateway::{free_port, TestGateway};
 pub use scripted::{Reply, ScriptedRequest, ScriptedUpstream};
 pub use upstream::{grpc_health_server, MockUpstream};

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use crate::cidr::CidrSet;
 use crate::params::ParamPatterns;
 use crate::plugins::jwt_auth::token::TokenSources;
-use crate::query;
+use crate::query::{ParamName, Separators};
 use crate::real_ip::RealIp;
 
 /// The proxies `forwarded_for` trusts.
@@ -129,39 +129,93 @@ fn unmapped(ip: IpAddr) -> IpAddr {
 /// Parameter names `query_param` and `token_sources` look for, picked by the input's first byte.
 const NAMES: [&str; 4] = ["apikey", "access_token", "a", "jwt"];
 
-/// A query parameter (`?apikey=`, `?access_token=`): the first input byte picks the name, the rest is
-/// the query. Names are compared form-decoded. A value found is the text after `=` of the first pair
-/// named so; removing the parameter removes every pair of that name and keeps the others in order; it
-/// changes something exactly when a value is found; a valid request target stays valid once it is removed (otherwise a
-/// credential would reach the upstream).
+/// The separators a query is split on, picked by bit 6 of the input's first byte.
+fn separators(pick: u8) -> Separators {
+    if pick & 0x40 == 0 {
+        Separators::Ampersand
+    } else {
+        Separators::AmpersandAndSemicolon
+    }
+}
+
+/// A query's parameters, each with the separator before it (`None` for the first), split on `&` and,
+/// when `semicolons`, on `;`.
+fn reference_pairs(query: &str, semicolons: bool) -> Vec<(Option<char>, &str)> {
+    let mut pairs = Vec::new();
+    let mut before = None;
+    let mut start = 0;
+    for (at, c) in query.char_indices() {
+        if c == '&' || (semicolons && c == ';') {
+            pairs.push((before, &query[start..at]));
+            before = Some(c);
+            start = at + 1;
+        }
+    }
+    pairs.push((before, &query[start..]));
+    pairs
+}
+
+/// Whether an upstream reads the raw parameter or cookie name `raw` as `name`: both read as PHP's
+/// `php_register_variable_ex` reads a name (`raw` form-decoded first; the name ends at a NUL,
+/// leading spaces go, ` ` and `.` are `_`; from a first `[` with a `]` somewhere after it on the
+/// name is cut there, otherwise that `[` and any later ` `, `.` or `[` are `_`), compared
+/// ASCII-case-insensitively as ASP.NET Core compares names.
+fn reads_as(raw: &str, name: &str) -> bool {
+    fn php(bytes: &[u8]) -> Vec<u8> {
+        let bytes = bytes.split(|&b| b == 0).next().unwrap_or_default();
+        let first = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+        let mut bytes = &bytes[first..];
+        if let Some(open) = bytes.iter().position(|&b| b == b'[') {
+            if bytes[open..].contains(&b']') {
+                bytes = &bytes[..open];
+            }
+        }
+        bytes
+            .iter()
+            .map(|&b| {
+                if matches!(b, b' ' | b'.' | b'[') {
+                    b'_'
+                } else {
+                    b
+                }
+            })
+            .map(|b| b.to_ascii_lowercase())
+            .collect()
+    }
+    let want = php(name.as_bytes());
+    !want.is_empty() && php(&form_decoded(raw)) == want
+}
+
+/// A query parameter (`?apikey=`, `?access_token=`): the first input byte picks the name and the
+/// separators, the rest is the query. A value found is the text after `=` of the first pair whose
+/// name an upstream reads as the name ([`reads_as`]); removing the parameter removes every such pair
+/// and keeps the others in order with the separator before each; it changes something exactly when a
+/// value is found; a valid request target stays valid once it is removed (otherwise a credential would
+/// reach the upstream).
 pub fn query_param(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
     let name = NAMES[usize::from(pick) % NAMES.len()];
+    let semicolons = separators(pick) == Separators::AmpersandAndSemicolon;
+    let param = ParamName::new(name, separators(pick));
     let Ok(query) = std::str::from_utf8(rest) else {
         return;
     };
-    let pairs: Vec<&str> = query.split('&').collect();
-    let key = |pair: &str| form_decoded(pair.split('=').next().unwrap_or_default());
-    let want = pairs
-        .iter()
-        .find(|p| key(p) == name.as_bytes())
-        .map(|p| p.split_once('=').map_or("", |(_, value)| value));
-    assert_eq!(
-        query::param(Some(query), name),
-        want,
-        "the value in {query:?}"
-    );
+    let key = |pair: &str| pair.split('=').next().unwrap_or_default().to_string();
+    let want = reference_pairs(query, semicolons)
+        .into_iter()
+        .find(|(_, p)| reads_as(&key(p), name))
+        .map(|(_, p)| p.split_once('=').map_or("", |(_, value)| value));
+    assert_eq!(param.param(Some(query)), want, "the value in {query:?}");
 
     // Removal works on a request's target, which never holds a fragment.
     let Ok(target) = PathAndQuery::try_from(format!("/p?{query}")) else {
         return;
     };
     let query = target.query().unwrap_or("");
-    let pairs: Vec<&str> = query.split('&').collect();
-    let found = query::param(Some(query), name);
-    let removed = query::without_param(target.as_str(), name);
+    let found = param.param(Some(query));
+    let removed = param.without(target.as_str());
     assert_eq!(
         removed.is_some(),
         found.is_some(),
@@ -170,18 +224,27 @@ pub fn query_param(data: &[u8]) {
     let Some(removed) = removed else {
         return;
     };
-    let kept: Vec<&str> = pairs
-        .into_iter()
-        .filter(|p| key(p) != name.as_bytes())
-        .collect();
-    let expected = if kept.is_empty() {
-        "/p".to_string()
-    } else {
-        format!("/p?{}", kept.join("&"))
-    };
+    let mut expected = "/p".to_string();
+    for (before, pair) in reference_pairs(query, semicolons) {
+        if reads_as(&key(pair), name) {
+            continue;
+        }
+        match (expected.contains('?'), before) {
+            (false, _) => expected.push('?'),
+            (true, Some(separator)) => expected.push(separator),
+            (true, None) => unreachable!("only the first pair has no separator before it"),
+        }
+        expected.push_str(pair);
+    }
     assert_eq!(removed, expected, "removing {name} from {target:?}");
     let path = PathAndQuery::try_from(removed.as_str()).expect("a valid target stays valid");
-    assert_eq!(query::param(path.query(), name), None, "{name} is gone");
+    assert_eq!(param.param(path.query()), None, "{name} is gone");
+    for (_, pair) in reference_pairs(path.query().unwrap_or(""), semicolons) {
+        assert!(
+            !reads_as(&key(pair), name),
+            "{pair:?} is left in {removed:?}"
+        );
+    }
 }
 
 /// A parameter name as a form decoder reads it: `+` is a space, `%` and two hex digits the byte they
@@ -214,25 +277,29 @@ fn form_decoded(raw: &str) -> Vec<u8> {
     decoded
 }
 
-/// `jwt-auth`'s token sources: the first input byte picks the cookie and query parameter names and
-/// whether the token header is `Authorization` or `X-Token`; the rest is field lines (`name: value`,
-/// one per `\n`) and a last line that is the query. A token found is non-empty and is, trimmed, part
-/// of the field, a cookie's value or the query; once hidden (the field and cookie removed as the
-/// plugin removes them, the parameter as the upstream request drops it) no token is found any more,
-/// and every other field is kept but the header's underscore spellings.
+/// `jwt-auth`'s token sources: the first input byte picks the cookie and query parameter names, the
+/// query's separators and whether the token header is `Authorization` or `X-Token`; the rest is
+/// field lines (`name: value`, one per `\n`) and a last line that is the query. A token found is
+/// non-empty and is, trimmed, part of the field, a cookie's value or the query; once hidden (the
+/// field and cookie removed as the plugin removes them, the parameter as the upstream request drops
+/// it) no token is found any more, no cookie or parameter an upstream reads as the token's is left,
+/// and every other field is kept but the header's spellings with `_` and `-` swapped.
 pub fn token_sources(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let sources = TokenSources {
-        header: Some(if pick & 0x80 == 0 {
+    let cookie_name = NAMES[usize::from(pick) % NAMES.len()];
+    let query_name = NAMES[usize::from(pick >> 2) % NAMES.len()];
+    let sources = TokenSources::new(
+        Some(if pick & 0x80 == 0 {
             header::AUTHORIZATION
         } else {
             HeaderName::from_static("x-token")
         }),
-        cookie: Some(NAMES[usize::from(pick) % NAMES.len()].into()),
-        query: Some(NAMES[usize::from(pick >> 2) % NAMES.len()].into()),
-    };
+        Some(cookie_name),
+        Some(query_name),
+        separators(pick),
+    );
     let Ok(text) = std::str::from_utf8(rest) else {
         return;
     };
@@ -270,8 +337,8 @@ pub fn token_sources(data: &[u8]) {
 
     let mut hidden = headers.clone();
     sources.hide(&mut hidden);
-    let name = sources.query.as_deref().expect("a parameter name");
-    let target = match query::without_param(target.as_str(), name) {
+    let name = sources.query.as_ref().expect("a parameter name");
+    let target = match name.without(target.as_str()) {
         Some(path) => PathAndQuery::try_from(path).expect("a valid target stays valid"),
         None => target,
     };
@@ -280,12 +347,31 @@ pub fn token_sources(data: &[u8]) {
         Ok(None),
         "a token is left in {hidden:?} {target:?}"
     );
-    let source_header = sources.header.as_ref().map(|h| h.as_str().as_bytes());
+    let semicolons = separators(pick) == Separators::AmpersandAndSemicolon;
+    for (_, pair) in reference_pairs(target.query().unwrap_or(""), semicolons) {
+        let key = pair.split('=').next().unwrap_or_default();
+        assert!(!reads_as(key, query_name), "{pair:?} is left in {target:?}");
+    }
+    for cookie in hidden
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        for pair in cookie.split(';') {
+            let key = pair.split('=').next().unwrap_or_default();
+            assert!(
+                !reads_as(key.trim(), cookie_name),
+                "{pair:?} is left in {cookie:?}"
+            );
+        }
+    }
+    // The header's spellings: the same name once every `_` is read as `-`, on both sides.
+    let dashed = |name: &str| name.replace('_', "-");
+    let source_header = sources.header.as_ref().map(|h| dashed(h.as_str()));
     for (name, value) in headers.iter() {
-        let spells_source = source_header.is_some_and(|source| {
-            name.as_str().as_bytes() == source
-                || floodgate_http1::is_underscore_twin(name.as_str().as_bytes(), source)
-        });
+        let spells_source = source_header
+            .as_deref()
+            .is_some_and(|source| dashed(name.as_str()) == source);
         if name != header::COOKIE && !spells_source {
             assert!(
                 hidden.get_all(name).iter().any(|v| v == value),

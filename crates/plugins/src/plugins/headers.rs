@@ -187,15 +187,16 @@ trait Fields {
 
 struct RequestFields<'a>(&'a mut HeaderMap);
 
-/// A request field removed or set goes with its underscore twins (`x_user` for `x-user`): an upstream
-/// that reads names as `HTTP_*` variables would take a client's twin for the field configured.
+/// A request field removed or set goes with its twins (`x_user` for `x-user`, and `x-user` for a
+/// configured `x_user`): an upstream that reads names as `HTTP_*` variables would take a client's twin
+/// for the field configured.
 impl Fields for RequestFields<'_> {
     fn remove(&mut self, name: &HeaderName) {
         floodgate_http1::remove_with_twins(self.0, name);
     }
     fn set(&mut self, name: HeaderName, value: http::HeaderValue) {
         // `insert` replaces the fields of the name itself.
-        floodgate_http1::remove_underscore_twins(self.0, &[&name]);
+        floodgate_http1::remove_twins(self.0, &[&name]);
         self.0.insert(name, value);
     }
     fn append(&mut self, name: HeaderName, value: http::HeaderValue) {

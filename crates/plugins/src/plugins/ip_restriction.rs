@@ -128,6 +128,35 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_mapped_entries_match_ipv4_clients() {
+        let deny = build_route(
+            "ip-restriction",
+            serde_json::json!({"deny": ["::ffff:127.0.0.1", "::ffff:10.0.0.0/104"]}),
+            vec![],
+        )
+        .unwrap();
+        for denied in ["127.0.0.1", "::ffff:127.0.0.1", "10.3.2.1"] {
+            assert!(
+                request_on(&deny, ip(denied), &[], "/").answer.is_some(),
+                "{denied}"
+            );
+        }
+        assert!(request_on(&deny, ip("127.0.0.2"), &[], "/")
+            .answer
+            .is_none());
+        let allow = build_route(
+            "ip-restriction",
+            serde_json::json!({"allow": ["::ffff:0:0/96"]}),
+            vec![],
+        )
+        .unwrap();
+        assert!(request_on(&allow, ip("192.0.2.1"), &[], "/")
+            .answer
+            .is_none());
+        assert!(request_on(&allow, ip("::1"), &[], "/").answer.is_some());
+    }
+
+    #[test]
     fn deny_alone_lets_everyone_else_in() {
         let set = build_route(
             "ip-restriction",
@@ -198,6 +227,20 @@ mod tests {
                 "routes[0].plugins.ip-restriction.deny[0]",
                 "routes[0].plugins.ip-restriction.deny[2]",
             ]
+        );
+        let errors = build_route(
+            "ip-restriction",
+            serde_json::json!({"allow": ["::ffff:0:0/96", "::ffff:0:0/90"]}),
+            vec![],
+        )
+        .err()
+        .unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].path, "routes[0].plugins.ip-restriction.allow[1]");
+        assert!(
+            errors[0].message.contains("IPv4-mapped"),
+            "{}",
+            errors[0].message
         );
         let errors = build_route("ip-restriction", serde_json::json!({}), vec![])
             .err()

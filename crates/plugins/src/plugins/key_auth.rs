@@ -17,7 +17,7 @@ use crate::context::RequestCtx;
 use crate::copies::{one_credential, ConflictingCopies};
 use crate::heads::{RequestHead, UpstreamRequest};
 use crate::policy::{Flow, Policy};
-use crate::query;
+use crate::query::{ParamName, Separators};
 
 /// `plugins.key-auth`.
 #[derive(Debug, Deserialize)]
@@ -33,10 +33,19 @@ pub struct KeyAuthConfig {
     /// Remove the key (header and query parameter) before forwarding. Default `false`.
     #[serde(default)]
     pub hide_credentials: bool,
+    /// What the query is split into parameters on: `"&"`, or `"&;"` for an upstream that also splits
+    /// on `;` (old Python `parse_qs`, Perl CGI), so a key after a `;` is read and hidden too.
+    /// Default `"&"`.
+    #[serde(default = "default_separators")]
+    pub query_separators: String,
 }
 
 fn default_name() -> String {
     "apikey".to_string()
+}
+
+fn default_separators() -> String {
+    "&".to_string()
 }
 
 /// `consumers[].credentials.key-auth`.
@@ -57,7 +66,9 @@ impl std::fmt::Debug for KeyCredential {
 /// The built plugin: keys indexed by their SHA-256 digest.
 pub struct KeyAuth {
     header: HeaderName,
-    query: Option<Box<str>>,
+    /// Whether `header` has a `-` or `_`, so a name an upstream reads as the same (its twin).
+    header_has_twins: bool,
+    query: Option<ParamName>,
     hide: bool,
     /// Looked up by digest, so the lookup's timing says nothing about the key; the key itself is then
     /// compared in constant time.
@@ -84,6 +95,15 @@ impl Policy for KeyAuth {
                 format!("{:?} is not a header name", config.header),
             )]
         })?;
+        let separators = Separators::parse(&config.query_separators)
+            .map_err(|e| vec![cx.error("query_separators", e)])?;
+        let query = (!config.query.is_empty()).then(|| ParamName::new(&config.query, separators));
+        if query.as_ref().is_some_and(ParamName::is_unreadable) {
+            return Err(vec![cx.error(
+                "query",
+                format!("{:?} is read as no name at all by upstreams", config.query),
+            )]);
+        }
         let mut keys = HashMap::new();
         for (i, consumer) in cx.consumers.iter().enumerate() {
             {
@@ -102,8 +122,9 @@ impl Policy for KeyAuth {
             }
         }
         Ok(Self {
+            header_has_twins: floodgate_http1::can_have_twins(header.as_str().as_bytes()),
             header,
-            query: (!config.query.is_empty()).then(|| config.query.into()),
+            query,
             hide: config.hide_credentials,
             keys,
         })
@@ -120,17 +141,32 @@ impl Policy for KeyAuth {
     }
 
     fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
-        // Every copy of the key (field lines, parameters) must be the same key ([`one_credential`]).
-        let copies = req
-            .headers
+        // A twin of the header (`x_api_key` for `x-api-key`) is the header to an upstream reading
+        // `HTTP_X_API_KEY`: a copy of the key like any other. Looked for in one pass over the names,
+        // and read only when there is one.
+        let twinned = self.header_has_twins
+            && floodgate_http1::twins(req.headers, &self.header)
+                .next()
+                .is_some();
+        let headers = &*req.headers;
+        let twin_copies = twinned
+            .then(|| {
+                floodgate_http1::twins(headers, &self.header)
+                    .flat_map(|twin| headers.get_all(twin).iter())
+            })
+            .into_iter()
+            .flatten();
+        // Every copy of the key (field lines, twins, parameters) must be the same key
+        // ([`one_credential`]).
+        let copies = headers
             .get_all(&self.header)
             .iter()
+            .chain(twin_copies)
             .map(HeaderValue::as_bytes)
             .chain(
                 self.query
-                    .as_deref()
-                    .into_iter()
-                    .flat_map(|name| query::params(req.uri.query(), name))
+                    .iter()
+                    .flat_map(|name| name.params(req.uri.query()))
                     .map(str::as_bytes),
             );
         let presented = match one_credential(copies) {
@@ -156,15 +192,19 @@ impl Policy for KeyAuth {
         ctx.consumer = Some(consumer);
         if self.hide {
             floodgate_http1::remove_with_twins(req.headers, &self.header);
+        } else if twinned {
+            // Checked as the same key, a twin still goes: the upstream gets the one spelling the
+            // gateway was configured with.
+            floodgate_http1::remove_twins(req.headers, &[&self.header]);
         }
         Flow::Continue
     }
 
     fn upstream_request(&self, req: &mut UpstreamRequest<'_>, _ctx: &RequestCtx) {
-        let Some(name) = self.query.as_deref().filter(|_| self.hide) else {
+        let Some(name) = self.query.as_ref().filter(|_| self.hide) else {
             return;
         };
-        if let Some(path) = query::without_param(req.path.as_str(), name) {
+        if let Some(path) = name.without(req.path.as_str()) {
             if let Ok(path) = PathAndQuery::try_from(path) {
                 *req.path = path;
             }
@@ -307,6 +347,52 @@ mod tests {
     }
 
     #[test]
+    fn a_twin_of_the_header_is_a_copy_of_the_key_and_never_forwarded() {
+        for (configured, twin) in [
+            ("x-api-key", "x_api_key"),
+            ("x-api-key", "x_api-key"),
+            ("x_api_key", "x-api-key"),
+        ] {
+            let set = alice(json!({"header": configured, "query": ""}));
+            let same = request_on(
+                &set,
+                CLIENT,
+                &[(configured, "alice-key-0001"), (twin, "alice-key-0001")],
+                "/",
+            );
+            assert!(same.answer.is_none());
+            assert_eq!(same.headers.get(configured).unwrap(), "alice-key-0001");
+            assert!(
+                !same.headers.contains_key(twin),
+                "{twin} is never forwarded"
+            );
+            let differing = request_on(
+                &set,
+                CLIENT,
+                &[(configured, "alice-key-0001"), (twin, "bob-key-0002")],
+                "/",
+            );
+            assert_401(&differing, "invalid API key", "conflicting_credentials");
+            let alone = request_on(&set, CLIENT, &[(twin, "bob-key-0002")], "/");
+            assert_eq!(alone.ctx.consumer_id().map(|id| &**id), Some("bob"));
+            assert!(alone.headers.is_empty(), "{:?}", alone.headers);
+        }
+        let hidden = alice(json!({"header": "x-api-key", "hide_credentials": true}));
+        let all = request_on(
+            &hidden,
+            CLIENT,
+            &[
+                ("x-api-key", "alice-key-0001"),
+                ("x_api_key", "alice-key-0001"),
+                ("x-api_key", "alice-key-0001"),
+            ],
+            "/",
+        );
+        assert!(all.answer.is_none());
+        assert!(all.headers.is_empty(), "{:?}", all.headers);
+    }
+
+    #[test]
     fn short_and_shared_keys_and_bad_header_names_are_refused_by_path() {
         let errors = build_route("key-auth", json!({}), vec![consumer("a", "short")])
             .err()
@@ -323,6 +409,18 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(errors[0].path, "routes[0].plugins.key-auth.header");
+        let errors = build_route("key-auth", json!({"query_separators": "&&"}), vec![])
+            .err()
+            .unwrap();
+        assert_eq!(
+            errors[0].path,
+            "routes[0].plugins.key-auth.query_separators"
+        );
+        assert_eq!(errors[0].message, "\"&&\" is not \"&\" or \"&;\"");
+        let errors = build_route("key-auth", json!({"query": " "}), vec![])
+            .err()
+            .unwrap();
+        assert_eq!(errors[0].path, "routes[0].plugins.key-auth.query");
         let errors = build_route("key-auth", json!({"hidden": true}), vec![])
             .err()
             .unwrap();

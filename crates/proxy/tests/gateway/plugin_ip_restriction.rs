@@ -4,7 +4,8 @@
 //! that header is the client's own claim and changes nothing.
 //!
 //! Routes are told apart by host: `local.test` allows only loopback, `no-local.test` denies it,
-//! `partners.test` allows only 198.51.100.0/24, and `blocklist.test` denies 203.0.113.0/24.
+//! `partners.test` allows only 198.51.100.0/24, and `blocklist.test` denies 203.0.113.0/24;
+//! `mapped-deny.test` and `mapped-allow.test` list loopback as IPv4-mapped IPv6 entries.
 
 use std::time::Duration;
 
@@ -48,6 +49,16 @@ routes:
     paths: ["/*"]
     upstream: backend
     plugins: {{ ip-restriction: {{ deny: ["203.0.113.0/24"] }} }}
+  - id: mapped-deny
+    hosts: ["mapped-deny.test"]
+    paths: ["/*"]
+    upstream: backend
+    plugins: {{ ip-restriction: {{ deny: ["::ffff:127.0.0.1"] }} }}
+  - id: mapped-allow
+    hosts: ["mapped-allow.test"]
+    paths: ["/*"]
+    upstream: backend
+    plugins: {{ ip-restriction: {{ allow: ["::ffff:0:0/96"] }} }}
 "#,
         backend = backend.address(),
     )
@@ -66,12 +77,25 @@ async fn start(trust_loopback: bool) -> (MockUpstream, TestGateway) {
 }
 
 async fn get(gw: &TestGateway, host: &str, forwarded_for: Option<&str>) -> TestResponse {
-    let mut req = Request::get("/p").header("host", host);
+    get_over(gw, Proto::H1, host, forwarded_for).await
+}
+
+async fn get_over(
+    gw: &TestGateway,
+    proto: Proto,
+    host: &str,
+    forwarded_for: Option<&str>,
+) -> TestResponse {
+    let mut req = match proto {
+        // HTTP/2 names the host in `:authority`.
+        Proto::H2c => Request::get(format!("http://{host}/p")),
+        _ => Request::get("/p").header("host", host),
+    };
     if let Some(list) = forwarded_for {
         req = req.header("x-forwarded-for", list);
     }
     let req = req.body(Full::new(Bytes::new())).unwrap();
-    tokio::time::timeout(SAFETY, send(gw.addr("main"), Proto::H1, req))
+    tokio::time::timeout(SAFETY, send(gw.addr("main"), proto, req))
         .await
         .expect("request did not finish")
         .expect("request failed")
@@ -148,4 +172,23 @@ async fn an_address_a_client_prepends_behind_a_trusted_proxy_is_never_reached() 
     assert_403(&get(&gw, "partners.test", Some("198.51.100.7, 203.0.113.9")).await);
     assert_eq!(backend.requests(), 0);
     assert_still_serves(&gw).await;
+}
+
+#[tokio::test]
+async fn ipv4_mapped_entries_match_an_ipv4_client_over_http1_and_h2c() {
+    let (backend, gw) = start(false).await;
+    for proto in [Proto::H1, Proto::H2c] {
+        let denied = get_over(&gw, proto.clone(), "mapped-deny.test", None).await;
+        assert_403(&denied);
+        let allowed = get_over(&gw, proto.clone(), "mapped-allow.test", None).await;
+        assert_forwarded(&allowed);
+        assert_eq!(allowed.json()["headers"]["x-forwarded-for"], "127.0.0.1");
+        let open = get_over(&gw, proto, "open.test", None).await;
+        assert_forwarded(&open);
+    }
+    assert_eq!(
+        backend.requests(),
+        4,
+        "the denied requests were not forwarded"
+    );
 }

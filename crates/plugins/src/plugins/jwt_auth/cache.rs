@@ -1,5 +1,6 @@
 //! The per-worker cache of verified tokens: a token seen again is not verified again until it
-//! expires or its plugin's key set changes.
+//! expires or its plugin's key set changes. Its time claims are checked again on every hit, as
+//! Envoy's `jwt_authn` does, so a cached token is accepted exactly while the validator would accept it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 use rustc_hash::FxHasher;
 
+use super::numeric_date::Lifetime;
 use crate::consumer::Consumer;
 
 /// Entries one worker keeps, all plugin instances together.
@@ -43,8 +45,8 @@ struct Entry {
     /// The token the entry is for, compared on every hit.
     token: Box<[u8]>,
     generation: u64,
-    /// Unix seconds after which the token is expired (its `exp` plus the leeway); `None`: never.
-    expires: Option<u64>,
+    /// The seconds it is valid in, `nbf` and `exp` with the leeway.
+    lifetime: Lifetime,
     verified: Arc<Verified>,
 }
 
@@ -64,7 +66,7 @@ impl TokenCache {
         }
     }
 
-    /// The entry of `token` at `key` verified under key set `generation`, if it is not expired at
+    /// The entry of `token` at `key` verified under key set `generation`, if the token is valid at
     /// `now`.
     pub fn get(
         &mut self,
@@ -78,7 +80,8 @@ impl TokenCache {
             // Another token with the same hash: not this one's entry.
             return None;
         }
-        if entry.generation != generation || entry.expires.is_some_and(|e| now > e) {
+        if entry.generation != generation || !entry.lifetime.holds(now) {
+            // Verified again, the token gets the answer and the reason the validator gives it.
             self.entries.remove(key);
             return None;
         }
@@ -92,13 +95,13 @@ impl TokenCache {
         key: CacheKey,
         token: &[u8],
         generation: u64,
-        expires: Option<u64>,
+        lifetime: Lifetime,
         verified: Arc<Verified>,
         now: u64,
     ) {
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
             self.entries
-                .retain(|_, e| e.expires.is_none_or(|x| now <= x));
+                .retain(|_, e| e.lifetime.expires.is_none_or(|x| now <= x));
             if self.entries.len() >= self.capacity {
                 let excess = (self.capacity / 16).max(1);
                 let victims: Vec<CacheKey> = self.entries.keys().take(excess).copied().collect();
@@ -113,7 +116,7 @@ impl TokenCache {
                 Entry {
                     token: token.into(),
                     generation,
-                    expires,
+                    lifetime,
                     verified,
                 },
             );
@@ -143,13 +146,13 @@ pub fn remember(
     key: CacheKey,
     token: &[u8],
     generation: u64,
-    expires: Option<u64>,
+    lifetime: Lifetime,
     verified: Arc<Verified>,
     now: u64,
 ) {
     CACHE.with(|c| {
         c.borrow_mut()
-            .insert(key, token, generation, expires, verified, now)
+            .insert(key, token, generation, lifetime, verified, now)
     });
 }
 
@@ -170,14 +173,21 @@ mod tests {
 
     const T: &[u8] = b"token";
 
+    fn until(expires: Option<u64>) -> Lifetime {
+        Lifetime {
+            not_before: None,
+            expires,
+        }
+    }
+
     #[test]
     fn entries_honour_expiry_and_generation() {
         let mut cache = TokenCache::new(4);
-        cache.insert(key(1), T, 7, Some(100), verified(), 50);
+        cache.insert(key(1), T, 7, until(Some(100)), verified(), 50);
         assert!(cache.get(&key(1), T, 7, 100).is_some());
         assert!(cache.get(&key(1), T, 7, 101).is_none(), "expired");
         assert_eq!(cache.len(), 0, "an expired entry is dropped when seen");
-        cache.insert(key(2), T, 7, None, verified(), 50);
+        cache.insert(key(2), T, 7, until(None), verified(), 50);
         assert!(cache.get(&key(2), T, 8, 50).is_none(), "another key set");
         assert!(
             cache.get(&(2, key(2).1), T, 7, 50).is_none(),
@@ -186,9 +196,24 @@ mod tests {
     }
 
     #[test]
+    fn a_hit_outside_the_tokens_lifetime_is_a_miss() {
+        let mut cache = TokenCache::new(4);
+        let window = Lifetime {
+            not_before: Some(40),
+            expires: Some(60),
+        };
+        cache.insert(key(1), T, 1, window, verified(), 50);
+        assert!(cache.get(&key(1), T, 1, 39).is_none(), "not yet valid");
+        cache.insert(key(1), T, 1, window, verified(), 50);
+        assert!(cache.get(&key(1), T, 1, 40).is_some());
+        assert!(cache.get(&key(1), T, 1, 60).is_some());
+        assert!(cache.get(&key(1), T, 1, 61).is_none(), "expired");
+    }
+
+    #[test]
     fn a_colliding_token_is_a_miss_never_a_pass() {
         let mut cache = TokenCache::new(4);
-        cache.insert(key(1), b"verified", 1, None, verified(), 0);
+        cache.insert(key(1), b"verified", 1, until(None), verified(), 0);
         assert!(cache.get(&key(1), b"verified", 1, 0).is_some());
         assert!(cache.get(&key(1), b"forged", 1, 0).is_none());
         assert!(
@@ -205,17 +230,17 @@ mod tests {
                 key(n),
                 T,
                 1,
-                Some(if n == 5 { 10 } else { 1000 }),
+                until(Some(if n == 5 { 10 } else { 1000 })),
                 verified(),
                 0,
             );
         }
         assert_eq!(cache.len(), 64);
-        cache.insert(key(100), T, 1, Some(1000), verified(), 20);
+        cache.insert(key(100), T, 1, until(Some(1000)), verified(), 20);
         assert_eq!(cache.len(), 64, "the expired entry made room");
         assert!(cache.get(&key(100), T, 1, 20).is_some());
         for n in 200..1200 {
-            cache.insert(key(n), T, 1, Some(1000), verified(), 20);
+            cache.insert(key(n), T, 1, until(Some(1000)), verified(), 20);
             assert!(cache.len() <= 64);
         }
         assert!(

@@ -13,6 +13,7 @@ use super::jwks::{self, JwksSource};
 use super::keys::{self, KeySet, VerifyKey};
 use super::token::TokenSources;
 use crate::build_ctx::BuildCtx;
+use crate::query::{ParamName, Separators};
 
 /// `plugins.jwt-auth`.
 #[derive(Debug, Deserialize)]
@@ -72,6 +73,11 @@ pub struct JwtAuthConfig {
     /// A query parameter the token is read from when neither the header nor the cookie has one.
     #[serde(default)]
     pub query: Option<String>,
+    /// What the query is split into parameters on: `"&"`, or `"&;"` for an upstream that also splits
+    /// on `;` (old Python `parse_qs`, Perl CGI), so a token after a `;` is read and hidden too.
+    /// Default `"&"`.
+    #[serde(default = "default_separators")]
+    pub query_separators: String,
     /// A claim whose value is a consumer's id (e.g. `sub`), making that consumer the request's.
     #[serde(default)]
     pub consumer_claim: Option<String>,
@@ -129,6 +135,10 @@ fn default_leeway() -> HumanDuration {
 
 fn default_required() -> Vec<String> {
     vec!["exp".to_string()]
+}
+
+fn default_separators() -> String {
+    "&".to_string()
 }
 
 fn default_header() -> String {
@@ -275,9 +285,20 @@ pub fn check(config: &JwtAuthConfig, cx: &BuildCtx<'_>) -> Result<Checked, Vec<F
     if header.is_none() && config.cookie.is_none() && config.query.is_none() && errors.is_empty() {
         errors.push(cx.error("header", "give at least one of header, cookie or query"));
     }
+    let separators = Separators::parse(&config.query_separators).unwrap_or_else(|e| {
+        errors.push(cx.error("query_separators", e));
+        Separators::default()
+    });
     for (field, value) in [("cookie", &config.cookie), ("query", &config.query)] {
-        if value.as_deref() == Some("") {
-            errors.push(cx.error(field, "must not be empty"));
+        match value.as_deref() {
+            Some("") => errors.push(cx.error(field, "must not be empty")),
+            Some(name) if ParamName::new(name, separators).is_unreadable() => {
+                errors.push(cx.error(
+                    field,
+                    format!("{name:?} is read as no name at all by upstreams"),
+                ))
+            }
+            _ => {}
         }
     }
 
@@ -320,11 +341,12 @@ pub fn check(config: &JwtAuthConfig, cx: &BuildCtx<'_>) -> Result<Checked, Vec<F
         validations,
         configured: KeySet::new(configured),
         jwks,
-        sources: TokenSources {
+        sources: TokenSources::new(
             header,
-            cookie: config.cookie.as_deref().map(Into::into),
-            query: config.query.as_deref().map(Into::into),
-        },
+            config.cookie.as_deref(),
+            config.query.as_deref(),
+            separators,
+        ),
         forward: forward.into_boxed_slice(),
     })
 }

@@ -5,6 +5,7 @@
 //! - `keys`: the keys tokens are checked with.
 //! - `jwks`: the background fetch of a JWKS URL.
 //! - `cache`: the per-worker cache of verified tokens.
+//! - `numeric_date`: `exp` and `nbf` as the validator reads them, and the lifetime the cache keeps.
 //! - `token`: where a request carries its token.
 //! - `crypto`: the signature algorithms, on `ring`.
 
@@ -13,6 +14,7 @@ pub mod config;
 pub(crate) mod crypto;
 mod jwks;
 pub(crate) mod keys;
+pub(crate) mod numeric_date;
 #[cfg(test)]
 mod tests;
 pub(crate) mod token;
@@ -37,12 +39,12 @@ use crate::copies::ConflictingCopies;
 use crate::heads::{RequestHead, UpstreamRequest};
 use crate::policy::NoCredential;
 use crate::policy::{Flow, Policy};
-use crate::query;
 
 use self::cache::Verified;
 use self::config::JwtAuthConfig;
 use self::jwks::JwksKeys;
 use self::keys::KeySet;
+use self::numeric_date::Lifetime;
 use self::token::TokenSources;
 
 /// The built plugin.
@@ -125,7 +127,8 @@ impl Policy for JwtAuth {
     }
 
     fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
-        let token = match self.sources.find(req.headers, req.uri.query()) {
+        let (found, twinned) = self.sources.find_and_twins(req.headers, req.uri.query());
+        let token = match found {
             Ok(Some(token)) => token,
             Ok(None) => return Flow::Respond(missing_token()),
             Err(ConflictingCopies) => return Flow::Respond(invalid_token("conflicting_tokens")),
@@ -136,14 +139,13 @@ impl Policy for JwtAuth {
         let verified = match cache::lookup(&key, token.as_bytes(), generation, now) {
             Some(verified) => verified,
             None => match self.verify(token) {
-                Ok((verified, exp)) => {
+                Ok((verified, lifetime)) => {
                     let verified = Arc::new(verified);
-                    let expires = exp.map(|e| e.saturating_add(self.leeway));
                     cache::remember(
                         key,
                         token.as_bytes(),
                         generation,
-                        expires,
+                        lifetime,
                         verified.clone(),
                         now,
                     );
@@ -160,6 +162,8 @@ impl Policy for JwtAuth {
         }
         if self.hide {
             self.sources.hide(req.headers);
+        } else if twinned {
+            self.sources.remove_twins(req.headers);
         }
         for (name, value) in &verified.forwarded {
             req.headers.insert(name.clone(), value.clone());
@@ -168,10 +172,10 @@ impl Policy for JwtAuth {
     }
 
     fn upstream_request(&self, req: &mut UpstreamRequest<'_>, _ctx: &RequestCtx) {
-        let Some(name) = self.sources.query.as_deref().filter(|_| self.hide) else {
+        let Some(name) = self.sources.query.as_ref().filter(|_| self.hide) else {
             return;
         };
-        if let Some(path) = query::without_param(req.path.as_str(), name) {
+        if let Some(path) = name.without(req.path.as_str()) {
             if let Ok(path) = PathAndQuery::try_from(path) {
                 *req.path = path;
             }
@@ -180,8 +184,8 @@ impl Policy for JwtAuth {
 }
 
 impl JwtAuth {
-    /// Verifies `token`: what it grants and its `exp`, or the metric reason it is refused for.
-    fn verify(&self, token: &str) -> Result<(Verified, Option<u64>), &'static str> {
+    /// Verifies `token`: what it grants and for how long, or the metric reason it is refused for.
+    fn verify(&self, token: &str) -> Result<(Verified, Lifetime), &'static str> {
         #[cfg(test)]
         tests::count_verification();
         // `alg: none` is no algorithm jsonwebtoken knows: such a header does not parse.
@@ -248,13 +252,15 @@ impl JwtAuth {
             .iter()
             .filter_map(|(claim, name)| Some((name.clone(), claim_value(claims.get(&**claim)?)?)))
             .collect();
-        let exp = claims.get("exp").and_then(Value::as_u64);
+        // The validator has refused malformed time claims already; were one to get here, it is no
+        // reason to cache a token for ever.
+        let lifetime = Lifetime::of(&claims, self.leeway).ok_or("invalid_claims")?;
         Ok((
             Verified {
                 consumer,
                 forwarded,
             },
-            exp,
+            lifetime,
         ))
     }
 }

@@ -3,7 +3,7 @@
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 use crate::copies::{one_credential, ConflictingCopies};
-use crate::query;
+use crate::query::{ParamName, Separators};
 
 /// The places a token is looked for: the header, the cookie, the query parameter. A token may come
 /// in several of them, but it must be the same token in each.
@@ -11,49 +11,102 @@ pub struct TokenSources {
     /// The header; `Authorization` carries `Bearer <token>` (RFC 6750 §2.1), any other header the
     /// token itself (a `Bearer ` prefix is allowed there too).
     pub header: Option<HeaderName>,
-    /// The cookie's name.
-    pub cookie: Option<Box<str>>,
+    /// The cookie's name, matched as upstreams read cookie names (PHP decodes and reads them as it
+    /// reads parameter names: [`crate::query`]).
+    pub cookie: Option<ParamName>,
     /// The query parameter's name.
-    pub query: Option<Box<str>>,
+    pub query: Option<ParamName>,
+    /// Whether the header has a `-` or `_`, so twins an upstream reads as the same header.
+    header_twins: bool,
 }
 
 impl TokenSources {
+    /// The sources of these names, the query split on `separators`.
+    pub fn new(
+        header: Option<HeaderName>,
+        cookie: Option<&str>,
+        query: Option<&str>,
+        separators: Separators,
+    ) -> Self {
+        Self {
+            header_twins: header
+                .as_ref()
+                .is_some_and(|h| floodgate_http1::can_have_twins(h.as_str().as_bytes())),
+            header,
+            cookie: cookie.map(|name| ParamName::new(name, separators)),
+            query: query.map(|name| ParamName::new(name, separators)),
+        }
+    }
+
     /// The request's token: `Ok(None)` when no source carries a non-empty one, and
-    /// [`ConflictingCopies`] when its sources (several field lines, cookies or parameters included)
-    /// carry different ones ([`one_credential`]).
+    /// [`ConflictingCopies`] when its sources (several field lines, the header's twins, cookies or
+    /// parameters included) carry different ones ([`one_credential`]).
     pub fn find<'r>(
         &'r self,
         headers: &'r HeaderMap,
         query: Option<&'r str>,
     ) -> Result<Option<&'r str>, ConflictingCopies> {
-        one_credential(
-            self.in_header(headers)
-                .chain(self.in_cookie(headers))
-                .chain(
-                    self.query
-                        .as_deref()
-                        .into_iter()
-                        .flat_map(move |name| query::params(query, name)),
-                ),
-        )
+        self.find_and_twins(headers, query).0
     }
 
-    fn in_header<'r>(&'r self, headers: &'r HeaderMap) -> impl Iterator<Item = &'r str> {
+    /// [`TokenSources::find`], and whether the request has a twin of the header (`x_token` for
+    /// `x-token`), which an upstream reading `HTTP_X_TOKEN` takes for the header itself: it is read
+    /// as a copy of the token, and must not reach the upstream. One pass over the names finds twins,
+    /// and only when the header can have any.
+    pub fn find_and_twins<'r>(
+        &'r self,
+        headers: &'r HeaderMap,
+        query: Option<&'r str>,
+    ) -> (Result<Option<&'r str>, ConflictingCopies>, bool) {
+        let twinned = self.header_twins
+            && self
+                .header
+                .as_ref()
+                .is_some_and(|name| floodgate_http1::twins(headers, name).next().is_some());
+        let found = one_credential(
+            self.in_header(headers, twinned)
+                .chain(self.in_cookie(headers))
+                .chain(self.query.iter().flat_map(move |name| name.params(query))),
+        );
+        (found, twinned)
+    }
+
+    fn in_header<'r>(
+        &'r self,
+        headers: &'r HeaderMap,
+        twinned: bool,
+    ) -> impl Iterator<Item = &'r str> {
         self.header.iter().flat_map(move |name| {
-            headers.get_all(name).iter().filter_map(move |value| {
-                let value = value.to_str().ok()?.trim();
-                match bearer(value) {
-                    Some(token) => Some(token),
-                    // Another scheme in `Authorization` (Basic, a key) is no bearer token at all.
-                    None if name == header::AUTHORIZATION => None,
-                    None => Some(value),
-                }
-            })
+            let twins = twinned
+                .then(|| floodgate_http1::twins(headers, name))
+                .into_iter()
+                .flatten();
+            headers
+                .get_all(name)
+                .iter()
+                .chain(twins.flat_map(|twin| headers.get_all(twin).iter()))
+                .filter_map(move |value| {
+                    let value = value.to_str().ok()?.trim();
+                    match bearer(value) {
+                        Some(token) => Some(token),
+                        // Another scheme in `Authorization` (Basic, a key) is no bearer token at all.
+                        None if name == header::AUTHORIZATION => None,
+                        None => Some(value),
+                    }
+                })
         })
     }
 
+    /// Removes the twins of the header (the header itself stays): checked as copies of the token, they
+    /// still go, so the upstream reads the one spelling the gateway was configured with.
+    pub fn remove_twins(&self, headers: &mut HeaderMap) {
+        if let Some(name) = &self.header {
+            floodgate_http1::remove_twins(headers, &[name]);
+        }
+    }
+
     fn in_cookie<'r>(&'r self, headers: &'r HeaderMap) -> impl Iterator<Item = &'r str> {
-        self.cookie.as_deref().into_iter().flat_map(move |name| {
+        self.cookie.iter().flat_map(move |name| {
             headers
                 .get_all(header::COOKIE)
                 .iter()
@@ -63,18 +116,19 @@ impl TokenSources {
                     let (key, value) = pair.trim().split_once('=')?;
                     // Whitespace around `=` is trimmed, as upstream parsers (Go's, for one) trim it:
                     // a `jwt =x` the gateway did not read as `jwt` must not be one the upstream reads so.
-                    (key.trim_end() == name).then(|| value.trim_start().trim_matches('"'))
+                    name.matches(key.trim_end())
+                        .then(|| value.trim_start().trim_matches('"'))
                 })
         })
     }
 
-    /// Removes the token's header and cookie from `headers` (the query parameter is removed when the
-    /// upstream request is shaped).
+    /// Removes the token's header, its twins and cookie from `headers` (the query parameter is
+    /// removed when the upstream request is shaped).
     pub fn hide(&self, headers: &mut HeaderMap) {
         if let Some(name) = &self.header {
             floodgate_http1::remove_with_twins(headers, name);
         }
-        let Some(name) = self.cookie.as_deref() else {
+        let Some(name) = &self.cookie else {
             return;
         };
         let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
@@ -88,7 +142,7 @@ impl TokenSources {
             .map(str::trim)
             .filter(|pair| {
                 !pair.is_empty()
-                    && pair.split_once('=').map_or(*pair, |(k, _)| k).trim_end() != name
+                    && !name.matches(pair.split_once('=').map_or(*pair, |(k, _)| k).trim_end())
             })
             .collect();
         headers.remove(header::COOKIE);
@@ -111,11 +165,12 @@ mod tests {
     use super::*;
 
     fn sources() -> TokenSources {
-        TokenSources {
-            header: Some(header::AUTHORIZATION),
-            cookie: Some("jwt".into()),
-            query: Some("access_token".into()),
-        }
+        TokenSources::new(
+            Some(header::AUTHORIZATION),
+            Some("jwt"),
+            Some("access_token"),
+            Separators::Ampersand,
+        )
     }
 
     fn headers(fields: &[(&str, &str)]) -> HeaderMap {
@@ -184,11 +239,12 @@ mod tests {
 
     #[test]
     fn another_header_carries_the_token_itself() {
-        let s = TokenSources {
-            header: Some(HeaderName::from_static("x-token")),
-            cookie: None,
-            query: None,
-        };
+        let s = TokenSources::new(
+            Some(HeaderName::from_static("x-token")),
+            None,
+            None,
+            Separators::Ampersand,
+        );
         assert_eq!(
             s.find(&headers(&[("x-token", "a.b.c")]), None),
             Ok(Some("a.b.c"))
@@ -226,5 +282,107 @@ mod tests {
         ]);
         s.hide(&mut both);
         assert_eq!(both.get(header::COOKIE).unwrap(), "a=1");
+    }
+
+    #[test]
+    fn a_twin_of_the_header_is_a_copy_of_the_token() {
+        for (configured, twin) in [("x-token", "x_token"), ("x_token", "x-token")] {
+            let s = TokenSources::new(
+                Some(HeaderName::from_static(configured)),
+                None,
+                None,
+                Separators::Ampersand,
+            );
+            let same = headers(&[(configured, "a.b.c"), (twin, "Bearer a.b.c")]);
+            assert_eq!(s.find_and_twins(&same, None), (Ok(Some("a.b.c")), true));
+            let differing = headers(&[(configured, "a.b.c"), (twin, "x.y.z")]);
+            assert_eq!(s.find(&differing, None), Err(ConflictingCopies));
+            let alone = headers(&[(twin, "a.b.c")]);
+            assert_eq!(s.find(&alone, None), Ok(Some("a.b.c")), "a twin alone");
+            let neither = headers(&[(configured, "a.b.c"), ("x-tokens", "x.y.z")]);
+            assert_eq!(s.find_and_twins(&neither, None), (Ok(Some("a.b.c")), false));
+
+            let mut kept = same.clone();
+            s.remove_twins(&mut kept);
+            assert_eq!(kept.len(), 1);
+            assert_eq!(kept.get(configured).unwrap(), "a.b.c");
+            let mut hidden = same;
+            s.hide(&mut hidden);
+            assert!(hidden.is_empty());
+        }
+        let mixed = TokenSources::new(
+            Some(HeaderName::from_static("x-api-token")),
+            None,
+            None,
+            Separators::Ampersand,
+        );
+        let fields = headers(&[("x_api-token", "a.b.c"), ("x-api_token", "a.b.c")]);
+        assert_eq!(
+            mixed.find_and_twins(&fields, None),
+            (Ok(Some("a.b.c")), true)
+        );
+    }
+
+    #[test]
+    fn a_cookie_name_is_read_as_upstreams_read_it() {
+        let s = TokenSources::new(None, Some("jwt_token"), None, Separators::Ampersand);
+        for spelling in [
+            "jwt.token",
+            "jwt%2Etoken",
+            "jwt+token",
+            "JWT_Token",
+            "jwt[token",
+            "jwt_token[]",
+        ] {
+            let cookie = format!("a=1; {spelling}=c.c.c");
+            assert_eq!(
+                s.find(&headers(&[("cookie", &cookie)]), None),
+                Ok(Some("c.c.c")),
+                "{spelling}"
+            );
+            let conflicting = format!("jwt_token=a.a.a; {spelling}=c.c.c");
+            assert_eq!(
+                s.find(&headers(&[("cookie", &conflicting)]), None),
+                Err(ConflictingCopies),
+                "{spelling}"
+            );
+            let mut hidden =
+                headers(&[("cookie", &format!("jwt_token=c.c.c; {spelling}=c.c.c; b=2"))]);
+            s.hide(&mut hidden);
+            assert_eq!(hidden.get(header::COOKIE).unwrap(), "b=2", "{spelling}");
+        }
+        assert_eq!(
+            s.find(
+                &headers(&[("cookie", "jwt_tokens=c.c.c; jwt-token=d.d.d")]),
+                None
+            ),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_query_token_after_a_semicolon_is_read_only_when_asked() {
+        let plain = TokenSources::new(None, None, Some("access_token"), Separators::Ampersand);
+        assert_eq!(
+            plain.find(&HeaderMap::new(), Some("a=1;access_token=q.q.q")),
+            Ok(None)
+        );
+        let both = TokenSources::new(
+            None,
+            None,
+            Some("access_token"),
+            Separators::AmpersandAndSemicolon,
+        );
+        assert_eq!(
+            both.find(&HeaderMap::new(), Some("a=1;access_token=q.q.q")),
+            Ok(Some("q.q.q"))
+        );
+        assert_eq!(
+            both.find(
+                &HeaderMap::new(),
+                Some("access_token=q.q.q;access.token=r.r.r")
+            ),
+            Err(ConflictingCopies)
+        );
     }
 }

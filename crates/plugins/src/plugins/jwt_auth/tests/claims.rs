@@ -315,6 +315,19 @@ fn configuration_mistakes_name_their_field() {
         errors[0].path,
         "routes[0].plugins.jwt-auth.jwks_refresh_interval"
     );
+    let errors =
+        chain(json!({ "algorithms": ["HS256"], "secret": SECRET, "query_separators": ";" }))
+            .err()
+            .unwrap();
+    assert_eq!(
+        errors[0].path,
+        "routes[0].plugins.jwt-auth.query_separators"
+    );
+    assert_eq!(errors[0].message, "\";\" is not \"&\" or \"&;\"");
+    let errors = chain(json!({ "algorithms": ["HS256"], "secret": SECRET, "cookie": "[x]" }))
+        .err()
+        .unwrap();
+    assert_eq!(errors[0].path, "routes[0].plugins.jwt-auth.cookie");
     let errors = chain(json!({ "algorithms": ["HS256"], "secret": SECRET, "colour": "red" }))
         .err()
         .unwrap();
