@@ -54,8 +54,9 @@ pub struct RouteConfig {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub plugins: BTreeMap<String, serde_json::Value>,
     /// What happens to a method-override field (`X-HTTP-Method-Override`, `X-HTTP-Method`,
-    /// `X-Method-Override`, in any spelling with `_` for `-`) that names a method a request would not
-    /// be routed here with: `drop` it (the default), `reject` the request (400), or `allow` it.
+    /// `X-Method-Override`, in any spelling with `_` for `-`) or `_method` query parameter that names a
+    /// method a request would not be routed here with: `drop` it (the default), `reject` the request
+    /// (400), or `allow` it.
     #[serde(default, skip_serializing_if = "MethodOverride::is_default")]
     pub method_override: MethodOverride,
 }
@@ -67,7 +68,8 @@ pub struct RouteConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MethodOverride {
-    /// Remove every method-override field before the plugins and the upstream see the request.
+    /// Remove every method-override field and `_method` parameter before the plugins and the upstream
+    /// see the request.
     #[default]
     Drop,
     /// Answer 400.

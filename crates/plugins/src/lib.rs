@@ -47,7 +47,7 @@ mod key_table;
 mod params;
 mod plugins;
 mod policy;
-mod query;
+pub mod query;
 pub mod real_ip;
 mod registry;
 mod state;

@@ -1,4 +1,5 @@
-//! Reading and removing a credential's query parameter (`?apikey=`), and reading its cookie's name.
+//! Reading and removing a query parameter as upstream frameworks read its name (a credential's
+//! `?apikey=`, the `?_method=` override), and reading a cookie's name the same way.
 //!
 //! A name is matched as upstream frameworks read names, so no spelling of the credential reaches the
 //! upstream unchecked or survives `hide_credentials`:
@@ -113,6 +114,12 @@ impl ParamName {
         }
         removed.then_some(out)
     }
+}
+
+/// `raw` form-decoded (`+` a space, `%XX` the byte it spells), as a framework hands a value to its
+/// application.
+pub fn form_decoded(raw: &str) -> Vec<u8> {
+    FormDecoded::new(raw.as_bytes()).collect()
 }
 
 /// A name's bytes as PHP registers it (see the module), lowercased: cut at a NUL, leading spaces

@@ -11,8 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use floodgate_config::{
     Config, FieldError, Http2Config, KeepaliveConfig, MethodOverride, UnderscoresInHeaders,
-    UpstreamConfig,
-    UpstreamProtocol,
+    UpstreamConfig, UpstreamProtocol,
 };
 use floodgate_observe::{AccessLog, Metrics, RouteMetrics, UpstreamMetrics};
 use floodgate_plugins::real_ip::RealIp;

@@ -195,7 +195,11 @@ fn serve<'a>(
                     req.headers(),
                 )
                 .ok_or(ProxyError::NoRoute)?;
-            if seen.method_override {
+            let query_may_override = req
+                .uri()
+                .query()
+                .is_some_and(method_override::query_may_override);
+            if seen.method_override || query_may_override {
                 enforce_method_override(&mut req, route, snapshot, routed_path.as_deref())?;
             }
             route
@@ -266,13 +270,7 @@ fn enforce_method_override(
 ) -> Result<(), ProxyError> {
     let host = request_host(req).map(str::to_owned);
     let path = routed_path.unwrap_or_else(|| req.uri().path()).to_owned();
-    method_override::enforce(
-        req.headers_mut(),
-        route,
-        &snapshot.routes,
-        host.as_deref(),
-        &path,
-    )
+    method_override::enforce(req, route, &snapshot.routes, host.as_deref(), &path)
 }
 
 /// The host a request is for: the URI's authority (HTTP/2, absolute-form HTTP/1.1), else `Host`.

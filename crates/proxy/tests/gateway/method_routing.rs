@@ -268,3 +268,58 @@ async fn head_follows_a_get_only_route_and_meets_its_authentication() {
         assert_still_serves(&gw, proto).await;
     }
 }
+
+#[tokio::test]
+async fn a_method_query_parameter_is_held_to_the_same_rule() {
+    let Setup {
+        open: _open,
+        guarded,
+        gw,
+    } = start().await;
+    for proto in [Proto::H1, Proto::H2c] {
+        for (target, forwarded) in [
+            ("/items/1?_method=DELETE", "/items/1"),
+            ("/items/1?a=1&_method=delete&b=2", "/items/1?a=1&b=2"),
+            ("/items/1?a=1&%5Fmethod=DELETE", "/items/1?a=1"),
+            ("/items/1?_m%65thod=DEL%45TE&b", "/items/1?b"),
+            ("/items/1?.method=DELETE", "/items/1"),
+            ("/items/1?_METHOD=DELETE&_method=POST", "/items/1"),
+            // Same route: kept as sent.
+            ("/items/1?_method=POST&x=1", "/items/1?_method=POST&x=1"),
+            // Not the parameter at all.
+            (
+                "/items/1?methods=DELETE&x_method=DELETE",
+                "/items/1?methods=DELETE&x_method=DELETE",
+            ),
+        ] {
+            let res = request(&gw, proto.clone(), Method::POST, target, &[]).await;
+            assert_eq!(res.status, 200, "{proto:?} {target}");
+            assert_eq!(res.json()["uri"], forwarded, "{proto:?} {target}");
+        }
+        let res = request(
+            &gw,
+            proto.clone(),
+            Method::POST,
+            "/strict/x?_method=DELETE",
+            &[],
+        )
+        .await;
+        assert_eq!(res.status, 400, "{proto:?}");
+        let res = request(
+            &gw,
+            proto.clone(),
+            Method::POST,
+            "/legacy/x?_method=DELETE",
+            &[],
+        )
+        .await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.json()["uri"], "/legacy/x?_method=DELETE");
+        assert_still_serves(&gw, proto).await;
+    }
+    assert_eq!(
+        guarded.requests(),
+        0,
+        "the guarded route's upstream saw nothing"
+    );
+}
