@@ -17,13 +17,33 @@ use crate::cidr::{canonical, CidrSet};
 pub struct RealIp {
     trusted: CidrSet,
     header: Option<HeaderName>,
+    /// Whether the header is one whose `_`/`-` twins the forwarding path does not already remove
+    /// (any but `X-Forwarded-For`, which the gateway rewrites and guards itself).
+    guard_twins: bool,
 }
 
 impl RealIp {
     /// Trust `trusted` to report clients in `header`.
     pub fn new(trusted: CidrSet, header: HeaderName) -> Self {
         let header = (!trusted.is_empty()).then_some(header);
-        Self { trusted, header }
+        let guard_twins = header.as_ref().is_some_and(|h| {
+            h != "x-forwarded-for" && floodgate_http1::can_have_twins(h.as_str().as_bytes())
+        });
+        Self {
+            trusted,
+            header,
+            guard_twins,
+        }
+    }
+
+    /// Removes the client's fields spelled as the configured header with `_` for `-` (`X_Real_IP`
+    /// for `X-Real-IP`): a trusted proxy writes the header under its own name and passes such a
+    /// field on untouched, and an upstream reading names as `HTTP_*` variables would take it for the
+    /// header the gateway read the client from. Costs one flag test unless such a header is set.
+    pub fn remove_header_twins(&self, headers: &mut HeaderMap) {
+        if let (true, Some(header)) = (self.guard_twins, &self.header) {
+            floodgate_http1::remove_twins(headers, &[header]);
+        }
     }
 
     /// The client's address for a request from `peer` (the connection's address, or the one the

@@ -61,6 +61,7 @@ pub fn handle(
         } else {
             generate_request_id()
         };
+        snapshot.real_ip.remove_header_twins(req.headers_mut());
         let client_ip = snapshot.real_ip.client(conn.client.ip(), req.headers());
         let method = req.method().clone();
         let grpc = seen.content_type

@@ -160,6 +160,45 @@ async fn the_consumer_and_the_real_client_address_reach_the_access_log() {
 }
 
 #[tokio::test]
+async fn a_spelling_of_the_real_ip_header_with_underscores_never_reaches_the_upstream() {
+    let backend = MockUpstream::http("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let top = format!(
+        "access_log: {{ path: {:?} }}\nreal_ip: {{ trusted_proxies: [\"127.0.0.1\"], header: x-real-ip }}",
+        log.display().to_string()
+    );
+    let routes = "  - { id: api, paths: [\"/*\"], upstream: backend }";
+    let gw = TestGateway::start(&config(&backend, &top, routes));
+    let addr = gw.addr("main");
+    for proto in [Proto::H1, Proto::H2c] {
+        // The trusted peer wrote X-Real-IP; the client's own X_Real_IP rode along, which a PHP or
+        // CGI upstream would read as the same HTTP_X_REAL_IP.
+        let ok = request(
+            addr,
+            proto,
+            Method::GET,
+            "/a",
+            &[
+                ("x-real-ip", "198.51.100.7"),
+                ("x_real_ip", "6.6.6.6"),
+                ("x_tenant", "kept"),
+            ],
+        )
+        .await;
+        assert_eq!(ok.status, 200);
+        let fields = &ok.json()["headers"];
+        assert_eq!(fields["x-real-ip"], "198.51.100.7");
+        assert_eq!(fields["x_real_ip"], Value::Null);
+        assert_eq!(fields["x_tenant"], "kept");
+    }
+    eventually("two access log lines", || access_log_lines(&log).len() == 2).await;
+    for line in access_log_lines(&log) {
+        assert_eq!(line["client_ip"], "198.51.100.7");
+    }
+}
+
+#[tokio::test]
 async fn an_untrusted_peer_cannot_choose_its_address() {
     let backend = MockUpstream::http("b").await;
     let dir = tempfile::tempdir().unwrap();
