@@ -50,10 +50,6 @@ pub enum ProxyError {
     /// A request field's name holds `_` on a listener that refuses such names.
     #[error("underscore in a header name")]
     UnderscoreInFieldName,
-    /// The client closed its connection before the response head was ready (nginx's 499); nothing
-    /// is sent, the status is for the access log and the metrics.
-    #[error("client closed request")]
-    ClientClosed,
     /// The worker is serving `limits.max_requests_in_flight_per_worker` requests already.
     #[error("gateway overloaded")]
     Overloaded,
@@ -76,10 +72,6 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            // nginx's code, which log readers and dashboards already know; valid, so never the fallback.
-            ProxyError::ClientClosed => {
-                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
-            }
         }
     }
 
@@ -142,7 +134,6 @@ fn grpc_status(status: StatusCode) -> &'static str {
         401 => "16",
         403 => "7",
         404 => "12",
-        499 => "1",
         429 | 502..=504 => "14",
         _ => "13",
     }

@@ -1,14 +1,17 @@
-//! What the handler learns about one request as it goes: who its client is, and what it was routed
-//! to. Shared by the handler and the plugin phases, below both.
+//! What the handler learns about one request as it goes: who its client is, what it was routed to,
+//! and what its completion needs if it ends unanswered. Shared by the handler and the plugin phases,
+//! below both.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use floodgate_plugins::RequestCtx;
-use http::HeaderValue;
+use http::{HeaderValue, Method, StatusCode};
 
+use crate::completion::{AccessDetails, Completion};
 use crate::overload::requests::RequestSlot;
-use crate::snapshot::RouteRuntime;
+use crate::snapshot::{RouteRuntime, Snapshot};
 
 /// What a request was routed to, filled in as far as it got, for metrics and the access log (also when
 /// it failed: a 502's log line names the target that refused, as nginx's `$upstream_addr` does).
@@ -33,3 +36,101 @@ pub struct Client<'a> {
     /// Whether the client speaks gRPC (errors are then gRPC answers).
     pub grpc: bool,
 }
+
+/// A request being served, and what its [`Completion`] will need. Dropped before it is
+/// [`answered`](Self::answered) (the client went away while the request waited: an HTTP/1.1
+/// connection closed, an HTTP/2 stream reset), it records the request as a 499, as nginx does, and
+/// runs the plugins' `log` phase, so what the request held (a `limit-conn` slot) is given back and
+/// counted, and the access log has its line.
+pub struct Unanswered {
+    /// The snapshot the request is served under, kept to its end.
+    pub snapshot: Arc<Snapshot>,
+    /// What it was routed to so far.
+    pub used: Used,
+    worker: usize,
+    method: Method,
+    started: Instant,
+    access: Option<Box<AccessDetails>>,
+    answered: bool,
+}
+
+impl Unanswered {
+    /// A request of `method` that arrived at `started` on worker `worker`, its access log details
+    /// when the log is on.
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        worker: usize,
+        method: Method,
+        started: Instant,
+        access: Option<Box<AccessDetails>>,
+    ) -> Self {
+        Self {
+            snapshot,
+            used: Used::default(),
+            worker,
+            method,
+            started,
+            access,
+            answered: false,
+        }
+    }
+
+    /// The request's completion, for a response of `status` (holding `in_flight` to its end).
+    pub fn answered(
+        mut self,
+        status: StatusCode,
+        in_flight: Option<floodgate_upstream::InFlightGuard>,
+    ) -> Completion {
+        self.answered = true;
+        self.completion(status, in_flight)
+    }
+
+    fn completion(
+        &mut self,
+        status: StatusCode,
+        in_flight: Option<floodgate_upstream::InFlightGuard>,
+    ) -> Completion {
+        let used = std::mem::take(&mut self.used);
+        let metrics = used
+            .route
+            .as_ref()
+            .map_or_else(|| self.snapshot.unmatched.clone(), |r| r.metrics.clone());
+        let access = self.access.take().map(|mut details| {
+            details.route = used.route.as_ref().map(|r| r.id.clone());
+            details.consumer = used.plugins.as_ref().and_then(|p| p.consumer_id().cloned());
+            details.upstream_addr = used.target;
+            details
+        });
+        Completion {
+            worker: self.worker,
+            metrics,
+            method: self.method.clone(),
+            status,
+            started: self.started,
+            bytes_sent: None,
+            access,
+            in_flight,
+            slot: used.slot,
+            plugins: used
+                .route
+                .as_ref()
+                .and_then(|r| r.plugins.clone())
+                .zip(used.plugins),
+        }
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if !self.answered {
+            // Recorded as it is dropped: 499, nginx's "client closed request".
+            drop(self.completion(CLIENT_CLOSED_REQUEST, None));
+        }
+    }
+}
+
+/// nginx's 499: the client closed the connection before the response was sent.
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};

@@ -62,12 +62,11 @@ where
     let service = service_fn(move |mut req: Request<Incoming>| {
         let stream = OpenStream::new(service_streams.clone());
         join_cookie_crumbs(req.headers_mut());
-        // A stream the client resets is dropped by hyper with this future: nothing to watch here.
+        // A stream the client resets is dropped by hyper with this future, which records it as a 499.
         let handled = handle(
             service_ctx.clone(),
             info.clone(),
             req.map(ClientBody::Http2),
-            std::future::pending(),
         );
         Box::pin(async move {
             let Ok(response) = handled.await;

@@ -2,11 +2,9 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -14,7 +12,7 @@ use http::uri::PathAndQuery;
 use http::{header, HeaderMap, Method, Request, Response, Uri};
 
 use crate::client_conn::ConnInfo;
-use crate::completion::{AccessDetails, Completion};
+use crate::completion::AccessDetails;
 use crate::error::ProxyError;
 use crate::forward::{forward, Outcome};
 use crate::method_override;
@@ -23,7 +21,7 @@ use crate::path_normalize::{normalize, PathRules};
 use crate::plugin_phases::{request_phase, response_phase};
 use crate::request_body::ClientBody;
 use crate::request_id::{generate as generate_request_id, request_id, X_REQUEST_ID};
-use crate::request_state::{Client, Used};
+use crate::request_state::{Client, Unanswered, Used};
 use crate::response_body::ResponseBody;
 use crate::snapshot::{RouteAction, RouteRuntime, Snapshot};
 use crate::underscore_fields;
@@ -33,9 +31,8 @@ use floodgate_observe::Rejection;
 
 /// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
 ///
-/// `client_gone` resolves when the client can no longer receive the answer (an HTTP/1.1 connection
-/// closed while the request waits); the request is then abandoned where it stands, its upstream
-/// exchange dropped, and it ends as a 499 whose completion still runs the plugins' `log` phase.
+/// Dropped before it returns (the client went away while the request waited), it records the request
+/// as a 499 ([`Unanswered`]).
 ///
 /// Written as a function returning an `async move` block rather than an `async fn`: an `async fn` moves
 /// each argument into a second slot of its future, and this future is copied whole into its box on every
@@ -45,7 +42,6 @@ pub fn handle(
     ctx: Rc<WorkerCtx>,
     conn: Rc<ConnInfo>,
     mut req: Request<ClientBody>,
-    client_gone: impl Future<Output = ()>,
 ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> {
     async move {
         let started = Instant::now();
@@ -85,36 +81,23 @@ pub fn handle(
                 request_id: request_id.clone(),
             })
         });
-        let mut used = Used::default();
+        let mut pending = Unanswered::new(snapshot, ctx.index, method, started, access);
+        let result = serve(
+            &ctx,
+            &conn,
+            &pending.snapshot,
+            req,
+            Client {
+                ip: client_ip,
+                request_id: &request_id,
+                grpc,
+            },
+            started,
+            seen,
+            &mut pending.used,
+        )
+        .await;
         let mut in_flight = None;
-        let result = {
-            let mut serving = pin!(serve(
-                &ctx,
-                &conn,
-                &snapshot,
-                req,
-                Client {
-                    ip: client_ip,
-                    request_id: &request_id,
-                    grpc,
-                },
-                started,
-                seen,
-                &mut used,
-            ));
-            let mut client_gone = pin!(client_gone);
-            // The request first: most are answered at their first poll and never look at the client.
-            // Dropping `serving` when the client is gone drops the upstream exchange with it, so that
-            // connection is closed rather than pooled with a response still to come.
-            poll_fn(|cx| match serving.as_mut().poll(cx) {
-                Poll::Ready(result) => Poll::Ready(result),
-                Poll::Pending => client_gone
-                    .as_mut()
-                    .poll(cx)
-                    .map(|()| Err(ProxyError::ClientClosed)),
-            })
-            .await
-        };
         let mut response = match result {
             Ok(outcome) => {
                 in_flight = outcome.in_flight;
@@ -122,38 +105,15 @@ pub fn handle(
             }
             Err(error) => error.response(&request_id, grpc),
         };
-        if used.plugins.is_some() {
-            response_phase(&mut used, &mut response);
+        if pending.used.plugins.is_some() {
+            response_phase(&mut pending.used, &mut response);
         }
         // Beside the map, not in it: most responses' maps are empty, and would be allocated for it.
         response.body_mut().set_request_id(request_id);
-        let metrics = used
-            .route
-            .as_ref()
-            .map_or_else(|| snapshot.unmatched.clone(), |r| r.metrics.clone());
-        let access = access.map(|mut details| {
-            details.route = used.route.as_ref().map(|r| r.id.clone());
-            details.upstream_addr = used.target;
-            details.consumer = used.plugins.as_ref().and_then(|p| p.consumer_id().cloned());
-            details
-        });
         let status = response.status();
-        response.body_mut().set_completion(Completion {
-            worker: ctx.index,
-            metrics,
-            method,
-            status,
-            started,
-            bytes_sent: None,
-            access,
-            in_flight,
-            slot: used.slot,
-            plugins: used
-                .route
-                .as_ref()
-                .and_then(|r| r.plugins.clone())
-                .zip(used.plugins),
-        });
+        response
+            .body_mut()
+            .set_completion(pending.answered(status, in_flight));
         Ok(response)
     }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use floodgate_config::{UpstreamProtocol, UpstreamTlsConfig};
 use floodgate_testkit::{
-    eventually, free_port, raw_exchange, read_to_close, OneRoute, TestCerts, TestGateway,
+    eventually, free_port, raw_exchange, read_to_close, MockUpstream, OneRoute, TestCerts,
+    TestGateway,
 };
 use rustls::pki_types::ServerName;
 use serde_json::Value;
@@ -314,6 +315,19 @@ async fn an_http2_stream_reset_while_waiting_frees_its_slot_and_the_connection_s
     }
     assert_eq!(text, b"served /next");
     assert_eq!(upstream.next().await, Seen::Request("/next".into()));
+    // The reset request is logged as the HTTP/1.1 ones are: 499, on its route.
+    let log = dir.path().join("access.log");
+    eventually("the reset request's access log line", || {
+        log_lines(&log).iter().any(|l| l["path"] == "/hold")
+    })
+    .await;
+    let held: Vec<_> = log_lines(&log)
+        .into_iter()
+        .filter(|l| l["path"] == "/hold")
+        .collect();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["status"], 499);
+    assert_eq!(held[0]["route"], "all");
 }
 
 #[tokio::test]
@@ -344,4 +358,74 @@ async fn a_request_pipelined_while_the_first_waits_is_answered_after_it() {
     assert!(first < second, "{text}");
     assert_eq!(text.matches("HTTP/1.1 200 ").count(), 2, "{text}");
     assert_eq!(upstream.next().await, Seen::Request("/second".into()));
+}
+
+#[tokio::test]
+async fn requests_pipelined_before_a_half_close_are_all_answered() {
+    let mut upstream = Upstream::start().await;
+    let gw = OneRoute::to(upstream.addr.to_string())
+        .route("plugins: { limit-conn: { max: 1 } }")
+        .start();
+    let mut client = TcpStream::connect(gw.addr("main")).await.expect("connect");
+    client
+        .write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    assert_eq!(upstream.next().await, Seen::Request("/wait".into()));
+    // As `printf '...' | nc -N` does: everything sent, then the sending side shut. The client is done
+    // sending, not gone: it waits for its answers.
+    client
+        .write_all(b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    client.shutdown().await.expect("shutdown");
+    upstream.release.notify_one();
+    let text = tokio::time::timeout(SAFETY, read_to_close(&mut client))
+        .await
+        .expect("the answers did not finish");
+    let first = text.find("served /wait").expect("first answer");
+    let second = text.find("served /second").expect("second answer");
+    assert!(first < second, "{text}");
+    assert_eq!(text.matches("HTTP/1.1 200 ").count(), 2, "{text}");
+}
+
+/// A request with a body, forwarded to an HTTP/2 upstream whose connection task reads the body: once
+/// it has, the client is watched, and its going frees the slot.
+#[tokio::test]
+async fn a_client_gone_after_its_body_went_to_an_http2_upstream_frees_its_slot() {
+    let backend = MockUpstream::http("h2-backend").await;
+    let gw = TestGateway::start(&format!(
+        r#"
+workers: 1
+listeners: [{{ name: main, address: "127.0.0.1:0" }}]
+upstreams:
+  - {{ id: backend, protocol: http2, targets: [{{ address: "{backend}" }}] }}
+routes:
+  - {{ id: all, paths: ["/*"], upstream: backend, plugins: {{ limit-conn: {{ max: 1 }} }} }}
+"#,
+        backend = backend.address()
+    ));
+    let addr = gw.addr("main");
+    let mut a = TcpStream::connect(addr).await.expect("connect");
+    // Answered in a minute: far past the test's safety net, so only the client's going frees the slot.
+    a.write_all(b"POST /slow/60000 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        .await
+        .expect("send");
+    eventually("the upstream has A's request", || backend.requests() == 1).await;
+    drop(a);
+    let next = b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let served = tokio::time::timeout(SAFETY, async {
+        loop {
+            let text = raw_exchange(addr, next).await;
+            if text.starts_with("HTTP/1.1 200 ") {
+                return text;
+            }
+            // 503 while A's slot is still held: the gateway has not noticed yet.
+            assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("A's slot was never freed");
+    assert!(served.contains("/next\""), "{served}");
 }

@@ -94,6 +94,9 @@ impl Body for RequestBodyReader {
         let frame = ready!(this.decoder.poll_frame(cx, &mut *wire));
         if this.decoder.is_done() {
             wire.body_done = frame.as_ref().is_none_or(|f| f.is_ok());
+            if let Some(watcher) = wire.watcher.take() {
+                watcher.wake();
+            }
         }
         Poll::Ready(frame)
     }

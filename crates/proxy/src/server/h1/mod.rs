@@ -15,7 +15,7 @@ mod response;
 mod wire;
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -66,6 +66,8 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
         send_deadline: ProgressDeadline::new(timeouts.send),
         timed_out: None,
         client_gone: false,
+        read_closed: false,
+        watcher: None,
     }));
     let tunnel = serve_requests(&ctx, &wire, &info, head_limit, timeouts).await;
     if let Some(kind) = wire.borrow_mut().timed_out.take() {
@@ -145,15 +147,21 @@ async fn serve_requests(
         // future then keeps no slot for it beside the writer's.
         let (upgraded, writing) = {
             // Boxed: the handler's state lives only while a request does, not in every idle connection.
-            let watched = wire.clone();
-            let client_gone =
-                poll_fn(move |cx| watched.borrow_mut().poll_client_gone(cx, head_limit));
-            let Ok(response) =
-                Box::pin(handle(ctx.clone(), info.clone(), request, client_gone)).await;
-            if wire.borrow().client_gone {
-                // Nobody to answer: the response, a 499, is dropped unsent, which records it.
-                return None;
-            }
+            let mut handling = Box::pin(handle(ctx.clone(), info.clone(), request));
+            // The request first: most are answered at their first poll and never look at the client.
+            // When the client is gone, dropping the handler drops the upstream exchange with it (that
+            // connection is closed, not pooled with a response still to come) and records the request
+            // as a 499, its plugins' `log` phase included.
+            let answered = poll_fn(|cx| match handling.as_mut().poll(cx) {
+                Poll::Ready(Ok(response)) => Poll::Ready(Some(response)),
+                Poll::Pending => wire
+                    .borrow_mut()
+                    .poll_client_gone(cx, head_limit)
+                    .map(|()| None),
+            })
+            .await;
+            drop(handling);
+            let response = answered?;
             let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
             // A body left unread (an answer that did not need it) cannot be skipped safely on the
             // connection: say so in the response, and close after it.

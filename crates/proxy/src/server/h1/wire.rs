@@ -3,7 +3,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use floodgate_http1::BodySource;
@@ -30,6 +30,12 @@ pub struct Wire {
     pub(super) timed_out: Option<TimeoutKind>,
     /// The client closed or broke the connection while its request was being served.
     pub(super) client_gone: bool,
+    /// The client half-closed after pipelining requests that are still in `buf`: it is done sending,
+    /// not gone, and the socket has nothing more to say while they are answered.
+    pub(super) read_closed: bool,
+    /// The task waiting to watch the client, woken when the request body has been read (its reader
+    /// may run in another task: an HTTP/2 upstream's connection task takes the body).
+    pub(super) watcher: Option<Waker>,
 }
 
 impl Wire {
@@ -46,10 +52,19 @@ impl Wire {
     /// a quiet client costs no system call and no buffer space.
     pub(super) fn poll_client_gone(&mut self, cx: &mut Context<'_>, keep: usize) -> Poll<()> {
         loop {
-            // While its body is unread the body's reader owns the socket, and a close is its error.
-            // Not registering a wake-up here is sound: the body is read in this same task, which
-            // polls this again once the reader has finished.
-            if !self.body_done || self.buf.len() >= keep {
+            // While its body is unread the body's reader owns the socket, and a close is its error;
+            // the reader wakes this task once the body is done.
+            if !self.body_done {
+                if !self
+                    .watcher
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    self.watcher = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            if self.read_closed || self.buf.len() >= keep {
                 return Poll::Pending;
             }
             let ready = match &self.io {
@@ -65,11 +80,20 @@ impl Wire {
                     Poll::Ready(read) => read,
                 },
             };
-            // A half-close counts as gone, as in nginx: the client can send nothing more, and most
-            // that half-close have stopped waiting (see docs/security.md).
-            if matches!(read, Ok(0) | Err(_)) {
-                self.client_gone = true;
-                return Poll::Ready(());
+            match read {
+                // A half-close after pipelined requests: the client is done sending and waits for
+                // its answers (`printf '…' | nc -N`).
+                Ok(0) if !self.buf.is_empty() => {
+                    self.read_closed = true;
+                    return Poll::Pending;
+                }
+                // A half-close with nothing pending counts as gone, as in nginx: the client can send
+                // nothing more, and most that half-close have stopped waiting (docs/security.md).
+                Ok(0) | Err(_) => {
+                    self.client_gone = true;
+                    return Poll::Ready(());
+                }
+                Ok(_) => {}
             }
         }
     }
