@@ -42,7 +42,15 @@ pub fn build_plugins(
 ) -> Result<PluginSet, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut states = StateStore::new();
+    // Names of the plugins some consumer carries: a route's or global instance of one of them is
+    // replaced for that consumer, which only authentication can tell.
+    let consumer_plugin_names: std::collections::BTreeSet<&str> = config
+        .consumers
+        .iter()
+        .flat_map(|c| c.plugins.keys().map(String::as_str))
+        .collect();
     let mut builder = Builder {
+        consumer_plugin_names: &consumer_plugin_names,
         previous,
         states: &mut states,
         runtime,
@@ -101,6 +109,7 @@ pub fn build_plugins(
 }
 
 struct Builder<'a> {
+    consumer_plugin_names: &'a std::collections::BTreeSet<&'a str>,
     previous: &'a StateStore,
     states: &'a mut StateStore,
     runtime: Option<tokio::runtime::Handle>,
@@ -194,6 +203,8 @@ impl Builder<'_> {
                 at: format!("{at}.{name}"),
                 scope,
                 consumers,
+                replaced_for_consumers: !matches!(scope, Scope::Consumer { .. })
+                    && self.consumer_plugin_names.contains(name.as_str()),
                 runtime: self.runtime.clone(),
                 stats: self.stats,
                 previous: self.previous,

@@ -36,6 +36,9 @@ pub struct BuildCtx<'a> {
     pub scope: Scope<'a>,
     /// The snapshot's consumers (empty while consumers' own plugins are built).
     pub consumers: &'a Consumers,
+    /// Whether some consumer carries its own plugin of this name, which replaces this instance for
+    /// that consumer's requests once authentication has named it (never for a consumer's own).
+    pub replaced_for_consumers: bool,
     /// The runtime to start background tasks on (key fetches); `None` when only validating.
     pub runtime: Option<tokio::runtime::Handle>,
     /// The process's plugin counters.

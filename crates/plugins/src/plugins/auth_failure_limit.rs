@@ -9,9 +9,12 @@
 //!
 //! The budget is a token bucket (the same GCRA and lock-free [`KeyTable`] as `rate-limit`): the
 //! `request` phase only reads it, the `log` phase takes a token when an authentication plugin refused
-//! the request's credentials.
+//! the request's credentials, going into debt if others took the last ones meanwhile. IPv6 clients
+//! are counted by their /64, the block one subscriber is given, so rotating addresses within it buys
+//! no fresh budget.
 
 use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use floodgate_config::{FieldError, HumanDuration};
@@ -128,15 +131,31 @@ impl Policy for AuthFailureLimit {
         let hash = self.key(ctx);
         let now = now_nanos();
         let budget = self.budget;
-        self.table
-            .update(hash, |s| Gcra::is_idle(s, now), |s| budget.decide(s, now));
+        // Charged even past an empty budget: guesses that passed the check together (many
+        // connections or streams at once) each cost their share of the period, so concurrency only
+        // spends the address's future budget early, never adds to it.
+        self.table.update(
+            hash,
+            |s| Gcra::is_idle(s, now),
+            |s| (Some(budget.charge(s, now)), ()),
+        );
     }
 }
 
 impl AuthFailureLimit {
-    /// The client address's key in the table.
+    /// The client address's key in the table: an IPv4 address, or an IPv6 address's /64.
     fn key(&self, ctx: &RequestCtx) -> u64 {
-        self.table.hasher().hash_one(ctx.client_ip)
+        self.table.hasher().hash_one(subscriber(ctx.client_ip))
+    }
+}
+
+/// The address block one client is counted by: an IPv4 address itself, an IPv6 address's /64.
+fn subscriber(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(
+            u128::from(v6) & !u128::from(u64::MAX),
+        )),
     }
 }
 
@@ -208,6 +227,17 @@ mod tests {
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(status(&set, GUESSER, None), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let set = key_auth_route(json!({"max_failures": 1, "period": "1h"}));
+        let first: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(status(&set, first, Some("wrong-key-000")), StatusCode::UNAUTHORIZED);
+        assert_eq!(status(&set, same_64, Some("wrong-key-000")), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(status(&set, other_64, Some("wrong-key-000")), StatusCode::UNAUTHORIZED);
     }
 
     #[test]

@@ -309,10 +309,18 @@ fn missing_token() -> Answer {
 
 /// Every refused token gets the same answer; only the metric reason tells the causes apart.
 fn invalid_token(reason: &'static str) -> Answer {
-    Answer::error(StatusCode::UNAUTHORIZED, "invalid token", reason)
-        .with_header(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"floodgate\", error=\"invalid_token\""),
-        )
-        .refusing_credentials()
+    let answer = Answer::error(StatusCode::UNAUTHORIZED, "invalid token", reason).with_header(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"floodgate\", error=\"invalid_token\""),
+    );
+    // What `auth-failure-limit` counts: a token that could be a guess or a forgery. A token whose
+    // signature verified (expired, not yet valid, wrong claims or consumer) was issued to someone, and
+    // one signed with a key not yet fetched may be a key rotation in progress: a client retrying such
+    // a token, or everyone behind its address, must not be locked out for it.
+    match reason {
+        "invalid_token" | "disallowed_algorithm" | "invalid_signature" | "conflicting_tokens" => {
+            answer.refusing_credentials()
+        }
+        _ => answer,
+    }
 }

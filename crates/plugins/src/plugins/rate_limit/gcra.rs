@@ -55,6 +55,15 @@ impl Gcra {
         (Some(next), verdict)
     }
 
+    /// Takes one token at `now` from state `tat` whether or not the bucket has one: an empty bucket
+    /// goes into debt, so what was spent past it is paid back before the next token is admitted.
+    /// For costs counted after the fact (`auth-failure-limit` learns of a failure when the request
+    /// ends, after concurrent ones may have passed the same check).
+    pub(crate) fn charge(&self, tat: u64, now: u64) -> u64 {
+        // Below the table's "being reclaimed" mark (u64::MAX) however deep the debt.
+        tat.max(now).saturating_add(self.interval).min(u64::MAX - 1)
+    }
+
     /// Whether a key in state `tat` has a full bucket at `now` (forgetting it changes nothing).
     pub(crate) fn is_idle(tat: u64, now: u64) -> bool {
         tat <= now
@@ -118,6 +127,23 @@ mod tests {
         assert_eq!(refused.retry_nanos, 19 * SECOND);
         assert!(Gcra::is_idle(tat, 21 * SECOND));
         assert!(run(&g, &mut tat, 21 * SECOND).allowed);
+    }
+
+    #[test]
+    fn charges_past_an_empty_bucket_are_debt_paid_back_before_the_next_token() {
+        // 1 per second, burst 2; five charged at once, as five failures that passed one check.
+        let g = Gcra::new(1, SECOND, 2).unwrap();
+        let now = 10 * SECOND;
+        let mut tat = 0;
+        for _ in 0..5 {
+            tat = g.charge(tat, now);
+        }
+        // Three seconds of debt, then a token earned: nothing until four seconds on.
+        assert!(!g.decide(tat, now + SECOND).1.allowed);
+        assert!(!g.decide(tat, now + 3 * SECOND).1.allowed);
+        assert!(g.decide(tat, now + 4 * SECOND).1.allowed);
+        // Never reaching the table's reserved mark, however deep.
+        assert!(g.charge(u64::MAX - 1, now) < u64::MAX);
     }
 
     #[test]

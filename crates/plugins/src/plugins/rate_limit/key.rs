@@ -91,8 +91,9 @@ impl LimitKey {
     }
 
     /// The priority of a limit keyed by this key: `before` (ahead of every authentication plugin)
-    /// unless the key needs the consumer, the limit is a consumer's own, or the configuration's
-    /// `before_authentication` (`asked`) says otherwise; then `after`.
+    /// unless the key needs the consumer, the limit is a consumer's own or replaced by one (which
+    /// only authentication can tell), or the configuration's `before_authentication` (`asked`) says
+    /// otherwise; then `after`.
     ///
     /// A limit keyed by address, route or header runs before authentication by default, as nginx
     /// runs `limit_req` before `auth_basic`: otherwise a refused login ends the chain before the limit
@@ -108,6 +109,11 @@ impl LimitKey {
             Some("a consumer's own plugins run after authentication, which names the consumer")
         } else if self.needs_consumer() {
             Some("a key naming the consumer is known only after authentication")
+        } else if cx.replaced_for_consumers {
+            Some(
+                "a consumer carries its own plugin of this name, which replaces this one only once \
+                 authentication has named the consumer",
+            )
         } else {
             None
         };

@@ -409,3 +409,35 @@ fn before_authentication_cannot_be_asked_of_a_limit_that_needs_the_consumer() {
         "consumers[0].plugins.rate-limit.before_authentication"
     );
 }
+
+#[test]
+fn a_limit_some_consumer_replaces_runs_after_authentication_so_the_replacement_holds() {
+    let plugins = json!({
+        "key-auth": {},
+        "rate-limit": { "rate": 1, "period": "1h" },
+    });
+    let consumers = json!([
+        { "id": "gold", "credentials": { "key-auth": { "key": "gold-key-123" } },
+          "plugins": { "rate-limit": { "rate": 3, "period": "1h", "key": "consumer" } } },
+        { "id": "basic", "credentials": { "key-auth": { "key": "basic-key-123" } } },
+    ]);
+    let set = build_with(&config(plugins, consumers.clone()), &StateStore::new()).expect("valid");
+    // One address: gold's own limit replaces the route's (3), basic has the route's (1).
+    let gold: Vec<bool> = (0..4)
+        .map(|_| allowed(&set, "192.0.2.1", &[("apikey", "gold-key-123")]))
+        .collect();
+    assert_eq!(gold, [true, true, true, false]);
+    let basic: Vec<bool> = (0..2)
+        .map(|_| allowed(&set, "192.0.2.2", &[("apikey", "basic-key-123")]))
+        .collect();
+    assert_eq!(basic, [true, false]);
+    // Asking it to run first cannot be honoured: the consumer is not known yet.
+    let asked = json!({
+        "key-auth": {},
+        "rate-limit": { "rate": 1, "period": "1h", "before_authentication": true },
+    });
+    let refused = build_with(&config(asked, consumers), &StateStore::new())
+        .err()
+        .expect("refused");
+    assert_eq!(refused[0].path, "routes[0].plugins.rate-limit.before_authentication");
+}
