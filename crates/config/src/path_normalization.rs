@@ -71,7 +71,8 @@ pub enum Semicolons {
     #[default]
     Refuse,
     /// Remove each segment's parameters (from a `;` to the end of its segment) before anything else,
-    /// as servlet containers do, so routing and the upstream see the same path. `%3B` is data.
+    /// as servlet containers do, so routing and the upstream see the same path. An encoded `%3B` is
+    /// refused (400): an upstream that decodes before it strips would read it as a delimiter.
     Strip,
     /// Leave `;` as an ordinary character of its segment, for upstreams that do not strip parameters.
     Keep,

@@ -35,15 +35,18 @@ const NAMES: [&[u8]; 3] = [
 static METHOD_PARAM: LazyLock<ParamName> =
     LazyLock::new(|| ParamName::new("_method", Separators::Ampersand));
 
-/// Whether `query` may carry a `_method` parameter: its name spells `method` in some case, or it holds
-/// an escape that could spell it. A cheap test for every request with a query; the parameter itself
-/// is then looked for by [`enforce`].
+/// Whether `query` may carry a `_method` parameter: a parameter's name spells `method` in some case,
+/// or holds an escape that could spell it (values are not looked at: escapes there are common). A
+/// cheap test for every request with a query; the parameter itself is then looked for by [`enforce`].
 pub fn query_may_override(query: &str) -> bool {
-    query.contains('%')
-        || query
-            .as_bytes()
-            .windows(6)
-            .any(|w| w.eq_ignore_ascii_case(b"method"))
+    query.split('&').any(|pair| {
+        let name = pair
+            .split_once('=')
+            .map_or(pair, |(name, _)| name)
+            .as_bytes();
+        name.len() >= 6
+            && (name.contains(&b'%') || name.windows(6).any(|w| w.eq_ignore_ascii_case(b"method")))
+    })
 }
 
 /// Whether the field name `name` (lowercase, as a `HeaderName` is) is a method-override name, in any
@@ -179,11 +182,18 @@ mod tests {
             "a=1&_METHOD=x",
             "%5Fmethod=x",
             "_m%65thod=x",
-            "a=%20",
+            ".method",
         ] {
             assert!(query_may_override(query), "{query}");
         }
-        for query in ["", "a=1&b=2", "methd=1", "_metho=d"] {
+        for query in [
+            "",
+            "a=1&b=2",
+            "methd=1",
+            "_metho=d",
+            "a=%20method",
+            "q=_method%3DDELETE",
+        ] {
             assert!(!query_may_override(query), "{query}");
         }
     }

@@ -144,8 +144,9 @@ fn needs_work(path: &[u8], rules: PathRules) -> Result<bool, PathError> {
                         EscapedSlashes::Keep => lower,
                         EscapedSlashes::Decode => true,
                     },
-                    // An upstream that decodes before it strips would read `%3B` as a delimiter.
-                    b';' if rules.semicolons == Semicolons::Refuse => {
+                    // An upstream that decodes before it strips would read `%3B` as a delimiter:
+                    // unless `;` is data to every upstream (`keep`), no path may hold one.
+                    b';' if rules.semicolons != Semicolons::Keep => {
                         return Err(PathError::Semicolon)
                     }
                     value => lower || is_unreserved(value),
@@ -187,8 +188,9 @@ fn is_dot_segment_at(path: &[u8], start: usize) -> bool {
 }
 
 /// Each segment without its parameters: from a `;` to the end of its segment. `%3B` is not a
-/// delimiter here, as it is not to the servlet containers this copies. What is removed must still be
-/// well-formed: a path is refused for a control byte or a malformed escape wherever it is.
+/// delimiter here, as it is not to the servlet containers this copies (one left outside parameters is
+/// refused when decoding). What is removed must still be well-formed: a path is refused for a control
+/// byte or a malformed escape wherever it is.
 fn strip_parameters(path: &[u8]) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::with_capacity(path.len());
     let mut in_parameters = false;
@@ -212,6 +214,9 @@ fn strip_parameters(path: &[u8]) -> Result<Vec<u8>, PathError> {
 fn decode(path: &[u8], rules: PathRules) -> Result<Vec<u8>, PathError> {
     let slashes = rules.escaped_slashes;
     let refuse_semicolons = rules.semicolons == Semicolons::Refuse;
+    // `%3B` is refused unless `;` is data to every upstream: one that decodes before it strips
+    // parameters would read it as a delimiter the routes never saw (Spring's firewall refuses it too).
+    let refuse_encoded_semicolons = rules.semicolons != Semicolons::Keep;
     let mut out = Vec::with_capacity(path.len());
     let mut i = 0;
     while let Some(&byte) = path.get(i) {
@@ -238,7 +243,7 @@ fn decode(path: &[u8], rules: PathRules) -> Result<Vec<u8>, PathError> {
                 // as a separator, so routing must see one.
                 EscapedSlashes::Decode => out.push(b'/'),
             },
-            b';' if refuse_semicolons => return Err(PathError::Semicolon),
+            b';' if refuse_encoded_semicolons => return Err(PathError::Semicolon),
             value if is_unreserved(value) => out.push(value),
             value => push_escape(&mut out, value),
         }

@@ -10,6 +10,8 @@ use http::{HeaderMap, Method};
 pub(crate) struct Conditions {
     /// Empty: any method.
     methods: Vec<Method>,
+    /// `HEAD` is in `methods` only because `GET` is.
+    implied_head: bool,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -41,7 +43,9 @@ impl Conditions {
         // A route for GET serves HEAD too (RFC 9110 §9.3.2: HEAD is GET without the body), as nginx's
         // `limit_except GET` and most routers read it: otherwise a HEAD of a GET-only route guarded by
         // authentication falls through to a broader route without it.
-        if parsed_methods.contains(&Method::GET) && !parsed_methods.contains(&Method::HEAD) {
+        let implied_head =
+            parsed_methods.contains(&Method::GET) && !parsed_methods.contains(&Method::HEAD);
+        if implied_head {
             parsed_methods.push(Method::HEAD);
         }
         let mut parsed_headers = Vec::with_capacity(headers.len());
@@ -59,6 +63,7 @@ impl Conditions {
         }
         Ok(Conditions {
             methods: parsed_methods,
+            implied_head,
             headers: parsed_headers,
         })
     }
@@ -66,6 +71,12 @@ impl Conditions {
     /// How specific the route is beyond host and path: a method set counts 1, each header 1.
     pub(crate) fn weight(&self) -> usize {
         usize::from(!self.methods.is_empty()) + self.headers.len()
+    }
+
+    /// Whether a `HEAD` request is this route's only through its `GET`: a route listing `HEAD` itself
+    /// on the same pattern is tried before it.
+    pub(crate) fn head_only_implied(&self) -> bool {
+        self.implied_head
     }
 
     /// Whether a request with this method and these headers satisfies every condition.

@@ -19,7 +19,8 @@
 //!   segment; `/users/*` matches `/users/` and everything below it, but not `/users`; `/*` matches
 //!   every path.
 //! - **method**: the route's method set contains the request method; an empty set allows any method.
-//!   A set with `GET` allows `HEAD` too.
+//!   A set with `GET` allows `HEAD` too; among routes of one pattern, one that lists `HEAD` itself is
+//!   chosen for a `HEAD` before one that has it only through `GET`.
 //! - **headers**: each listed header is present with exactly the listed value. Names are
 //!   case-insensitive, values are not; a header sent several times matches when any one of its values
 //!   does.

@@ -142,12 +142,21 @@ impl<T> RouteTable<T> {
         method: &Method,
         headers: &HeaderMap,
     ) -> Option<&T> {
+        let head = *method == Method::HEAD;
         let mut accept = |candidates: &Candidates| {
-            candidates.iter().find(|&route| {
-                self.routes
-                    .get(route)
-                    .is_some_and(|r| r.conditions.matches(method, headers))
-            })
+            let matching = |explicit: bool| {
+                candidates.iter().find(move |&route| {
+                    self.routes.get(route).is_some_and(|r| {
+                        !(explicit && r.conditions.head_only_implied())
+                            && r.conditions.matches(method, headers)
+                    })
+                })
+            };
+            // A route that lists HEAD itself is chosen for a HEAD before one that takes it only as
+            // part of GET, among routes of one pattern; a broader pattern never wins this way.
+            head.then(|| matching(true))
+                .flatten()
+                .or_else(|| matching(false))
         };
         // Normalising the host costs a copy; a table without host conditions does not need it.
         let by_host = !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty();

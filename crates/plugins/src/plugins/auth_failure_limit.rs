@@ -153,9 +153,7 @@ impl AuthFailureLimit {
 fn subscriber(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(
-            u128::from(v6) & !u128::from(u64::MAX),
-        )),
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
     }
 }
 
@@ -235,9 +233,18 @@ mod tests {
         let first: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(status(&set, first, Some("wrong-key-000")), StatusCode::UNAUTHORIZED);
-        assert_eq!(status(&set, same_64, Some("wrong-key-000")), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(status(&set, other_64, Some("wrong-key-000")), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(&set, first, Some("wrong-key-000")),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(&set, same_64, Some("wrong-key-000")),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            status(&set, other_64, Some("wrong-key-000")),
+            StatusCode::UNAUTHORIZED
+        );
     }
 
     #[test]

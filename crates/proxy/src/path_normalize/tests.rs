@@ -182,9 +182,9 @@ fn stripped_parameters_end_at_their_segment_before_dots_are_resolved() {
         ("/admin;x", "/admin"),
         ("/admin/.;x/secret", "/admin/secret"),
         ("/a;b;c/d;e=%2F/secret", "/a/d/secret"),
-        // `%3B` is data, not a delimiter, and keeps its (uppercased) escape.
-        ("/admin%3bx/secret", "/admin%3Bx/secret"),
         ("/a/;x/b", "/a/b"),
+        // `%3B` inside a stripped parameter goes with it.
+        ("/a;x%3By/b", "/a/b"),
     ] {
         assert_eq!(normalize(path, strip).unwrap(), expected, "{path}");
     }
@@ -197,6 +197,11 @@ fn stripped_parameters_end_at_their_segment_before_dots_are_resolved() {
         Err(PathError::MalformedEscape)
     );
     assert_eq!(normalize("/a;%00/b", strip), Err(PathError::ControlByte));
+    // `%3B` left in the path is refused: an upstream that decodes before it strips would read
+    // `/public/..%3B/admin` as `/admin`.
+    for path in ["/admin%3bx/secret", "/public/..%3B/admin", "/a%3B;x/b"] {
+        assert_eq!(normalize(path, strip), Err(PathError::Semicolon), "{path}");
+    }
 }
 
 #[test]
@@ -284,6 +289,10 @@ fn output_is_normal_for_any_input() {
                 let parameters = path.contains(';') || path.to_ascii_lowercase().contains("%3b");
                 if semicolons == Semicolons::Refuse && parameters {
                     assert!(result.is_err(), "{path} -> {result:?}");
+                }
+                // No rule but `keep` lets an encoded `;` through.
+                if let (Semicolons::Strip, Ok(out)) = (semicolons, &result) {
+                    assert!(!out.to_ascii_lowercase().contains("%3b"), "{path} -> {out}");
                 }
                 let Ok(out) = result else {
                     continue;

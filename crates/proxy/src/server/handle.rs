@@ -26,7 +26,7 @@ use crate::response_body::ResponseBody;
 use crate::snapshot::{RouteAction, RouteRuntime, Snapshot};
 use crate::underscore_fields;
 use crate::worker_ctx::WorkerCtx;
-use floodgate_config::UnderscoresInHeaders;
+use floodgate_config::{MethodOverride, UnderscoresInHeaders};
 use floodgate_observe::Rejection;
 
 /// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
@@ -156,11 +156,12 @@ fn serve<'a>(
                     req.headers(),
                 )
                 .ok_or(ProxyError::NoRoute)?;
-            let query_may_override = req
-                .uri()
-                .query()
-                .is_some_and(method_override::query_may_override);
-            if seen.method_override || query_may_override {
+            let may_override = seen.method_override
+                || req
+                    .uri()
+                    .query()
+                    .is_some_and(method_override::query_may_override);
+            if may_override && route.method_override != MethodOverride::Allow {
                 enforce_method_override(&mut req, route, snapshot, routed_path.as_deref())?;
             }
             route

@@ -252,8 +252,8 @@ impl JwtAuth {
             .iter()
             .filter_map(|(claim, name)| Some((name.clone(), claim_value(claims.get(&**claim)?)?)))
             .collect();
-        // The validator has refused malformed time claims already; were one to get here, it is no
-        // reason to cache a token for ever.
+        // The validator checks both time claims (`validate_exp`, `validate_nbf`) and refuses either
+        // malformed; were one to get here all the same, it is no reason to cache a token for ever.
         let lifetime = Lifetime::of(&claims, self.leeway).ok_or("invalid_claims")?;
         Ok((
             Verified {

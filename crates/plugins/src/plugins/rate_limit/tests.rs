@@ -439,5 +439,8 @@ fn a_limit_some_consumer_replaces_runs_after_authentication_so_the_replacement_h
     let refused = build_with(&config(asked, consumers), &StateStore::new())
         .err()
         .expect("refused");
-    assert_eq!(refused[0].path, "routes[0].plugins.rate-limit.before_authentication");
+    assert_eq!(
+        refused[0].path,
+        "routes[0].plugins.rate-limit.before_authentication"
+    );
 }

@@ -14,6 +14,41 @@ fn method_filter_rejects_other_methods() {
 }
 
 #[test]
+fn get_brings_head_but_a_route_listing_head_itself_comes_first() {
+    // GET alone takes HEAD, before a broader pattern without a method set.
+    let t = table([
+        route("catch-all", &["/*"]),
+        route("read", &["/docs/*"]).methods(&["GET"]),
+    ]);
+    assert_eq!(send(&t, None, Method::HEAD, "/docs/a", &[]), Some("read"));
+    assert_eq!(
+        send(&t, None, Method::POST, "/docs/a", &[]),
+        Some("catch-all")
+    );
+    // On one pattern, a route that lists HEAD wins it over one that only implies it, in any order.
+    for routes in [
+        [
+            route("get", &["/x"]).methods(&["GET"]),
+            route("head", &["/x"]).methods(&["HEAD"]),
+        ],
+        [
+            route("head", &["/x"]).methods(&["HEAD"]),
+            route("get", &["/x"]).methods(&["GET"]),
+        ],
+    ] {
+        let t = table(routes);
+        assert_eq!(send(&t, None, Method::HEAD, "/x", &[]), Some("head"));
+        assert_eq!(send(&t, None, Method::GET, "/x", &[]), Some("get"));
+    }
+    // An implied HEAD still beats a broader pattern's explicit one: precedence by pattern first.
+    let t = table([
+        route("head-all", &["/*"]).methods(&["HEAD"]),
+        route("read", &["/docs/*"]).methods(&["GET"]),
+    ]);
+    assert_eq!(send(&t, None, Method::HEAD, "/docs/a", &[]), Some("read"));
+}
+
+#[test]
 fn empty_method_set_accepts_any_method() {
     let t = table([route("all", &["/x"])]);
     for method in [Method::GET, Method::POST, Method::PATCH, Method::OPTIONS] {

@@ -343,7 +343,11 @@ fn only_tokens_that_could_be_guesses_count_as_refused_credentials() {
         let answer = bearer(&chain, token).answer.expect("refused");
         (answer.reason, answer.credentials_refused)
     };
-    let forged = token(Algorithm::HS256, &hs(b"not-the-secret-at-all-0123456789"), valid_claims());
+    let forged = token(
+        Algorithm::HS256,
+        &hs(b"not-the-secret-at-all-0123456789"),
+        valid_claims(),
+    );
     assert_eq!(refusal(&forged), ("invalid_signature", true));
     assert_eq!(refusal("not.a.token"), ("invalid_token", true));
     let other_alg = token(Algorithm::HS512, &key, valid_claims());
@@ -351,7 +355,11 @@ fn only_tokens_that_could_be_guesses_count_as_refused_credentials() {
     // Signed by the key: issued to someone, and a client retrying it is no guesser.
     let expired = token(Algorithm::HS256, &key, json!({ "exp": now() - 30 }));
     assert_eq!(refusal(&expired), ("expired_token", false));
-    let early = token(Algorithm::HS256, &key, json!({ "exp": now() + 600, "nbf": now() + 30 }));
+    let early = token(
+        Algorithm::HS256,
+        &key,
+        json!({ "exp": now() + 600, "nbf": now() + 30 }),
+    );
     assert_eq!(refusal(&early), ("token_not_yet_valid", false));
     // No token at all is no guess either.
     let missing = request(&chain, "/x", &[]).answer.expect("refused");
