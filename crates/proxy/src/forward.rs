@@ -159,12 +159,17 @@ fn prepare<'a>(
         && upgrade_allowed(req.headers(), &route.upgrades);
     let host_in = client_host(&req);
     let (mut parts, body) = req.into_parts();
+    let (prior_forwarded_for, expect) = (names.forwarded_for, names.expect);
     clean_request_fields(&mut parts.headers, names, upgrade);
     // The server answers `Expect: 100-continue` when the body is first read; the upstream gets the body
     // straight away and must not wait for a 100 of its own.
-    parts.headers.remove(header::EXPECT);
+    if expect {
+        parts.headers.remove(header::EXPECT);
+    }
     let forwarded = Forwarded {
         client: &conn.client_ip_value,
+        // A plugin's `upstream_request` phase may set one too.
+        prior: prior_forwarded_for || route.plugins.is_some(),
         tls: conn.tls,
         host: host_in.clone(),
         request_id,

@@ -41,6 +41,10 @@ pub struct Scan {
     hop_by_hop: HopByHop,
     /// Whether a name starting with `x` has a `_` (so may be an underscore twin of a gateway field).
     underscore: bool,
+    /// Whether the message has an `X-Forwarded-For` field.
+    pub forwarded_for: bool,
+    /// Whether the message has an `Expect` field.
+    pub expect: bool,
 }
 
 impl Scan {
@@ -56,12 +60,19 @@ pub fn scan(headers: &HeaderMap) -> Scan {
     let mut found = Scan {
         hop_by_hop: HopByHop::default(),
         underscore: false,
+        forwarded_for: false,
+        expect: false,
     };
     for name in headers.keys() {
         let name = name.as_str().as_bytes();
         found.hop_by_hop.note(name);
         // Every gateway field starts with `x`; most names do not, and skip the search.
-        found.underscore |= name.first() == Some(&b'x') && name.contains(&b'_');
+        if name.first() == Some(&b'x') {
+            found.underscore |= name.contains(&b'_');
+            found.forwarded_for |= name == X_FORWARDED_FOR.as_str().as_bytes();
+        }
+        // Noted here so a request without them costs no lookup for them later (a lookup hashes).
+        found.expect |= name == b"expect";
     }
     found
 }
@@ -181,6 +192,9 @@ pub static GATEWAY_FIELDS: [&HeaderName; 4] = [
 pub struct Forwarded<'a> {
     /// The client's address as a header value.
     pub client: &'a HeaderValue,
+    /// Whether the request may carry `X-Forwarded-For` lines to keep (the client sent some, or a
+    /// plugin may have set one): otherwise they are not looked up.
+    pub prior: bool,
     /// Whether the client's connection is TLS.
     pub tls: bool,
     /// The host the client asked for.
@@ -201,10 +215,12 @@ impl Forwarded<'_> {
     /// Writes the header lines, taking the client's own `X-Forwarded-For` values from `headers`.
     pub fn encode(&self, out: &mut Vec<u8>, headers: &HeaderMap) {
         out.extend_from_slice(b"x-forwarded-for: ");
-        for prior in headers.get_all(&X_FORWARDED_FOR) {
-            if !prior.is_empty() {
-                out.extend_from_slice(prior.as_bytes());
-                out.extend_from_slice(b", ");
+        if self.prior {
+            for prior in headers.get_all(&X_FORWARDED_FOR) {
+                if !prior.is_empty() {
+                    out.extend_from_slice(prior.as_bytes());
+                    out.extend_from_slice(b", ");
+                }
             }
         }
         out.extend_from_slice(self.client.as_bytes());
@@ -312,8 +328,11 @@ mod tests {
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("gopher"));
         let client = ip_value("127.0.0.1".parse().unwrap());
         let id = HeaderValue::from_static("id-1");
+        let found = scan(&h);
+        assert!(found.forwarded_for && !found.expect);
         let forwarded = Forwarded {
             client: &client,
+            prior: found.forwarded_for,
             tls: false,
             host: Some(HeaderValue::from_static("a.example")),
             request_id: &id,
