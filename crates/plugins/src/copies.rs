@@ -14,14 +14,43 @@ pub struct ConflictingCopies;
 pub fn one_credential<T: AsRef<[u8]> + PartialEq>(
     copies: impl IntoIterator<Item = T>,
 ) -> Result<Option<T>, ConflictingCopies> {
-    let mut copies = copies.into_iter().filter(|copy| !copy.as_ref().is_empty());
-    let Some(first) = copies.next() else {
-        return Ok(None);
-    };
-    if copies.any(|other| other != first) {
-        return Err(ConflictingCopies);
+    let mut one = OneCredential::default();
+    for copy in copies {
+        one.add(copy)?;
     }
-    Ok(Some(first))
+    Ok(one.get())
+}
+
+/// [`one_credential`] fed one copy at a time, for a caller that walks its sources with plain loops
+/// (on the request path, cheaper than chaining them into one iterator).
+pub struct OneCredential<T> {
+    first: Option<T>,
+}
+
+impl<T> Default for OneCredential<T> {
+    fn default() -> Self {
+        Self { first: None }
+    }
+}
+
+impl<T: AsRef<[u8]> + PartialEq> OneCredential<T> {
+    /// Counts `copy` (an empty one is none); [`ConflictingCopies`] when it differs from an earlier one.
+    pub fn add(&mut self, copy: T) -> Result<(), ConflictingCopies> {
+        if copy.as_ref().is_empty() {
+            return Ok(());
+        }
+        match &self.first {
+            None => self.first = Some(copy),
+            Some(first) if *first == copy => {}
+            Some(_) => return Err(ConflictingCopies),
+        }
+        Ok(())
+    }
+
+    /// The credential, if any copy had one.
+    pub fn get(self) -> Option<T> {
+        self.first
+    }
 }
 
 #[cfg(test)]

@@ -154,9 +154,12 @@ impl<T> RouteTable<T> {
             };
             // A route that lists HEAD itself is chosen for a HEAD before one that takes it only as
             // part of GET, among routes of one pattern; a broader pattern never wins this way.
-            head.then(|| matching(true))
-                .flatten()
-                .or_else(|| matching(false))
+            if head {
+                if let Some(route) = matching(true) {
+                    return Some(route);
+                }
+            }
+            matching(false)
         };
         // Normalising the host costs a copy; a table without host conditions does not need it.
         let by_host = !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty();

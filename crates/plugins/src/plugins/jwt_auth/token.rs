@@ -2,7 +2,7 @@
 
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
-use crate::copies::{one_credential, ConflictingCopies};
+use crate::copies::{ConflictingCopies, OneCredential};
 use crate::query::{ParamName, Separators};
 
 /// The places a token is looked for: the header, the cookie, the query parameter. A token may come
@@ -63,38 +63,46 @@ impl TokenSources {
                 .header
                 .as_ref()
                 .is_some_and(|name| floodgate_http1::twins(headers, name).next().is_some());
-        let found = one_credential(
-            self.in_header(headers, twinned)
-                .chain(self.in_cookie(headers))
-                .chain(self.query.iter().flat_map(move |name| name.params(query))),
-        );
-        (found, twinned)
+        (self.collect(headers, query, twinned), twinned)
     }
 
-    fn in_header<'r>(
+    /// Every copy of the token in the request, walked source by source with plain loops: this runs
+    /// for every request of a `jwt-auth` route, where one iterator chained over the sources cost
+    /// about 200 instructions more.
+    fn collect<'r>(
         &'r self,
         headers: &'r HeaderMap,
+        query: Option<&'r str>,
         twinned: bool,
-    ) -> impl Iterator<Item = &'r str> {
-        self.header.iter().flat_map(move |name| {
-            let twins = twinned
-                .then(|| floodgate_http1::twins(headers, name))
-                .into_iter()
-                .flatten();
-            headers
-                .get_all(name)
-                .iter()
-                .chain(twins.flat_map(|twin| headers.get_all(twin).iter()))
-                .filter_map(move |value| {
-                    let value = value.to_str().ok()?.trim();
-                    match bearer(value) {
-                        Some(token) => Some(token),
-                        // Another scheme in `Authorization` (Basic, a key) is no bearer token at all.
-                        None if name == header::AUTHORIZATION => None,
-                        None => Some(value),
+    ) -> Result<Option<&'r str>, ConflictingCopies> {
+        let mut one = OneCredential::default();
+        if let Some(name) = &self.header {
+            for value in headers.get_all(name) {
+                if let Some(token) = header_token(name, value) {
+                    one.add(token)?;
+                }
+            }
+            if twinned {
+                for twin in floodgate_http1::twins(headers, name) {
+                    for value in headers.get_all(twin) {
+                        if let Some(token) = header_token(name, value) {
+                            one.add(token)?;
+                        }
                     }
-                })
-        })
+                }
+            }
+        }
+        if self.cookie.is_some() {
+            for token in self.in_cookie(headers) {
+                one.add(token)?;
+            }
+        }
+        if let Some(name) = &self.query {
+            for token in name.params(query) {
+                one.add(token)?;
+            }
+        }
+        Ok(one.get())
     }
 
     /// Removes the twins of the header (the header itself stays): checked as copies of the token, they
@@ -151,6 +159,18 @@ impl TokenSources {
                 headers.insert(header::COOKIE, value);
             }
         }
+    }
+}
+
+/// The token a field line of the header `name` carries: `Authorization` carries `Bearer <token>`
+/// (another scheme, Basic or a key, is no bearer token at all), any other header the token itself
+/// (a `Bearer ` prefix allowed).
+fn header_token<'r>(name: &HeaderName, value: &'r HeaderValue) -> Option<&'r str> {
+    let value = value.to_str().ok()?.trim();
+    match bearer(value) {
+        Some(token) => Some(token),
+        None if name == header::AUTHORIZATION => None,
+        None => Some(value),
     }
 }
 
