@@ -168,8 +168,9 @@ fn prepare<'a>(
     }
     let forwarded = Forwarded {
         client: &conn.client_ip_value,
-        // A plugin's `upstream_request` phase may set one too.
-        prior: prior_forwarded_for || route.plugins.is_some(),
+        // Scanned after the plugins' `request` phase; the `upstream_request` phase cannot set one (the
+        // `headers` plugin refuses the fields the gateway writes).
+        prior: prior_forwarded_for,
         tls: conn.tls,
         host: host_in.clone(),
         request_id,

@@ -192,8 +192,8 @@ pub static GATEWAY_FIELDS: [&HeaderName; 4] = [
 pub struct Forwarded<'a> {
     /// The client's address as a header value.
     pub client: &'a HeaderValue,
-    /// Whether the request may carry `X-Forwarded-For` lines to keep (the client sent some, or a
-    /// plugin may have set one): otherwise they are not looked up.
+    /// Whether the request carries `X-Forwarded-For` lines to keep ([`Scan::forwarded_for`]):
+    /// otherwise they are not looked up.
     pub prior: bool,
     /// Whether the client's connection is TLS.
     pub tls: bool,
