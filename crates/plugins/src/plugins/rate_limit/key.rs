@@ -98,13 +98,14 @@ impl LimitKey {
     /// A limit keyed by address, route or header runs before authentication by default, as nginx
     /// runs `limit_req` before `auth_basic`: otherwise a refused login ends the chain before the limit
     /// counts it, and password guessing is never limited.
+    /// A refusal of `asked` is added to `errors`, and gives `None`.
     pub(crate) fn priority(
         &self,
         asked: Option<bool>,
         cx: &BuildCtx<'_>,
-        before: u16,
-        after: u16,
-    ) -> Result<u16, FieldError> {
+        (before, after): (u16, u16),
+        errors: &mut Vec<FieldError>,
+    ) -> Option<u16> {
         let why_after = if matches!(cx.scope, Scope::Consumer { .. }) {
             Some("a consumer's own plugins run after authentication, which names the consumer")
         } else if self.needs_consumer() {
@@ -118,9 +119,12 @@ impl LimitKey {
             None
         };
         match (why_after, asked) {
-            (Some(why), Some(true)) => Err(cx.error("before_authentication", why)),
-            (Some(_), _) | (None, Some(false)) => Ok(after),
-            (None, _) => Ok(before),
+            (Some(why), Some(true)) => {
+                errors.push(cx.error("before_authentication", why));
+                None
+            }
+            (Some(_), _) | (None, Some(false)) => Some(after),
+            (None, _) => Some(before),
         }
     }
 

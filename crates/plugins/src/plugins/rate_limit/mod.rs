@@ -154,16 +154,10 @@ impl Policy for RateLimit {
         let key = LimitKey::parse(&config.key, cx)
             .map_err(|e| errors.extend(e))
             .ok();
-        let priority = key.as_ref().and_then(|key| {
-            key.priority(
-                config.before_authentication,
-                cx,
-                PRIORITY_BEFORE_AUTHENTICATION,
-                Self::PRIORITY,
-            )
-            .map_err(|e| errors.push(e))
-            .ok()
-        });
+        let placement = (PRIORITY_BEFORE_AUTHENTICATION, Self::PRIORITY);
+        let priority = key
+            .as_ref()
+            .and_then(|key| key.priority(config.before_authentication, cx, placement, &mut errors));
         let limiter = limiter(&config, cx).map_err(|e| errors.extend(e)).ok();
         let (Some(key), Some(priority), Some((limiter, quota, per)), true) =
             (key, priority, limiter, errors.is_empty())
