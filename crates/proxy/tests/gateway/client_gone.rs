@@ -367,18 +367,14 @@ async fn requests_pipelined_before_a_half_close_are_all_answered() {
         .route("plugins: { limit-conn: { max: 1 } }")
         .start();
     let mut client = TcpStream::connect(gw.addr("main")).await.expect("connect");
+    // As `printf '...' | nc -N` does: both requests at once, then the sending side shut. The client is
+    // done sending, not gone: it waits for its answers.
     client
-        .write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("send");
-    assert_eq!(upstream.next().await, Seen::Request("/wait".into()));
-    // As `printf '...' | nc -N` does: everything sent, then the sending side shut. The client is done
-    // sending, not gone: it waits for its answers.
-    client
-        .write_all(b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("send");
     client.shutdown().await.expect("shutdown");
+    assert_eq!(upstream.next().await, Seen::Request("/wait".into()));
     upstream.release.notify_one();
     let text = tokio::time::timeout(SAFETY, read_to_close(&mut client))
         .await

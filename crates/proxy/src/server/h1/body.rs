@@ -40,7 +40,13 @@ impl RequestBodyReader {
     /// 404) never tells the client to send it.
     pub(super) fn new(wire: Rc<RefCell<Wire>>, framing: Framing, expects_continue: bool) -> Self {
         let decoder = Decoder::new(framing);
-        wire.borrow_mut().body_done = decoder.is_done();
+        {
+            let mut wire = wire.borrow_mut();
+            wire.body_done = decoder.is_done();
+            // A watch armed for an earlier request is over: waking it would only poll this task for
+            // nothing.
+            wire.watcher = None;
+        }
         Self {
             wire,
             expect: if expects_continue && !decoder.is_done() {

@@ -67,6 +67,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
         timed_out: None,
         client_gone: false,
         read_closed: false,
+        pipelined: false,
         watcher: None,
     }));
     let tunnel = serve_requests(&ctx, &wire, &info, head_limit, timeouts).await;
@@ -98,7 +99,12 @@ async fn serve_requests(
     // while alternating it with an earlier route deadline would take that lock twice per request.
     let mut idle = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
     loop {
-        if wire.borrow().buf.is_empty() {
+        let pipelined = {
+            let mut next = wire.borrow_mut();
+            next.pipelined = !next.buf.is_empty();
+            next.pipelined
+        };
+        if !pipelined {
             // Idle: give the buffer back, and wait with nothing but the socket.
             {
                 let mut idle = wire.borrow_mut();

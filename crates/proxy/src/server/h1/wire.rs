@@ -33,6 +33,8 @@ pub struct Wire {
     /// The client half-closed after pipelining requests that are still in `buf`: it is done sending,
     /// not gone, and the socket has nothing more to say while they are answered.
     pub(super) read_closed: bool,
+    /// Whether the request being served arrived behind another, before that one was answered.
+    pub(super) pipelined: bool,
     /// The task waiting to watch the client, woken when the request body has been read (its reader
     /// may run in another task: an HTTP/2 upstream's connection task takes the body).
     pub(super) watcher: Option<Waker>,
@@ -82,8 +84,10 @@ impl Wire {
             };
             match read {
                 // A half-close after pipelined requests: the client is done sending and waits for
-                // its answers (`printf '…' | nc -N`).
-                Ok(0) if !self.buf.is_empty() => {
+                // its answers (`printf '…' | nc -N`). Whether the end is seen while the later
+                // requests are still buffered or once they are being served depends on timing, so
+                // both count.
+                Ok(0) if !self.buf.is_empty() || self.pipelined => {
                     self.read_closed = true;
                     return Poll::Pending;
                 }
