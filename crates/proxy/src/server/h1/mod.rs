@@ -65,7 +65,6 @@ pub async fn serve(ctx: Rc<WorkerCtx>, io: ClientIo, info: ConnInfo, max_header_
         body_deadline: ProgressDeadline::new(timeouts.body),
         send_deadline: ProgressDeadline::new(timeouts.send),
         timed_out: None,
-        client_gone: false,
         read_closed: false,
         pipelined: false,
         watcher: None,

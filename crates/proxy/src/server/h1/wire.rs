@@ -28,8 +28,6 @@ pub struct Wire {
     pub(super) send_deadline: ProgressDeadline,
     /// The deadline the client missed, once it has; counted when the connection closes.
     pub(super) timed_out: Option<TimeoutKind>,
-    /// The client closed or broke the connection while its request was being served.
-    pub(super) client_gone: bool,
     /// The client half-closed after pipelining requests that are still in `buf`: it is done sending,
     /// not gone, and the socket has nothing more to say while they are answered.
     pub(super) read_closed: bool,
@@ -93,10 +91,7 @@ impl Wire {
                 }
                 // A half-close with nothing pending counts as gone, as in nginx: the client can send
                 // nothing more, and most that half-close have stopped waiting (docs/security.md).
-                Ok(0) | Err(_) => {
-                    self.client_gone = true;
-                    return Poll::Ready(());
-                }
+                Ok(0) | Err(_) => return Poll::Ready(()),
                 Ok(_) => {}
             }
         }
