@@ -84,6 +84,16 @@ async fn request(
         .expect("request failed")
 }
 
+/// A `POST` of `path` with `headers`.
+async fn post(
+    gw: &TestGateway,
+    proto: Proto,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> TestResponse {
+    request(gw, proto, Method::POST, path, headers).await
+}
+
 /// The fields the upstream echoed, by name.
 fn upstream_fields(res: &TestResponse) -> Value {
     res.json()["headers"].clone()
@@ -118,10 +128,9 @@ async fn an_override_naming_a_method_routed_elsewhere_is_dropped_in_every_spelli
             ("x-method-override", "PUT"),
             ("x-method-override", "NOT A METHOD"),
         ] {
-            let res = request(
+            let res = post(
                 &gw,
                 proto.clone(),
-                Method::POST,
                 "/items/1",
                 &[(name, value), ("x-other", "kept")],
             )
@@ -137,10 +146,9 @@ async fn an_override_naming_a_method_routed_elsewhere_is_dropped_in_every_spelli
             assert_eq!(fields["x-other"], "kept");
         }
         // Two override fields: both go, whichever named the other route.
-        let res = request(
+        let res = post(
             &gw,
             proto.clone(),
-            Method::POST,
             "/items/1",
             &[("x-http-method", "POST"), ("x-method-override", "DELETE")],
         )
@@ -166,10 +174,9 @@ async fn an_override_naming_a_method_of_the_same_route_is_kept() {
         gw,
     } = start().await;
     for proto in [Proto::H1, Proto::H2c] {
-        let res = request(
+        let res = post(
             &gw,
             proto.clone(),
-            Method::POST,
             "/items/1",
             &[("x-http-method-override", "POST")],
         )
@@ -177,14 +184,7 @@ async fn an_override_naming_a_method_of_the_same_route_is_kept() {
         assert_eq!(res.status, 200);
         assert_eq!(upstream_fields(&res)["x-http-method-override"], "POST");
         // On the catch-all, every method is routed there: an override is the upstream's business.
-        let res = request(
-            &gw,
-            proto.clone(),
-            Method::POST,
-            "/other",
-            &[("x-http-method", "PATCH")],
-        )
-        .await;
+        let res = post(&gw, proto.clone(), "/other", &[("x-http-method", "PATCH")]).await;
         assert_eq!(res.status, 200);
         assert_eq!(upstream_fields(&res)["x-http-method"], "PATCH");
         assert_still_serves(&gw, proto).await;
@@ -200,10 +200,9 @@ async fn a_route_may_refuse_such_an_override_or_allow_it() {
     } = start().await;
     for proto in [Proto::H1, Proto::H2c] {
         let before = open.requests();
-        let res = request(
+        let res = post(
             &gw,
             proto.clone(),
-            Method::POST,
             "/strict/x",
             &[("x_http_method_override", "DELETE")],
         )
@@ -215,10 +214,9 @@ async fn a_route_may_refuse_such_an_override_or_allow_it() {
             json!({"error": "method override not allowed", "request_id": id})
         );
         assert_eq!(open.requests(), before, "nothing was forwarded");
-        let res = request(
+        let res = post(
             &gw,
             proto.clone(),
-            Method::POST,
             "/legacy/x",
             &[("x-http-method-override", "DELETE")],
         )
@@ -296,23 +294,9 @@ async fn a_method_query_parameter_is_held_to_the_same_rule() {
             assert_eq!(res.status, 200, "{proto:?} {target}");
             assert_eq!(res.json()["uri"], forwarded, "{proto:?} {target}");
         }
-        let res = request(
-            &gw,
-            proto.clone(),
-            Method::POST,
-            "/strict/x?_method=DELETE",
-            &[],
-        )
-        .await;
+        let res = post(&gw, proto.clone(), "/strict/x?_method=DELETE", &[]).await;
         assert_eq!(res.status, 400, "{proto:?}");
-        let res = request(
-            &gw,
-            proto.clone(),
-            Method::POST,
-            "/legacy/x?_method=DELETE",
-            &[],
-        )
-        .await;
+        let res = post(&gw, proto.clone(), "/legacy/x?_method=DELETE", &[]).await;
         assert_eq!(res.status, 200);
         assert_eq!(res.json()["uri"], "/legacy/x?_method=DELETE");
         assert_still_serves(&gw, proto).await;
