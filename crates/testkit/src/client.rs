@@ -245,6 +245,31 @@ pub async fn read_body(body: &mut Incoming, at_least: usize) -> Result<usize, St
     Ok(received)
 }
 
+/// [`request`] for `host`: named in `Host` over HTTP/1.1 and TLS, in the `:authority` of an absolute
+/// target over h2c (where a `Host` field must not contradict it).
+pub async fn request_to_host(
+    addr: SocketAddr,
+    proto: Proto,
+    method: http::Method,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> TestResponse {
+    if matches!(proto, Proto::H2c) {
+        return request(
+            addr,
+            proto,
+            method,
+            &format!("http://{host}{path}"),
+            headers,
+        )
+        .await;
+    }
+    let mut with_host = vec![("host", host)];
+    with_host.extend_from_slice(headers);
+    request(addr, proto, method, path, &with_host).await
+}
+
 /// Sends a request without a body, with `headers`, on a new connection, and collects the response;
 /// panics when there is none.
 pub async fn request(

@@ -3,16 +3,9 @@
 //! route rather than slipping to a broader one without its authentication. Over HTTP/1.1 and HTTP/2,
 //! with the exact status and the exact fields the upstream received.
 
-use std::time::Duration;
-
-use bytes::Bytes;
-use floodgate_testkit::{send, MockUpstream, Proto, TestGateway, TestResponse};
-use http::{Method, Request};
-use http_body_util::Full;
+use floodgate_testkit::{request_to_host, MockUpstream, Proto, TestGateway, TestResponse};
+use http::Method;
 use serde_json::{json, Value};
-
-/// Safety net for anything that waits on the network; no test relies on it for its outcome.
-const SAFETY: Duration = Duration::from_secs(20);
 
 const KEY: &str = "alice-key-0001";
 
@@ -67,21 +60,7 @@ async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> TestResponse {
-    let mut req = Request::builder().method(method).uri(match proto {
-        Proto::H2c => format!("http://gw.test{path}"),
-        _ => path.to_string(),
-    });
-    if !matches!(proto, Proto::H2c) {
-        req = req.header("host", "gw.test");
-    }
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let req = req.body(Full::new(Bytes::new())).unwrap();
-    tokio::time::timeout(SAFETY, send(gw.addr("main"), proto, req))
-        .await
-        .expect("request did not finish")
-        .expect("request failed")
+    request_to_host(gw.addr("main"), proto, method, "gw.test", path, headers).await
 }
 
 /// A `POST` of `path` with `headers`.

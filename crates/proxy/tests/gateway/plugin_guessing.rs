@@ -3,16 +3,9 @@
 //! their password being checked; `auth-failure-limit` refuses an address that has had its credentials
 //! refused too often, before any authentication plugin looks at it. Over HTTP/1.1 and HTTP/2.
 
-use std::time::Duration;
-
-use bytes::Bytes;
-use floodgate_testkit::{send, MockUpstream, Proto, TestGateway, TestResponse};
-use http::Request;
-use http_body_util::Full;
+use floodgate_testkit::{request_to_host, MockUpstream, Proto, TestGateway, TestResponse};
+use http::Method;
 use serde_json::json;
-
-/// Safety net for anything that waits on the network; no test relies on it for its outcome.
-const SAFETY: Duration = Duration::from_secs(20);
 
 /// bcrypt (cost 4) of `open sesame`.
 const ALICE_HASH: &str = "$2b$04$FObG2QawZah0hG41E76/h.s9m0VVSIW0GYtrUcksL.EJlevKUPA4C";
@@ -62,20 +55,7 @@ consumers:
 }
 
 async fn get(gw: &TestGateway, proto: Proto, host: &str, headers: &[(&str, &str)]) -> TestResponse {
-    let mut req = Request::get("/r");
-    req = match proto {
-        // HTTP/2 names the host in `:authority`, which a `Host` field must not contradict.
-        Proto::H2c => req.uri(format!("http://{host}/r")),
-        _ => req.header("host", host),
-    };
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let req = req.body(Full::new(Bytes::new())).unwrap();
-    tokio::time::timeout(SAFETY, send(gw.addr("main"), proto, req))
-        .await
-        .expect("request did not finish")
-        .expect("request failed")
+    request_to_host(gw.addr("main"), proto, Method::GET, host, "/r", headers).await
 }
 
 /// The value of the metric line starting with `prefix`, 0 when there is none.
