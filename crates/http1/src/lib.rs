@@ -41,4 +41,4 @@ pub use tokens::{
     connection_has, is_hop_by_hop_name, is_kept_token, list_has, named_by_connection, HopByHop,
 };
 pub use trailers::is_forbidden_trailer;
-pub use twins::{can_have_twins, is_twin, remove_twins, remove_with_twins, twins};
+pub use twins::{can_have_twins, has_twin, is_twin, remove_twins, remove_with_twins, twins};

@@ -29,6 +29,12 @@ fn is_joiner(byte: u8) -> bool {
     byte == b'-' || byte == b'_'
 }
 
+/// Whether `headers` has a twin of `name`: one pass over the names. Callers that look on every
+/// request check [`can_have_twins`] once, at build time, and skip the pass for names without any.
+pub fn has_twin(headers: &HeaderMap, name: &HeaderName) -> bool {
+    twins(headers, name).next().is_some()
+}
+
 /// The names of `headers` that are twins of `name`. One pass over the names, each passed over at a
 /// length comparison unless it is as long as `name`; nothing is allocated.
 pub fn twins<'h>(

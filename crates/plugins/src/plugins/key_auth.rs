@@ -144,10 +144,7 @@ impl Policy for KeyAuth {
         // A twin of the header (`x_api_key` for `x-api-key`) is the header to an upstream reading
         // `HTTP_X_API_KEY`: a copy of the key like any other. Looked for in one pass over the names,
         // and read only when there is one.
-        let twinned = self.header_has_twins
-            && floodgate_http1::twins(req.headers, &self.header)
-                .next()
-                .is_some();
+        let twinned = self.header_has_twins && floodgate_http1::has_twin(req.headers, &self.header);
         let headers = &*req.headers;
         let twin_copies = twinned
             .then(|| {

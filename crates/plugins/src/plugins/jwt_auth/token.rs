@@ -62,7 +62,7 @@ impl TokenSources {
             && self
                 .header
                 .as_ref()
-                .is_some_and(|name| floodgate_http1::twins(headers, name).next().is_some());
+                .is_some_and(|name| floodgate_http1::has_twin(headers, name));
         (self.collect(headers, query, twinned), twinned)
     }
 
