@@ -62,6 +62,16 @@ impl ParamName {
         self.read.is_empty()
     }
 
+    /// The configured credential name `name`, or the configuration error when upstreams read it as
+    /// no name at all.
+    pub fn configured(name: &str, separators: Separators) -> Result<Self, String> {
+        let param = Self::new(name, separators);
+        if param.is_unreadable() {
+            return Err(format!("{name:?} is read as no name at all by upstreams"));
+        }
+        Ok(param)
+    }
+
     /// Whether the raw name `raw`, as sent, is read as this name.
     pub fn matches(&self, raw: &str) -> bool {
         !self.read.is_empty()

@@ -97,13 +97,10 @@ impl Policy for KeyAuth {
         })?;
         let separators = Separators::parse(&config.query_separators)
             .map_err(|e| vec![cx.error("query_separators", e)])?;
-        let query = (!config.query.is_empty()).then(|| ParamName::new(&config.query, separators));
-        if query.as_ref().is_some_and(ParamName::is_unreadable) {
-            return Err(vec![cx.error(
-                "query",
-                format!("{:?} is read as no name at all by upstreams", config.query),
-            )]);
-        }
+        let query = (!config.query.is_empty())
+            .then(|| ParamName::configured(&config.query, separators))
+            .transpose()
+            .map_err(|e| vec![cx.error("query", e)])?;
         let mut keys = HashMap::new();
         for (i, consumer) in cx.consumers.iter().enumerate() {
             {

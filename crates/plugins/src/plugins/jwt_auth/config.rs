@@ -292,13 +292,12 @@ pub fn check(config: &JwtAuthConfig, cx: &BuildCtx<'_>) -> Result<Checked, Vec<F
     for (field, value) in [("cookie", &config.cookie), ("query", &config.query)] {
         match value.as_deref() {
             Some("") => errors.push(cx.error(field, "must not be empty")),
-            Some(name) if ParamName::new(name, separators).is_unreadable() => {
-                errors.push(cx.error(
-                    field,
-                    format!("{name:?} is read as no name at all by upstreams"),
-                ))
+            Some(name) => {
+                if let Err(e) = ParamName::configured(name, separators) {
+                    errors.push(cx.error(field, e));
+                }
             }
-            _ => {}
+            None => {}
         }
     }
 
