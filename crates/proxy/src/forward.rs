@@ -85,7 +85,8 @@ pub fn forward<'a>(
         };
         let response = match answer {
             Answer::Response(response) => response,
-            Answer::Upgraded(mut parts, upstream_io) => {
+            Answer::Upgraded(upgraded) => {
+                let (mut parts, upstream_io) = *upgraded;
                 // The HTTP/1.1 connection joins its side to this one once it has written the 101.
                 *conn.pending_upgrade.borrow_mut() = Some(upstream_io);
                 remove_hop_by_hop(&mut parts.headers, true);
@@ -224,12 +225,12 @@ struct Outgoing<'a> {
 }
 
 /// The upstream's answer.
-#[allow(clippy::large_enum_variant)] // one per request, moved once: boxing would cost more
 enum Answer {
     /// A response, its body streaming from the upstream.
     Response(Response<ResponseBody>),
-    /// `101 Switching Protocols`: the head, and the upstream's side of the tunnel.
-    Upgraded(http::response::Parts, UpstreamTunnel),
+    /// `101 Switching Protocols`: the head, and the upstream's side of the tunnel. Boxed: the rare
+    /// answer, which would otherwise make every request's answer as large as a tunnel.
+    Upgraded(Box<(http::response::Parts, UpstreamTunnel)>),
 }
 
 /// Sends on a pooled connection, or on a new one when none is ready or the pooled one turned out to be
@@ -315,7 +316,10 @@ async fn send_h1(
         parts.status = head.status;
         head.fields.append_to(&mut parts.headers);
         let (io, rest) = conn.into_parts();
-        return Ok(Answer::Upgraded(parts, Rewind::new(io, rest.freeze())));
+        return Ok(Answer::Upgraded(Box::new((
+            parts,
+            Rewind::new(io, rest.freeze()),
+        ))));
     }
     let checkin = Checkin::new(
         ctx.pools.clone(),

@@ -33,6 +33,22 @@ pub fn request_id(headers: &HeaderMap) -> (HeaderValue, bool) {
     (generate(), true)
 }
 
+/// Where each byte of the id's 128 bits goes in the UUID layout's text: two hex digits, with the
+/// layout's dashes left between the groups.
+const DIGIT_AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+
+/// The two lowercase hex digits of every byte, looked up rather than computed per request.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let hex = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [hex[i >> 4], hex[i & 0xf]];
+        i += 1;
+    }
+    pairs
+};
+
 /// A new id in UUID layout (8-4-4-4-12 lowercase hex).
 pub fn generate() -> HeaderValue {
     let n = NEXT.with(|next| {
@@ -40,17 +56,9 @@ pub fn generate() -> HeaderValue {
         next.set(n.wrapping_add(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
         n
     });
-    // Two hex digits per byte, with the dashes of the layout written around them.
-    let hex = b"0123456789abcdef";
     let mut buf = [b'-'; 36];
-    let mut at = 0;
-    for (i, byte) in n.to_be_bytes().into_iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            at += 1;
-        }
-        buf[at] = hex[usize::from(byte >> 4)];
-        buf[at + 1] = hex[usize::from(byte & 0xf)];
-        at += 2;
+    for (byte, at) in n.to_be_bytes().into_iter().zip(DIGIT_AT) {
+        buf[at..at + 2].copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
     // Only hex digits and dashes were written, which are always a valid header value.
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))

@@ -19,7 +19,13 @@ use crate::upstream::http1::body::UpstreamBody;
 /// It also carries the header fields that go out with the response without being in its map: an
 /// HTTP/1.1 upstream's fields and the request id (see [`ResponseFields`]). Whoever needs them in the map
 /// calls [`ResponseBody::move_fields_into`].
-pub struct ResponseBody {
+///
+/// Boxed: a response moves through several futures and return values on its way to the client, and a
+/// pointer moves for free where the body and its fields (about 400 bytes) would be copied each time,
+/// which cost more per request than the allocation does.
+pub struct ResponseBody(Box<Inner>);
+
+struct Inner {
     kind: Kind,
     fields: ResponseFields,
     /// Records metrics and the access log entry when the body is done (or dropped).
@@ -55,7 +61,7 @@ impl ResponseBody {
     }
 
     fn from_kind(kind: Kind, upstream: RawFields) -> Self {
-        Self {
+        Self(Box::new(Inner {
             kind,
             fields: ResponseFields {
                 upstream,
@@ -64,35 +70,37 @@ impl ResponseBody {
             },
             completion: None,
             bytes_sent: 0,
-        }
+        }))
     }
 
     /// The header fields kept beside the response's map.
     pub fn fields(&self) -> &ResponseFields {
-        &self.fields
+        &self.0.fields
     }
 
     /// The upstream's fields kept as bytes and the fields plugins added, for the plugins' one view
     /// of the response's fields.
     pub fn plugin_fields_mut(&mut self) -> (&mut RawFields, &mut floodgate_plugins::AddedFields) {
-        (&mut self.fields.upstream, &mut self.fields.added)
+        (&mut self.0.fields.upstream, &mut self.0.fields.added)
     }
 
     /// Sets the request id the response goes out with.
     pub fn set_request_id(&mut self, id: HeaderValue) {
-        self.fields.request_id = Some(id);
+        self.0.fields.request_id = Some(id);
     }
 
     /// Moves the fields kept beside the map into `map` (for a writer that writes only the map).
     pub fn move_fields_into(&mut self, map: &mut HeaderMap) {
-        std::mem::take(&mut self.fields).move_into(map);
+        std::mem::take(&mut self.0.fields).move_into(map);
     }
 
     /// Attaches the bookkeeping to run when the body ends.
     pub fn set_completion(&mut self, completion: Completion) {
-        self.completion = Some(completion);
+        self.0.completion = Some(completion);
     }
+}
 
+impl Inner {
     fn finish(&mut self) {
         if let Some(mut completion) = self.completion.take() {
             completion.bytes_sent = Some(self.bytes_sent);
@@ -108,7 +116,7 @@ impl Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
+        let this = &mut *self.0;
         let frame = match &mut this.kind {
             Kind::Full(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
             Kind::H1(body) => ready!(Pin::new(body).poll_frame(cx)).map(|f| f.map_err(Into::into)),
@@ -123,7 +131,7 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
+        match &self.0.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::H1(body) => body.is_end_stream(),
             Kind::H2(body) => body.is_end_stream(),
@@ -131,7 +139,7 @@ impl Body for ResponseBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
+        match &self.0.kind {
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::H1(body) => body.size_hint(),
             Kind::H2(body) => body.size_hint(),
@@ -139,7 +147,7 @@ impl Body for ResponseBody {
     }
 }
 
-impl Drop for ResponseBody {
+impl Drop for Inner {
     fn drop(&mut self) {
         // Servers stop polling once `is_end_stream` is true (an empty body, or the last data frame of a body
         // with a length), so the end may only be visible here.

@@ -168,15 +168,20 @@ fn serve<'a>(
         };
         used.route = Some(route.clone());
         if route.plugins.is_some() {
-            req = match request_phase(ctx.index, conn.tls, route, req, &client, &mut used.plugins) {
-                Ok(req) => req,
-                Err(response) => {
-                    return Ok(Outcome {
-                        response: *response,
-                        in_flight: None,
-                    })
-                }
-            };
+            let answered = request_phase(
+                ctx.index,
+                conn.tls,
+                route,
+                &mut req,
+                &client,
+                &mut used.plugins,
+            );
+            if let Some(response) = answered {
+                return Ok(Outcome {
+                    response,
+                    in_flight: None,
+                });
+            }
         }
         match &route.action {
             RouteAction::Respond {

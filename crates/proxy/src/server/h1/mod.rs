@@ -148,11 +148,14 @@ async fn serve_requests(
         };
         let (request, head_request, client_version, keep_alive, trailers) =
             into_request(head, wire, info);
-        // In a block, so the response lives only until it moves into the writer: the connection's
-        // future then keeps no slot for it beside the writer's.
-        let (upgraded, writing) = {
-            // Boxed: the handler's state lives only while a request does, not in every idle connection.
-            let mut handling = Box::pin(handle(ctx.clone(), info.clone(), request));
+        let upgraded;
+        let written = {
+            // Boxed: the handler's state lives only while a request does, not in every idle
+            // connection. The box is allocated before the handler's future is built, so the future
+            // is built in it rather than on the stack and then copied in (a few kilobytes a request).
+            let slot = Box::new_uninit();
+            let mut handling =
+                Box::into_pin(Box::write(slot, handle(ctx.clone(), info.clone(), request)));
             // The request first: most are answered at their first poll and never look at the client.
             // When the client is gone, dropping the handler drops the upstream exchange with it (that
             // connection is closed, not pooled with a response still to come) and records the request
@@ -167,15 +170,14 @@ async fn serve_requests(
             .await;
             drop(handling);
             let response = answered?;
-            let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+            upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
             // A body left unread (an answer that did not need it) cannot be skipped safely on the
             // connection: say so in the response, and close after it.
             let keep = keep_alive && !ctx.stop.is_stopped() && wire.borrow().body_done;
-            let writing =
-                write_response(wire, response, head_request, client_version, keep, trailers);
-            (upgraded, writing)
+            // Awaited where it is built: bound to a name first, the writer's future would be copied
+            // into the connection's future at the await.
+            write_response(wire, response, head_request, client_version, keep, trailers).await
         };
-        let written = writing.await;
         if upgraded {
             let upstream = info.pending_upgrade.borrow_mut().take();
             return match (written, upstream) {
