@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{ByteSize, HumanDuration};
+use crate::{ByteSize, HumanDuration, RetriesConfig};
 
 /// A rule that matches requests and sends them to an upstream (or answers them directly).
 ///
@@ -59,6 +59,9 @@ pub struct RouteConfig {
     /// (400), or `allow` it.
     #[serde(default, skip_serializing_if = "MethodOverride::is_default")]
     pub method_override: MethodOverride,
+    /// Tries a failed request again on another target. Absent: every request gets one attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetriesConfig>,
 }
 
 /// The handling of method-override fields that name a method another route (or none) would serve.

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::HumanDuration;
+use crate::{HealthChecksConfig, HumanDuration};
 
 /// A group of interchangeable targets that routes forward to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -42,6 +42,9 @@ pub struct UpstreamConfig {
     /// Idle connection reuse.
     #[serde(default)]
     pub keepalive: KeepaliveConfig,
+    /// How the targets are judged healthy, and what happens when too few are.
+    #[serde(default)]
+    pub health_checks: HealthChecksConfig,
 }
 
 fn default_connect_timeout() -> HumanDuration {

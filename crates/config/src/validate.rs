@@ -205,6 +205,9 @@ impl Config {
                     "must be at least 1 (omit it for no limit)",
                 ));
             }
+            upstream
+                .health_checks
+                .validate_into(&format!("{at}.health_checks"), errors);
             if let Some(tls) = &upstream.tls {
                 if tls.ca_file.as_deref() == Some("") {
                     errors.push(FieldError::new(
@@ -248,6 +251,9 @@ impl Config {
                     format!("{at}.respond"),
                     "give either `upstream` or `respond`, not both",
                 )),
+            }
+            if let Some(retries) = &route.retries {
+                retries.validate_into(&format!("{at}.retries"), errors);
             }
             if route.paths.is_empty() {
                 errors.push(FieldError::new(

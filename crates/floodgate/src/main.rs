@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use floodgate_admin::AdminState;
 use floodgate_config::{default_config, parse_yaml, Config, ConfigError};
 use floodgate_observe::Metrics;
-use floodgate_proxy::{Gateway, PluginInputs, Snapshot};
+use floodgate_proxy::{BuildInputs, Gateway, Snapshot};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// floodgate: a cloud-native API gateway.
@@ -74,7 +74,7 @@ fn validate(path: &Path) -> Result<()> {
     let config = load(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     // Building the snapshot reads certificates and keys too, so `validate` catches what `run` would.
     let metrics = Metrics::new(1);
-    Snapshot::build(&config, &metrics, 1, None, PluginInputs::validating())
+    Snapshot::build(&config, &metrics, 1, None, BuildInputs::validating())
         .map_err(|errors| anyhow!("{}: {}", path.display(), ConfigError::Invalid(errors)))?;
     for warning in warnings(&config) {
         eprintln!("{}: warning: {warning}", path.display());

@@ -51,6 +51,8 @@ pub struct AccessDetails {
     pub route: Option<Arc<str>>,
     /// Target address used.
     pub upstream_addr: Option<Arc<str>>,
+    /// Attempts at the upstream.
+    pub upstream_attempts: u32,
     /// The consumer an authentication plugin identified.
     pub consumer: Option<Arc<str>>,
     /// The request id.
@@ -77,6 +79,7 @@ impl Drop for Completion {
                 status: self.status.as_u16(),
                 route: details.route,
                 upstream_addr: details.upstream_addr,
+                upstream_attempts: details.upstream_attempts,
                 consumer: details.consumer,
                 duration: elapsed,
                 request_id: details.request_id.to_str().unwrap_or("").to_string(),

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::response_body::ResponseBody;
+use crate::upstream::failure::FailureClass;
 
 /// Why a request could not be proxied. Each kind answers with its own status and a short JSON body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,10 +29,11 @@ pub enum ProxyError {
     /// Every target of the upstream is at its connection limit.
     #[error("no upstream target available")]
     NoTarget,
-    /// The upstream refused, reset or broke the connection, or sent an invalid response.
-    #[error("upstream connection failed")]
-    UpstreamConnect,
-    /// The upstream did not answer within the route's timeout (or did not accept the connection in time).
+    /// The last attempt at the upstream failed: refused, reset or broken, timed out, or answered with
+    /// something that is not HTTP.
+    #[error("{}", upstream_message(*.0))]
+    Upstream(FailureClass),
+    /// The upstream did not answer within the route's timeout.
     #[error("upstream timed out")]
     UpstreamTimeout,
     /// The client stopped sending its body halfway.
@@ -68,8 +70,9 @@ impl ProxyError {
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoTarget | ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::UpstreamConnect => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream(FailureClass::ConnectTimeout | FailureClass::Timeout)
+            | ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
@@ -86,6 +89,15 @@ impl ProxyError {
             request_id,
             grpc,
         )
+    }
+}
+
+/// The error body's text for a failed upstream attempt: what the client may know of it.
+fn upstream_message(class: FailureClass) -> &'static str {
+    match class {
+        FailureClass::ConnectTimeout | FailureClass::Timeout => "upstream timed out",
+        FailureClass::BadResponse => "invalid upstream response",
+        _ => "upstream connection failed",
     }
 }
 

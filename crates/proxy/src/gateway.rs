@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::background::Background;
 use crate::listener::bind_reuseport;
 use crate::overload::connections::ConnectionCount;
-use crate::snapshot::{PluginInputs, Snapshot};
+use crate::snapshot::{BuildInputs, Snapshot};
 use crate::worker::{run_worker, WorkerCommand};
 use crate::worker_ctx::Shared;
 
@@ -88,12 +88,13 @@ impl Gateway {
             &metrics,
             worker_count,
             access_log.as_ref().map(|(_, log)| log.clone()),
-            PluginInputs {
+            BuildInputs {
                 previous: None,
                 runtime: background.handle(),
             },
         )
         .map_err(GatewayError::Invalid)?;
+        forget_removed_targets(&metrics, &snapshot);
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -143,13 +144,14 @@ impl Gateway {
             &self.shared.metrics,
             self.workers.len(),
             access_log.as_ref().map(|(_, log)| log.clone()),
-            PluginInputs {
-                previous: Some(&running.plugin_states),
+            BuildInputs {
+                previous: Some(&running),
                 runtime: self.background.handle(),
             },
         )
         .map_err(GatewayError::Invalid)?;
         drop(running);
+        forget_removed_targets(&self.shared.metrics, &snapshot);
         let new_sockets = self.bind_new(config)?;
         self.shared.snapshot.store(Arc::new(snapshot));
         self.access_log = access_log;
@@ -299,4 +301,15 @@ fn open_access_log(
                 format!("cannot open {:?}: {e}", access_log.path),
             )])
         })
+}
+
+/// Drops the health series of targets `snapshot` no longer has, so the scrape lists only configured
+/// targets.
+fn forget_removed_targets(metrics: &Metrics, snapshot: &Snapshot) {
+    let kept: std::collections::HashSet<(&str, &str)> = snapshot
+        .health_states
+        .keys()
+        .map(|(upstream, address)| (&**upstream, &**address))
+        .collect();
+    metrics.retain_targets(|upstream, address| kept.contains(&(upstream, address)));
 }

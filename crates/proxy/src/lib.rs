@@ -46,7 +46,7 @@ mod write_all;
 
 pub use error::ProxyError;
 pub use gateway::{BoundListener, Gateway, GatewayError};
-pub use snapshot::{PluginInputs, Snapshot};
+pub use snapshot::{BuildInputs, Snapshot};
 
 /// The TLS client config floodgate uses towards an upstream with these settings (roots or CA file, SNI
 /// verification or `insecure_skip_verify`, ALPN by protocol). Errors are field messages.

@@ -19,12 +19,21 @@ use crate::snapshot::{RouteRuntime, Snapshot};
 pub struct Used {
     /// The matched route.
     pub route: Option<Arc<RouteRuntime>>,
-    /// The target picked.
-    pub target: Option<Arc<str>>,
+    /// The target it went to, and how many attempts that took.
+    pub upstream: UpstreamUsed,
     /// The request's place under the worker's in-flight limit, held until its response ends.
     pub slot: Option<RequestSlot>,
     /// The plugins' context, when the route has plugins; its `log` phase runs when the response ends.
     pub plugins: Option<Box<RequestCtx>>,
+}
+
+/// The upstream target a request went to last, and the attempts it made.
+#[derive(Default)]
+pub struct UpstreamUsed {
+    /// The target of the last attempt.
+    pub target: Option<Arc<str>>,
+    /// Attempts made (0: the request was not forwarded).
+    pub attempts: u32,
 }
 
 /// What the handler knows of the request's client before routing.
@@ -98,7 +107,8 @@ impl Unanswered {
         let access = self.access.take().map(|mut details| {
             details.route = used.route.as_ref().map(|r| r.id.clone());
             details.consumer = used.plugins.as_ref().and_then(|p| p.consumer_id().cloned());
-            details.upstream_addr = used.target;
+            details.upstream_addr = used.upstream.target;
+            details.upstream_attempts = used.upstream.attempts;
             details
         });
         Completion {

@@ -17,11 +17,13 @@ use floodgate_observe::{AccessLog, Metrics, RouteMetrics, UpstreamMetrics};
 use floodgate_plugins::real_ip::RealIp;
 use floodgate_plugins::{build_plugins, Chain, Consumers, StateStore};
 use floodgate_router::RouteTable;
+use floodgate_upstream::health::{HealthStates, UpstreamHealth};
 use floodgate_upstream::LoadBalancer;
 use http::{HeaderValue, StatusCode};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsAcceptor;
 
+use crate::forward::retry::{RetryBudget, RetryPolicy};
 use crate::path_normalize::PathRules;
 use crate::tls;
 
@@ -53,18 +55,21 @@ pub struct Snapshot {
     pub consumers: Arc<Consumers>,
     /// The plugins' states, handed to the next snapshot's build so unchanged plugins keep them.
     pub plugin_states: StateStore,
+    /// Every target's health, handed to the next snapshot's build so kept targets keep it.
+    pub health_states: HealthStates,
 }
 
-/// What building a snapshot's plugins needs besides the configuration.
-pub struct PluginInputs<'a> {
-    /// The running snapshot's plugin states (`None` for the first).
-    pub previous: Option<&'a StateStore>,
+/// What building a snapshot needs besides the configuration.
+pub struct BuildInputs<'a> {
+    /// The running snapshot (`None` for the first): its plugins' states and its targets' health are
+    /// carried over to what the new one keeps.
+    pub previous: Option<&'a Snapshot>,
     /// Where plugins start background tasks (key fetches); `None` when only validating.
     pub runtime: Option<tokio::runtime::Handle>,
 }
 
-impl PluginInputs<'static> {
-    /// For a build that only validates: no previous states, no background tasks.
+impl BuildInputs<'static> {
+    /// For a build that only validates: nothing carried over, no background tasks.
     pub fn validating() -> Self {
         Self {
             previous: None,
@@ -121,6 +126,8 @@ pub struct RouteRuntime {
     pub plugins: Option<Arc<Chain>>,
     /// What happens to a method-override field naming a method routed elsewhere.
     pub method_override: MethodOverride,
+    /// When a failed attempt is tried again; `None`: never.
+    pub retries: Option<RetryPolicy>,
 }
 
 /// What a route does.
@@ -160,6 +167,10 @@ pub struct UpstreamRuntime {
     pub keepalive: KeepaliveConfig,
     /// This upstream's metrics.
     pub metrics: Arc<UpstreamMetrics>,
+    /// Which targets are in service.
+    pub health: UpstreamHealth,
+    /// Requests and retries in flight, for the routes' retry budgets.
+    pub retry_budget: RetryBudget,
 }
 
 /// One target of an upstream.
@@ -183,14 +194,17 @@ impl Snapshot {
         metrics: &Metrics,
         workers: usize,
         access_log: Option<AccessLog>,
-        plugins: PluginInputs<'_>,
+        inputs: BuildInputs<'_>,
     ) -> Result<Snapshot, Vec<FieldError>> {
         let mut errors = Vec::new();
         let none = StateStore::new();
+        let no_health = HealthStates::new();
+        let previous_health = inputs.previous.map_or(&no_health, |s| &s.health_states);
+        let mut health_states = HealthStates::new();
         let plugins = match build_plugins(
             config,
-            plugins.previous.unwrap_or(&none),
-            plugins.runtime,
+            inputs.previous.map_or(&none, |s| &s.plugin_states),
+            inputs.runtime,
             &metrics.plugins,
         ) {
             Ok(set) => set,
@@ -202,7 +216,9 @@ impl Snapshot {
         let mut upstreams = HashMap::new();
         let mut broken_upstreams = Vec::new();
         for (i, upstream) in config.upstreams.iter().enumerate() {
-            match build_upstream(upstream, i, metrics, workers) {
+            let health =
+                UpstreamHealth::new(upstream, previous_health, &mut health_states, metrics);
+            match build_upstream(upstream, i, metrics, workers, health) {
                 Ok(runtime) => {
                     upstreams.insert(upstream.id.clone(), Arc::new(runtime));
                 }
@@ -281,6 +297,7 @@ impl Snapshot {
                     metrics: metrics.route(&route.id),
                     plugins: plugins.routes.get(i).cloned().flatten(),
                     method_override: route.method_override,
+                    retries: route.retries.as_ref().map(RetryPolicy::from),
                 }),
             ));
         }
@@ -318,6 +335,7 @@ impl Snapshot {
             real_ip: plugins.real_ip,
             consumers: plugins.consumers,
             plugin_states: plugins.states,
+            health_states,
         })
     }
 }
@@ -327,6 +345,7 @@ fn build_upstream(
     index: usize,
     metrics: &Metrics,
     workers: usize,
+    health: UpstreamHealth,
 ) -> Result<UpstreamRuntime, FieldError> {
     let tls = match &config.tls {
         None => None,
@@ -368,5 +387,7 @@ fn build_upstream(
         max_connections_per_target: config.max_connections_per_target,
         keepalive: config.keepalive.clone(),
         metrics: metrics.upstream(&config.id),
+        health,
+        retry_budget: RetryBudget::new(workers),
     })
 }

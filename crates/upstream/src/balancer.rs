@@ -2,7 +2,7 @@
 
 mod consistent_hash;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod hash_key;
 mod least_request;
 mod random;

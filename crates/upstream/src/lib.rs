@@ -14,6 +14,7 @@
 
 mod balancer;
 mod cache_padded;
+pub mod health;
 mod in_flight;
 
 pub use balancer::{LoadBalancer, PickContext};

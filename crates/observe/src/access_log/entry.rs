@@ -13,7 +13,7 @@ use super::timestamp::write_rfc3339_millis;
 ///
 /// Written as one JSON object per line with these snake_case keys, absent values as `null`:
 /// `timestamp` (RFC 3339 UTC, milliseconds), `client_ip`, `method`, `host`, `path`, `protocol`
-/// (`"HTTP/1.1"`, `"HTTP/2"`...), `status`, `route`, `upstream_addr`, `consumer`, `duration_ms` (a number with
+/// (`"HTTP/1.1"`, `"HTTP/2"`...), `status`, `route`, `upstream_addr`, `upstream_attempts`, `consumer`, `duration_ms` (a number with
 /// microsecond precision), `request_id`, `bytes_sent`.
 #[derive(Debug, Clone)]
 pub struct AccessLogEntry {
@@ -36,6 +36,9 @@ pub struct AccessLogEntry {
     pub route: Option<Arc<str>>,
     /// The upstream target address that served the request, if one was reached.
     pub upstream_addr: Option<Arc<str>>,
+    /// Attempts at the upstream (more than 1 when the route retried); 0 when the request was not
+    /// forwarded.
+    pub upstream_attempts: u32,
     /// The id of the consumer an authentication plugin identified.
     pub consumer: Option<Arc<str>>,
     /// Time from request received to response finished (or headers sent, as the proxy measures it).
@@ -58,6 +61,7 @@ struct Line<'a> {
     status: u16,
     route: Option<&'a str>,
     upstream_addr: Option<&'a str>,
+    upstream_attempts: u32,
     consumer: Option<&'a str>,
     duration_ms: f64,
     request_id: &'a str,
@@ -95,6 +99,7 @@ impl AccessLogEntry {
             status: self.status,
             route: self.route.as_deref(),
             upstream_addr: self.upstream_addr.as_deref(),
+            upstream_attempts: self.upstream_attempts,
             consumer: self.consumer.as_deref(),
             // Whole microseconds as milliseconds: exact enough, and one number a log query can compare.
             duration_ms: self.duration.as_micros() as f64 / 1_000.0,
@@ -125,6 +130,7 @@ pub(crate) mod tests {
             status: 201,
             route: Some(Arc::from("users-api")),
             upstream_addr: Some(Arc::from("10.0.0.5:8000")),
+            upstream_attempts: 2,
             consumer: Some(Arc::from("team-a")),
             duration: Duration::from_micros(1_234),
             request_id: format!("req-{n}"),
@@ -155,6 +161,7 @@ pub(crate) mod tests {
                 "status": 201,
                 "route": "users-api",
                 "upstream_addr": "10.0.0.5:8000",
+                "upstream_attempts": 2,
                 "consumer": "team-a",
                 "duration_ms": 1.234,
                 "request_id": "req-3",

@@ -13,6 +13,7 @@ mod plugins;
 mod registry;
 mod route;
 mod scrape;
+mod targets;
 mod timeouts;
 mod upstream;
 
@@ -20,5 +21,6 @@ pub use overload::Rejection;
 pub use plugins::{PluginRejections, PluginStats};
 pub use registry::Metrics;
 pub use route::RouteMetrics;
+pub use targets::{EjectionReason, TargetMetrics};
 pub use timeouts::{TimeoutKind, TimeoutMetrics};
 pub use upstream::UpstreamMetrics;

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use super::overload::{OverloadMetrics, Rejection};
 use super::per_worker::PerWorker;
 use super::route::RouteMetrics;
+use super::targets::{TargetMetrics, TargetsById};
 use super::timeouts::TimeoutMetrics;
 use super::upstream::UpstreamMetrics;
 
@@ -28,6 +29,8 @@ pub struct Metrics {
     routes: Mutex<HashMap<Arc<str>, Arc<RouteMetrics>>>,
     unmatched: Arc<RouteMetrics>,
     upstreams: Mutex<HashMap<Arc<str>, Arc<UpstreamMetrics>>>,
+    /// The running configuration's targets (see [`Metrics::retain_targets`]).
+    targets: Mutex<TargetsById>,
     /// Per worker: connections opened minus closed on that worker.
     connections: PerWorker<AtomicI64>,
     /// Connections closed because a peer missed a deadline, by kind.
@@ -59,6 +62,7 @@ impl Metrics {
             routes: Mutex::new(HashMap::new()),
             unmatched: Arc::new(RouteMetrics::new(workers)),
             upstreams: Mutex::new(HashMap::new()),
+            targets: Mutex::default(),
             connections: PerWorker::new(workers),
             plugins: Arc::default(),
             timeouts: TimeoutMetrics::new(workers),
@@ -101,6 +105,22 @@ impl Metrics {
         let created = Arc::new(UpstreamMetrics::new(self.workers));
         upstreams.insert(Arc::from(upstream_id), Arc::clone(&created));
         created
+    }
+
+    /// The health metrics of target `address` of upstream `upstream_id`, created on first use; the same
+    /// `Arc` for the same pair, so a reload that keeps a target keeps its series.
+    pub fn target(&self, upstream_id: &str, address: &str) -> Arc<TargetMetrics> {
+        let mut targets = self.targets.lock();
+        let key = (Arc::from(upstream_id), Arc::from(address));
+        Arc::clone(targets.entry(key).or_default())
+    }
+
+    /// Forgets the targets `keep` says no to: a target removed from the configuration leaves the
+    /// scrape, rather than being reported healthy forever.
+    pub fn retain_targets(&self, keep: impl Fn(&str, &str) -> bool) {
+        self.targets
+            .lock()
+            .retain(|(upstream, address), _| keep(upstream, address));
     }
 
     /// A downstream connection was accepted on `worker` (`floodgate_downstream_connections_open` + 1).
@@ -160,6 +180,10 @@ impl Metrics {
     }
 
     /// Every upstream's handle with its id, sorted by id.
+    pub(super) fn targets(&self) -> TargetsById {
+        self.targets.lock().clone()
+    }
+
     pub(super) fn upstreams_by_id(&self) -> Vec<(Arc<str>, Arc<UpstreamMetrics>)> {
         let mut upstreams: Vec<(Arc<str>, Arc<UpstreamMetrics>)> = self
             .upstreams

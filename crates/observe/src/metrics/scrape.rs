@@ -13,6 +13,8 @@ const REQUESTS: &str = "floodgate_requests_total";
 const DURATION: &str = "floodgate_request_duration_seconds";
 const CONNECT_ERRORS: &str = "floodgate_upstream_connect_errors_total";
 const TIMEOUTS: &str = "floodgate_upstream_timeouts_total";
+const RETRIES: &str = "floodgate_upstream_retries_total";
+const RETRY_BUDGET_EXHAUSTED: &str = "floodgate_upstream_retry_budget_exhausted_total";
 const CONNECTIONS: &str = "floodgate_downstream_connections_open";
 const CONNECTION_TIMEOUTS: &str = "floodgate_connection_timeouts_total";
 const RELOADS: &str = "floodgate_config_reloads_total";
@@ -38,6 +40,7 @@ impl Metrics {
         render_requests(&mut w, &routes);
         render_durations(&mut w, &routes);
         render_upstreams(&mut w, &self.upstreams_by_id());
+        super::targets::render_targets(&mut w, &self.targets());
         let by_route = self.routes_by_id();
         let rejections: Vec<_> = by_route
             .iter()
@@ -178,6 +181,26 @@ fn render_upstreams(w: &mut TextWriter, upstreams: &[(Arc<str>, Arc<UpstreamMetr
     w.family(TIMEOUTS, "Upstream requests that timed out.", Kind::Counter);
     for (id, (_, timeouts)) in &totals {
         w.sample(TIMEOUTS, &[("upstream", id)], timeouts);
+    }
+    let retries: Vec<(&str, (u64, u64))> = upstreams
+        .iter()
+        .map(|(id, m)| (&**id, m.retry_totals()))
+        .collect();
+    w.family(
+        RETRIES,
+        "Requests to an upstream tried again under a route's retry policy.",
+        Kind::Counter,
+    );
+    for (id, (retried, _)) in &retries {
+        w.sample(RETRIES, &[("upstream", id)], retried);
+    }
+    w.family(
+        RETRY_BUDGET_EXHAUSTED,
+        "Retries the retry budget did not allow.",
+        Kind::Counter,
+    );
+    for (id, (_, refused)) in &retries {
+        w.sample(RETRY_BUDGET_EXHAUSTED, &[("upstream", id)], refused);
     }
 }
 

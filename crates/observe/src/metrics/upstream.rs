@@ -10,6 +10,8 @@ struct UpstreamCell {
     connect_errors: AtomicU64,
     timeouts: AtomicU64,
     read_timeouts: AtomicU64,
+    retries: AtomicU64,
+    retry_budget_exhausted: AtomicU64,
 }
 
 /// Failure counters of one upstream, from [`Metrics::upstream`](crate::Metrics::upstream).
@@ -49,6 +51,34 @@ impl UpstreamMetrics {
             .get(worker)
             .read_timeouts
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a retry of a request to this upstream (`floodgate_upstream_retries_total`).
+    pub fn retry(&self, worker: usize) {
+        self.cells
+            .get(worker)
+            .retries
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a retry the budget did not allow (`floodgate_upstream_retry_budget_exhausted_total`).
+    pub fn retry_budget_exhausted(&self, worker: usize) {
+        self.cells
+            .get(worker)
+            .retry_budget_exhausted
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(retries, retries refused by the budget)` summed over workers.
+    pub(crate) fn retry_totals(&self) -> (u64, u64) {
+        self.cells
+            .iter()
+            .fold((0u64, 0u64), |(retries, refused), cell| {
+                (
+                    retries.wrapping_add(cell.retries.load(Ordering::Relaxed)),
+                    refused.wrapping_add(cell.retry_budget_exhausted.load(Ordering::Relaxed)),
+                )
+            })
     }
 
     /// Read timeouts summed over workers.

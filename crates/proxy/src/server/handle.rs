@@ -77,6 +77,7 @@ pub fn handle(
                 version: req.version(),
                 route: None,
                 upstream_addr: None,
+                upstream_attempts: 0,
                 consumer: None,
                 request_id: request_id.clone(),
             })
@@ -219,7 +220,7 @@ fn serve<'a>(
                     client.request_id,
                     started,
                     used.plugins.as_deref(),
-                    &mut used.target,
+                    &mut used.upstream,
                 )
                 .await
             }

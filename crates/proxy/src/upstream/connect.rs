@@ -9,10 +9,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use super::failure::{AttemptFailure, FailureClass};
 use super::http1::{Http1Conn, ReadTimeout};
 use super::io::UpstreamIo;
 use super::pool::{Conn, WorkerPools};
-use crate::error::ProxyError;
 use crate::executor::LocalExec;
 use crate::snapshot::{Target, UpstreamRuntime};
 
@@ -23,11 +23,11 @@ pub async fn connect(
     target: &Target,
     pools: &Rc<WorkerPools>,
     worker: usize,
-) -> Result<Conn, ProxyError> {
+) -> Result<Conn, AttemptFailure> {
     let attempt = async {
         let tcp = TcpStream::connect(&*target.address).await.map_err(|e| {
             debug!(upstream = %upstream.id, target = %target.address, error = %e, "connect failed");
-            ProxyError::UpstreamConnect
+            AttemptFailure::new(FailureClass::Connect, e)
         })?;
         let _ = tcp.set_nodelay(true);
         match &upstream.tls {
@@ -42,14 +42,17 @@ pub async fn connect(
             Some(tls) => {
                 let Some(name) = target.server_name.clone() else {
                     debug!(target = %target.address, "no valid TLS server name");
-                    return Err(ProxyError::UpstreamConnect);
+                    return Err(AttemptFailure::new(
+                        FailureClass::Handshake,
+                        "no valid TLS server name",
+                    ));
                 };
                 let stream = tokio_rustls::TlsConnector::from(tls.clone())
                     .connect(name, tcp)
                     .await
                     .map_err(|e| {
                         debug!(upstream = %upstream.id, target = %target.address, error = %e, "TLS handshake failed");
-                        ProxyError::UpstreamConnect
+                        AttemptFailure::new(FailureClass::Handshake, e)
                     })?;
                 if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                     handshake_h2(TokioIo::new(stream), target, pools).await
@@ -71,7 +74,7 @@ pub async fn connect(
         }
         Err(_) => {
             upstream.metrics.timeout(worker);
-            Err(ProxyError::UpstreamTimeout)
+            Err(AttemptFailure::bare(FailureClass::ConnectTimeout))
         }
     }
 }
@@ -81,7 +84,7 @@ async fn handshake_h2<I>(
     io: I,
     target: &Target,
     pools: &Rc<WorkerPools>,
-) -> Result<Conn, ProxyError>
+) -> Result<Conn, AttemptFailure>
 where
     I: Read + Write + Unpin + Send + 'static,
 {
@@ -91,7 +94,7 @@ where
         .await
         .map_err(|e| {
             debug!(target = %target.address, error = %e, "HTTP/2 handshake failed");
-            ProxyError::UpstreamConnect
+            AttemptFailure::new(FailureClass::Handshake, e)
         })?;
     let open = pools.opened(&target.pool_key);
     tokio::task::spawn_local(async move {

@@ -2,6 +2,7 @@
 //! client.
 
 pub mod connect;
+pub mod failure;
 pub mod http1;
 pub mod io;
 pub mod pool;

@@ -31,6 +31,7 @@ pub(crate) fn upstream(balancer: Balancer, list: &[(&str, u32)]) -> UpstreamConf
         read_timeout: HumanDuration(Duration::from_secs(60)),
         max_connections_per_target: None,
         keepalive: KeepaliveConfig::default(),
+        health_checks: Default::default(),
     }
 }
 

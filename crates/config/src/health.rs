@@ -1,0 +1,247 @@
+//! How an upstream's targets are judged healthy (`upstreams[].health_checks`): ejection on the failures
+//! of real requests (Envoy's outlier detection) and the panic threshold.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{FieldError, HumanDuration};
+
+/// Health of an upstream's targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthChecksConfig {
+    /// Ejects a target that fails real requests, for a while (Envoy's outlier detection). Absent: no
+    /// target is ever ejected on what requests see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive: Option<PassiveHealthConfig>,
+    /// When fewer than this percentage of the targets are healthy, requests go to every target, healthy
+    /// or not, rather than overloading the few left (Envoy's healthy panic threshold). `0` turns panic
+    /// mode off.
+    #[serde(default = "default_panic_threshold")]
+    pub panic_threshold: u8,
+}
+
+impl Default for HealthChecksConfig {
+    fn default() -> Self {
+        Self {
+            passive: None,
+            panic_threshold: default_panic_threshold(),
+        }
+    }
+}
+
+fn default_panic_threshold() -> u8 {
+    50
+}
+
+/// Ejection of targets on the outcomes of real requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveHealthConfig {
+    /// Responses with a 5xx status in a row, connection failures, resets and timeouts included, that
+    /// eject a target. `0`: never on this count.
+    #[serde(default = "default_consecutive")]
+    pub consecutive_5xx: u32,
+    /// Gateway errors in a row (a connection refused, reset or timed out, or a 502, 503 or 504 from the
+    /// target) that eject a target. `0`: never on this count.
+    #[serde(default = "default_consecutive")]
+    pub consecutive_gateway_errors: u32,
+    /// Ejects a target whose share of failed requests over an interval reaches a threshold. Absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_ratio: Option<FailureRatioConfig>,
+    /// How long a target's first ejection lasts; each further ejection lasts this much longer, up to
+    /// `max_ejection_time`.
+    #[serde(default = "default_base_ejection_time")]
+    pub base_ejection_time: HumanDuration,
+    /// Longest one ejection lasts. A target that stays in service this long has its count of ejections
+    /// forgotten.
+    #[serde(default = "default_max_ejection_time")]
+    pub max_ejection_time: HumanDuration,
+    /// Most targets ejected at once, as a percentage of the upstream's targets; one target may always
+    /// be ejected, whatever the percentage.
+    #[serde(default = "default_max_ejected_percent")]
+    pub max_ejected_percent: u8,
+}
+
+impl Default for PassiveHealthConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_5xx: default_consecutive(),
+            consecutive_gateway_errors: default_consecutive(),
+            failure_ratio: None,
+            base_ejection_time: default_base_ejection_time(),
+            max_ejection_time: default_max_ejection_time(),
+            max_ejected_percent: default_max_ejected_percent(),
+        }
+    }
+}
+
+fn default_consecutive() -> u32 {
+    5
+}
+
+fn default_base_ejection_time() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+fn default_max_ejection_time() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+
+fn default_max_ejected_percent() -> u8 {
+    10
+}
+
+/// Ejection on the share of failed requests over an interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureRatioConfig {
+    /// Share of failed requests (5xx and gateway errors), above 0 and at most 1, that ejects a target.
+    pub threshold: f64,
+    /// Fewest requests in an interval for its share to count.
+    #[serde(default = "default_minimum_requests")]
+    pub minimum_requests: u32,
+    /// Length of the interval the share is counted over.
+    #[serde(default = "default_ratio_interval")]
+    pub interval: HumanDuration,
+}
+
+fn default_minimum_requests() -> u32 {
+    20
+}
+
+fn default_ratio_interval() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+
+impl HealthChecksConfig {
+    /// Checks the ranges serde cannot, naming each field under `at` (`upstreams[0].health_checks`).
+    pub(crate) fn validate_into(&self, at: &str, errors: &mut Vec<FieldError>) {
+        if self.panic_threshold > 100 {
+            errors.push(FieldError::new(
+                format!("{at}.panic_threshold"),
+                "must be a percentage, 0 to 100",
+            ));
+        }
+        let Some(passive) = &self.passive else {
+            return;
+        };
+        let at = format!("{at}.passive");
+        if passive.max_ejected_percent > 100 {
+            errors.push(FieldError::new(
+                format!("{at}.max_ejected_percent"),
+                "must be a percentage, 0 to 100",
+            ));
+        }
+        let (base, max) = (
+            passive.base_ejection_time.get(),
+            passive.max_ejection_time.get(),
+        );
+        if base.is_zero() {
+            errors.push(FieldError::new(
+                format!("{at}.base_ejection_time"),
+                "must be greater than zero",
+            ));
+        }
+        if max < base {
+            errors.push(FieldError::new(
+                format!("{at}.max_ejection_time"),
+                "must be at least base_ejection_time",
+            ));
+        }
+        if let Some(ratio) = &passive.failure_ratio {
+            if !(ratio.threshold > 0.0 && ratio.threshold <= 1.0) {
+                errors.push(FieldError::new(
+                    format!("{at}.failure_ratio.threshold"),
+                    "must be above 0 and at most 1",
+                ));
+            }
+            if ratio.minimum_requests == 0 {
+                errors.push(FieldError::new(
+                    format!("{at}.failure_ratio.minimum_requests"),
+                    "must be at least 1",
+                ));
+            }
+            if ratio.interval.get().is_zero() {
+                errors.push(FieldError::new(
+                    format!("{at}.failure_ratio.interval"),
+                    "must be greater than zero",
+                ));
+            }
+        }
+        if passive.consecutive_5xx == 0
+            && passive.consecutive_gateway_errors == 0
+            && passive.failure_ratio.is_none()
+        {
+            errors.push(FieldError::new(
+                at,
+                "ejects nothing: set consecutive_5xx, consecutive_gateway_errors or failure_ratio",
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(config: &HealthChecksConfig) -> Vec<String> {
+        let mut errors = Vec::new();
+        config.validate_into("upstreams[0].health_checks", &mut errors);
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let mut config = HealthChecksConfig::default();
+        assert!(errors_of(&config).is_empty());
+        config.passive = Some(PassiveHealthConfig::default());
+        assert!(errors_of(&config).is_empty());
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_fields() {
+        let config = HealthChecksConfig {
+            panic_threshold: 101,
+            passive: Some(PassiveHealthConfig {
+                consecutive_5xx: 0,
+                consecutive_gateway_errors: 0,
+                failure_ratio: Some(FailureRatioConfig {
+                    threshold: 1.5,
+                    minimum_requests: 0,
+                    interval: HumanDuration::from_secs(0),
+                }),
+                base_ejection_time: HumanDuration::from_secs(60),
+                max_ejection_time: HumanDuration::from_secs(30),
+                max_ejected_percent: 200,
+            }),
+        };
+        assert_eq!(
+            errors_of(&config),
+            [
+                "upstreams[0].health_checks.panic_threshold: must be a percentage, 0 to 100",
+                "upstreams[0].health_checks.passive.max_ejected_percent: must be a percentage, 0 to 100",
+                "upstreams[0].health_checks.passive.max_ejection_time: must be at least base_ejection_time",
+                "upstreams[0].health_checks.passive.failure_ratio.threshold: must be above 0 and at most 1",
+                "upstreams[0].health_checks.passive.failure_ratio.minimum_requests: must be at least 1",
+                "upstreams[0].health_checks.passive.failure_ratio.interval: must be greater than zero",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_passive_check_that_ejects_nothing_is_refused() {
+        let config = HealthChecksConfig {
+            passive: Some(PassiveHealthConfig {
+                consecutive_5xx: 0,
+                consecutive_gateway_errors: 0,
+                ..PassiveHealthConfig::default()
+            }),
+            ..HealthChecksConfig::default()
+        };
+        assert_eq!(
+            errors_of(&config),
+            ["upstreams[0].health_checks.passive: ejects nothing: set consecutive_5xx, consecutive_gateway_errors or failure_ratio"]
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Which targets of an upstream are in service: passive health checks (outlier ejection on the
+//! outcomes of real requests, Envoy's model) and the panic threshold.
+//!
+//! A target's [`TargetHealth`] outlives configuration snapshots: [`UpstreamHealth::new`] takes the
+//! running snapshot's states and keeps the one of every target it still has, so a reload forgets
+//! nothing a target has shown. Picks read one atomic per candidate while every target is in service;
+//! only an upstream with an ejected target reads the clock.
+
+mod clock;
+mod outlier;
+mod target;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use floodgate_config::UpstreamConfig;
+use floodgate_observe::Metrics;
+
+pub use clock::Millis;
+use outlier::OutlierPolicy;
+pub use target::{AttemptResult, TargetHealth, TargetStatus};
+
+/// Every target's health by upstream id and address: what a snapshot hands to the next.
+pub type HealthStates = HashMap<(Arc<str>, Arc<str>), Arc<TargetHealth>>;
+
+/// The health of one upstream's targets, indexed like its balancer's, for one snapshot.
+pub struct UpstreamHealth {
+    upstream: Arc<str>,
+    addresses: Box<[Arc<str>]>,
+    targets: Box<[Arc<TargetHealth>]>,
+    /// `None`: no passive check, and every target is always in service.
+    policy: Option<OutlierPolicy>,
+    panic_threshold: u8,
+}
+
+/// Which targets a pick may choose from.
+pub enum Eligible {
+    /// Every target (all in service, or the upstream is in panic).
+    All,
+    /// Only those in service at this time.
+    InService(Millis),
+}
+
+impl UpstreamHealth {
+    /// The health of `config`'s targets: a target `previous` knows (same upstream id and address)
+    /// keeps its state; a new one starts in service. Each state is also added to `next`, for the
+    /// snapshot after this one.
+    pub fn new(
+        config: &UpstreamConfig,
+        previous: &HealthStates,
+        next: &mut HealthStates,
+        metrics: &Metrics,
+    ) -> Self {
+        // The health clock starts no later than the first upstream that uses it.
+        let _ = Millis::now();
+        let upstream: Arc<str> = config.id.as_str().into();
+        let addresses: Box<[Arc<str>]> = config
+            .targets
+            .iter()
+            .map(|t| Arc::from(t.address.as_str()))
+            .collect();
+        let targets = addresses
+            .iter()
+            .map(|address| {
+                let key = (upstream.clone(), address.clone());
+                let state = match previous.get(&key) {
+                    Some(state) => state.clone(),
+                    None => Arc::new(TargetHealth::new(metrics.target(&upstream, address))),
+                };
+                next.insert(key, state.clone());
+                state
+            })
+            .collect();
+        Self {
+            upstream,
+            addresses,
+            targets,
+            policy: config
+                .health_checks
+                .passive
+                .as_ref()
+                .map(OutlierPolicy::from),
+            panic_threshold: config.health_checks.panic_threshold,
+        }
+    }
+
+    /// Whether any check can take a target out of service; when not, a pick need not ask.
+    #[inline]
+    pub fn is_checked(&self) -> bool {
+        self.policy.is_some()
+    }
+
+    /// Which targets the next pick may choose from. Costs one load per target while all are in
+    /// service; reads the clock only when one is ejected.
+    #[inline]
+    pub fn eligible(&self) -> Eligible {
+        if self.policy.is_none() || !self.targets.iter().any(|t| t.marked_ejected()) {
+            return Eligible::All;
+        }
+        self.eligible_at(Millis::now())
+    }
+
+    /// [`Self::eligible`] with a target ejected: counts those in service at `now` and goes into panic
+    /// below the threshold.
+    #[cold]
+    fn eligible_at(&self, now: Millis) -> Eligible {
+        let in_service = self
+            .targets
+            .iter()
+            .zip(self.addresses.iter())
+            .filter(|(t, address)| t.in_service(now, &self.upstream, address))
+            .count();
+        let total = self.targets.len();
+        if in_service * 100 < usize::from(self.panic_threshold) * total {
+            return Eligible::All;
+        }
+        Eligible::InService(now)
+    }
+
+    /// Whether target `index` may be picked under `eligible`.
+    #[inline]
+    pub fn allows(&self, eligible: &Eligible, index: usize) -> bool {
+        match eligible {
+            Eligible::All => true,
+            Eligible::InService(now) => self
+                .targets
+                .get(index)
+                .is_some_and(|t| t.in_service(*now, &self.upstream, &self.addresses[index])),
+        }
+    }
+
+    /// Counts one attempt at target `index` that ended with `result` at `at`, and ejects the target
+    /// when the passive check says so and the upstream has room for one more ejection.
+    #[inline]
+    pub fn report(&self, index: usize, result: AttemptResult, at: Instant) {
+        let (Some(policy), Some(target)) = (&self.policy, self.targets.get(index)) else {
+            return;
+        };
+        let now = Millis::of(at);
+        let Some(reason) = target.record(result, now, policy) else {
+            return;
+        };
+        let ejected = self
+            .targets
+            .iter()
+            .zip(self.addresses.iter())
+            .filter(|(t, address)| {
+                t.marked_ejected() && !t.in_service(now, &self.upstream, address)
+            })
+            .count();
+        if ejected >= policy.max_ejected(self.targets.len()) {
+            return;
+        }
+        target.eject(now, policy, reason, &self.upstream, &self.addresses[index]);
+    }
+
+    /// Each target's address and health at `now`, in configuration order.
+    pub fn statuses(&self, now: Millis) -> Vec<(Arc<str>, TargetStatus)> {
+        self.addresses
+            .iter()
+            .cloned()
+            .zip(self.targets.iter().map(|t| t.status(now)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! One target's health: whether it is in service, and the counts that eject it. It belongs to the
+//! target, not to a configuration snapshot: a reload that keeps the target keeps it.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use floodgate_observe::{EjectionReason, TargetMetrics};
+
+use super::clock::Millis;
+use super::outlier::OutlierPolicy;
+
+/// What one attempt at a target came to, as outlier detection counts it. Failures that are the
+/// client's (a body too large, a client gone) are not reported at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// A response head with this status.
+    Status(u16),
+    /// No response: the connection was refused, reset or timed out, or the response was not HTTP.
+    GatewayFailure,
+}
+
+impl AttemptResult {
+    fn is_5xx(self) -> bool {
+        match self {
+            AttemptResult::Status(status) => status >= 500,
+            AttemptResult::GatewayFailure => true,
+        }
+    }
+
+    fn is_gateway_error(self) -> bool {
+        match self {
+            AttemptResult::Status(status) => matches!(status, 502..=504),
+            AttemptResult::GatewayFailure => true,
+        }
+    }
+}
+
+/// The health of one target, shared by every worker and every snapshot that has the target.
+///
+/// All atomics, all `Relaxed`: each is a count or a time read on its own, and a decision taken on a
+/// slightly stale value (one ejection a request late) is harmless. A request that succeeds only reads
+/// them unless a count needs resetting, so a healthy target's line is never written per request.
+pub struct TargetHealth {
+    /// When the ejection ends, in [`Millis`]; 0 while in service.
+    ejected_until: AtomicU64,
+    consecutive_5xx: AtomicU32,
+    consecutive_gateway: AtomicU32,
+    /// Ejections so far, which lengthen the next one; forgotten after `max_ejection_time` in service.
+    ejections: AtomicU32,
+    /// When the last ejection ended (or began, while ejected), in [`Millis`].
+    last_change: AtomicU64,
+    window_start: AtomicU64,
+    window_requests: AtomicU32,
+    window_failures: AtomicU32,
+    metrics: Arc<TargetMetrics>,
+}
+
+impl TargetHealth {
+    /// A target in service, reporting to `metrics`.
+    pub fn new(metrics: Arc<TargetMetrics>) -> Self {
+        metrics.set_healthy(true);
+        Self {
+            ejected_until: AtomicU64::new(0),
+            consecutive_5xx: AtomicU32::new(0),
+            consecutive_gateway: AtomicU32::new(0),
+            ejections: AtomicU32::new(0),
+            last_change: AtomicU64::new(0),
+            window_start: AtomicU64::new(0),
+            window_requests: AtomicU32::new(0),
+            window_failures: AtomicU32::new(0),
+            metrics,
+        }
+    }
+
+    /// Whether the target is ejected at all (its ejection may have ended: see [`Self::in_service`]).
+    /// One load: what every pick reads while all is well.
+    #[inline]
+    pub(crate) fn marked_ejected(&self) -> bool {
+        self.ejected_until.load(Relaxed) != 0
+    }
+
+    /// Whether the target may take requests at `now`; an ejection that has ended is ended here, by the
+    /// first pick to see it, with its log line.
+    pub(crate) fn in_service(&self, now: Millis, upstream: &str, address: &str) -> bool {
+        let until = self.ejected_until.load(Relaxed);
+        if until == 0 {
+            return true;
+        }
+        if now.0 < until {
+            return false;
+        }
+        if self
+            .ejected_until
+            .compare_exchange(until, 0, Relaxed, Relaxed)
+            .is_ok()
+        {
+            self.last_change.store(now.0, Relaxed);
+            self.consecutive_5xx.store(0, Relaxed);
+            self.consecutive_gateway.store(0, Relaxed);
+            self.metrics.set_healthy(true);
+            tracing::info!(upstream, target = address, "target back in service");
+        }
+        true
+    }
+
+    /// Counts one attempt's `result` at `now`, and says why the target should be ejected, if it
+    /// should. The caller decides whether the upstream has room for one more ejection.
+    pub(crate) fn record(
+        &self,
+        result: AttemptResult,
+        now: Millis,
+        policy: &OutlierPolicy,
+    ) -> Option<EjectionReason> {
+        let mut reason = None;
+        if let Some(ratio) = &policy.failure_ratio {
+            reason = self.count_in_window(result, now, ratio);
+        }
+        if result.is_5xx() {
+            let n = self.consecutive_5xx.fetch_add(1, Relaxed) + 1;
+            if policy.consecutive_5xx != 0 && n >= policy.consecutive_5xx {
+                reason = reason.or(Some(EjectionReason::Consecutive5xx));
+            }
+        } else if self.consecutive_5xx.load(Relaxed) != 0 {
+            self.consecutive_5xx.store(0, Relaxed);
+        }
+        if result.is_gateway_error() {
+            let n = self.consecutive_gateway.fetch_add(1, Relaxed) + 1;
+            if policy.consecutive_gateway != 0 && n >= policy.consecutive_gateway {
+                reason = reason.or(Some(EjectionReason::ConsecutiveGatewayErrors));
+            }
+        } else if self.consecutive_gateway.load(Relaxed) != 0 {
+            self.consecutive_gateway.store(0, Relaxed);
+        }
+        reason
+    }
+
+    /// Counts the attempt in the failure-ratio window; when the window has run its length, judges it
+    /// and starts the next.
+    fn count_in_window(
+        &self,
+        result: AttemptResult,
+        now: Millis,
+        ratio: &super::outlier::FailureRatio,
+    ) -> Option<EjectionReason> {
+        let start = self.window_start.load(Relaxed);
+        let mut reason = None;
+        if now.0.saturating_sub(start) >= ratio.interval_ms
+            && self
+                .window_start
+                .compare_exchange(start, now.0, Relaxed, Relaxed)
+                .is_ok()
+        {
+            let requests = self.window_requests.swap(0, Relaxed);
+            let failures = self.window_failures.swap(0, Relaxed);
+            if requests >= ratio.minimum_requests
+                && f64::from(failures) >= ratio.threshold * f64::from(requests)
+            {
+                reason = Some(EjectionReason::FailureRatio);
+            }
+        }
+        self.window_requests.fetch_add(1, Relaxed);
+        if result.is_5xx() {
+            self.window_failures.fetch_add(1, Relaxed);
+        }
+        reason
+    }
+
+    /// Takes the target out of service at `now` for `reason`; false when it already was.
+    pub(crate) fn eject(
+        &self,
+        now: Millis,
+        policy: &OutlierPolicy,
+        reason: EjectionReason,
+        upstream: &str,
+        address: &str,
+    ) -> bool {
+        // A target long in service starts its ejection count again.
+        if now.0.saturating_sub(self.last_change.load(Relaxed)) >= policy.max_ejection_ms {
+            self.ejections.store(0, Relaxed);
+        }
+        let ejections = self.ejections.load(Relaxed).saturating_add(1);
+        let duration = policy
+            .base_ejection_ms
+            .saturating_mul(u64::from(ejections))
+            .min(policy.max_ejection_ms);
+        // Never 0, which means "in service".
+        let until = now.0.saturating_add(duration).max(1);
+        if self
+            .ejected_until
+            .compare_exchange(0, until, Relaxed, Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.ejections.store(ejections, Relaxed);
+        self.last_change.store(now.0, Relaxed);
+        self.window_requests.store(0, Relaxed);
+        self.window_failures.store(0, Relaxed);
+        self.metrics.set_healthy(false);
+        self.metrics.ejected(reason);
+        tracing::warn!(
+            upstream,
+            target = address,
+            reason = reason.as_str(),
+            ejection = ejections,
+            seconds = duration as f64 / 1000.0,
+            "target ejected"
+        );
+        true
+    }
+
+    /// What `/status/upstreams` shows of the target at `now`.
+    pub fn status(&self, now: Millis) -> TargetStatus {
+        let until = self.ejected_until.load(Relaxed);
+        TargetStatus {
+            ejected_for_ms: (until != 0 && until > now.0).then(|| until - now.0),
+            ejections: self.ejections.load(Relaxed),
+            consecutive_5xx: self.consecutive_5xx.load(Relaxed),
+            consecutive_gateway_errors: self.consecutive_gateway.load(Relaxed),
+        }
+    }
+}
+
+/// A target's health as the status endpoint shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetStatus {
+    /// How much longer the target stays ejected; `None` while in service.
+    pub ejected_for_ms: Option<u64>,
+    /// Ejections so far (forgotten after `max_ejection_time` in service).
+    pub ejections: u32,
+    /// 5xx responses and gateway failures in a row.
+    pub consecutive_5xx: u32,
+    /// Gateway errors in a row.
+    pub consecutive_gateway_errors: u32,
+}

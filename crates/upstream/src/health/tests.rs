@@ -1,0 +1,227 @@
+use std::time::{Duration, Instant};
+
+use floodgate_config::{
+    FailureRatioConfig, HealthChecksConfig, HumanDuration, PassiveHealthConfig, UpstreamConfig,
+};
+use floodgate_observe::{EjectionReason, Metrics};
+
+use super::*;
+use crate::balancer::fixtures::upstream;
+
+fn checked(targets: usize, passive: PassiveHealthConfig, panic_threshold: u8) -> UpstreamConfig {
+    let list: Vec<(String, u32)> = (0..targets).map(|i| (format!("t{i}:80"), 1)).collect();
+    let list: Vec<(&str, u32)> = list.iter().map(|(a, w)| (a.as_str(), *w)).collect();
+    let mut config = upstream(floodgate_config::Balancer::RoundRobin, &list);
+    config.health_checks = HealthChecksConfig {
+        passive: Some(passive),
+        panic_threshold,
+    };
+    config
+}
+
+fn health(config: &UpstreamConfig, metrics: &Metrics) -> (UpstreamHealth, HealthStates) {
+    let mut next = HealthStates::new();
+    let health = UpstreamHealth::new(config, &HealthStates::new(), &mut next, metrics);
+    (health, next)
+}
+
+fn in_service(health: &UpstreamHealth) -> Vec<usize> {
+    let eligible = health.eligible();
+    (0..health.targets.len())
+        .filter(|&i| health.allows(&eligible, i))
+        .collect()
+}
+
+fn fail(health: &UpstreamHealth, index: usize, times: usize, result: AttemptResult, at: Instant) {
+    for _ in 0..times {
+        health.report(index, result, at);
+    }
+}
+
+#[test]
+fn consecutive_5xx_eject_and_a_success_in_between_starts_the_count_again() {
+    let metrics = Metrics::new(1);
+    let passive = PassiveHealthConfig {
+        consecutive_5xx: 3,
+        max_ejected_percent: 50,
+        ..PassiveHealthConfig::default()
+    };
+    let (health, _) = health(&checked(4, passive, 0), &metrics);
+    let now = Instant::now();
+    fail(&health, 1, 2, AttemptResult::Status(500), now);
+    health.report(1, AttemptResult::Status(200), now);
+    fail(&health, 1, 2, AttemptResult::Status(503), now);
+    assert_eq!(in_service(&health), [0, 1, 2, 3]);
+    health.report(1, AttemptResult::Status(500), now);
+    assert_eq!(in_service(&health), [0, 2, 3]);
+    let target = metrics.target("test", "t1:80");
+    assert!(!target.healthy());
+    assert_eq!(target.ejections(EjectionReason::Consecutive5xx), 1);
+}
+
+#[test]
+fn gateway_failures_eject_on_their_own_count() {
+    let metrics = Metrics::new(1);
+    let passive = PassiveHealthConfig {
+        consecutive_5xx: 0,
+        consecutive_gateway_errors: 2,
+        max_ejected_percent: 50,
+        ..PassiveHealthConfig::default()
+    };
+    let (health, _) = health(&checked(2, passive, 0), &metrics);
+    // A 500 is not a gateway error: it neither counts nor, with consecutive_5xx off, ejects.
+    fail(&health, 0, 5, AttemptResult::Status(500), Instant::now());
+    assert_eq!(in_service(&health), [0, 1]);
+    fail(&health, 0, 2, AttemptResult::GatewayFailure, Instant::now());
+    assert_eq!(in_service(&health), [1]);
+    assert_eq!(
+        metrics
+            .target("test", "t0:80")
+            .ejections(EjectionReason::ConsecutiveGatewayErrors),
+        1
+    );
+}
+
+#[test]
+fn an_ejection_ends_by_itself_and_the_next_one_lasts_longer() {
+    let metrics = Metrics::new(1);
+    let passive = PassiveHealthConfig {
+        consecutive_5xx: 1,
+        base_ejection_time: HumanDuration::from_secs(10),
+        max_ejection_time: HumanDuration::from_secs(15),
+        max_ejected_percent: 100,
+        ..PassiveHealthConfig::default()
+    };
+    let (health, _) = health(&checked(2, passive, 0), &metrics);
+    let start = Instant::now();
+    health.report(0, AttemptResult::GatewayFailure, start);
+    let target = &health.targets[0];
+    let at = |secs| Millis::of(start + Duration::from_secs(secs));
+    assert!(!target.in_service(at(9), "test", "t0:80"));
+    assert!(target.in_service(at(10), "test", "t0:80"));
+    assert!(metrics.target("test", "t0:80").healthy());
+    // Second ejection: twice the base, capped at the maximum.
+    health.report(
+        0,
+        AttemptResult::GatewayFailure,
+        start + Duration::from_secs(11),
+    );
+    assert!(!target.in_service(at(25), "test", "t0:80"));
+    assert!(target.in_service(at(26), "test", "t0:80"));
+    assert_eq!(target.status(at(26)).ejections, 2);
+}
+
+#[test]
+fn no_more_than_the_ejected_share_leaves_service_but_always_one_may() {
+    let metrics = Metrics::new(1);
+    let passive = PassiveHealthConfig {
+        consecutive_5xx: 1,
+        max_ejected_percent: 10,
+        ..PassiveHealthConfig::default()
+    };
+    let (health, _) = health(&checked(3, passive, 0), &metrics);
+    let now = Instant::now();
+    for index in 0..3 {
+        health.report(index, AttemptResult::Status(500), now);
+    }
+    assert_eq!(in_service(&health), [1, 2]);
+}
+
+#[test]
+fn below_the_panic_threshold_every_target_is_eligible() {
+    let metrics = Metrics::new(1);
+    let passive = PassiveHealthConfig {
+        consecutive_5xx: 1,
+        max_ejected_percent: 100,
+        ..PassiveHealthConfig::default()
+    };
+    let (health, _) = health(&checked(4, passive, 50), &metrics);
+    let now = Instant::now();
+    health.report(0, AttemptResult::Status(500), now);
+    health.report(1, AttemptResult::Status(500), now);
+    // Two of four in service: 50%, not below the threshold.
+    assert_eq!(in_service(&health), [2, 3]);
+    health.report(2, AttemptResult::Status(500), now);
+    assert_eq!(in_service(&health), [0, 1, 2, 3]);
+}
+
+#[test]
+fn a_failure_ratio_over_an_interval_ejects() {
+    let metrics = Metrics::new(1);
+    let passive = PassiveHealthConfig {
+        consecutive_5xx: 0,
+        consecutive_gateway_errors: 0,
+        failure_ratio: Some(FailureRatioConfig {
+            threshold: 0.5,
+            minimum_requests: 10,
+            interval: HumanDuration::from_secs(10),
+        }),
+        max_ejected_percent: 50,
+        ..PassiveHealthConfig::default()
+    };
+    let (health, _) = health(&checked(2, passive, 0), &metrics);
+    let start = Instant::now() + Duration::from_secs(20);
+    // Interval 1: 6 of 12 failed (judged when the next interval starts).
+    for i in 0..12 {
+        let result = if i % 2 == 0 {
+            AttemptResult::Status(502)
+        } else {
+            AttemptResult::Status(200)
+        };
+        health.report(0, result, start);
+        // Target 1: only 4 failures of 12, below the ratio.
+        let result = if i % 3 == 0 {
+            AttemptResult::Status(500)
+        } else {
+            AttemptResult::Status(200)
+        };
+        health.report(1, result, start);
+    }
+    assert_eq!(in_service(&health), [0, 1]);
+    let later = start + Duration::from_secs(10);
+    health.report(1, AttemptResult::Status(200), later);
+    health.report(0, AttemptResult::Status(200), later);
+    assert_eq!(in_service(&health), [1]);
+    assert_eq!(
+        metrics
+            .target("test", "t0:80")
+            .ejections(EjectionReason::FailureRatio),
+        1
+    );
+}
+
+#[test]
+fn a_new_snapshot_keeps_the_state_of_the_targets_it_keeps() {
+    let metrics = Metrics::new(1);
+    let passive = PassiveHealthConfig {
+        consecutive_5xx: 1,
+        max_ejected_percent: 100,
+        ..PassiveHealthConfig::default()
+    };
+    let config = checked(2, passive.clone(), 0);
+    let (first, states) = health(&config, &metrics);
+    first.report(1, AttemptResult::Status(500), Instant::now());
+    // The reload drops t0 and adds t2; t1 stays ejected.
+    let mut reloaded = checked(3, passive, 0);
+    reloaded.targets.remove(0);
+    let mut next = HealthStates::new();
+    let second = UpstreamHealth::new(&reloaded, &states, &mut next, &metrics);
+    assert_eq!(in_service(&second), [1]);
+    assert_eq!(next.len(), 2);
+}
+
+#[test]
+fn without_a_passive_check_nothing_is_ever_ejected() {
+    let metrics = Metrics::new(1);
+    let config = upstream(floodgate_config::Balancer::RoundRobin, &[("a:1", 1)]);
+    let (health, _) = health(&config, &metrics);
+    assert!(!health.is_checked());
+    fail(
+        &health,
+        0,
+        100,
+        AttemptResult::GatewayFailure,
+        Instant::now(),
+    );
+    assert_eq!(in_service(&health), [0]);
+}
