@@ -29,6 +29,7 @@ mod proxy_protocol;
 mod proxying;
 mod reload;
 mod request_fields;
+mod resilience;
 mod response_framing;
 mod server_http1;
 mod smuggling;
