@@ -1,6 +1,8 @@
 //! How an upstream's targets are judged healthy (`upstreams[].health_checks`): ejection on the failures
 //! of real requests (Envoy's outlier detection) and the panic threshold.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +12,10 @@ use crate::{FieldError, HumanDuration};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthChecksConfig {
+    /// Probes every target in the background and takes one that fails its probes out of service
+    /// until it passes them again. Absent: no probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<ActiveHealthConfig>,
     /// Ejects a target that fails real requests, for a while (Envoy's outlier detection). Absent: no
     /// target is ever ejected on what requests see.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -24,6 +30,7 @@ pub struct HealthChecksConfig {
 impl Default for HealthChecksConfig {
     fn default() -> Self {
         Self {
+            active: None,
             passive: None,
             panic_threshold: default_panic_threshold(),
         }
@@ -32,6 +39,162 @@ impl Default for HealthChecksConfig {
 
 fn default_panic_threshold() -> u8 {
     50
+}
+
+/// Background probes of every target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveHealthConfig {
+    /// What a probe is.
+    #[serde(default, rename = "type")]
+    pub kind: ProbeKind,
+    /// Path an `http` probe asks for.
+    #[serde(default = "default_probe_path")]
+    pub path: String,
+    /// Statuses an `http` probe counts as passed. Default: any 2xx or 3xx.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statuses: Vec<u16>,
+    /// `Host` (or `:authority`) of an `http` or `grpc` probe. Default: the target's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Header fields an `http` probe sends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The service a `grpc` probe asks about (`""`: the server as a whole).
+    #[serde(default)]
+    pub service: String,
+    /// Time between two probes of one target.
+    #[serde(default = "default_probe_interval")]
+    pub interval: HumanDuration,
+    /// Longest a probe may take (connecting included) before it counts as failed.
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: HumanDuration,
+    /// Probes passed in a row that bring a target back into service.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+    /// Probes failed in a row that take a target out of service.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+    /// A random delay up to this is added to each interval, so probes of many targets (and many
+    /// gateways) do not fall on the same instant.
+    #[serde(default = "default_probe_jitter")]
+    pub jitter: HumanDuration,
+}
+
+impl Default for ActiveHealthConfig {
+    fn default() -> Self {
+        Self {
+            kind: ProbeKind::default(),
+            path: default_probe_path(),
+            statuses: Vec::new(),
+            host: None,
+            headers: BTreeMap::new(),
+            service: String::new(),
+            interval: default_probe_interval(),
+            timeout: default_probe_timeout(),
+            healthy_threshold: default_healthy_threshold(),
+            unhealthy_threshold: default_unhealthy_threshold(),
+            jitter: default_probe_jitter(),
+        }
+    }
+}
+
+/// What an active probe does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// A `GET` of `path` over the upstream's own protocol and TLS; passed on one of `statuses`.
+    #[default]
+    Http,
+    /// A `grpc.health.v1.Health/Check` call; passed on `SERVING`.
+    Grpc,
+    /// A TCP connection (and the TLS handshake, for a TLS upstream); passed once it is made.
+    Tcp,
+}
+
+fn default_probe_path() -> String {
+    "/".to_owned()
+}
+
+fn default_probe_interval() -> HumanDuration {
+    HumanDuration::from_secs(5)
+}
+
+fn default_probe_timeout() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+
+fn default_healthy_threshold() -> u32 {
+    2
+}
+
+fn default_unhealthy_threshold() -> u32 {
+    3
+}
+
+fn default_probe_jitter() -> HumanDuration {
+    HumanDuration::from_millis(0)
+}
+
+impl ActiveHealthConfig {
+    /// Whether an `http` probe's `status` counts as passed.
+    pub fn passes(&self, status: u16) -> bool {
+        if self.statuses.is_empty() {
+            (200..400).contains(&status)
+        } else {
+            self.statuses.contains(&status)
+        }
+    }
+
+    fn validate_into(&self, at: &str, errors: &mut Vec<FieldError>) {
+        if !self.path.starts_with('/') {
+            errors.push(FieldError::new(format!("{at}.path"), "must start with /"));
+        }
+        for (i, status) in self.statuses.iter().enumerate() {
+            if !(100..=599).contains(status) {
+                errors.push(FieldError::new(
+                    format!("{at}.statuses[{i}]"),
+                    "must be a status code, 100 to 599",
+                ));
+            }
+        }
+        for (name, value) in &self.headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || http::HeaderValue::from_str(value).is_err()
+            {
+                errors.push(FieldError::new(
+                    format!("{at}.headers.{name}"),
+                    "is not a valid header field",
+                ));
+            }
+        }
+        if self
+            .host
+            .as_deref()
+            .is_some_and(|host| http::HeaderValue::from_str(host).is_err() || host.is_empty())
+        {
+            errors.push(FieldError::new(format!("{at}.host"), "is not a valid host"));
+        }
+        for (name, value) in [("interval", self.interval), ("timeout", self.timeout)] {
+            if value.get().is_zero() {
+                errors.push(FieldError::new(
+                    format!("{at}.{name}"),
+                    "must be greater than zero",
+                ));
+            }
+        }
+        for (name, value) in [
+            ("healthy_threshold", self.healthy_threshold),
+            ("unhealthy_threshold", self.unhealthy_threshold),
+        ] {
+            if value == 0 {
+                errors.push(FieldError::new(
+                    format!("{at}.{name}"),
+                    "must be at least 1",
+                ));
+            }
+        }
+    }
 }
 
 /// Ejection of targets on the outcomes of real requests.
@@ -123,6 +286,9 @@ impl HealthChecksConfig {
                 "must be a percentage, 0 to 100",
             ));
         }
+        if let Some(active) = &self.active {
+            active.validate_into(&format!("{at}.active"), errors);
+        }
         let Some(passive) = &self.passive else {
             return;
         };
@@ -202,6 +368,7 @@ mod tests {
     #[test]
     fn out_of_range_values_name_their_fields() {
         let config = HealthChecksConfig {
+            active: None,
             panic_threshold: 101,
             passive: Some(PassiveHealthConfig {
                 consecutive_5xx: 0,
@@ -227,6 +394,33 @@ mod tests {
                 "upstreams[0].health_checks.passive.failure_ratio.interval: must be greater than zero",
             ]
         );
+    }
+
+    #[test]
+    fn bad_probe_settings_name_their_fields() {
+        let config = HealthChecksConfig {
+            active: Some(ActiveHealthConfig {
+                path: "health".to_owned(),
+                statuses: vec![700],
+                headers: [("bad name".to_owned(), "v".to_owned())].into(),
+                interval: HumanDuration::from_secs(0),
+                unhealthy_threshold: 0,
+                ..ActiveHealthConfig::default()
+            }),
+            ..HealthChecksConfig::default()
+        };
+        assert_eq!(
+            errors_of(&config),
+            [
+                "upstreams[0].health_checks.active.path: must start with /",
+                "upstreams[0].health_checks.active.statuses[0]: must be a status code, 100 to 599",
+                "upstreams[0].health_checks.active.headers.bad name: is not a valid header field",
+                "upstreams[0].health_checks.active.interval: must be greater than zero",
+                "upstreams[0].health_checks.active.unhealthy_threshold: must be at least 1",
+            ]
+        );
+        let defaults = ActiveHealthConfig::default();
+        assert!(defaults.passes(204) && defaults.passes(302) && !defaults.passes(500));
     }
 
     #[test]

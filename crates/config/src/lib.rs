@@ -30,7 +30,9 @@ pub use admin::AdminConfig;
 pub use consumer::{ConsumerConfig, RealIpConfig};
 pub use duration::HumanDuration;
 pub use error::{ConfigError, FieldError};
-pub use health::{FailureRatioConfig, HealthChecksConfig, PassiveHealthConfig};
+pub use health::{
+    ActiveHealthConfig, FailureRatioConfig, HealthChecksConfig, PassiveHealthConfig, ProbeKind,
+};
 pub use http2::Http2Config;
 pub use listener::{CertificateConfig, ListenerConfig, ListenerTlsConfig, UnderscoresInHeaders};
 pub use load::{default_config, parse_yaml, DEFAULT_CONFIG_YAML};

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use crate::background::Background;
 use crate::listener::bind_reuseport;
 use crate::overload::connections::ConnectionCount;
+use crate::probe::Probes;
 use crate::snapshot::{BuildInputs, Snapshot};
 use crate::worker::{run_worker, WorkerCommand};
 use crate::worker_ctx::Shared;
@@ -73,8 +74,10 @@ pub struct Gateway {
     /// listener is configured, so its `max_connections` counts the connections it already has.
     listener_connections: HashMap<String, Arc<ConnectionCount>>,
     access_log: Option<(String, AccessLog)>,
-    /// Runs the plugins' background tasks.
+    /// Runs the plugins' background tasks and the active health probes.
     background: Background,
+    /// The active health probes running.
+    probes: Probes,
 }
 
 impl Gateway {
@@ -95,6 +98,10 @@ impl Gateway {
         )
         .map_err(GatewayError::Invalid)?;
         forget_removed_targets(&metrics, &snapshot);
+        let mut probes = Probes::default();
+        if let Some(runtime) = background.handle() {
+            probes.apply(config, &snapshot, &runtime);
+        }
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -121,6 +128,7 @@ impl Gateway {
             listener_connections: HashMap::new(),
             access_log,
             background,
+            probes,
         };
         gateway.apply_listeners(config)?;
         Ok(gateway)
@@ -153,6 +161,9 @@ impl Gateway {
         drop(running);
         forget_removed_targets(&self.shared.metrics, &snapshot);
         let new_sockets = self.bind_new(config)?;
+        if let Some(runtime) = self.background.handle() {
+            self.probes.apply(config, &snapshot, &runtime);
+        }
         self.shared.snapshot.store(Arc::new(snapshot));
         self.access_log = access_log;
         let removed: Vec<String> = self

@@ -25,6 +25,7 @@ mod method_override;
 mod overload;
 mod path_normalize;
 mod plugin_phases;
+mod probe;
 mod proxy_protocol;
 mod read_size;
 mod request_body;

@@ -57,6 +57,8 @@ pub struct Snapshot {
     pub plugin_states: StateStore,
     /// Every target's health, handed to the next snapshot's build so kept targets keep it.
     pub health_states: HealthStates,
+    /// The upstreams, by id.
+    pub upstreams: HashMap<Arc<str>, Arc<UpstreamRuntime>>,
 }
 
 /// What building a snapshot needs besides the configuration.
@@ -187,6 +189,11 @@ pub struct Target {
 }
 
 impl Snapshot {
+    /// The upstream with this id.
+    pub fn upstream(&self, id: &str) -> Option<&Arc<UpstreamRuntime>> {
+        self.upstreams.get(id)
+    }
+
     /// Builds a snapshot from a validated configuration. Errors name the field at fault (certificates that
     /// cannot be read, keys that do not match).
     pub fn build(
@@ -336,6 +343,10 @@ impl Snapshot {
             consumers: plugins.consumers,
             plugin_states: plugins.states,
             health_states,
+            upstreams: upstreams
+                .into_iter()
+                .map(|(id, upstream)| (Arc::from(id.as_str()), upstream))
+                .collect(),
         })
     }
 }

@@ -153,6 +153,8 @@ async fn attempts(
     let mut picked = first;
     let mut attempt = 1;
     used.attempts = 1;
+    // The retry in flight, counted against the budget until the next attempt ends.
+    let mut retrying: Option<retry::InFlight<'_>> = None;
     loop {
         let target = &upstream.targets[picked.index];
         let sent_at = if attempt == 1 {
@@ -186,7 +188,7 @@ async fn attempts(
             // The client's failure: nothing to report, nothing to retry.
             Err(ExchangeError::Client(error)) => return Err(*error),
         };
-        if upstream.health.is_checked() {
+        if upstream.health.is_passive() {
             let reported = match &tried {
                 Tried::Status(status, _) => AttemptResult::Status(status.as_u16()),
                 Tried::Failed(_) => AttemptResult::GatewayFailure,
@@ -211,10 +213,13 @@ async fn attempts(
         let (Some(policy), Some(wait)) = (policy, wait) else {
             return finish(upstream, result, picked.in_flight);
         };
-        let Some(_retrying) = upstream.retry_budget.try_retry(ctx.index, policy) else {
+        // This attempt is over: its place in the budget is given back before asking for the next.
+        drop(retrying.take());
+        let Some(next) = upstream.retry_budget.try_retry(ctx.index, policy) else {
             upstream.metrics.retry_budget_exhausted(ctx.index);
             return finish(upstream, result, picked.in_flight);
         };
+        retrying.replace(next);
         upstream.metrics.retry(ctx.index);
         if let Err(ExchangeError::Upstream(failure)) = &result {
             tracing::debug!(upstream = %upstream.id, target = %target.address, attempt, %failure, "retrying");

@@ -8,6 +8,7 @@ mod errors;
 mod example_api_gateway;
 mod expect_continue;
 mod grpc;
+mod health_checks;
 mod http2_limits;
 mod keepalive;
 mod method_routing;

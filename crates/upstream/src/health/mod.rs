@@ -29,8 +29,10 @@ pub struct UpstreamHealth {
     upstream: Arc<str>,
     addresses: Box<[Arc<str>]>,
     targets: Box<[Arc<TargetHealth>]>,
-    /// `None`: no passive check, and every target is always in service.
+    /// `None`: no passive check.
     policy: Option<OutlierPolicy>,
+    /// Whether active probes run for these targets.
+    probed: bool,
     panic_threshold: u8,
 }
 
@@ -71,7 +73,10 @@ impl UpstreamHealth {
                 next.insert(key, state.clone());
                 state
             })
-            .collect();
+            .collect::<Box<[Arc<TargetHealth>]>>();
+        if config.health_checks.active.is_none() {
+            targets.iter().for_each(|t| t.forget_probes());
+        }
         Self {
             upstream,
             addresses,
@@ -81,6 +86,7 @@ impl UpstreamHealth {
                 .passive
                 .as_ref()
                 .map(OutlierPolicy::from),
+            probed: config.health_checks.active.is_some(),
             panic_threshold: config.health_checks.panic_threshold,
         }
     }
@@ -88,14 +94,29 @@ impl UpstreamHealth {
     /// Whether any check can take a target out of service; when not, a pick need not ask.
     #[inline]
     pub fn is_checked(&self) -> bool {
+        self.policy.is_some() || self.probed
+    }
+
+    /// Whether the passive check counts attempts; when not, they need not be reported.
+    #[inline]
+    pub fn is_passive(&self) -> bool {
         self.policy.is_some()
+    }
+
+    /// The upstream's id, and the address and health of target `index`, for its probes.
+    pub fn target(&self, index: usize) -> Option<(&Arc<str>, &Arc<str>, &Arc<TargetHealth>)> {
+        Some((
+            &self.upstream,
+            self.addresses.get(index)?,
+            self.targets.get(index)?,
+        ))
     }
 
     /// Which targets the next pick may choose from. Costs one load per target while all are in
     /// service; reads the clock only when one is ejected.
     #[inline]
     pub fn eligible(&self) -> Eligible {
-        if self.policy.is_none() || !self.targets.iter().any(|t| t.marked_ejected()) {
+        if !self.is_checked() || !self.targets.iter().any(|t| t.marked_out()) {
             return Eligible::All;
         }
         self.eligible_at(Millis::now())
@@ -141,14 +162,7 @@ impl UpstreamHealth {
         let Some(reason) = target.record(result, now, policy) else {
             return;
         };
-        let ejected = self
-            .targets
-            .iter()
-            .zip(self.addresses.iter())
-            .filter(|(t, address)| {
-                t.marked_ejected() && !t.in_service(now, &self.upstream, address)
-            })
-            .count();
+        let ejected = self.targets.iter().filter(|t| t.ejected_at(now)).count();
         if ejected >= policy.max_ejected(self.targets.len()) {
             return;
         }

@@ -1,7 +1,7 @@
 //! One target's health: whether it is in service, and the counts that eject it. It belongs to the
 //! target, not to a configuration snapshot: a reload that keeps the target keeps it.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use floodgate_observe::{EjectionReason, TargetMetrics};
@@ -52,6 +52,14 @@ pub struct TargetHealth {
     window_start: AtomicU64,
     window_requests: AtomicU32,
     window_failures: AtomicU32,
+    /// Out of service on its active probes: `unhealthy_threshold` failed in a row, and not yet
+    /// `healthy_threshold` passed since.
+    probed_down: AtomicBool,
+    probe_passes: AtomicU32,
+    probe_failures: AtomicU32,
+    /// When the last probe ended, in [`Millis`] plus one (0: never probed), and whether it passed.
+    last_probe: AtomicU64,
+    last_probe_passed: AtomicBool,
     metrics: Arc<TargetMetrics>,
 }
 
@@ -68,20 +76,84 @@ impl TargetHealth {
             window_start: AtomicU64::new(0),
             window_requests: AtomicU32::new(0),
             window_failures: AtomicU32::new(0),
+            probed_down: AtomicBool::new(false),
+            probe_passes: AtomicU32::new(0),
+            probe_failures: AtomicU32::new(0),
+            last_probe: AtomicU64::new(0),
+            last_probe_passed: AtomicBool::new(false),
             metrics,
         }
     }
 
-    /// Whether the target is ejected at all (its ejection may have ended: see [`Self::in_service`]).
-    /// One load: what every pick reads while all is well.
+    /// Whether the target is out of service at all, on its probes or ejected (an ejection may have
+    /// ended: see [`Self::in_service`]). Two loads: what every pick reads while all is well.
     #[inline]
-    pub(crate) fn marked_ejected(&self) -> bool {
-        self.ejected_until.load(Relaxed) != 0
+    pub(crate) fn marked_out(&self) -> bool {
+        self.ejected_until.load(Relaxed) != 0 || self.probed_down.load(Relaxed)
+    }
+
+    /// Puts a target whose upstream no longer probes it back in service as far as probes go: a
+    /// verdict no probe will revisit must not keep it out.
+    pub(crate) fn forget_probes(&self) {
+        if self.probed_down.swap(false, Relaxed) {
+            self.metrics
+                .set_healthy(self.ejected_until.load(Relaxed) == 0);
+        }
+        self.probe_passes.store(0, Relaxed);
+        self.probe_failures.store(0, Relaxed);
+        self.last_probe.store(0, Relaxed);
+    }
+
+    /// Whether the passive check has the target ejected at `now`.
+    pub(crate) fn ejected_at(&self, now: Millis) -> bool {
+        let until = self.ejected_until.load(Relaxed);
+        until != 0 && now.0 < until
+    }
+
+    /// Counts one active probe that `passed` (or not), ending at `now`, and moves the target out of
+    /// service after `unhealthy` failures in a row or back after `healthy` passes in a row.
+    pub fn record_probe(
+        &self,
+        passed: bool,
+        now: Millis,
+        (healthy, unhealthy): (u32, u32),
+        upstream: &str,
+        address: &str,
+    ) {
+        self.last_probe.store(now.0.saturating_add(1), Relaxed);
+        self.last_probe_passed.store(passed, Relaxed);
+        // Only the target's one probe task writes these: a plain count of results in a row.
+        let (same, other) = if passed {
+            (&self.probe_passes, &self.probe_failures)
+        } else {
+            (&self.probe_failures, &self.probe_passes)
+        };
+        other.store(0, Relaxed);
+        let streak = same.fetch_add(1, Relaxed).saturating_add(1);
+        let down = self.probed_down.load(Relaxed);
+        if passed && down && streak >= healthy {
+            self.probed_down.store(false, Relaxed);
+            self.metrics
+                .set_healthy(self.ejected_until.load(Relaxed) == 0);
+            tracing::info!(upstream, target = address, "target passes its probes again");
+        } else if !passed && !down && streak >= unhealthy {
+            self.probed_down.store(true, Relaxed);
+            self.metrics.set_healthy(false);
+            tracing::warn!(
+                upstream,
+                target = address,
+                failed = streak,
+                "target fails its probes"
+            );
+        }
     }
 
     /// Whether the target may take requests at `now`; an ejection that has ended is ended here, by the
     /// first pick to see it, with its log line.
     pub(crate) fn in_service(&self, now: Millis, upstream: &str, address: &str) -> bool {
+        if self.probed_down.load(Relaxed) {
+            return false;
+        }
         let until = self.ejected_until.load(Relaxed);
         if until == 0 {
             return true;
@@ -97,7 +169,7 @@ impl TargetHealth {
             self.last_change.store(now.0, Relaxed);
             self.consecutive_5xx.store(0, Relaxed);
             self.consecutive_gateway.store(0, Relaxed);
-            self.metrics.set_healthy(true);
+            self.metrics.set_healthy(!self.probed_down.load(Relaxed));
             tracing::info!(upstream, target = address, "target back in service");
         }
         true
@@ -212,7 +284,15 @@ impl TargetHealth {
     /// What `/status/upstreams` shows of the target at `now`.
     pub fn status(&self, now: Millis) -> TargetStatus {
         let until = self.ejected_until.load(Relaxed);
+        let last_probe = self.last_probe.load(Relaxed);
         TargetStatus {
+            probed_down: self.probed_down.load(Relaxed),
+            last_probe: (last_probe != 0).then(|| {
+                (
+                    now.0.saturating_sub(last_probe - 1),
+                    self.last_probe_passed.load(Relaxed),
+                )
+            }),
             ejected_for_ms: (until != 0 && until > now.0).then(|| until - now.0),
             ejections: self.ejections.load(Relaxed),
             consecutive_5xx: self.consecutive_5xx.load(Relaxed),
@@ -224,6 +304,11 @@ impl TargetHealth {
 /// A target's health as the status endpoint shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetStatus {
+    /// Whether the target is out of service on its active probes.
+    pub probed_down: bool,
+    /// How long ago the last probe ended, in milliseconds, and whether it passed; `None` before the
+    /// first (or without active probes).
+    pub last_probe: Option<(u64, bool)>,
     /// How much longer the target stays ejected; `None` while in service.
     pub ejected_for_ms: Option<u64>,
     /// Ejections so far (forgotten after `max_ejection_time` in service).

@@ -13,6 +13,7 @@ fn checked(targets: usize, passive: PassiveHealthConfig, panic_threshold: u8) ->
     let list: Vec<(&str, u32)> = list.iter().map(|(a, w)| (a.as_str(), *w)).collect();
     let mut config = upstream(floodgate_config::Balancer::RoundRobin, &list);
     config.health_checks = HealthChecksConfig {
+        active: None,
         passive: Some(passive),
         panic_threshold,
     };
@@ -224,4 +225,40 @@ fn without_a_passive_check_nothing_is_ever_ejected() {
         Instant::now(),
     );
     assert_eq!(in_service(&health), [0]);
+}
+
+#[test]
+fn probes_take_a_target_out_after_the_unhealthy_threshold_and_back_after_the_healthy_one() {
+    let metrics = Metrics::new(1);
+    let mut config = upstream(
+        floodgate_config::Balancer::RoundRobin,
+        &[("a:1", 1), ("b:1", 1)],
+    );
+    config.health_checks.active = Some(floodgate_config::ActiveHealthConfig::default());
+    config.health_checks.panic_threshold = 0;
+    let (health, _) = health(&config, &metrics);
+    assert!(health.is_checked() && !health.is_passive());
+    let (upstream, address, target) = health.target(1).unwrap();
+    let probe = |passed| target.record_probe(passed, Millis::now(), (2, 3), upstream, address);
+    probe(false);
+    probe(false);
+    probe(true);
+    probe(false);
+    probe(false);
+    assert_eq!(
+        in_service(&health),
+        [0, 1],
+        "two failures in a row are not three"
+    );
+    probe(false);
+    assert_eq!(in_service(&health), [0]);
+    assert!(!metrics.target("test", "b:1").healthy());
+    probe(true);
+    assert_eq!(in_service(&health), [0]);
+    probe(true);
+    assert_eq!(in_service(&health), [0, 1]);
+    assert!(metrics.target("test", "b:1").healthy());
+    let status = target.status(Millis::now());
+    assert!(!status.probed_down);
+    assert!(status.last_probe.is_some_and(|(_, passed)| passed));
 }
