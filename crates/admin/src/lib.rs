@@ -1,5 +1,6 @@
 //! floodgate's admin listener: `/healthz` (the process is alive), `/readyz` (configuration loaded and
-//! listeners bound) and `/metrics` (Prometheus text format).
+//! listeners bound), `/metrics` (Prometheus text format) and `/status/upstreams` (every target's
+//! health, JSON).
 //!
 //! It runs on the main thread's runtime, away from the workers, so a slow scrape never delays a request.
 //! It is not the data plane and holds no routing logic.
@@ -28,14 +29,25 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// True once the configuration is loaded and the listeners are bound; false while shutting down.
     pub ready: AtomicBool,
+    /// Writes `/status/upstreams`' JSON; `None` answers 404.
+    pub upstream_status: Option<Box<dyn Fn() -> String + Send + Sync>>,
 }
 
 impl AdminState {
     /// State for `metrics`, not ready yet.
     pub fn new(metrics: Arc<Metrics>) -> Arc<AdminState> {
+        Self::with_status(metrics, None)
+    }
+
+    /// State for `metrics` and the source of `/status/upstreams`, not ready yet.
+    pub fn with_status(
+        metrics: Arc<Metrics>,
+        upstream_status: Option<Box<dyn Fn() -> String + Send + Sync>>,
+    ) -> Arc<AdminState> {
         Arc::new(AdminState {
             metrics,
             ready: AtomicBool::new(false),
+            upstream_status,
         })
     }
 
@@ -96,6 +108,17 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>>
             );
             response
         }
+        "/status/upstreams" => match &state.upstream_status {
+            Some(status) => {
+                let mut response = Response::new(Full::new(Bytes::from(status())));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+            None => json(StatusCode::NOT_FOUND, "{\"error\":\"not found\"}"),
+        },
         _ => json(StatusCode::NOT_FOUND, "{\"error\":\"not found\"}"),
     }
 }

@@ -108,7 +108,10 @@ fn run(path: Option<&Path>) -> Result<()> {
     let admin_address = config.admin.address.clone();
     let mut gateway = Gateway::start(&config, metrics.clone()).context("cannot start")?;
     metrics.set_config_loaded_now();
-    let admin = AdminState::new(metrics.clone());
+    let admin = AdminState::with_status(
+        metrics.clone(),
+        Some(Box::new(gateway.upstream_status_source())),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -392,6 +392,9 @@ async fn run_without_config_serves_the_builtin_welcome_page() {
     assert!(any_path.text().contains("floodgate"));
     assert_eq!(poll_ok(admin, "/healthz", &log).await.status, 200);
     assert_eq!(poll_ok(admin, "/readyz", &log).await.status, 200);
+    let status = poll_ok(admin, "/status/upstreams", &log).await;
+    assert_eq!(status.header("content-type"), Some("application/json"));
+    assert!(status.json()["upstreams"].is_array(), "{}", status.text());
 
     let mut child = guard.0.take().expect("child");
     let killed = Command::new("kill")

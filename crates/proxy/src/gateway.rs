@@ -186,6 +186,13 @@ impl Gateway {
         Ok(())
     }
 
+    /// A source of `GET /status/upstreams`' JSON for the admin listener: each call reads the
+    /// configuration in service at that time.
+    pub fn upstream_status_source(&self) -> impl Fn() -> String + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || crate::status::upstream_status(&shared.snapshot.load()).to_string()
+    }
+
     /// The listeners being served.
     pub fn listeners(&self) -> Vec<BoundListener> {
         self.listeners.values().cloned().collect()

@@ -36,6 +36,7 @@ mod response_fields;
 mod rewind;
 mod server;
 mod snapshot;
+mod status;
 mod stop;
 mod stream;
 mod tls;

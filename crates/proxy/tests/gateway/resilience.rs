@@ -369,3 +369,57 @@ async fn bad_health_and_retry_settings_are_refused_with_their_field_paths() {
     );
     assert_eq!(fetch(gw.addr("main"), get("/x")).await.status, 200);
 }
+
+#[tokio::test]
+async fn the_status_source_shows_each_targets_ejection_and_counts() {
+    let good = MockUpstream::http("good").await;
+    let (bad, _) = answering(500).await;
+    let gw = TestGateway::start(&config(&[good.address(), bad.address()], PASSIVE, ""));
+    tally(gw.addr("main"), 6).await;
+    let status: serde_json::Value =
+        serde_json::from_str(&gw.gateway().upstream_status_source()()).unwrap();
+    let targets = &status["upstreams"][0]["targets"];
+    assert_eq!(status["upstreams"][0]["id"], "pool");
+    assert_eq!(targets[0]["address"], good.address());
+    assert_eq!(targets[0]["healthy"], true);
+    assert_eq!(targets[1]["address"], bad.address());
+    assert_eq!(targets[1]["healthy"], false);
+    assert_eq!(targets[1]["ejected"], true);
+    assert_eq!(targets[1]["ejections"], 1);
+    assert!(targets[1]["ejected_for_ms"]
+        .as_u64()
+        .is_some_and(|ms| ms <= 2_000));
+    assert_eq!(targets[1]["last_probe"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn each_failure_class_gets_its_answer_and_the_next_request_is_served() {
+    let garbage = floodgate_testkit::ScriptedUpstream::start(|_| {
+        floodgate_testkit::Reply::new("HTTP/1.1 abc nonsense\r\n\r\n").close()
+    })
+    .await;
+    let gw = TestGateway::start(&config(&[garbage.address()], "", ""));
+    let res = fetch(gw.addr("main"), get("/x")).await;
+    assert_eq!(res.status, 502);
+    assert_eq!(res.json()["error"], "invalid upstream response");
+    drop(gw);
+
+    let mock = MockUpstream::http("mock").await;
+    let gw = TestGateway::start(&config(&[mock.address()], "", ""));
+    let reset = fetch(gw.addr("main"), get("/reset")).await;
+    assert_eq!(reset.status, 502);
+    assert_eq!(reset.json()["error"], "upstream connection failed");
+    assert_eq!(fetch(gw.addr("main"), get("/x")).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_attempt_past_its_per_try_timeout_is_tried_again_elsewhere_or_answered_504() {
+    let slow = MockUpstream::http("slow").await;
+    let route = ", retries: { attempts: 2, retry_on: [gateway_error], per_try_timeout: 200ms }";
+    // The only target is slow: both attempts time out, and the last one's error is the answer.
+    let gw = TestGateway::start(&config(&[slow.address()], "", route));
+    let res = fetch(gw.addr("main"), get("/slow/1000")).await;
+    assert_eq!(res.status, 504);
+    assert_eq!(res.json()["error"], "upstream timed out");
+    assert_eq!(fetch(gw.addr("main"), get("/x")).await.status, 200);
+}

@@ -1,0 +1,44 @@
+//! `GET /status/upstreams`: every upstream's targets as the gateway sees them now.
+
+use floodgate_upstream::health::Millis;
+use serde_json::{json, Value};
+
+use crate::snapshot::Snapshot;
+
+/// Every upstream of `snapshot`, sorted by id, with each target's health, ejection, last probe and
+/// requests in flight.
+pub fn upstream_status(snapshot: &Snapshot) -> Value {
+    let now = Millis::now();
+    let mut ids: Vec<_> = snapshot.upstreams.keys().collect();
+    ids.sort();
+    let upstreams: Vec<Value> = ids
+        .into_iter()
+        .filter_map(|id| snapshot.upstreams.get(id))
+        .map(|upstream| {
+            let statuses = upstream.health.statuses(now);
+            let targets: Vec<Value> = statuses
+                .into_iter()
+                .enumerate()
+                .map(|(index, (address, status))| {
+                    let ejected = status.ejected_for_ms.is_some();
+                    json!({
+                        "address": &*address,
+                        "healthy": !ejected && !status.probed_down,
+                        "ejected": ejected,
+                        "ejected_for_ms": status.ejected_for_ms,
+                        "ejections": status.ejections,
+                        "consecutive_5xx": status.consecutive_5xx,
+                        "consecutive_gateway_errors": status.consecutive_gateway_errors,
+                        "probed_down": status.probed_down,
+                        "last_probe": status.last_probe.map(|(ago_ms, passed)| {
+                            json!({ "ago_ms": ago_ms, "passed": passed })
+                        }),
+                        "in_flight": upstream.balancer.in_flight(index),
+                    })
+                })
+                .collect();
+            json!({ "id": &*upstream.id, "targets": targets })
+        })
+        .collect();
+    json!({ "upstreams": upstreams })
+}
