@@ -9,6 +9,7 @@
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod admin;
+mod breaker;
 mod consumer;
 mod duration;
 mod error;
@@ -27,6 +28,7 @@ mod upstream;
 mod validate;
 
 pub use admin::AdminConfig;
+pub use breaker::{BreakerRatioConfig, CircuitBreakerConfig};
 pub use consumer::{ConsumerConfig, RealIpConfig};
 pub use duration::HumanDuration;
 pub use error::{ConfigError, FieldError};

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{HealthChecksConfig, HumanDuration};
+use crate::{CircuitBreakerConfig, HealthChecksConfig, HumanDuration};
 
 /// A group of interchangeable targets that routes forward to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -45,6 +45,10 @@ pub struct UpstreamConfig {
     /// How the targets are judged healthy, and what happens when too few are.
     #[serde(default)]
     pub health_checks: HealthChecksConfig,
+    /// Limits past which requests get 503 at once, and the breaker that opens on failures. Absent:
+    /// none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
 }
 
 fn default_connect_timeout() -> HumanDuration {

@@ -208,6 +208,9 @@ impl Config {
             upstream
                 .health_checks
                 .validate_into(&format!("{at}.health_checks"), errors);
+            if let Some(breaker) = &upstream.circuit_breaker {
+                breaker.validate_into(&format!("{at}.circuit_breaker"), errors);
+            }
             if let Some(tls) = &upstream.tls {
                 if tls.ca_file.as_deref() == Some("") {
                     errors.push(FieldError::new(

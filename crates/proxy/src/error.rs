@@ -5,6 +5,7 @@ use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::response_body::ResponseBody;
 use crate::upstream::failure::FailureClass;
+use floodgate_upstream::breaker::BreakerReason;
 
 /// Why a request could not be proxied. Each kind answers with its own status and a short JSON body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +53,10 @@ pub enum ProxyError {
     /// A request field's name holds `_` on a listener that refuses such names.
     #[error("underscore in a header name")]
     UnderscoreInFieldName,
+    /// The upstream's circuit breaker turned the request away: a limit was reached, or the circuit is
+    /// open.
+    #[error("circuit breaker: {}", .0.as_str())]
+    CircuitOpen(BreakerReason),
     /// The worker is serving `limits.max_requests_in_flight_per_worker` requests already.
     #[error("gateway overloaded")]
     Overloaded,
@@ -69,7 +74,9 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ProxyError::NoTarget | ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoTarget | ProxyError::Overloaded | ProxyError::CircuitOpen(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Upstream(FailureClass::ConnectTimeout | FailureClass::Timeout)
             | ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,

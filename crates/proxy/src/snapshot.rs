@@ -17,6 +17,7 @@ use floodgate_observe::{AccessLog, Metrics, RouteMetrics, UpstreamMetrics};
 use floodgate_plugins::real_ip::RealIp;
 use floodgate_plugins::{build_plugins, Chain, Consumers, StateStore};
 use floodgate_router::RouteTable;
+use floodgate_upstream::breaker::CircuitBreaker;
 use floodgate_upstream::health::{HealthStates, UpstreamHealth};
 use floodgate_upstream::LoadBalancer;
 use http::{HeaderValue, StatusCode};
@@ -173,6 +174,8 @@ pub struct UpstreamRuntime {
     pub health: UpstreamHealth,
     /// Requests and retries in flight, for the routes' retry budgets.
     pub retry_budget: RetryBudget,
+    /// The upstream's circuit breaker, when it has one.
+    pub breaker: Option<Arc<CircuitBreaker>>,
 }
 
 /// One target of an upstream.
@@ -225,7 +228,24 @@ impl Snapshot {
         for (i, upstream) in config.upstreams.iter().enumerate() {
             let health =
                 UpstreamHealth::new(upstream, previous_health, &mut health_states, metrics);
-            match build_upstream(upstream, i, metrics, workers, health) {
+            // A breaker with unchanged settings keeps its state (and its counts of what is in
+            // flight); one with new settings starts closed.
+            let breaker = upstream.circuit_breaker.as_ref().map(|config| {
+                let kept = inputs
+                    .previous
+                    .and_then(|s| s.upstream(&upstream.id))
+                    .and_then(|u| u.breaker.clone())
+                    .filter(|b| b.config() == config);
+                kept.unwrap_or_else(|| {
+                    Arc::new(CircuitBreaker::new(
+                        &upstream.id,
+                        config,
+                        workers,
+                        metrics.breaker(&upstream.id),
+                    ))
+                })
+            });
+            match build_upstream(upstream, i, metrics, workers, health, breaker) {
                 Ok(runtime) => {
                     upstreams.insert(upstream.id.clone(), Arc::new(runtime));
                 }
@@ -357,6 +377,7 @@ fn build_upstream(
     metrics: &Metrics,
     workers: usize,
     health: UpstreamHealth,
+    breaker: Option<Arc<CircuitBreaker>>,
 ) -> Result<UpstreamRuntime, FieldError> {
     let tls = match &config.tls {
         None => None,
@@ -400,5 +421,6 @@ fn build_upstream(
         metrics: metrics.upstream(&config.id),
         health,
         retry_budget: RetryBudget::new(workers),
+        breaker,
     })
 }

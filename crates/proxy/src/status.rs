@@ -37,7 +37,13 @@ pub fn upstream_status(snapshot: &Snapshot) -> Value {
                     })
                 })
                 .collect();
-            json!({ "id": &*upstream.id, "targets": targets })
+            let breaker = upstream.breaker.as_ref().map(|b| {
+                json!({
+                    "state": b.state().as_str(),
+                    "requests_in_flight": b.requests_in_flight(),
+                })
+            });
+            json!({ "id": &*upstream.id, "breaker": breaker, "targets": targets })
         })
         .collect();
     json!({ "upstreams": upstreams })

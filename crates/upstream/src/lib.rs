@@ -13,6 +13,7 @@
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod balancer;
+pub mod breaker;
 mod cache_padded;
 pub mod health;
 mod in_flight;

@@ -5,6 +5,7 @@
 //! cores; a scrape sums the slots. Handles ([`RouteMetrics`], [`UpstreamMetrics`]) are created when a config
 //! snapshot is built, off the hot path, and live as long as the process, so counters survive reloads.
 
+mod breaker;
 mod exposition;
 mod histogram;
 mod overload;
@@ -17,6 +18,7 @@ mod targets;
 mod timeouts;
 mod upstream;
 
+pub use breaker::BreakerMetrics;
 pub use overload::Rejection;
 pub use plugins::{PluginRejections, PluginStats};
 pub use registry::Metrics;

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
+use super::breaker::BreakerMetrics;
 use super::overload::{OverloadMetrics, Rejection};
 use super::per_worker::PerWorker;
 use super::route::RouteMetrics;
@@ -29,6 +30,8 @@ pub struct Metrics {
     routes: Mutex<HashMap<Arc<str>, Arc<RouteMetrics>>>,
     unmatched: Arc<RouteMetrics>,
     upstreams: Mutex<HashMap<Arc<str>, Arc<UpstreamMetrics>>>,
+    /// Circuit breakers by upstream id, for upstreams that have one.
+    breakers: Mutex<HashMap<Arc<str>, Arc<BreakerMetrics>>>,
     /// The running configuration's targets (see [`Metrics::retain_targets`]).
     targets: Mutex<TargetsById>,
     /// Per worker: connections opened minus closed on that worker.
@@ -63,6 +66,7 @@ impl Metrics {
             unmatched: Arc::new(RouteMetrics::new(workers)),
             upstreams: Mutex::new(HashMap::new()),
             targets: Mutex::default(),
+            breakers: Mutex::default(),
             connections: PerWorker::new(workers),
             plugins: Arc::default(),
             timeouts: TimeoutMetrics::new(workers),
@@ -113,6 +117,13 @@ impl Metrics {
         let mut targets = self.targets.lock();
         let key = (Arc::from(upstream_id), Arc::from(address));
         Arc::clone(targets.entry(key).or_default())
+    }
+
+    /// The circuit breaker metrics of upstream `upstream_id`, created on first use; the same `Arc`
+    /// for the same id. Only upstreams that asked for one are listed.
+    pub fn breaker(&self, upstream_id: &str) -> Arc<BreakerMetrics> {
+        let mut breakers = self.breakers.lock();
+        Arc::clone(breakers.entry(Arc::from(upstream_id)).or_default())
     }
 
     /// Forgets the targets `keep` says no to: a target removed from the configuration leaves the
@@ -180,6 +191,17 @@ impl Metrics {
     }
 
     /// Every upstream's handle with its id, sorted by id.
+    pub(super) fn breakers_by_id(&self) -> Vec<(Arc<str>, Arc<BreakerMetrics>)> {
+        let mut breakers: Vec<_> = self
+            .breakers
+            .lock()
+            .iter()
+            .map(|(id, m)| (Arc::clone(id), Arc::clone(m)))
+            .collect();
+        breakers.sort_by(|a, b| a.0.cmp(&b.0));
+        breakers
+    }
+
     pub(super) fn targets(&self) -> TargetsById {
         self.targets.lock().clone()
     }

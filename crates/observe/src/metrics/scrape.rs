@@ -15,6 +15,7 @@ const CONNECT_ERRORS: &str = "floodgate_upstream_connect_errors_total";
 const TIMEOUTS: &str = "floodgate_upstream_timeouts_total";
 const RETRIES: &str = "floodgate_upstream_retries_total";
 const RETRY_BUDGET_EXHAUSTED: &str = "floodgate_upstream_retry_budget_exhausted_total";
+const BREAKER_REJECTIONS: &str = "floodgate_upstream_breaker_rejections_total";
 const CONNECTIONS: &str = "floodgate_downstream_connections_open";
 const CONNECTION_TIMEOUTS: &str = "floodgate_connection_timeouts_total";
 const RELOADS: &str = "floodgate_config_reloads_total";
@@ -41,6 +42,7 @@ impl Metrics {
         render_durations(&mut w, &routes);
         render_upstreams(&mut w, &self.upstreams_by_id());
         super::targets::render_targets(&mut w, &self.targets());
+        super::breaker::render_breakers(&mut w, &self.breakers_by_id());
         let by_route = self.routes_by_id();
         let rejections: Vec<_> = by_route
             .iter()
@@ -201,6 +203,23 @@ fn render_upstreams(w: &mut TextWriter, upstreams: &[(Arc<str>, Arc<UpstreamMetr
     );
     for (id, (_, refused)) in &retries {
         w.sample(RETRY_BUDGET_EXHAUSTED, &[("upstream", id)], refused);
+    }
+    w.family(
+        BREAKER_REJECTIONS,
+        "Requests an upstream's circuit breaker answered 503 at once, by reason. Only pairs that occurred are listed.",
+        Kind::Counter,
+    );
+    for (id, metrics) in upstreams {
+        let counts = metrics.breaker_rejections();
+        for (reason, count) in super::upstream::BREAKER_REASONS.iter().zip(counts) {
+            if count > 0 {
+                w.sample(
+                    BREAKER_REJECTIONS,
+                    &[("upstream", id), ("reason", reason)],
+                    count,
+                );
+            }
+        }
     }
 }
 

@@ -12,7 +12,17 @@ struct UpstreamCell {
     read_timeouts: AtomicU64,
     retries: AtomicU64,
     retry_budget_exhausted: AtomicU64,
+    breaker_rejections: [AtomicU64; BREAKER_REASONS.len()],
 }
+
+/// The reasons a circuit breaker turns a request away, as the `reason` label names them.
+pub const BREAKER_REASONS: [&str; 5] = [
+    "max_connections",
+    "max_pending_requests",
+    "max_requests",
+    "max_retries",
+    "open",
+];
 
 /// Failure counters of one upstream, from [`Metrics::upstream`](crate::Metrics::upstream).
 pub struct UpstreamMetrics {
@@ -67,6 +77,25 @@ impl UpstreamMetrics {
             .get(worker)
             .retry_budget_exhausted
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request the circuit breaker turned away for the reason at `reason` in
+    /// [`BREAKER_REASONS`] (`floodgate_upstream_breaker_rejections_total`).
+    pub fn breaker_rejected(&self, worker: usize, reason: usize) {
+        if let Some(counter) = self.cells.get(worker).breaker_rejections.get(reason) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Breaker rejections by reason, summed over workers.
+    pub(crate) fn breaker_rejections(&self) -> [u64; BREAKER_REASONS.len()] {
+        let mut totals = [0u64; BREAKER_REASONS.len()];
+        for cell in self.cells.iter() {
+            for (total, counter) in totals.iter_mut().zip(&cell.breaker_rejections) {
+                *total = total.wrapping_add(counter.load(Ordering::Relaxed));
+            }
+        }
+        totals
     }
 
     /// `(retries, retries refused by the budget)` summed over workers.

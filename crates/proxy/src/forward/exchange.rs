@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use floodgate_http1::{encode_request, ResponseError};
+use floodgate_upstream::breaker::BreakerReason;
 use http::uri::Scheme;
 use http::{header, Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
@@ -42,11 +43,12 @@ impl Answer {
     }
 }
 
-/// Why an attempt got no answer: the client's side failed (its body), or the upstream's.
+/// Why an attempt got no answer: the gateway's side (the client's body, a circuit breaker limit), or
+/// the upstream's.
 pub(super) enum ExchangeError {
-    /// The client's body failed or was too large: the answer is the client's error, and the target
-    /// is not to blame.
-    Client(ProxyError),
+    /// The client's body failed or was too large, or the circuit breaker had no room for a new
+    /// connection: the answer is the gateway's own, and the target is not to blame.
+    Local(ProxyError),
     /// The target failed.
     Upstream(AttemptFailure),
 }
@@ -97,9 +99,24 @@ pub(super) fn exchange<'a, 'o>(
         }
         // Boxed: connecting (TCP, TLS, handshakes) is the rare path, and inline it would make every request's
         // future, and so every connection's memory, several kilobytes larger.
-        let conn = Box::pin(connect(upstream, target, &ctx.pools, ctx.index))
+        // A new connection takes a place among the breaker's pending requests while it is made, and
+        // one among its connections for as long as it lives.
+        let (pending, permit) = match &upstream.breaker {
+            None => (None, None),
+            Some(breaker) => {
+                let pending = breaker.pending(ctx.index).ok_or(ExchangeError::Local(
+                    ProxyError::CircuitOpen(BreakerReason::MaxPendingRequests),
+                ))?;
+                let permit = breaker.connection(ctx.index).ok_or(ExchangeError::Local(
+                    ProxyError::CircuitOpen(BreakerReason::MaxConnections),
+                ))?;
+                (Some(pending), Some(permit))
+            }
+        };
+        let conn = Box::pin(connect(upstream, target, &ctx.pools, ctx.index, permit))
             .await
             .map_err(ExchangeError::Upstream)?;
+        drop(pending);
         match conn {
             Conn::H1(conn) => send_h1(ctx, upstream, target, conn, outgoing, &mut encoded)
                 .await
@@ -254,7 +271,7 @@ async fn send_h2(
 /// or the upstream's.
 fn h1_error(upstream: &UpstreamRuntime, error: http1::SendError) -> ExchangeError {
     let class = match &error {
-        http1::SendError::Body(e) => return ExchangeError::Client(body_error(e)),
+        http1::SendError::Body(e) => return ExchangeError::Local(body_error(e)),
         http1::SendError::Upstream { error, .. }
             if error.kind() == std::io::ErrorKind::TimedOut =>
         {
@@ -274,7 +291,7 @@ fn h2_error(upstream: &UpstreamRuntime, error: hyper::Error) -> ExchangeError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(e) = source {
         if let Some(body) = e.downcast_ref::<RequestBodyError>() {
-            return ExchangeError::Client(body_error(body));
+            return ExchangeError::Local(body_error(body));
         }
         if let Some(h2) = e.downcast_ref::<h2::Error>() {
             if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use floodgate_plugins::{RequestCtx, UpstreamRequest};
-use floodgate_upstream::health::{AttemptResult, Eligible};
+use floodgate_upstream::breaker::{BreakerReason, Permit};
+use floodgate_upstream::health::{AttemptResult, Eligible, Millis};
 use floodgate_upstream::{InFlightGuard, PickContext};
 use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
@@ -150,11 +151,23 @@ async fn attempts(
         .as_ref()
         .filter(|p| p.attempts > 1 && p.allows_method(&outgoing.parts.method));
     let _active = policy.map(|_| upstream.retry_budget.active(ctx.index));
+    // The breaker's place for this request, held until its response head (its body streams on
+    // without it, as in Envoy, whose limit counts requests waiting for their answer).
+    let _admitted = match &upstream.breaker {
+        None => None,
+        Some(breaker) => match breaker.admit(ctx.index, Millis::now()) {
+            Ok(permit) => Some(permit),
+            Err(reason) => {
+                upstream.metrics.breaker_rejected(ctx.index, reason.index());
+                return Err(ProxyError::CircuitOpen(reason));
+            }
+        },
+    };
     let mut picked = first;
     let mut attempt = 1;
     used.attempts = 1;
     // The retry in flight, counted against the budget until the next attempt ends.
-    let mut retrying: Option<retry::InFlight<'_>> = None;
+    let mut retrying: Option<(retry::InFlight<'_>, Option<Permit<'_>>)> = None;
     loop {
         let target = &upstream.targets[picked.index];
         let sent_at = if attempt == 1 {
@@ -185,9 +198,16 @@ async fn attempts(
         let tried = match &result {
             Ok(answer) => Tried::Status(answer.status(), answer_retry_after(answer)),
             Err(ExchangeError::Upstream(failure)) => Tried::Failed(failure.class),
-            // The client's failure: nothing to report, nothing to retry.
-            Err(ExchangeError::Client(error)) => return Err(*error),
+            // The gateway's own answer: nothing to report, nothing to retry.
+            Err(ExchangeError::Local(error)) => return Err(*error),
         };
+        if let Some(breaker) = &upstream.breaker {
+            let failed = match &tried {
+                Tried::Status(status, _) => status.is_server_error(),
+                Tried::Failed(_) => true,
+            };
+            breaker.record(failed, Millis::now());
+        }
         if upstream.health.is_passive() {
             let reported = match &tried {
                 Tried::Status(status, _) => AttemptResult::Status(status.as_u16()),
@@ -219,7 +239,19 @@ async fn attempts(
             upstream.metrics.retry_budget_exhausted(ctx.index);
             return finish(upstream, result, picked.in_flight);
         };
-        retrying.replace(next);
+        let breaker_retry = match &upstream.breaker {
+            None => None,
+            Some(breaker) => match breaker.retry(ctx.index) {
+                Some(permit) => Some(permit),
+                None => {
+                    upstream
+                        .metrics
+                        .breaker_rejected(ctx.index, BreakerReason::MaxRetries.index());
+                    return finish(upstream, result, picked.in_flight);
+                }
+            },
+        };
+        retrying.replace((next, breaker_retry));
         upstream.metrics.retry(ctx.index);
         if let Err(ExchangeError::Upstream(failure)) = &result {
             tracing::debug!(upstream = %upstream.id, target = %target.address, attempt, %failure, "retrying");
@@ -255,7 +287,7 @@ fn finish(
 ) -> Result<(Answer, InFlightGuard), ProxyError> {
     match result {
         Ok(answer) => Ok((answer, in_flight)),
-        Err(ExchangeError::Client(error)) => Err(error),
+        Err(ExchangeError::Local(error)) => Err(error),
         Err(ExchangeError::Upstream(failure)) => {
             tracing::debug!(upstream = %upstream.id, %failure, "upstream attempt failed");
             Err(ProxyError::Upstream(failure.class))

@@ -15,6 +15,7 @@ use super::io::UpstreamIo;
 use super::pool::{Conn, WorkerPools};
 use crate::executor::LocalExec;
 use crate::snapshot::{Target, UpstreamRuntime};
+use floodgate_upstream::breaker::ConnectionPermit;
 
 /// Connects to `target` within the upstream's connect timeout and performs the HTTP handshake. The task
 /// driving the connection is counted in `pools` while it lives.
@@ -23,6 +24,7 @@ pub async fn connect(
     target: &Target,
     pools: &Rc<WorkerPools>,
     worker: usize,
+    permit: Option<ConnectionPermit>,
 ) -> Result<Conn, AttemptFailure> {
     let attempt = async {
         let tcp = TcpStream::connect(&*target.address).await.map_err(|e| {
@@ -32,11 +34,11 @@ pub async fn connect(
         let _ = tcp.set_nodelay(true);
         match &upstream.tls {
             None if upstream.protocol == Some(UpstreamProtocol::Http2) => {
-                handshake_h2(TokioIo::new(tcp), target, pools).await
+                handshake_h2(TokioIo::new(tcp), target, pools, permit).await
             }
             None => Ok(Conn::H1(Http1Conn::new(
                 UpstreamIo::Plain(tcp),
-                pools.opened(&target.pool_key),
+                pools.opened(&target.pool_key, permit),
                 ReadTimeout::of(upstream, worker),
             ))),
             Some(tls) => {
@@ -55,11 +57,11 @@ pub async fn connect(
                         AttemptFailure::new(FailureClass::Handshake, e)
                     })?;
                 if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    handshake_h2(TokioIo::new(stream), target, pools).await
+                    handshake_h2(TokioIo::new(stream), target, pools, permit).await
                 } else {
                     Ok(Conn::H1(Http1Conn::new(
                         UpstreamIo::Tls(Box::new(stream)),
-                        pools.opened(&target.pool_key),
+                        pools.opened(&target.pool_key, permit),
                         ReadTimeout::of(upstream, worker),
                     )))
                 }
@@ -84,6 +86,7 @@ async fn handshake_h2<I>(
     io: I,
     target: &Target,
     pools: &Rc<WorkerPools>,
+    permit: Option<ConnectionPermit>,
 ) -> Result<Conn, AttemptFailure>
 where
     I: Read + Write + Unpin + Send + 'static,
@@ -96,7 +99,7 @@ where
             debug!(target = %target.address, error = %e, "HTTP/2 handshake failed");
             AttemptFailure::new(FailureClass::Handshake, e)
         })?;
-    let open = pools.opened(&target.pool_key);
+    let open = pools.opened(&target.pool_key, permit);
     tokio::task::spawn_local(async move {
         let _ = connection.await;
         drop(open);

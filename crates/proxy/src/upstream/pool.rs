@@ -3,6 +3,7 @@
 //! Each worker owns its pools outright (`Rc<RefCell<..>>` on a single-threaded runtime), so checking a
 //! connection out or back in takes no lock and touches no other core's memory.
 
+use floodgate_upstream::breaker::ConnectionPermit;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -32,12 +33,16 @@ struct TargetPool {
     open: Rc<Cell<usize>>,
 }
 
-/// Counts one open connection of a target for as long as it lives.
-pub struct OpenGuard(Rc<Cell<usize>>);
+/// Counts one open connection of a target for as long as it lives, in its worker's pool and, when
+/// the upstream has a circuit breaker, in the breaker's `max_connections`.
+pub struct OpenGuard {
+    open: Rc<Cell<usize>>,
+    _permit: Option<ConnectionPermit>,
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
+        self.open.set(self.open.get().saturating_sub(1));
     }
 }
 
@@ -91,12 +96,16 @@ impl WorkerPools {
         }
     }
 
-    /// Counts a new connection to `key` until the returned guard is dropped.
-    pub fn opened(&self, key: &Arc<str>) -> OpenGuard {
+    /// Counts a new connection to `key` until the returned guard is dropped, holding the breaker's
+    /// `permit` as long.
+    pub fn opened(&self, key: &Arc<str>, permit: Option<ConnectionPermit>) -> OpenGuard {
         let mut targets = self.targets.borrow_mut();
         let open = &targets.entry(key.clone()).or_default().open;
         open.set(open.get() + 1);
-        OpenGuard(open.clone())
+        OpenGuard {
+            open: open.clone(),
+            _permit: permit,
+        }
     }
 
     /// Makes an HTTP/2 connection the shared one for `key`.

@@ -3,6 +3,7 @@
 //! once rather than once per file.
 
 mod balancing;
+mod circuit_breaker;
 mod client_gone;
 mod errors;
 mod example_api_gateway;

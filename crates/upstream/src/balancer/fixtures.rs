@@ -32,6 +32,7 @@ pub(crate) fn upstream(balancer: Balancer, list: &[(&str, u32)]) -> UpstreamConf
         max_connections_per_target: None,
         keepalive: KeepaliveConfig::default(),
         health_checks: Default::default(),
+        circuit_breaker: None,
     }
 }
 
