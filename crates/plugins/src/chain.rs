@@ -74,6 +74,7 @@ impl Chain {
             response_headers: Vec::new(),
             rejection: None,
             held: Vec::new(),
+            delay: None,
         })
     }
 

@@ -45,6 +45,9 @@ pub struct RequestCtx {
     pub rejection: Option<Rejection>,
     /// Concurrency slots the request holds until it ends (`limit-conn`).
     pub held: Vec<crate::key_table::Held>,
+    /// How long the proxy holds the request after its `request` phase, before it forwards or answers
+    /// it (`fault-injection`).
+    pub delay: Option<std::time::Duration>,
 }
 
 impl RequestCtx {

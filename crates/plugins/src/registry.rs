@@ -138,6 +138,7 @@ plugins! {
     LimitConn => limit_conn::LimitConn,
     Cors => cors::Cors,
     Headers => headers::Headers,
+    FaultInjection => fault_injection::FaultInjection,
     Rewrite => rewrite::Rewrite,
     Redirect => redirect::Redirect,
 }

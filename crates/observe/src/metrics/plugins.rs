@@ -15,6 +15,8 @@ const RATE_LIMIT_KEYS: &str = "floodgate_rate_limit_keys";
 /// the series stay bounded whatever happens.
 const SLOTS: usize = 24;
 
+const FAULT_DELAYS: &str = "floodgate_fault_injection_delays_total";
+
 /// Counters plugins update off the request path or with one atomic add, one set per process, so they
 /// keep counting across reloads.
 #[derive(Debug, Default)]
@@ -25,6 +27,8 @@ pub struct PluginStats {
     pub jwks_failures: AtomicU64,
     /// Keys the rate limiters and connection limiters track right now, all instances together.
     pub rate_limit_keys: AtomicI64,
+    /// Requests `fault-injection` held back (its aborts are plugin rejections).
+    pub fault_delays: AtomicU64,
 }
 
 impl PluginStats {
@@ -51,6 +55,12 @@ impl PluginStats {
         );
         let keys = self.rate_limit_keys.load(Ordering::Relaxed).max(0);
         w.sample(RATE_LIMIT_KEYS, &[], keys.unsigned_abs());
+        w.family(
+            FAULT_DELAYS,
+            "Requests the fault-injection plugin held back before forwarding.",
+            Kind::Counter,
+        );
+        w.sample(FAULT_DELAYS, &[], self.fault_delays.load(Ordering::Relaxed));
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod auth_failure_limit;
 pub mod basic_auth;
 pub mod cors;
+pub mod fault_injection;
 pub mod headers;
 pub mod ip_restriction;
 pub mod jwt_auth;

@@ -177,6 +177,11 @@ fn serve<'a>(
                 &client,
                 &mut used.plugins,
             );
+            if let Some(delay) = used.plugins.as_ref().and_then(|p| p.delay) {
+                // Boxed: the rare wait (`fault-injection`) keeps its timer out of every request's
+                // future.
+                Box::pin(tokio::time::sleep(delay)).await;
+            }
             if let Some(response) = answered {
                 return Ok(Outcome {
                     response,

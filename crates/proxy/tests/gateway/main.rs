@@ -21,6 +21,7 @@ mod plugin_chain;
 mod plugin_cors;
 mod plugin_credential_params;
 mod plugin_credential_twins;
+mod plugin_fault_injection;
 mod plugin_guessing;
 mod plugin_ip_restriction;
 mod plugin_jwt_auth;
