@@ -49,8 +49,11 @@ pub fn build_plugins(
         .iter()
         .flat_map(|c| c.plugins.keys().map(String::as_str))
         .collect();
+    let upstream_ids: std::collections::BTreeSet<&str> =
+        config.upstreams.iter().map(|u| u.id.as_str()).collect();
     let mut builder = Builder {
         consumer_plugin_names: &consumer_plugin_names,
+        upstream_ids: &upstream_ids,
         previous,
         states: &mut states,
         runtime,
@@ -110,6 +113,7 @@ pub fn build_plugins(
 
 struct Builder<'a> {
     consumer_plugin_names: &'a std::collections::BTreeSet<&'a str>,
+    upstream_ids: &'a std::collections::BTreeSet<&'a str>,
     previous: &'a StateStore,
     states: &'a mut StateStore,
     runtime: Option<tokio::runtime::Handle>,
@@ -207,6 +211,7 @@ impl Builder<'_> {
                     && self.consumer_plugin_names.contains(name.as_str()),
                 runtime: self.runtime.clone(),
                 stats: self.stats,
+                upstream_ids: self.upstream_ids,
                 previous: self.previous,
                 next: self.states,
                 state_key: format!("{scope_key}|{name}|{value}"),

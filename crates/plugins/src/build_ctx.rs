@@ -43,6 +43,8 @@ pub struct BuildCtx<'a> {
     pub runtime: Option<tokio::runtime::Handle>,
     /// The process's plugin counters.
     pub stats: &'a Arc<PluginStats>,
+    /// The ids of the configuration's upstreams, for plugins that name one.
+    pub upstream_ids: &'a std::collections::BTreeSet<&'a str>,
     pub(crate) previous: &'a StateStore,
     pub(crate) next: &'a mut StateStore,
     pub(crate) state_key: String,

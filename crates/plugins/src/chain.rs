@@ -75,6 +75,7 @@ impl Chain {
             rejection: None,
             held: Vec::new(),
             delay: None,
+            upstream: None,
         })
     }
 

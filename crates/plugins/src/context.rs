@@ -48,6 +48,8 @@ pub struct RequestCtx {
     /// How long the proxy holds the request after its `request` phase, before it forwards or answers
     /// it (`fault-injection`).
     pub delay: Option<std::time::Duration>,
+    /// The upstream (its id) the request goes to instead of the route's (`traffic-split`).
+    pub upstream: Option<Arc<str>>,
 }
 
 impl RequestCtx {

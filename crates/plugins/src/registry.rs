@@ -139,6 +139,7 @@ plugins! {
     Cors => cors::Cors,
     Headers => headers::Headers,
     FaultInjection => fault_injection::FaultInjection,
+    TrafficSplit => traffic_split::TrafficSplit,
     Rewrite => rewrite::Rewrite,
     Redirect => redirect::Redirect,
 }

@@ -12,6 +12,7 @@ pub mod limit_conn;
 pub mod rate_limit;
 pub mod redirect;
 pub mod rewrite;
+pub mod traffic_split;
 
 #[cfg(test)]
 mod test_chain;

@@ -216,6 +216,12 @@ fn serve<'a>(
                 {
                     return Err(ProxyError::BodyTooLarge);
                 }
+                // A plugin (`traffic-split`) may send the request to another upstream; validation
+                // made sure it exists.
+                let upstream = match used.plugins.as_ref().and_then(|p| p.upstream.as_deref()) {
+                    Some(id) => snapshot.upstream(id).unwrap_or(upstream),
+                    None => upstream,
+                };
                 forward(
                     ctx,
                     conn,

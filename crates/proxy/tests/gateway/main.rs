@@ -27,6 +27,7 @@ mod plugin_ip_restriction;
 mod plugin_jwt_auth;
 mod plugin_jwt_expiry;
 mod plugin_rate_limit;
+mod plugin_traffic_split;
 mod plugin_transforms;
 mod proxy_protocol;
 mod proxying;
