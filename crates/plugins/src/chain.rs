@@ -76,6 +76,7 @@ impl Chain {
             held: Vec::new(),
             delay: None,
             upstream: None,
+            mirror: None,
         })
     }
 

@@ -50,6 +50,17 @@ pub struct RequestCtx {
     pub delay: Option<std::time::Duration>,
     /// The upstream (its id) the request goes to instead of the route's (`traffic-split`).
     pub upstream: Option<Arc<str>>,
+    /// Where a copy of the request goes (`proxy-mirror`).
+    pub mirror: Option<MirrorTo>,
+}
+
+/// A shadow upstream a copy of the request goes to, its answer dropped.
+#[derive(Debug, Clone)]
+pub struct MirrorTo {
+    /// The upstream's id.
+    pub upstream: Arc<str>,
+    /// Most copies each worker has waiting on it at once.
+    pub max_in_flight: u32,
 }
 
 impl RequestCtx {

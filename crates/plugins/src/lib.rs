@@ -59,7 +59,7 @@ pub use build::{build_plugins, PluginSet};
 pub use build_ctx::{BuildCtx, Scope};
 pub use chain::{Chain, ConsumerPlugins};
 pub use consumer::{Consumer, Consumers};
-pub use context::{Rejection, RequestCtx};
+pub use context::{MirrorTo, Rejection, RequestCtx};
 pub use heads::{AddedFields, RequestHead, ResponseHead, ResponseHeaders, UpstreamRequest};
 pub use params::PathParams;
 pub use policy::{Flow, Policy};

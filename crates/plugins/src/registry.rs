@@ -140,6 +140,7 @@ plugins! {
     Headers => headers::Headers,
     FaultInjection => fault_injection::FaultInjection,
     TrafficSplit => traffic_split::TrafficSplit,
+    ProxyMirror => proxy_mirror::ProxyMirror,
     Rewrite => rewrite::Rewrite,
     Redirect => redirect::Redirect,
 }

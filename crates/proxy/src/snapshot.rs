@@ -24,6 +24,7 @@ use http::{HeaderValue, StatusCode};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsAcceptor;
 
+use crate::forward::mirror::MirrorSlots;
 use crate::forward::retry::{RetryBudget, RetryPolicy};
 use crate::path_normalize::PathRules;
 use crate::tls;
@@ -176,6 +177,8 @@ pub struct UpstreamRuntime {
     pub retry_budget: RetryBudget,
     /// The upstream's circuit breaker, when it has one.
     pub breaker: Option<Arc<CircuitBreaker>>,
+    /// Copies waiting on this upstream as a mirror, per worker.
+    pub mirror_slots: MirrorSlots,
 }
 
 /// One target of an upstream.
@@ -422,5 +425,6 @@ fn build_upstream(
         health,
         retry_budget: RetryBudget::new(workers),
         breaker,
+        mirror_slots: MirrorSlots::new(workers),
     })
 }

@@ -16,6 +16,7 @@ const TIMEOUTS: &str = "floodgate_upstream_timeouts_total";
 const RETRIES: &str = "floodgate_upstream_retries_total";
 const RETRY_BUDGET_EXHAUSTED: &str = "floodgate_upstream_retry_budget_exhausted_total";
 const BREAKER_REJECTIONS: &str = "floodgate_upstream_breaker_rejections_total";
+const MIRROR: &str = "floodgate_mirror_requests_total";
 const CONNECTIONS: &str = "floodgate_downstream_connections_open";
 const CONNECTION_TIMEOUTS: &str = "floodgate_connection_timeouts_total";
 const RELOADS: &str = "floodgate_config_reloads_total";
@@ -218,6 +219,19 @@ fn render_upstreams(w: &mut TextWriter, upstreams: &[(Arc<str>, Arc<UpstreamMetr
                     &[("upstream", id), ("reason", reason)],
                     count,
                 );
+            }
+        }
+    }
+    w.family(
+        MIRROR,
+        "Copies of requests sent to an upstream as a mirror (proxy-mirror), by result. Only pairs that occurred are listed.",
+        Kind::Counter,
+    );
+    for (id, metrics) in upstreams {
+        let counts = metrics.mirror_totals();
+        for (result, count) in super::upstream::MIRROR_RESULTS.iter().zip(counts) {
+            if count > 0 {
+                w.sample(MIRROR, &[("upstream", id), ("result", result)], count);
             }
         }
     }

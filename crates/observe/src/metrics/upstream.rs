@@ -13,7 +13,11 @@ struct UpstreamCell {
     retries: AtomicU64,
     retry_budget_exhausted: AtomicU64,
     breaker_rejections: [AtomicU64; BREAKER_REASONS.len()],
+    mirror: [AtomicU64; MIRROR_RESULTS.len()],
 }
+
+/// What became of a mirrored copy, as the `result` label names it.
+pub const MIRROR_RESULTS: [&str; 3] = ["answered", "failed", "dropped"];
 
 /// The reasons a circuit breaker turns a request away, as the `reason` label names them.
 pub const BREAKER_REASONS: [&str; 5] = [
@@ -85,6 +89,25 @@ impl UpstreamMetrics {
         if let Some(counter) = self.cells.get(worker).breaker_rejections.get(reason) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a copy sent to this upstream as a mirror, by its result at `result` in
+    /// [`MIRROR_RESULTS`] (`floodgate_mirror_requests_total`).
+    pub fn mirror(&self, worker: usize, result: usize) {
+        if let Some(counter) = self.cells.get(worker).mirror.get(result) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Mirrored copies by result, summed over workers.
+    pub(crate) fn mirror_totals(&self) -> [u64; MIRROR_RESULTS.len()] {
+        let mut totals = [0u64; MIRROR_RESULTS.len()];
+        for cell in self.cells.iter() {
+            for (total, counter) in totals.iter_mut().zip(&cell.mirror) {
+                *total = total.wrapping_add(counter.load(Ordering::Relaxed));
+            }
+        }
+        totals
     }
 
     /// Breaker rejections by reason, summed over workers.

@@ -9,6 +9,7 @@ pub mod ip_restriction;
 pub mod jwt_auth;
 pub mod key_auth;
 pub mod limit_conn;
+pub mod proxy_mirror;
 pub mod rate_limit;
 pub mod redirect;
 pub mod rewrite;

@@ -2,6 +2,7 @@
 //! attempt's outcome to the target's health, and tries again where the route's retry policy says so.
 
 mod exchange;
+pub mod mirror;
 pub mod retry;
 
 use std::future::{poll_fn, Future};

@@ -216,6 +216,9 @@ fn serve<'a>(
                 {
                     return Err(ProxyError::BodyTooLarge);
                 }
+                if let Some(to) = used.plugins.as_ref().and_then(|p| p.mirror.as_ref()) {
+                    crate::forward::mirror::send_copy(ctx, snapshot, to, &req, route.timeout);
+                }
                 // A plugin (`traffic-split`) may send the request to another upstream; validation
                 // made sure it exists.
                 let upstream = match used.plugins.as_ref().and_then(|p| p.upstream.as_deref()) {

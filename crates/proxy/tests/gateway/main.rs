@@ -26,6 +26,7 @@ mod plugin_guessing;
 mod plugin_ip_restriction;
 mod plugin_jwt_auth;
 mod plugin_jwt_expiry;
+mod plugin_proxy_mirror;
 mod plugin_rate_limit;
 mod plugin_traffic_split;
 mod plugin_transforms;
