@@ -45,7 +45,7 @@ pub use route::{DirectResponse, MethodOverride, RouteConfig};
 pub use size::ByteSize;
 pub use timeouts::TimeoutsConfig;
 pub use upstream::{
-    Balancer, HashOn, KeepaliveConfig, TargetConfig, UpstreamConfig, UpstreamProtocol,
+    Balancer, EwmaConfig, HashOn, KeepaliveConfig, TargetConfig, UpstreamConfig, UpstreamProtocol,
     UpstreamTlsConfig,
 };
 

@@ -45,6 +45,9 @@ pub struct UpstreamConfig {
     /// How the targets are judged healthy, and what happens when too few are.
     #[serde(default)]
     pub health_checks: HealthChecksConfig,
+    /// How the `ewma` balancer's latency estimate moves.
+    #[serde(default)]
+    pub ewma: EwmaConfig,
     /// Limits past which requests get 503 at once, and the breaker that opens on failures. Absent:
     /// none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +60,36 @@ fn default_connect_timeout() -> HumanDuration {
 
 fn default_read_timeout() -> HumanDuration {
     HumanDuration::from_secs(60)
+}
+
+/// The `ewma` balancer's latency estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EwmaConfig {
+    /// The estimate's time constant: an observation this old weighs 1/e of a fresh one, and an idle
+    /// target's estimate sinks toward 0 over about this long, so it is tried again.
+    #[serde(default = "default_ewma_decay")]
+    pub decay: HumanDuration,
+    /// The estimate of a target not yet observed.
+    #[serde(default = "default_ewma_rtt")]
+    pub default_rtt: HumanDuration,
+}
+
+impl Default for EwmaConfig {
+    fn default() -> Self {
+        Self {
+            decay: default_ewma_decay(),
+            default_rtt: default_ewma_rtt(),
+        }
+    }
+}
+
+fn default_ewma_decay() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+
+fn default_ewma_rtt() -> HumanDuration {
+    HumanDuration::from_millis(30)
 }
 
 /// One server of an upstream.
@@ -85,6 +118,9 @@ pub enum Balancer {
     Random,
     /// Power of two choices on in-flight requests per unit of weight.
     LeastRequest,
+    /// Power of two choices on peak-EWMA latency times requests in flight, per unit of weight
+    /// (Finagle's and linkerd2-proxy's balancer).
+    Ewma,
     /// Ketama consistent hashing on `hash_on`; a request without the key falls back to round robin.
     ConsistentHash,
 }

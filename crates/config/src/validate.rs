@@ -208,6 +208,12 @@ impl Config {
             upstream
                 .health_checks
                 .validate_into(&format!("{at}.health_checks"), errors);
+            if upstream.ewma.decay.get().is_zero() {
+                errors.push(FieldError::new(
+                    format!("{at}.ewma.decay"),
+                    "must be greater than zero",
+                ));
+            }
             if let Some(breaker) = &upstream.circuit_breaker {
                 breaker.validate_into(&format!("{at}.circuit_breaker"), errors);
             }

@@ -414,7 +414,7 @@ fn build_upstream(
     Ok(UpstreamRuntime {
         id: config.id.as_str().into(),
         targets,
-        balancer: LoadBalancer::new(config, workers),
+        balancer: LoadBalancer::with_loads(config, workers, &health.loads()),
         protocol: config.protocol,
         tls,
         connect_timeout: config.connect_timeout.get(),

@@ -34,6 +34,10 @@ pub fn upstream_status(snapshot: &Snapshot) -> Value {
                             json!({ "ago_ms": ago_ms, "passed": passed })
                         }),
                         "in_flight": upstream.balancer.in_flight(index),
+                        "ewma_ms": upstream
+                            .balancer
+                            .rtt_estimate(index)
+                            .map(|rtt| rtt.as_secs_f64() * 1000.0),
                     })
                 })
                 .collect();

@@ -1,6 +1,7 @@
 //! Choosing a target for each request: one [`LoadBalancer`] per upstream, one file per algorithm.
 
 mod consistent_hash;
+mod ewma;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod hash_key;
@@ -15,8 +16,12 @@ use std::net::IpAddr;
 use floodgate_config::{Balancer, UpstreamConfig};
 use http::HeaderMap;
 
+use std::sync::Arc;
+
 use crate::in_flight::InFlightGuard;
+use crate::load::{EwmaSettings, TargetLoad};
 use consistent_hash::ConsistentHash;
+use ewma::Ewma;
 use hash_key::HashKey;
 use least_request::LeastRequest;
 use random::WeightedRandom;
@@ -53,6 +58,7 @@ enum Strategy {
     Random(WeightedRandom),
     LeastRequest(LeastRequest),
     ConsistentHash(ConsistentHash),
+    Ewma(Ewma),
 }
 
 impl LoadBalancer {
@@ -63,15 +69,33 @@ impl LoadBalancer {
     /// 0 counts as 1, and `consistent_hash` without a usable `hash_on`/`hash_key` falls back to round robin
     /// for every request.
     pub fn new(config: &UpstreamConfig, workers: usize) -> LoadBalancer {
+        let loads: Vec<Arc<TargetLoad>> = config.targets.iter().map(|_| Arc::default()).collect();
+        Self::with_loads(config, workers, &loads)
+    }
+
+    /// Like [`LoadBalancer::new`], with each target's load (in flight, latency) kept outside the
+    /// balancer, indexed like the targets: a reload that keeps a target hands its load to the new
+    /// balancer.
+    pub fn with_loads(
+        config: &UpstreamConfig,
+        workers: usize,
+        loads: &[Arc<TargetLoad>],
+    ) -> LoadBalancer {
         let targets = &config.targets;
+        let loads: Box<[Arc<TargetLoad>]> = loads.iter().take(targets.len()).cloned().collect();
         let strategy = match config.balancer {
             Balancer::RoundRobin => Strategy::RoundRobin(RoundRobin::new(targets, workers)),
             Balancer::Random => Strategy::Random(WeightedRandom::new(targets)),
-            Balancer::LeastRequest => Strategy::LeastRequest(LeastRequest::new(targets)),
+            Balancer::LeastRequest => Strategy::LeastRequest(LeastRequest::new(targets, loads)),
             Balancer::ConsistentHash => Strategy::ConsistentHash(ConsistentHash::new(
                 targets,
                 HashKey::new(config.hash_on, config.hash_key.as_deref()),
                 workers,
+            )),
+            Balancer::Ewma => Strategy::Ewma(Ewma::new(
+                targets,
+                loads,
+                EwmaSettings::new(config.ewma.decay.get(), config.ewma.default_rtt.get()),
             )),
         };
         LoadBalancer {
@@ -91,6 +115,31 @@ impl LoadBalancer {
             Strategy::Random(balancer) => balancer.pick(&eligible),
             Strategy::LeastRequest(balancer) => balancer.pick(&eligible),
             Strategy::ConsistentHash(balancer) => balancer.pick(ctx, &eligible),
+            Strategy::Ewma(balancer) => balancer.pick(&eligible),
+        }
+    }
+
+    /// Whether the balancer learns from latency: only then is [`LoadBalancer::observe`] worth a
+    /// clock reading.
+    #[inline]
+    pub fn observes_latency(&self) -> bool {
+        matches!(self.strategy, Strategy::Ewma(_))
+    }
+
+    /// Counts a round trip of `rtt` to `target`, ending now (`ewma` only).
+    pub fn observe(&self, target: usize, rtt: std::time::Duration) {
+        if let Strategy::Ewma(balancer) = &self.strategy {
+            balancer.observe(target, rtt.as_nanos() as f64);
+        }
+    }
+
+    /// `target`'s latency estimate, for balancers that keep one (`ewma`).
+    pub fn rtt_estimate(&self, target: usize) -> Option<std::time::Duration> {
+        match &self.strategy {
+            Strategy::Ewma(balancer) => balancer
+                .rtt_estimate(target)
+                .map(|ns| std::time::Duration::from_nanos(ns as u64)),
+            _ => None,
         }
     }
 
@@ -107,12 +156,13 @@ impl LoadBalancer {
     /// Marks a request to `target` as started; the request counts as in flight until the returned guard
     /// is dropped, which the proxy does when the response body ends.
     ///
-    /// Only `least_request` uses the count, so only it pays for it (one atomic add now, one atomic sub on
+    /// Only `least_request` and `ewma` use the count, so only they pay for it (one atomic add now, one atomic sub on
     /// drop); for other balancers, and for an index out of range, the guard is a no-op.
     #[inline]
     pub fn start(&self, target: usize) -> InFlightGuard {
         match &self.strategy {
             Strategy::LeastRequest(balancer) => balancer.start(target),
+            Strategy::Ewma(balancer) => balancer.start(target),
             _ => InFlightGuard::untracked(),
         }
     }
@@ -121,6 +171,7 @@ impl LoadBalancer {
     pub fn in_flight(&self, target: usize) -> Option<usize> {
         match &self.strategy {
             Strategy::LeastRequest(balancer) => Some(balancer.in_flight(target)),
+            Strategy::Ewma(balancer) => Some(balancer.in_flight(target)),
             _ => None,
         }
     }

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::load::TargetLoad;
+
 /// The shared allocation behind one target's in-flight count.
 ///
 /// The count is the `Arc`'s strong count minus the balancer's own reference: starting a request clones
@@ -11,33 +13,33 @@ use std::sync::Arc;
 /// writes every target's count.
 #[derive(Debug)]
 #[repr(align(128))]
-struct Slot;
+pub(crate) struct Slot;
 
-/// The in-flight counts of all targets of one balancer.
+/// The in-flight counts of all targets of one balancer: each target's own, in its [`TargetLoad`],
+/// which outlives the balancer (a reload keeps the counts of the requests already in flight).
 #[derive(Debug)]
 pub(crate) struct InFlightCounters {
-    slots: Box<[Arc<Slot>]>,
+    loads: Box<[Arc<TargetLoad>]>,
 }
 
 impl InFlightCounters {
-    /// Counters for `targets` targets, all at zero.
-    pub(crate) fn new(targets: usize) -> Self {
-        Self {
-            slots: (0..targets).map(|_| Arc::new(Slot)).collect(),
-        }
+    /// The counters of these targets.
+    pub(crate) fn new(loads: Box<[Arc<TargetLoad>]>) -> Self {
+        Self { loads }
     }
 
     /// Requests in flight to `target` (0 for an index out of range).
     pub(crate) fn get(&self, target: usize) -> usize {
-        self.slots
-            .get(target)
-            .map_or(0, |slot| Arc::strong_count(slot).saturating_sub(1))
+        self.loads.get(target).map_or(0, |load| load.in_flight())
     }
 
     /// Counts one more request to `target` until the returned guard is dropped.
     pub(crate) fn start(&self, target: usize) -> InFlightGuard {
         InFlightGuard {
-            _slot: self.slots.get(target).map(Arc::clone),
+            _slot: self
+                .loads
+                .get(target)
+                .map(|load| Arc::clone(&load.in_flight)),
         }
     }
 }
@@ -64,9 +66,13 @@ impl InFlightGuard {
 mod tests {
     use super::*;
 
+    fn counters(targets: usize) -> InFlightCounters {
+        InFlightCounters::new((0..targets).map(|_| Arc::default()).collect())
+    }
+
     #[test]
     fn guard_counts_until_dropped() {
-        let counters = InFlightCounters::new(2);
+        let counters = counters(2);
         let first = counters.start(1);
         let second = counters.start(1);
         assert_eq!((counters.get(0), counters.get(1)), (0, 2));
@@ -79,7 +85,7 @@ mod tests {
     #[test]
     fn guard_is_static_send_and_outlives_the_counters() {
         fn assert_static_send<T: Send + 'static>(_: &T) {}
-        let counters = InFlightCounters::new(1);
+        let counters = counters(1);
         let guard = counters.start(0);
         assert_static_send(&guard);
         drop(counters);
@@ -88,7 +94,7 @@ mod tests {
 
     #[test]
     fn out_of_range_target_is_not_counted() {
-        let counters = InFlightCounters::new(1);
+        let counters = counters(1);
         let _guard = counters.start(7);
         assert_eq!(counters.get(7), 0);
         assert_eq!(counters.get(0), 0);

@@ -17,6 +17,7 @@ pub mod breaker;
 mod cache_padded;
 pub mod health;
 mod in_flight;
+pub mod load;
 
 pub use balancer::{LoadBalancer, PickContext};
 pub use in_flight::InFlightGuard;

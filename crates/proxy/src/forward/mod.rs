@@ -121,6 +121,9 @@ pub fn forward<'a>(
     }
 }
 
+/// The latency the `ewma` balancer counts for an attempt that got no answer.
+const FAILURE_LATENCY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A forwarded or directly answered response with what the completion needs to know.
 pub struct Outcome {
     /// The response to send.
@@ -202,6 +205,14 @@ async fn attempts(
             // The gateway's own answer: nothing to report, nothing to retry.
             Err(ExchangeError::Local(error)) => return Err(*error),
         };
+        if upstream.balancer.observes_latency() {
+            // A failure counts as a slow answer, so a target that refuses at once does not look fast.
+            let rtt = match &tried {
+                Tried::Status(..) => sent_at.elapsed(),
+                Tried::Failed(_) => sent_at.elapsed().max(FAILURE_LATENCY),
+            };
+            upstream.balancer.observe(picked.index, rtt);
+        }
         if let Some(breaker) = &upstream.breaker {
             let failed = match &tried {
                 Tried::Status(status, _) => status.is_server_error(),

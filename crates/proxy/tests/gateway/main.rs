@@ -3,6 +3,7 @@
 //! once rather than once per file.
 
 mod balancing;
+mod balancing_ewma;
 mod circuit_breaker;
 mod client_gone;
 mod errors;

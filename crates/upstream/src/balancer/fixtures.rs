@@ -33,6 +33,7 @@ pub(crate) fn upstream(balancer: Balancer, list: &[(&str, u32)]) -> UpstreamConf
         keepalive: KeepaliveConfig::default(),
         health_checks: Default::default(),
         circuit_breaker: None,
+        ewma: Default::default(),
     }
 }
 

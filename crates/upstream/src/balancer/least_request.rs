@@ -3,7 +3,10 @@
 use floodgate_config::TargetConfig;
 
 use super::weights::{weights, WeightTable};
+use std::sync::Arc;
+
 use crate::in_flight::{InFlightCounters, InFlightGuard};
+use crate::load::TargetLoad;
 
 /// Pairs drawn before scanning every target, bounded for the same reason as in `random.rs`.
 const DRAWS: usize = 4;
@@ -23,10 +26,10 @@ pub(crate) struct LeastRequest {
 }
 
 impl LeastRequest {
-    pub(crate) fn new(targets: &[TargetConfig]) -> Self {
+    pub(crate) fn new(targets: &[TargetConfig], loads: Box<[Arc<TargetLoad>]>) -> Self {
         Self {
             table: WeightTable::new(&weights(targets)),
-            in_flight: InFlightCounters::new(targets.len()),
+            in_flight: InFlightCounters::new(loads),
         }
     }
 
@@ -101,7 +104,10 @@ mod tests {
     use super::*;
 
     fn balancer(list: &[(&str, u32)]) -> LeastRequest {
-        LeastRequest::new(&targets(list))
+        LeastRequest::new(
+            &targets(list),
+            list.iter().map(|_| Arc::default()).collect(),
+        )
     }
 
     #[test]

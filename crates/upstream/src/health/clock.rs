@@ -22,3 +22,16 @@ impl Millis {
         Millis::of(Instant::now())
     }
 }
+
+/// Nanoseconds since the process's health epoch, for latency estimates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Nanos(pub u64);
+
+impl Nanos {
+    /// Now, on the health clock (never 0).
+    pub fn now() -> Nanos {
+        let epoch = *EPOCH.get_or_init(Instant::now);
+        let nanos = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        Nanos(nanos.max(1))
+    }
+}

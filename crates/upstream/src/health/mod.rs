@@ -17,7 +17,7 @@ use std::time::Instant;
 use floodgate_config::UpstreamConfig;
 use floodgate_observe::Metrics;
 
-pub use clock::Millis;
+pub use clock::{Millis, Nanos};
 use outlier::OutlierPolicy;
 pub use target::{AttemptResult, TargetHealth, TargetStatus};
 
@@ -167,6 +167,11 @@ impl UpstreamHealth {
             return;
         }
         target.eject(now, policy, reason, &self.upstream, &self.addresses[index]);
+    }
+
+    /// Each target's load (in flight, latency), indexed like the targets, for the balancer.
+    pub fn loads(&self) -> Vec<Arc<crate::load::TargetLoad>> {
+        self.targets.iter().map(|t| t.load.clone()).collect()
     }
 
     /// Each target's address and health at `now`, in configuration order.

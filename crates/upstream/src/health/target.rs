@@ -60,6 +60,8 @@ pub struct TargetHealth {
     /// When the last probe ended, in [`Millis`] plus one (0: never probed), and whether it passed.
     last_probe: AtomicU64,
     last_probe_passed: AtomicBool,
+    /// The target's requests in flight and latency, which its balancers read.
+    pub load: Arc<crate::load::TargetLoad>,
     metrics: Arc<TargetMetrics>,
 }
 
@@ -81,6 +83,7 @@ impl TargetHealth {
             probe_failures: AtomicU32::new(0),
             last_probe: AtomicU64::new(0),
             last_probe_passed: AtomicBool::new(false),
+            load: Arc::default(),
             metrics,
         }
     }

@@ -1,0 +1,134 @@
+//! The `ewma` balancer against real targets of different speeds, and balancing state that outlives
+//! a reload.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use floodgate_testkit::{eventually, send, MockUpstream, Proto, TestGateway};
+use http::Request;
+use http_body_util::Full;
+use tokio::task::JoinSet;
+
+/// A target that answers every request after `delay`, counting them.
+async fn target_with_delay(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        http::Response::builder().body(Full::new(Bytes::from_static(b"ok")))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+fn config(balancer: &str, targets: &[String], route: &str) -> String {
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|t| format!("{{ address: \"{t}\" }}"))
+        .collect();
+    format!(
+        "workers: 2\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
+         admin: {{ address: \"127.0.0.1:0\" }}\n\
+         upstreams:\n  - {{ id: pool, balancer: {balancer}, targets: [{}] }}\n\
+         routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool{route} }}\n",
+        targets.join(", ")
+    )
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path).body(Full::new(Bytes::new())).unwrap()
+}
+
+#[tokio::test]
+async fn a_target_100ms_slower_than_two_others_gets_under_5_percent() {
+    let (fast_a, a) = target_with_delay(Duration::ZERO).await;
+    let (fast_b, b) = target_with_delay(Duration::ZERO).await;
+    let (slow, s) = target_with_delay(Duration::from_millis(100)).await;
+    let targets = [fast_a.to_string(), fast_b.to_string(), slow.to_string()];
+    let gw = TestGateway::start(&config("ewma", &targets, ""));
+    let addr = gw.addr("main");
+    let mut clients = JoinSet::new();
+    for _ in 0..4 {
+        clients.spawn(async move {
+            for _ in 0..150 {
+                let res = send(addr, Proto::H1, get("/x")).await.unwrap();
+                assert_eq!(res.status, 200);
+            }
+        });
+    }
+    while let Some(done) = clients.join_next().await {
+        done.unwrap();
+    }
+    let (a, b, s) = (
+        a.load(Ordering::SeqCst),
+        b.load(Ordering::SeqCst),
+        s.load(Ordering::SeqCst),
+    );
+    assert_eq!(a + b + s, 600);
+    assert!(
+        s * 100 < 5 * 600,
+        "slow target got {s} of 600 ({a}, {b} for the fast ones)"
+    );
+    // The status shows each target's estimate: the slow one's far above the others'.
+    let status: serde_json::Value =
+        serde_json::from_str(&gw.gateway().upstream_status_source()()).unwrap();
+    let targets = &status["upstreams"][0]["targets"];
+    let slow_ms = targets[2]["ewma_ms"].as_f64().unwrap();
+    let fast_ms = targets[0]["ewma_ms"].as_f64().unwrap();
+    assert!(slow_ms > 50.0 && fast_ms < 50.0, "{targets}");
+}
+
+#[tokio::test]
+async fn requests_in_flight_are_counted_across_a_reload() {
+    let a = MockUpstream::http("a").await;
+    let b = MockUpstream::http("b").await;
+    let targets = [a.address(), b.address()];
+    let mut gw = TestGateway::start(&config("least_request", &targets, ""));
+    let addr = gw.addr("main");
+    let held = tokio::spawn(async move { send(addr, Proto::H1, get("/slow/1500")).await });
+    eventually("the slow request reached a target", || {
+        a.requests() + b.requests() == 1
+    })
+    .await;
+    gw.reload(&config("least_request", &targets, ", timeout: 30s"))
+        .unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&gw.gateway().upstream_status_source()()).unwrap();
+    let in_flight: Vec<u64> = status["upstreams"][0]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["in_flight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(in_flight.iter().sum::<u64>(), 1, "{status}");
+    // The next requests go to the idle target while the other holds the slow one.
+    let busy = if a.requests() == 1 { 0 } else { 1 };
+    for _ in 0..10 {
+        let res = send(addr, Proto::H1, get("/x")).await.unwrap();
+        assert_eq!(res.status, 200);
+    }
+    let (ra, rb) = (a.requests(), b.requests());
+    if busy == 0 {
+        assert_eq!((ra, rb), (1, 10));
+    } else {
+        assert_eq!((ra, rb), (10, 1));
+    }
+    assert_eq!(held.await.unwrap().unwrap().status, 200);
+}

@@ -1,0 +1,127 @@
+//! What a target's load looks like to the balancers: its requests in flight and its peak-EWMA
+//! latency. Both belong to the target, not to a snapshot, so a reload keeps them.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::in_flight::Slot;
+
+/// One target's load.
+#[derive(Debug)]
+pub struct TargetLoad {
+    /// The target's in-flight count (see `in_flight.rs`).
+    pub(crate) in_flight: Arc<Slot>,
+    /// Peak-EWMA round-trip estimate in nanoseconds, as `f64` bits.
+    rtt_ns: AtomicU64,
+    /// When `rtt_ns` was last updated, in nanoseconds on the health clock; 0: never (the default
+    /// estimate applies).
+    updated_ns: AtomicU64,
+}
+
+impl Default for TargetLoad {
+    fn default() -> Self {
+        Self {
+            in_flight: Arc::new(Slot),
+            rtt_ns: AtomicU64::new(0f64.to_bits()),
+            updated_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+/// How the peak-EWMA estimate moves (`upstreams[].ewma`).
+#[derive(Debug, Clone, Copy)]
+pub struct EwmaSettings {
+    /// The estimate's time constant: an observation `decay` old weighs 1/e of a fresh one, and an
+    /// idle target's estimate sinks toward 0 over about this long, so it is tried again.
+    pub decay_ns: f64,
+    /// The estimate of a target never observed.
+    pub default_rtt_ns: f64,
+}
+
+impl EwmaSettings {
+    /// From durations.
+    pub fn new(decay: Duration, default_rtt: Duration) -> Self {
+        Self {
+            decay_ns: decay.as_nanos() as f64,
+            default_rtt_ns: default_rtt.as_nanos() as f64,
+        }
+    }
+}
+
+impl TargetLoad {
+    /// Requests in flight to the target, all workers and snapshots together.
+    pub fn in_flight(&self) -> usize {
+        Arc::strong_count(&self.in_flight).saturating_sub(1)
+    }
+
+    /// The latency estimate at `now_ns`, decayed toward 0 since its last update (Finagle's and
+    /// tower's peak EWMA read it the same way).
+    pub fn rtt_estimate(&self, now_ns: u64, settings: &EwmaSettings) -> f64 {
+        let updated = self.updated_ns.load(Relaxed);
+        if updated == 0 {
+            return settings.default_rtt_ns;
+        }
+        let rtt = f64::from_bits(self.rtt_ns.load(Relaxed));
+        let elapsed = now_ns.saturating_sub(updated) as f64;
+        rtt * (-elapsed / settings.decay_ns).exp()
+    }
+
+    /// Counts an observed round trip of `rtt_ns` ending at `now_ns`: a slower one than the estimate
+    /// replaces it at once (the peak), a faster one moves it by how long ago the last one was.
+    pub fn observe(&self, rtt_ns: f64, now_ns: u64, settings: &EwmaSettings) {
+        let estimate = self.rtt_estimate(now_ns, settings);
+        let next = if rtt_ns > estimate {
+            rtt_ns
+        } else {
+            let updated = self.updated_ns.load(Relaxed);
+            let elapsed = now_ns.saturating_sub(updated) as f64;
+            let decay = (-elapsed / settings.decay_ns).exp();
+            estimate * decay + rtt_ns * (1.0 - decay)
+        };
+        // Two workers observing at once may each write theirs: the estimate stays one of the two,
+        // which is as good.
+        self.rtt_ns.store(next.to_bits(), Relaxed);
+        self.updated_ns.store(now_ns.max(1), Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: f64 = 1_000_000.0;
+
+    fn settings() -> EwmaSettings {
+        EwmaSettings::new(Duration::from_secs(10), Duration::from_millis(30))
+    }
+
+    #[test]
+    fn a_slow_answer_is_taken_at_once_and_fast_ones_bring_it_down() {
+        let load = TargetLoad::default();
+        let s = settings();
+        assert_eq!(load.rtt_estimate(5, &s), 30.0 * MS);
+        load.observe(100.0 * MS, 1_000, &s);
+        assert!((load.rtt_estimate(1_000, &s) - 100.0 * MS).abs() < 1.0);
+        // Fast answers a second apart pull it down, a little each.
+        let mut now = 1_000u64;
+        for _ in 0..5 {
+            now += 1_000_000_000;
+            load.observe(1.0 * MS, now, &s);
+        }
+        let estimate = load.rtt_estimate(now, &s);
+        assert!(
+            estimate < 100.0 * MS * 0.7 && estimate > 1.0 * MS,
+            "{estimate}"
+        );
+    }
+
+    #[test]
+    fn an_idle_estimate_sinks_toward_zero() {
+        let load = TargetLoad::default();
+        let s = settings();
+        load.observe(100.0 * MS, 1, &s);
+        let later = load.rtt_estimate(1 + 30_000_000_000, &s);
+        assert!(later < 100.0 * MS * 0.06, "{later}");
+    }
+}
