@@ -40,7 +40,7 @@ H2_STREAMS=${H2_STREAMS:-10}   # concurrent streams per h2 connection (h2load -m
 IDLE_CONNS=${IDLE_CONNS:-10000}
 SKIP_MEMORY=${SKIP_MEMORY:-0}
 BENCH_ONLY=${BENCH_ONLY:-both} # both | nginx | floodgate
-SECTIONS=${SECTIONS:-"h1 h2c h1-tls h2-tls policy-hs256 policy-rs256"}  # which load sections to run
+SECTIONS=${SECTIONS:-"h1 h1-resilient h2c h1-tls h2-tls policy-hs256 policy-rs256"}  # which load sections to run
 POLICY_ROUNDS=${POLICY_ROUNDS:-3}  # rounds of each policy section
 # Floodgate-only sections, one plugin each, for each plugin's own cost (A/B against h1):
 #   SECTIONS="h1 plugin-jwt-hs256 plugin-jwt-rs256 plugin-rate plugin-cors" BENCH_ONLY=floodgate
@@ -252,8 +252,45 @@ admin: { address: "127.0.0.1:$FG_ADMIN_PORT" }
 upstreams:
   - id: origin
     targets: [{ address: "127.0.0.1:$UPSTREAM_PORT" }]
+  # The resilience features, one upstream each and then all together, for bench/instructions.sh
+  # (/r/active/x, /r/passive/x, /r/breaker/x, /r/ewma/x, /r/all/x, against /r/none/x on the same
+  # kind of route without them): what each costs per request.
+  - id: active
+    targets: [{ address: "127.0.0.1:$UPSTREAM_PORT" }]
+    health_checks: { active: { type: http, path: /, interval: 5s } }
+  - id: passive
+    targets: [{ address: "127.0.0.1:$UPSTREAM_PORT" }]
+    health_checks: { passive: { consecutive_5xx: 5, consecutive_gateway_errors: 5 } }
+  - id: breaker
+    targets: [{ address: "127.0.0.1:$UPSTREAM_PORT" }]
+    circuit_breaker:
+      max_connections: 100000
+      max_requests: 100000
+      failure_ratio: { threshold: 0.5, minimum_requests: 100, window: 10s, open_time: 5s }
+  - id: ewma
+    balancer: ewma
+    targets: [{ address: "127.0.0.1:$UPSTREAM_PORT" }]
+  - id: resilient
+    balancer: ewma
+    targets: [{ address: "127.0.0.1:$UPSTREAM_PORT" }]
+    health_checks:
+      active: { type: http, path: /, interval: 5s }
+      passive: { consecutive_5xx: 5, consecutive_gateway_errors: 5 }
+    circuit_breaker:
+      max_connections: 100000
+      max_requests: 100000
+      failure_ratio: { threshold: 0.5, minimum_requests: 100, window: 10s, open_time: 5s }
 routes:
   - { id: all, paths: ["/*"], upstream: origin }
+  - { id: r-none, paths: ["/r/none/*"], upstream: origin }
+  - { id: r-active, paths: ["/r/active/*"], upstream: active }
+  - { id: r-passive, paths: ["/r/passive/*"], upstream: passive }
+  - { id: r-breaker, paths: ["/r/breaker/*"], upstream: breaker }
+  - { id: r-ewma, paths: ["/r/ewma/*"], upstream: ewma }
+  - id: r-all
+    paths: ["/r/all/*"]
+    upstream: resilient
+    retries: { attempts: 2, retry_on: [connect_failure, refused_stream] }
   # The policy sections: one plugin each, then the API-gateway set (JWT, a rate limit never reached,
   # CORS; metrics are always on).
   - id: jwt-hs256
@@ -396,6 +433,8 @@ url_for() {
   if [[ $proxy == floodgate ]]; then
     case $section in
       h1|h2c) echo "http://127.0.0.1:$FG_PLAIN_PORT/" ;;
+      # The plain route again, with active and passive health checks, the breaker, ewma and retries.
+      h1-resilient) echo "http://127.0.0.1:$FG_PLAIN_PORT/r/all/x" ;;
       h1-tls|h2-tls) echo "https://127.0.0.1:$FG_TLS_PORT/" ;;
       policy-*) echo "http://127.0.0.1:$FG_PLAIN_PORT/p/${section#policy-}/x" ;;
       plugin-*) echo "http://127.0.0.1:$FG_PLAIN_PORT/p/${section#plugin-}/x" ;;
@@ -403,14 +442,14 @@ url_for() {
   else
     case $section in
       # nginx's side of a policy section is its plain proxying: the yardstick of the policy target.
-      h1|policy-*|plugin-*) echo "http://127.0.0.1:$NGINX_H1_PORT/" ;;
+      h1|h1-resilient|policy-*|plugin-*) echo "http://127.0.0.1:$NGINX_H1_PORT/" ;;
       h2c) echo "http://127.0.0.1:$NGINX_H2C_PORT/" ;;
       h1-tls|h2-tls) echo "https://127.0.0.1:$NGINX_TLS_PORT/" ;;
     esac
   fi
 }
 
-tool_for() { case $1 in h1|h1-tls|policy-*|plugin-*) echo wrk ;; *) echo h2load ;; esac; }
+tool_for() { case $1 in h1|h1-resilient|h1-tls|policy-*|plugin-*) echo wrk ;; *) echo h2load ;; esac; }
 
 # The request headers of a section: a policy request carries its token and an Origin (nginx gets
 # the same bytes and ignores them).
@@ -655,6 +694,8 @@ main() {
   for p in "${PROXIES[@]}"; do start "$p"; done
 
   section_enabled h1     && run_section h1     "$ROUNDS"     "HTTP/1.1 cleartext, wrk -t1 -c$CONNS"
+  section_enabled h1-resilient && run_section h1-resilient "$ROUNDS" \
+    "HTTP/1.1 cleartext, floodgate's route with active and passive health checks, circuit breaker, ewma and retries; nginx plain"
   section_enabled h2c    && run_section h2c    "$TLS_ROUNDS" "HTTP/2 prior knowledge (h2c), h2load -t1 -c$CONNS -m$H2_STREAMS"
   section_enabled h1-tls && run_section h1-tls "$TLS_ROUNDS" "HTTP/1.1 over TLS, wrk -t1 -c$CONNS"
   section_enabled h2-tls && run_section h2-tls "$TLS_ROUNDS" "HTTP/2 over TLS (ALPN h2), h2load -t1 -c$CONNS -m$H2_STREAMS"

@@ -158,9 +158,20 @@ where
         ProbeKind::Http => http_request(target),
         ProbeKind::Grpc => grpc_request(target),
     };
-    let Some(request) = request else {
+    let Some(mut request) = request else {
         return false;
     };
+    if !h2 {
+        // HTTP/1.1 wants the origin form and a `Host` field; HTTP/2 takes the absolute URI's
+        // authority as `:authority`.
+        let Ok(host) = HeaderValue::from_str(authority(target)) else {
+            return false;
+        };
+        request.headers_mut().insert(header::HOST, host);
+        if let Some(path) = request.uri().path_and_query().cloned() {
+            *request.uri_mut() = http::Uri::from(path);
+        }
+    }
     let io = TokioIo::new(io);
     let response = if h2 {
         let Ok((mut sender, conn)) =

@@ -126,10 +126,10 @@ impl LoadBalancer {
         matches!(self.strategy, Strategy::Ewma(_))
     }
 
-    /// Counts a round trip of `rtt` to `target`, ending now (`ewma` only).
-    pub fn observe(&self, target: usize, rtt: std::time::Duration) {
+    /// Counts a round trip of `rtt_ns` nanoseconds to `target`, ending at `ended` (`ewma` only).
+    pub fn observe(&self, target: usize, rtt_ns: u64, ended: crate::health::Nanos) {
         if let Strategy::Ewma(balancer) = &self.strategy {
-            balancer.observe(target, rtt.as_nanos() as f64);
+            balancer.observe(target, rtt_ns as f64, ended);
         }
     }
 

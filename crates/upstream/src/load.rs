@@ -67,17 +67,22 @@ impl TargetLoad {
         rtt * (-elapsed / settings.decay_ns).exp()
     }
 
-    /// Counts an observed round trip of `rtt_ns` ending at `now_ns`: a slower one than the estimate
-    /// replaces it at once (the peak), a faster one moves it by how long ago the last one was.
+    /// Counts an observed round trip of `rtt_ns` ending at `now_ns`: a slower one than the last
+    /// estimate replaces it at once (the peak); a faster one moves it by how long ago the last
+    /// observation was (tower's and Finagle's update, one `exp` per observation).
     pub fn observe(&self, rtt_ns: f64, now_ns: u64, settings: &EwmaSettings) {
-        let estimate = self.rtt_estimate(now_ns, settings);
-        let next = if rtt_ns > estimate {
+        let updated = self.updated_ns.load(Relaxed);
+        let previous = if updated == 0 {
+            settings.default_rtt_ns
+        } else {
+            f64::from_bits(self.rtt_ns.load(Relaxed))
+        };
+        let next = if rtt_ns > previous {
             rtt_ns
         } else {
-            let updated = self.updated_ns.load(Relaxed);
             let elapsed = now_ns.saturating_sub(updated) as f64;
             let decay = (-elapsed / settings.decay_ns).exp();
-            estimate * decay + rtt_ns * (1.0 - decay)
+            previous * decay + rtt_ns * (1.0 - decay)
         };
         // Two workers observing at once may each write theirs: the estimate stays one of the two,
         // which is as good.

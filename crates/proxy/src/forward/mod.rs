@@ -15,7 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use floodgate_plugins::{RequestCtx, UpstreamRequest};
 use floodgate_upstream::breaker::{BreakerReason, Permit};
-use floodgate_upstream::health::{AttemptResult, Eligible, Millis};
+use floodgate_upstream::health::{AttemptResult, Eligible, Millis, Nanos};
 use floodgate_upstream::{InFlightGuard, PickContext};
 use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
@@ -121,8 +121,8 @@ pub fn forward<'a>(
     }
 }
 
-/// The latency the `ewma` balancer counts for an attempt that got no answer.
-const FAILURE_LATENCY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The latency the `ewma` balancer counts for an attempt that got no answer (1 s).
+const FAILURE_LATENCY_NS: u64 = 1_000_000_000;
 
 /// A forwarded or directly answered response with what the completion needs to know.
 pub struct Outcome {
@@ -159,7 +159,8 @@ async fn attempts(
     // without it, as in Envoy, whose limit counts requests waiting for their answer).
     let _admitted = match &upstream.breaker {
         None => None,
-        Some(breaker) => match breaker.admit(ctx.index, Millis::now()) {
+        // The request's arrival is "now" enough for the breaker's clock, and costs no reading.
+        Some(breaker) => match breaker.admit(ctx.index, Millis::of(started)) {
             Ok(permit) => Some(permit),
             Err(reason) => {
                 upstream.metrics.breaker_rejected(ctx.index, reason.index());
@@ -205,30 +206,7 @@ async fn attempts(
             // The gateway's own answer: nothing to report, nothing to retry.
             Err(ExchangeError::Local(error)) => return Err(*error),
         };
-        if upstream.balancer.observes_latency() {
-            // A failure counts as a slow answer, so a target that refuses at once does not look fast.
-            let rtt = match &tried {
-                Tried::Status(..) => sent_at.elapsed(),
-                Tried::Failed(_) => sent_at.elapsed().max(FAILURE_LATENCY),
-            };
-            upstream.balancer.observe(picked.index, rtt);
-        }
-        if let Some(breaker) = &upstream.breaker {
-            let failed = match &tried {
-                Tried::Status(status, _) => status.is_server_error(),
-                Tried::Failed(_) => true,
-            };
-            breaker.record(failed, Millis::now());
-        }
-        if upstream.health.is_passive() {
-            let reported = match &tried {
-                Tried::Status(status, _) => AttemptResult::Status(status.as_u16()),
-                Tried::Failed(_) => AttemptResult::GatewayFailure,
-            };
-            upstream
-                .health
-                .report(picked.index, reported, Instant::now());
-        }
+        report_attempt(upstream, picked.index, &tried, sent_at);
         let wait = policy
             .filter(|_| attempt < policy.map_or(1, |p| p.attempts))
             .and_then(|p| {
@@ -288,6 +266,42 @@ async fn attempts(
         }
         attempt += 1;
         used.attempts = attempt;
+    }
+}
+
+/// Tells whoever learns from attempts how one to target `index`, sent at `sent_at`, went: the
+/// balancer (latency, for `ewma`), the circuit breaker and the passive health check. The clock is
+/// read once, and only when one of them listens.
+fn report_attempt(upstream: &UpstreamRuntime, index: usize, tried: &Tried, sent_at: Instant) {
+    let latency = upstream.balancer.observes_latency();
+    let passive = upstream.health.is_passive();
+    if !latency && !passive && upstream.breaker.is_none() {
+        return;
+    }
+    // One clock reading, on the health clock, serves all three.
+    let ended = Nanos::now();
+    if latency {
+        // A failure counts as a slow answer, so a target that refuses at once does not look fast.
+        let rtt = ended.0.saturating_sub(Nanos::of(sent_at).0);
+        let rtt = match tried {
+            Tried::Status(..) => rtt,
+            Tried::Failed(_) => rtt.max(FAILURE_LATENCY_NS),
+        };
+        upstream.balancer.observe(index, rtt, ended);
+    }
+    if let Some(breaker) = &upstream.breaker {
+        let failed = match tried {
+            Tried::Status(status, _) => status.is_server_error(),
+            Tried::Failed(_) => true,
+        };
+        breaker.record(failed, ended.millis());
+    }
+    if passive {
+        let reported = match tried {
+            Tried::Status(status, _) => AttemptResult::Status(status.as_u16()),
+            Tried::Failed(_) => AttemptResult::GatewayFailure,
+        };
+        upstream.health.report(index, reported, ended.millis());
     }
 }
 

@@ -61,8 +61,16 @@ impl Target {
                         } else {
                             requests.fetch_add(1, Ordering::SeqCst);
                         }
+                        // Like nginx: an HTTP/1.1 request without `Host`, or not in origin form,
+                        // is refused.
+                        let well_formed =
+                            req.headers().contains_key("host") && req.uri().authority().is_none();
                         let res = http::Response::builder()
-                            .status(status.load(Ordering::SeqCst))
+                            .status(if well_formed {
+                                status.load(Ordering::SeqCst)
+                            } else {
+                                400
+                            })
                             .header("x-upstream", "target")
                             .body(Full::new(Bytes::from_static(b"ok")));
                         std::future::ready(res)

@@ -46,10 +46,10 @@ impl Ewma {
         self.in_flight.get(target)
     }
 
-    /// Counts a round trip to `target` of `rtt_ns`, ending now.
-    pub(crate) fn observe(&self, target: usize, rtt_ns: f64) {
+    /// Counts a round trip to `target` of `rtt_ns`, ending at `ended`.
+    pub(crate) fn observe(&self, target: usize, rtt_ns: f64, ended: Nanos) {
         if let Some(load) = self.loads.get(target) {
-            load.observe(rtt_ns, Nanos::now().0, &self.settings);
+            load.observe(rtt_ns, ended.0, &self.settings);
         }
     }
 
@@ -120,9 +120,9 @@ mod tests {
     #[test]
     fn a_slow_target_is_avoided_once_seen() {
         let balancer = balancer(3);
-        balancer.observe(0, 1e6);
-        balancer.observe(1, 1e6);
-        balancer.observe(2, 100e6);
+        balancer.observe(0, 1e6, Nanos::now());
+        balancer.observe(1, 1e6, Nanos::now());
+        balancer.observe(2, 100e6, Nanos::now());
         let slow = (0..3000)
             .filter(|_| balancer.pick(&|_| true) == Some(2))
             .count();
@@ -132,8 +132,8 @@ mod tests {
     #[test]
     fn requests_in_flight_make_a_fast_target_cost_more() {
         let balancer = balancer(2);
-        balancer.observe(0, 1e6);
-        balancer.observe(1, 2e6);
+        balancer.observe(0, 1e6, Nanos::now());
+        balancer.observe(1, 2e6, Nanos::now());
         let _busy: Vec<_> = (0..5).map(|_| balancer.start(0)).collect();
         assert_eq!(balancer.in_flight(0), 5);
         for _ in 0..100 {

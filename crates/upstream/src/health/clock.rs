@@ -28,10 +28,21 @@ impl Millis {
 pub struct Nanos(pub u64);
 
 impl Nanos {
+    /// The same time in milliseconds.
+    pub fn millis(self) -> Millis {
+        Millis(self.0 / 1_000_000)
+    }
+
     /// Now, on the health clock (never 0).
     pub fn now() -> Nanos {
+        Nanos::of(Instant::now())
+    }
+
+    /// `at` on the health clock (never 0; an instant before the epoch reads as its first tick).
+    pub fn of(at: Instant) -> Nanos {
         let epoch = *EPOCH.get_or_init(Instant::now);
-        let nanos = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let nanos =
+            u64::try_from(at.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX);
         Nanos(nanos.max(1))
     }
 }

@@ -12,7 +12,6 @@ mod target;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use floodgate_config::UpstreamConfig;
 use floodgate_observe::Metrics;
@@ -151,14 +150,13 @@ impl UpstreamHealth {
         }
     }
 
-    /// Counts one attempt at target `index` that ended with `result` at `at`, and ejects the target
-    /// when the passive check says so and the upstream has room for one more ejection.
+    /// Counts one attempt at target `index` that ended with `result` at `now`, and ejects the
+    /// target when the passive check says so and the upstream has room for one more ejection.
     #[inline]
-    pub fn report(&self, index: usize, result: AttemptResult, at: Instant) {
+    pub fn report(&self, index: usize, result: AttemptResult, now: Millis) {
         let (Some(policy), Some(target)) = (&self.policy, self.targets.get(index)) else {
             return;
         };
-        let now = Millis::of(at);
         let Some(reason) = target.record(result, now, policy) else {
             return;
         };

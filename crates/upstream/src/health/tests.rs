@@ -35,7 +35,7 @@ fn in_service(health: &UpstreamHealth) -> Vec<usize> {
 
 fn fail(health: &UpstreamHealth, index: usize, times: usize, result: AttemptResult, at: Instant) {
     for _ in 0..times {
-        health.report(index, result, at);
+        health.report(index, result, Millis::of(at));
     }
 }
 
@@ -50,10 +50,10 @@ fn consecutive_5xx_eject_and_a_success_in_between_starts_the_count_again() {
     let (health, _) = health(&checked(4, passive, 0), &metrics);
     let now = Instant::now();
     fail(&health, 1, 2, AttemptResult::Status(500), now);
-    health.report(1, AttemptResult::Status(200), now);
+    health.report(1, AttemptResult::Status(200), Millis::of(now));
     fail(&health, 1, 2, AttemptResult::Status(503), now);
     assert_eq!(in_service(&health), [0, 1, 2, 3]);
-    health.report(1, AttemptResult::Status(500), now);
+    health.report(1, AttemptResult::Status(500), Millis::of(now));
     assert_eq!(in_service(&health), [0, 2, 3]);
     let target = metrics.target("test", "t1:80");
     assert!(!target.healthy());
@@ -95,7 +95,7 @@ fn an_ejection_ends_by_itself_and_the_next_one_lasts_longer() {
     };
     let (health, _) = health(&checked(2, passive, 0), &metrics);
     let start = Instant::now();
-    health.report(0, AttemptResult::GatewayFailure, start);
+    health.report(0, AttemptResult::GatewayFailure, Millis::of(start));
     let target = &health.targets[0];
     let at = |secs| Millis::of(start + Duration::from_secs(secs));
     assert!(!target.in_service(at(9), "test", "t0:80"));
@@ -105,7 +105,7 @@ fn an_ejection_ends_by_itself_and_the_next_one_lasts_longer() {
     health.report(
         0,
         AttemptResult::GatewayFailure,
-        start + Duration::from_secs(11),
+        Millis::of(start + Duration::from_secs(11)),
     );
     assert!(!target.in_service(at(25), "test", "t0:80"));
     assert!(target.in_service(at(26), "test", "t0:80"));
@@ -123,7 +123,7 @@ fn no_more_than_the_ejected_share_leaves_service_but_always_one_may() {
     let (health, _) = health(&checked(3, passive, 0), &metrics);
     let now = Instant::now();
     for index in 0..3 {
-        health.report(index, AttemptResult::Status(500), now);
+        health.report(index, AttemptResult::Status(500), Millis::of(now));
     }
     assert_eq!(in_service(&health), [1, 2]);
 }
@@ -138,11 +138,11 @@ fn below_the_panic_threshold_every_target_is_eligible() {
     };
     let (health, _) = health(&checked(4, passive, 50), &metrics);
     let now = Instant::now();
-    health.report(0, AttemptResult::Status(500), now);
-    health.report(1, AttemptResult::Status(500), now);
+    health.report(0, AttemptResult::Status(500), Millis::of(now));
+    health.report(1, AttemptResult::Status(500), Millis::of(now));
     // Two of four in service: 50%, not below the threshold.
     assert_eq!(in_service(&health), [2, 3]);
-    health.report(2, AttemptResult::Status(500), now);
+    health.report(2, AttemptResult::Status(500), Millis::of(now));
     assert_eq!(in_service(&health), [0, 1, 2, 3]);
 }
 
@@ -169,19 +169,19 @@ fn a_failure_ratio_over_an_interval_ejects() {
         } else {
             AttemptResult::Status(200)
         };
-        health.report(0, result, start);
+        health.report(0, result, Millis::of(start));
         // Target 1: only 4 failures of 12, below the ratio.
         let result = if i % 3 == 0 {
             AttemptResult::Status(500)
         } else {
             AttemptResult::Status(200)
         };
-        health.report(1, result, start);
+        health.report(1, result, Millis::of(start));
     }
     assert_eq!(in_service(&health), [0, 1]);
     let later = start + Duration::from_secs(10);
-    health.report(1, AttemptResult::Status(200), later);
-    health.report(0, AttemptResult::Status(200), later);
+    health.report(1, AttemptResult::Status(200), Millis::of(later));
+    health.report(0, AttemptResult::Status(200), Millis::of(later));
     assert_eq!(in_service(&health), [1]);
     assert_eq!(
         metrics
@@ -201,7 +201,7 @@ fn a_new_snapshot_keeps_the_state_of_the_targets_it_keeps() {
     };
     let config = checked(2, passive.clone(), 0);
     let (first, states) = health(&config, &metrics);
-    first.report(1, AttemptResult::Status(500), Instant::now());
+    first.report(1, AttemptResult::Status(500), Millis::of(Instant::now()));
     // The reload drops t0 and adds t2; t1 stays ejected.
     let mut reloaded = checked(3, passive, 0);
     reloaded.targets.remove(0);
