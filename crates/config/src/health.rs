@@ -25,6 +25,10 @@ pub struct HealthChecksConfig {
     /// mode off.
     #[serde(default = "default_panic_threshold")]
     pub panic_threshold: u8,
+    /// With targets of several `priority` levels: the next level joins the ones before it while
+    /// fewer than this percentage of their targets are in service.
+    #[serde(default = "default_failover_threshold")]
+    pub failover_threshold: u8,
 }
 
 impl Default for HealthChecksConfig {
@@ -33,12 +37,17 @@ impl Default for HealthChecksConfig {
             active: None,
             passive: None,
             panic_threshold: default_panic_threshold(),
+            failover_threshold: default_failover_threshold(),
         }
     }
 }
 
 fn default_panic_threshold() -> u8 {
     50
+}
+
+fn default_failover_threshold() -> u8 {
+    70
 }
 
 /// Background probes of every target.
@@ -286,6 +295,12 @@ impl HealthChecksConfig {
                 "must be a percentage, 0 to 100",
             ));
         }
+        if self.failover_threshold > 100 {
+            errors.push(FieldError::new(
+                format!("{at}.failover_threshold"),
+                "must be a percentage, 0 to 100",
+            ));
+        }
         if let Some(active) = &self.active {
             active.validate_into(&format!("{at}.active"), errors);
         }
@@ -369,6 +384,7 @@ mod tests {
     fn out_of_range_values_name_their_fields() {
         let config = HealthChecksConfig {
             active: None,
+            failover_threshold: 70,
             panic_threshold: 101,
             passive: Some(PassiveHealthConfig {
                 consecutive_5xx: 0,

@@ -101,6 +101,14 @@ pub struct TargetConfig {
     /// Relative share of requests (1 to 10000).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Its priority level: 0 (the default) is the first; a higher level gets traffic only while the
+    /// levels before it have too few targets in service (`health_checks.failover_threshold`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 fn default_weight() -> u32 {

@@ -23,6 +23,7 @@ pub fn upstream_status(snapshot: &Snapshot) -> Value {
                     let ejected = status.ejected_for_ms.is_some();
                     json!({
                         "address": &*address,
+                        "priority": upstream.health.priority(index),
                         "healthy": !ejected && !status.probed_down,
                         "ejected": ejected,
                         "ejected_for_ms": status.ejected_for_ms,

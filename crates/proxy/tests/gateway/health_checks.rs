@@ -284,3 +284,38 @@ async fn tcp_probes_find_a_dead_port_and_a_reload_keeps_the_probe_running() {
     let statuses = load(gw.addr("main"), 1, 4).await;
     assert!(statuses.contains(&502), "{statuses:?}");
 }
+
+#[tokio::test]
+async fn a_backup_level_takes_traffic_only_while_the_first_is_down() {
+    let primary = Target::start(local(free_port())).await;
+    let backup = Target::start(local(free_port())).await;
+    let yaml = format!(
+        "workers: 1\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
+         admin: {{ address: \"127.0.0.1:0\" }}\n\
+         upstreams:\n  - id: pool\n    targets: [{{ address: \"{}\" }}, {{ address: \"{}\", priority: 1 }}]\n\
+         \x20   health_checks: {{ active: {{ path: /healthz, interval: 100ms, healthy_threshold: 1, unhealthy_threshold: 1 }}, panic_threshold: 0 }}\n\
+         routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool }}\n",
+        primary.address(),
+        backup.address()
+    );
+    let gw = TestGateway::start(&yaml);
+    let addr = gw.addr("main");
+    load(addr, 1, 20).await;
+    assert_eq!(backup.requests.load(Ordering::SeqCst), 0);
+    assert_eq!(primary.requests.load(Ordering::SeqCst), 20);
+    primary.status.store(503, Ordering::SeqCst);
+    eventually("the primary marked down", || {
+        healthy(&gw, &primary.address()) == Some(false)
+    })
+    .await;
+    let statuses = load(addr, 1, 20).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(backup.requests.load(Ordering::SeqCst), 20);
+    primary.status.store(200, Ordering::SeqCst);
+    eventually("the primary back", || {
+        healthy(&gw, &primary.address()) == Some(true)
+    })
+    .await;
+    load(addr, 1, 20).await;
+    assert_eq!(backup.requests.load(Ordering::SeqCst), 20);
+}

@@ -13,6 +13,7 @@ pub(crate) fn targets(list: &[(&str, u32)]) -> Vec<TargetConfig> {
         .map(|&(address, weight)| TargetConfig {
             address: address.to_owned(),
             weight,
+            priority: 0,
         })
         .collect()
 }

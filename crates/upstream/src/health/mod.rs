@@ -32,6 +32,9 @@ pub struct UpstreamHealth {
     policy: Option<OutlierPolicy>,
     /// Whether active probes run for these targets.
     probed: bool,
+    /// Each target's priority level, when they are not all 0.
+    priorities: Option<Box<[u32]>>,
+    failover_threshold: u8,
     panic_threshold: u8,
 }
 
@@ -41,6 +44,14 @@ pub enum Eligible {
     All,
     /// Only those in service at this time.
     InService(Millis),
+    /// Only those of a priority level up to `max_priority`, and of those only the ones in service at
+    /// `now` when it is given.
+    Levels {
+        /// The last priority level that takes traffic.
+        max_priority: u32,
+        /// When some target is out of service: the time to judge them at.
+        now: Option<Millis>,
+    },
 }
 
 impl UpstreamHealth {
@@ -86,6 +97,12 @@ impl UpstreamHealth {
                 .as_ref()
                 .map(OutlierPolicy::from),
             probed: config.health_checks.active.is_some(),
+            priorities: config
+                .targets
+                .iter()
+                .any(|t| t.priority != 0)
+                .then(|| config.targets.iter().map(|t| t.priority).collect()),
+            failover_threshold: config.health_checks.failover_threshold,
             panic_threshold: config.health_checks.panic_threshold,
         }
     }
@@ -115,10 +132,47 @@ impl UpstreamHealth {
     /// service; reads the clock only when one is ejected.
     #[inline]
     pub fn eligible(&self) -> Eligible {
+        if let Some(priorities) = &self.priorities {
+            return self.eligible_levels(priorities);
+        }
         if !self.is_checked() || !self.targets.iter().any(|t| t.marked_out()) {
             return Eligible::All;
         }
         self.eligible_at(Millis::now())
+    }
+
+    /// [`Self::eligible`] with priority levels: the first level, and each next one while the levels
+    /// taken so far have fewer than `failover_threshold` of their targets in service; every target
+    /// below the panic threshold.
+    fn eligible_levels(&self, priorities: &[u32]) -> Eligible {
+        let now =
+            (self.is_checked() && self.targets.iter().any(|t| t.marked_out())).then(Millis::now);
+        let in_service = |i: usize| {
+            now.is_none_or(|now| {
+                self.targets[i].in_service(now, &self.upstream, &self.addresses[i])
+            })
+        };
+        let total = self.targets.len();
+        let healthy_all = (0..total).filter(|&i| in_service(i)).count();
+        if healthy_all * 100 < usize::from(self.panic_threshold) * total {
+            return Eligible::All;
+        }
+        let mut levels: Vec<u32> = priorities.to_vec();
+        levels.sort_unstable();
+        levels.dedup();
+        let (mut taken, mut healthy) = (0usize, 0usize);
+        let mut max_priority = levels.last().copied().unwrap_or(0);
+        for level in levels {
+            for i in (0..total).filter(|&i| priorities[i] == level) {
+                taken += 1;
+                healthy += usize::from(in_service(i));
+            }
+            if healthy * 100 >= usize::from(self.failover_threshold) * taken {
+                max_priority = level;
+                break;
+            }
+        }
+        Eligible::Levels { max_priority, now }
     }
 
     /// [`Self::eligible`] with a target ejected: counts those in service at `now` and goes into panic
@@ -147,6 +201,20 @@ impl UpstreamHealth {
                 .targets
                 .get(index)
                 .is_some_and(|t| t.in_service(*now, &self.upstream, &self.addresses[index])),
+            Eligible::Levels { max_priority, now } => {
+                let level = self
+                    .priorities
+                    .as_ref()
+                    .and_then(|p| p.get(index))
+                    .copied()
+                    .unwrap_or(0);
+                level <= *max_priority
+                    && self.targets.get(index).is_some_and(|t| {
+                        now.is_none_or(|now| {
+                            t.in_service(now, &self.upstream, &self.addresses[index])
+                        })
+                    })
+            }
         }
     }
 
@@ -170,6 +238,15 @@ impl UpstreamHealth {
     /// Each target's load (in flight, latency), indexed like the targets, for the balancer.
     pub fn loads(&self) -> Vec<Arc<crate::load::TargetLoad>> {
         self.targets.iter().map(|t| t.load.clone()).collect()
+    }
+
+    /// Target `index`'s priority level.
+    pub fn priority(&self, index: usize) -> u32 {
+        self.priorities
+            .as_ref()
+            .and_then(|p| p.get(index))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Each target's address and health at `now`, in configuration order.

@@ -16,6 +16,7 @@ fn checked(targets: usize, passive: PassiveHealthConfig, panic_threshold: u8) ->
         active: None,
         passive: Some(passive),
         panic_threshold,
+        failover_threshold: 70,
     };
     config
 }
@@ -261,4 +262,24 @@ fn probes_take_a_target_out_after_the_unhealthy_threshold_and_back_after_the_hea
     let status = target.status(Millis::now());
     assert!(!status.probed_down);
     assert!(status.last_probe.is_some_and(|(_, passed)| passed));
+}
+
+#[test]
+fn a_lower_priority_level_joins_only_while_the_first_has_too_few_in_service() {
+    let metrics = Metrics::new(1);
+    let passive = PassiveHealthConfig {
+        consecutive_5xx: 1,
+        max_ejected_percent: 100,
+        ..PassiveHealthConfig::default()
+    };
+    let mut config = checked(4, passive, 0);
+    // Targets 0-2 first; 3 the backup.
+    config.targets[3].priority = 1;
+    let (health, _) = health(&config, &metrics);
+    assert_eq!(in_service(&health), [0, 1, 2]);
+    assert_eq!(health.priority(3), 1);
+    let now = Millis::now();
+    // One of three out: 67% in service, under the 70% failover threshold, so the backup joins.
+    health.report(0, AttemptResult::Status(500), now);
+    assert_eq!(in_service(&health), [1, 2, 3]);
 }
