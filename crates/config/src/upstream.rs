@@ -48,6 +48,10 @@ pub struct UpstreamConfig {
     /// How the `ewma` balancer's latency estimate moves.
     #[serde(default)]
     pub ewma: EwmaConfig,
+    /// Ramps a target added by a reload, or back in service after an ejection or failed probes, up
+    /// to its full share over a window. Absent: full share at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<SlowStartConfig>,
     /// Limits past which requests get 503 at once, and the breaker that opens on failures. Absent:
     /// none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,6 +64,29 @@ fn default_connect_timeout() -> HumanDuration {
 
 fn default_read_timeout() -> HumanDuration {
     HumanDuration::from_secs(60)
+}
+
+/// Slow start (Envoy's `slow_start_config`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlowStartConfig {
+    /// How long a target takes to reach its full share.
+    pub window: HumanDuration,
+    /// How the share grows over the window: 1 is linear, above 1 faster at first, below 1 slower.
+    /// The share is `(time in service / window) ^ (1 / aggression)`.
+    #[serde(default = "default_aggression")]
+    pub aggression: f64,
+    /// The share a target starts at, as a percentage of its full share.
+    #[serde(default = "default_min_weight_percent")]
+    pub min_weight_percent: u8,
+}
+
+fn default_aggression() -> f64 {
+    1.0
+}
+
+fn default_min_weight_percent() -> u8 {
+    10
 }
 
 /// The `ewma` balancer's latency estimate.

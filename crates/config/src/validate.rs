@@ -214,6 +214,26 @@ impl Config {
                     "must be greater than zero",
                 ));
             }
+            if let Some(slow) = &upstream.slow_start {
+                if slow.window.get().is_zero() {
+                    errors.push(FieldError::new(
+                        format!("{at}.slow_start.window"),
+                        "must be greater than zero",
+                    ));
+                }
+                if !(slow.aggression > 0.0 && slow.aggression.is_finite()) {
+                    errors.push(FieldError::new(
+                        format!("{at}.slow_start.aggression"),
+                        "must be a number above 0",
+                    ));
+                }
+                if slow.min_weight_percent > 100 {
+                    errors.push(FieldError::new(
+                        format!("{at}.slow_start.min_weight_percent"),
+                        "must be a percentage, 0 to 100",
+                    ));
+                }
+            }
             if let Some(breaker) = &upstream.circuit_breaker {
                 breaker.validate_into(&format!("{at}.circuit_breaker"), errors);
             }

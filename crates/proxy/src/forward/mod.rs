@@ -33,6 +33,7 @@ use crate::request_state::UpstreamUsed;
 use crate::response_body::ResponseBody;
 use crate::snapshot::{RouteRuntime, UpstreamRuntime};
 use crate::upstream::failure::{AttemptFailure, FailureClass};
+use crate::upstream::WorkerPools;
 use crate::worker_ctx::WorkerCtx;
 
 /// Picks a target, sends the request (on a pooled connection when one is ready), and returns the upstream's
@@ -352,32 +353,44 @@ fn pick(
     path: &str,
     avoid: Option<usize>,
 ) -> Result<Picked, ProxyError> {
-    let pools = &ctx.pools;
     let context = PickContext {
         worker: ctx.index,
         headers,
         path,
         client_ip: None,
     };
+    let index = pick_index(&ctx.pools, upstream, &context, avoid)?;
+    Ok(Picked {
+        index,
+        in_flight: upstream.balancer.start(index),
+    })
+}
+
+/// The balancer's pick among the targets with room for a connection and in service, other than
+/// `avoid` when another may be picked. While targets ramp up (`slow_start`), a ramping target's pick
+/// stands with the probability of its share so far; when that turns every candidate down, the pick
+/// is made again without it, so slow start never refuses a request.
+fn pick_index(
+    pools: &WorkerPools,
+    upstream: &UpstreamRuntime,
+    context: &PickContext<'_>,
+    avoid: Option<usize>,
+) -> Result<usize, ProxyError> {
     let eligible = upstream.health.eligible();
+    let ramping = upstream.health.ramping();
     let usable =
         |i: usize| {
             upstream.targets.get(i).is_some_and(|t| {
                 pools.has_capacity(&t.pool_key, upstream.max_connections_per_target)
             }) && (matches!(eligible, Eligible::All) || upstream.health.allows(&eligible, i))
         };
-    let index = avoid
-        .and_then(|avoid| {
-            upstream
-                .balancer
-                .pick(&context, |i| i != avoid && usable(i))
-        })
-        .or_else(|| upstream.balancer.pick(&context, usable))
-        .ok_or(ProxyError::NoTarget)?;
-    Ok(Picked {
-        index,
-        in_flight: upstream.balancer.start(index),
-    })
+    let ramped = |i: usize| usable(i) && ramping.is_none_or(|now| upstream.health.admits(i, now));
+    let balancer = &upstream.balancer;
+    avoid
+        .and_then(|avoid| balancer.pick(context, |i| i != avoid && ramped(i)))
+        .or_else(|| balancer.pick(context, ramped))
+        .or_else(|| ramping.and_then(|_| balancer.pick(context, usable)))
+        .ok_or(ProxyError::NoTarget)
 }
 
 /// Picks the first target and shapes the request for it: hop-by-hop headers out, the gateway's
@@ -395,22 +408,13 @@ fn prepare<'a>(
     plugins: Option<&RequestCtx>,
     target_used: &mut Option<Arc<str>>,
 ) -> Result<(Picked, Outgoing<'a>), ProxyError> {
-    let pools = &ctx.pools;
     let pick_context = PickContext {
         worker: ctx.index,
         headers: req.headers(),
         path: req.uri().path(),
         client_ip: Some(conn.client.ip()),
     };
-    let eligible = upstream.health.eligible();
-    let index = upstream
-        .balancer
-        .pick(&pick_context, |i| {
-            upstream.targets.get(i).is_some_and(|t| {
-                pools.has_capacity(&t.pool_key, upstream.max_connections_per_target)
-            }) && (matches!(eligible, Eligible::All) || upstream.health.allows(&eligible, i))
-        })
-        .ok_or(ProxyError::NoTarget)?;
+    let index = pick_index(&ctx.pools, upstream, &pick_context, None)?;
     let target = upstream.targets.get(index).ok_or(ProxyError::NoTarget)?;
     *target_used = Some(target.address.clone());
     let in_flight = upstream.balancer.start(index);

@@ -132,3 +132,53 @@ async fn requests_in_flight_are_counted_across_a_reload() {
     }
     assert_eq!(held.await.unwrap().unwrap().status, 200);
 }
+
+#[tokio::test]
+async fn a_target_added_by_a_reload_ramps_up_to_its_share() {
+    let a = MockUpstream::http("a").await;
+    let b = MockUpstream::http("b").await;
+    let c = MockUpstream::http("c").await;
+    let yaml = |targets: &[String]| {
+        let targets: Vec<String> = targets
+            .iter()
+            .map(|t| format!("{{ address: \"{t}\" }}"))
+            .collect();
+        format!(
+            "workers: 1\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
+             admin: {{ address: \"127.0.0.1:0\" }}\n\
+             upstreams:\n  - {{ id: pool, balancer: random, slow_start: {{ window: 5s, min_weight_percent: 5 }}, targets: [{}] }}\n\
+             routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool }}\n",
+            targets.join(", ")
+        )
+    };
+    // The targets of the first configuration take their full share at once.
+    let mut gw = TestGateway::start(&yaml(&[a.address(), b.address()]));
+    let addr = gw.addr("main");
+    for _ in 0..200 {
+        assert_eq!(send(addr, Proto::H1, get("/x")).await.unwrap().status, 200);
+    }
+    assert!(
+        a.requests() > 60 && b.requests() > 60,
+        "{} {}",
+        a.requests(),
+        b.requests()
+    );
+    gw.reload(&yaml(&[a.address(), b.address(), c.address()]))
+        .unwrap();
+    // Right after the reload the new target gets a small share (its full one would be a third).
+    for _ in 0..200 {
+        assert_eq!(send(addr, Proto::H1, get("/x")).await.unwrap().status, 200);
+    }
+    let early = c.requests();
+    assert!(early < 40, "the new target got {early} of 200 at once");
+    // After the window, its full share.
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
+    for _ in 0..300 {
+        send(addr, Proto::H1, get("/x")).await.unwrap();
+    }
+    let late = c.requests() - early;
+    assert!(
+        late > 70,
+        "the new target got {late} of 300 after its slow start"
+    );
+}

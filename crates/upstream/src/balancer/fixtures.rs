@@ -35,6 +35,7 @@ pub(crate) fn upstream(balancer: Balancer, list: &[(&str, u32)]) -> UpstreamConf
         health_checks: Default::default(),
         circuit_breaker: None,
         ewma: Default::default(),
+        slow_start: None,
     }
 }
 

@@ -35,7 +35,15 @@ pub struct UpstreamHealth {
     /// Each target's priority level, when they are not all 0.
     priorities: Option<Box<[u32]>>,
     failover_threshold: u8,
+    slow_start: Option<SlowStart>,
     panic_threshold: u8,
+}
+
+/// `slow_start`, in the form picks read it.
+struct SlowStart {
+    window_ms: u64,
+    aggression: f64,
+    min_share: f64,
 }
 
 /// Which targets a pick may choose from.
@@ -72,13 +80,22 @@ impl UpstreamHealth {
             .iter()
             .map(|t| Arc::from(t.address.as_str()))
             .collect();
+        // Targets of the first configuration start at full share; those a reload adds ramp up.
+        let reload = !previous.is_empty();
+        let now = Millis::now();
         let targets = addresses
             .iter()
             .map(|address| {
                 let key = (upstream.clone(), address.clone());
                 let state = match previous.get(&key) {
                     Some(state) => state.clone(),
-                    None => Arc::new(TargetHealth::new(metrics.target(&upstream, address))),
+                    None => {
+                        let state = Arc::new(TargetHealth::new(metrics.target(&upstream, address)));
+                        if reload {
+                            state.joined_at(now);
+                        }
+                        state
+                    }
                 };
                 next.insert(key, state.clone());
                 state
@@ -103,6 +120,11 @@ impl UpstreamHealth {
                 .any(|t| t.priority != 0)
                 .then(|| config.targets.iter().map(|t| t.priority).collect()),
             failover_threshold: config.health_checks.failover_threshold,
+            slow_start: config.slow_start.map(|s| SlowStart {
+                window_ms: u64::try_from(s.window.get().as_millis()).unwrap_or(u64::MAX),
+                aggression: s.aggression,
+                min_share: f64::from(s.min_weight_percent) / 100.0,
+            }),
             panic_threshold: config.health_checks.panic_threshold,
         }
     }
@@ -238,6 +260,37 @@ impl UpstreamHealth {
     /// Each target's load (in flight, latency), indexed like the targets, for the balancer.
     pub fn loads(&self) -> Vec<Arc<crate::load::TargetLoad>> {
         self.targets.iter().map(|t| t.load.clone()).collect()
+    }
+
+    /// When some target is in its slow start: the time to judge shares at. One load per target
+    /// otherwise, and no clock.
+    #[inline]
+    pub fn ramping(&self) -> Option<Millis> {
+        self.slow_start.as_ref()?;
+        self.targets
+            .iter()
+            .any(|t| t.joined().is_some())
+            .then(Millis::now)
+    }
+
+    /// Whether a pick of target `index` stands, at `now` while targets ramp: a target in its slow
+    /// start is kept with a probability of its share so far, so over many picks it gets that share
+    /// of its weight (another target is picked instead).
+    pub fn admits(&self, index: usize, now: Millis) -> bool {
+        let (Some(slow), Some(target)) = (&self.slow_start, self.targets.get(index)) else {
+            return true;
+        };
+        let Some(joined) = target.joined() else {
+            return true;
+        };
+        let elapsed = now.0.saturating_sub(joined.0);
+        if elapsed >= slow.window_ms {
+            target.ramped();
+            return true;
+        }
+        let progress = elapsed as f64 / slow.window_ms as f64;
+        let share = progress.powf(1.0 / slow.aggression).max(slow.min_share);
+        fastrand::f64() < share
     }
 
     /// Target `index`'s priority level.

@@ -62,6 +62,9 @@ pub struct TargetHealth {
     last_probe_passed: AtomicBool,
     /// The target's requests in flight and latency, which its balancers read.
     pub load: Arc<crate::load::TargetLoad>,
+    /// When the target (re)joined service, in [`Millis`] plus one, while its slow start may still
+    /// run; 0 otherwise.
+    joined: AtomicU64,
     metrics: Arc<TargetMetrics>,
 }
 
@@ -84,6 +87,7 @@ impl TargetHealth {
             last_probe: AtomicU64::new(0),
             last_probe_passed: AtomicBool::new(false),
             load: Arc::default(),
+            joined: AtomicU64::new(0),
             metrics,
         }
     }
@@ -93,6 +97,26 @@ impl TargetHealth {
     #[inline]
     pub(crate) fn marked_out(&self) -> bool {
         self.ejected_until.load(Relaxed) != 0 || self.probed_down.load(Relaxed)
+    }
+
+    /// Notes that the target (re)joined service at `now`: slow start ramps it from here.
+    pub(crate) fn joined_at(&self, now: Millis) {
+        self.joined.store(now.0.saturating_add(1), Relaxed);
+    }
+
+    /// When the target (re)joined service, while that may still be within a slow start; `None`
+    /// once it is known to be past (one load while nothing is ramping).
+    #[inline]
+    pub(crate) fn joined(&self) -> Option<Millis> {
+        match self.joined.load(Relaxed) {
+            0 => None,
+            at => Some(Millis(at - 1)),
+        }
+    }
+
+    /// Forgets when the target joined, its slow start being over.
+    pub(crate) fn ramped(&self) {
+        self.joined.store(0, Relaxed);
     }
 
     /// Puts a target whose upstream no longer probes it back in service as far as probes go: a
@@ -136,6 +160,7 @@ impl TargetHealth {
         let down = self.probed_down.load(Relaxed);
         if passed && down && streak >= healthy {
             self.probed_down.store(false, Relaxed);
+            self.joined_at(now);
             self.metrics
                 .set_healthy(self.ejected_until.load(Relaxed) == 0);
             tracing::info!(upstream, target = address, "target passes its probes again");
@@ -170,6 +195,7 @@ impl TargetHealth {
             .is_ok()
         {
             self.last_change.store(now.0, Relaxed);
+            self.joined_at(now);
             self.consecutive_5xx.store(0, Relaxed);
             self.consecutive_gateway.store(0, Relaxed);
             self.metrics.set_healthy(!self.probed_down.load(Relaxed));

@@ -283,3 +283,40 @@ fn a_lower_priority_level_joins_only_while_the_first_has_too_few_in_service() {
     health.report(0, AttemptResult::Status(500), now);
     assert_eq!(in_service(&health), [1, 2, 3]);
 }
+
+#[test]
+fn a_ramping_target_is_admitted_by_its_share_and_fully_after_the_window() {
+    let metrics = Metrics::new(1);
+    let mut config = upstream(
+        floodgate_config::Balancer::Random,
+        &[("a:1", 1), ("b:1", 1)],
+    );
+    config.slow_start = Some(floodgate_config::SlowStartConfig {
+        window: HumanDuration::from_secs(10),
+        aggression: 1.0,
+        min_weight_percent: 10,
+    });
+    // A reload: `previous` knows `a`, so `b` is new and ramps.
+    let (first, states) = health(&config, &metrics);
+    assert!(
+        first.ramping().is_none(),
+        "the first configuration does not ramp"
+    );
+    let mut next = HealthStates::new();
+    let mut reloaded = config.clone();
+    reloaded.targets[1].address = "c:1".into();
+    let mut kept = HealthStates::new();
+    kept.insert(
+        (Arc::from("test"), Arc::from("a:1")),
+        states[&(Arc::from("test"), Arc::from("a:1"))].clone(),
+    );
+    let second = UpstreamHealth::new(&reloaded, &kept, &mut next, &metrics);
+    let now = second.ramping().expect("c ramps");
+    let admitted = (0..2000).filter(|_| second.admits(1, now)).count();
+    // About 10% (the floor) at the start.
+    assert!((100..320).contains(&admitted), "{admitted}");
+    assert_eq!((0..100).filter(|_| second.admits(0, now)).count(), 100);
+    let later = Millis(now.0 + 10_000);
+    assert!(second.admits(1, later));
+    assert!(second.ramping().is_none(), "past its window, nothing ramps");
+}
