@@ -39,7 +39,8 @@ fn empty_config() -> Config {
     }
 }
 
-const TOP_LEVEL_FIELDS: &[&str] = &[
+/// The sections a configuration file may have at its top level.
+pub const TOP_LEVEL_FIELDS: &[&str] = &[
     "workers",
     "shutdown_timeout",
     "listeners",

@@ -10,22 +10,6 @@ use floodgate_observe::Metrics;
 use floodgate_proxy::{BuildInputs, Snapshot};
 use serde_json::{json, Value};
 
-const TOP_LEVEL: &[&str] = &[
-    "workers",
-    "shutdown_timeout",
-    "listeners",
-    "admin",
-    "limits",
-    "timeouts",
-    "http2",
-    "access_log",
-    "upstreams",
-    "routes",
-    "consumers",
-    "global_plugins",
-    "real_ip",
-];
-
 /// A route's fields: an example of only these is a route's (`headers` is a route field before it is
 /// a plugin).
 const ROUTE_FIELDS: &[&str] = &[
@@ -93,7 +77,10 @@ fn completed(block: &Value) -> Value {
     let Value::Object(map) = block else {
         panic!("an example that is not a mapping: {block}");
     };
-    let mut config = if map.keys().all(|k| TOP_LEVEL.contains(&k.as_str())) {
+    let mut config = if map
+        .keys()
+        .all(|k| floodgate_config::TOP_LEVEL_FIELDS.contains(&k.as_str()))
+    {
         block.clone()
     } else if !map.keys().all(|k| ROUTE_FIELDS.contains(&k.as_str()))
         && map.keys().all(|k| {

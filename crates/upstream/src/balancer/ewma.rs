@@ -4,13 +4,10 @@ use std::sync::Arc;
 
 use floodgate_config::TargetConfig;
 
-use super::weights::{weights, WeightTable};
+use super::weights::{two_choices, weights, WeightTable};
 use crate::health::Nanos;
 use crate::in_flight::{InFlightCounters, InFlightGuard};
 use crate::load::{EwmaSettings, TargetLoad};
-
-/// Pairs drawn before scanning every target, as in `least_request.rs`.
-const DRAWS: usize = 4;
 
 /// Draws two distinct targets by weight and sends the request to the cheaper one, where a target's
 /// cost is its peak-EWMA latency times its requests in flight plus one, per unit of weight. A slow
@@ -69,21 +66,15 @@ impl Ewma {
             _ => {}
         }
         let now = Nanos::now().0;
-        for _ in 0..DRAWS {
-            let first = self.table.sample()?;
-            let second = self.table.sample_excluding(first)?;
-            match (eligible(first), eligible(second)) {
-                (true, true) => {
-                    return Some(if self.cost(second, now) < self.cost(first, now) {
-                        second
-                    } else {
-                        first
-                    })
-                }
-                (true, false) => return Some(first),
-                (false, true) => return Some(second),
-                (false, false) => {}
+        let cheaper = |a: usize, b: usize| {
+            if self.cost(b, now) < self.cost(a, now) {
+                b
+            } else {
+                a
             }
+        };
+        if let Some(target) = two_choices(&self.table, eligible, cheaper) {
+            return Some(target);
         }
         let len = self.table.len();
         let offset = fastrand::usize(0..len);

@@ -2,14 +2,11 @@
 
 use floodgate_config::TargetConfig;
 
-use super::weights::{weights, WeightTable};
+use super::weights::{two_choices, weights, WeightTable};
 use std::sync::Arc;
 
 use crate::in_flight::{InFlightCounters, InFlightGuard};
 use crate::load::TargetLoad;
-
-/// Pairs drawn before scanning every target, bounded for the same reason as in `random.rs`.
-const DRAWS: usize = 4;
 
 /// Power of two choices (Mitzenmacher, "The Power of Two Choices in Randomized Load Balancing", IEEE TPDS
 /// 2001): draw two distinct targets by weight and send the request to the less loaded one. Comparing two
@@ -48,15 +45,8 @@ impl LeastRequest {
             1 => return eligible(0).then_some(0),
             _ => {}
         }
-        for _ in 0..DRAWS {
-            let first = self.table.sample()?;
-            let second = self.table.sample_excluding(first)?;
-            match (eligible(first), eligible(second)) {
-                (true, true) => return Some(self.less_loaded(first, second)),
-                (true, false) => return Some(first),
-                (false, true) => return Some(second),
-                (false, false) => {}
-            }
+        if let Some(target) = two_choices(&self.table, eligible, |a, b| self.less_loaded(a, b)) {
+            return Some(target);
         }
         self.least_loaded_eligible(eligible)
     }

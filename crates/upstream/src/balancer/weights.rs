@@ -108,6 +108,31 @@ impl WeightTable {
     }
 }
 
+/// Pairs drawn before a caller scans every target: most of the weight being ineligible is rare, and
+/// bounded draws keep a pick O(1) otherwise.
+const DRAWS: usize = 4;
+
+/// The power of two choices: draws up to [`DRAWS`] pairs of distinct targets by weight; of a pair
+/// where both are eligible, `prefer(first, second)` picks; of a pair where one is, that one. `None`
+/// when no pair held an eligible target: the caller then looks at every target.
+pub(crate) fn two_choices(
+    table: &WeightTable,
+    eligible: &impl Fn(usize) -> bool,
+    prefer: impl Fn(usize, usize) -> usize,
+) -> Option<usize> {
+    for _ in 0..DRAWS {
+        let first = table.sample()?;
+        let second = table.sample_excluding(first)?;
+        match (eligible(first), eligible(second)) {
+            (true, true) => return Some(prefer(first, second)),
+            (true, false) => return Some(first),
+            (false, true) => return Some(second),
+            (false, false) => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
