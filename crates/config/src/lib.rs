@@ -45,8 +45,8 @@ pub use route::{DirectResponse, MethodOverride, RouteConfig};
 pub use size::ByteSize;
 pub use timeouts::TimeoutsConfig;
 pub use upstream::{
-    Balancer, EwmaConfig, HashOn, KeepaliveConfig, SlowStartConfig, TargetConfig, UpstreamConfig,
-    UpstreamProtocol, UpstreamTlsConfig,
+    Balancer, EwmaConfig, HashOn, KeepaliveConfig, LoadReportsConfig, SlowStartConfig,
+    TargetConfig, UpstreamConfig, UpstreamProtocol, UpstreamTlsConfig,
 };
 
 use schemars::JsonSchema;

@@ -48,6 +48,10 @@ pub struct UpstreamConfig {
     /// How the `ewma` balancer's latency estimate moves.
     #[serde(default)]
     pub ewma: EwmaConfig,
+    /// Shifts traffic by the load the targets report in ORCA's `endpoint-load-metrics` response
+    /// field. Absent: reports are not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_reports: Option<LoadReportsConfig>,
     /// Ramps a target added by a reload, or back in service after an ejection or failed probes, up
     /// to its full share over a window. Absent: full share at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +68,28 @@ fn default_connect_timeout() -> HumanDuration {
 
 fn default_read_timeout() -> HumanDuration {
     HumanDuration::from_secs(60)
+}
+
+/// Adaptive weights from the targets' load reports.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadReportsConfig {
+    /// The smoothing's time constant: reports arriving this far apart move a target's estimate about
+    /// two thirds of the way to the new value, closer ones less; no one report moves it more than half
+    /// way.
+    #[serde(default = "default_report_period")]
+    pub period: HumanDuration,
+    /// The least share a target keeps, as a percentage of its weight, however loaded it says it is.
+    #[serde(default = "default_report_min_weight")]
+    pub min_weight_percent: u8,
+}
+
+fn default_report_period() -> HumanDuration {
+    HumanDuration::from_secs(5)
+}
+
+fn default_report_min_weight() -> u8 {
+    10
 }
 
 /// Slow start (Envoy's `slow_start_config`).

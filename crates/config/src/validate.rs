@@ -214,6 +214,20 @@ impl Config {
                     "must be greater than zero",
                 ));
             }
+            if let Some(reports) = &upstream.load_reports {
+                if reports.period.get().is_zero() {
+                    errors.push(FieldError::new(
+                        format!("{at}.load_reports.period"),
+                        "must be greater than zero",
+                    ));
+                }
+                if !(1..=100).contains(&reports.min_weight_percent) {
+                    errors.push(FieldError::new(
+                        format!("{at}.load_reports.min_weight_percent"),
+                        "must be a percentage, 1 to 100: a target never goes to zero",
+                    ));
+                }
+            }
             if let Some(slow) = &upstream.slow_start {
                 if slow.window.get().is_zero() {
                     errors.push(FieldError::new(

@@ -17,6 +17,10 @@ pub struct TargetLoad {
     /// When `rtt_ns` was last updated, in nanoseconds on the health clock; 0: never (the default
     /// estimate applies).
     updated_ns: AtomicU64,
+    /// The smoothed utilization the target reports (0 to 1), as `f64` bits.
+    utilization: AtomicU64,
+    /// When the last report came, in nanoseconds on the health clock; 0: never.
+    reported_ns: AtomicU64,
 }
 
 impl Default for TargetLoad {
@@ -25,6 +29,8 @@ impl Default for TargetLoad {
             in_flight: Arc::new(Slot),
             rtt_ns: AtomicU64::new(0f64.to_bits()),
             updated_ns: AtomicU64::new(0),
+            utilization: AtomicU64::new(0f64.to_bits()),
+            reported_ns: AtomicU64::new(0),
         }
     }
 }
@@ -50,6 +56,27 @@ impl EwmaSettings {
 }
 
 impl TargetLoad {
+    /// The smoothed utilization the target reported (0 before any report).
+    pub fn utilization(&self) -> f64 {
+        f64::from_bits(self.utilization.load(Relaxed))
+    }
+
+    /// Counts a load report of `reported` (0 to 1) arriving at `now_ns`: the estimate moves toward it
+    /// by `1 - e^(-elapsed / period)`, never more than half way in one report.
+    pub fn report_utilization(&self, reported: f64, now_ns: u64, period_ns: f64) {
+        let reported = reported.clamp(0.0, 1.0);
+        let last = self.reported_ns.swap(now_ns.max(1), Relaxed);
+        let elapsed = if last == 0 {
+            period_ns
+        } else {
+            now_ns.saturating_sub(last) as f64
+        };
+        let step = (1.0 - (-elapsed / period_ns).exp()).min(0.5);
+        let current = self.utilization();
+        let next = current + (reported - current) * step;
+        self.utilization.store(next.to_bits(), Relaxed);
+    }
+
     /// Requests in flight to the target, all workers and snapshots together.
     pub fn in_flight(&self) -> usize {
         Arc::strong_count(&self.in_flight).saturating_sub(1)
@@ -118,6 +145,28 @@ mod tests {
         assert!(
             estimate < 100.0 * MS * 0.7 && estimate > 1.0 * MS,
             "{estimate}"
+        );
+    }
+
+    #[test]
+    fn one_report_moves_the_utilization_at_most_half_way() {
+        let load = TargetLoad::default();
+        let period = 1e9;
+        load.report_utilization(1.0, 5_000_000_000, period);
+        assert!((load.utilization() - 0.5).abs() < 1e-9);
+        // A report right after another barely moves it.
+        load.report_utilization(0.0, 5_001_000_000, period);
+        assert!(load.utilization() > 0.49);
+        // Reports over a few periods get there.
+        let mut now = 5_001_000_000u64;
+        for _ in 0..10 {
+            now += 1_000_000_000;
+            load.report_utilization(0.9, now, period);
+        }
+        assert!(
+            (load.utilization() - 0.9).abs() < 0.01,
+            "{}",
+            load.utilization()
         );
     }
 

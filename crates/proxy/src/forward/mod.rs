@@ -208,6 +208,15 @@ async fn attempts(
             Err(ExchangeError::Local(error)) => return Err(*error),
         };
         report_attempt(upstream, picked.index, &tried, sent_at);
+        if upstream.health.reads_load_reports() {
+            if let Ok(Answer::Response(response)) = &result {
+                if let Some(utilization) = load_report(response) {
+                    upstream
+                        .health
+                        .load_report(picked.index, utilization, Nanos::now());
+                }
+            }
+        }
         let wait = policy
             .filter(|_| attempt < policy.map_or(1, |p| p.attempts))
             .and_then(|p| {
@@ -306,6 +315,43 @@ fn report_attempt(upstream: &UpstreamRuntime, index: usize, tried: &Tried, sent_
     }
 }
 
+/// The utilization a response reports in ORCA's `endpoint-load-metrics` field, in its text form
+/// (`TEXT cpu_utilization=0.7, mem_utilization=0.4`, as Envoy and gRPC read it):
+/// `application_utilization` when it is there and above 0, else `cpu_utilization`.
+fn load_report(response: &Response<ResponseBody>) -> Option<f64> {
+    let value = match response.headers().get(ENDPOINT_LOAD_METRICS) {
+        Some(value) => value.as_bytes(),
+        None => response
+            .body()
+            .fields()
+            .upstream
+            .values(ENDPOINT_LOAD_METRICS)
+            .next()?,
+    };
+    parse_load_report(value)
+}
+
+const ENDPOINT_LOAD_METRICS: &str = "endpoint-load-metrics";
+
+fn parse_load_report(value: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    let metrics = text.strip_prefix("TEXT ")?;
+    let (mut cpu, mut application) = (None, None);
+    for pair in metrics.split(',') {
+        let (name, number) = pair.trim().split_once('=')?;
+        let number: f64 = number.trim().parse().ok().filter(|n: &f64| n.is_finite())?;
+        match name.trim() {
+            "cpu_utilization" => cpu = Some(number),
+            "application_utilization" => application = Some(number),
+            _ => {}
+        }
+    }
+    application
+        .filter(|u| *u > 0.0)
+        .or(cpu)
+        .map(|u| u.clamp(0.0, 1.0))
+}
+
 /// The last attempt's result as the forwarding's.
 fn finish(
     upstream: &UpstreamRuntime,
@@ -367,9 +413,9 @@ fn pick(
 }
 
 /// The balancer's pick among the targets with room for a connection and in service, other than
-/// `avoid` when another may be picked. While targets ramp up (`slow_start`), a ramping target's pick
-/// stands with the probability of its share so far; when that turns every candidate down, the pick
-/// is made again without it, so slow start never refuses a request.
+/// `avoid` when another may be picked. While targets ramp up (`slow_start`) or report their load
+/// (`load_reports`), a pick stands with the probability of its share; when that turns every candidate
+/// down, the pick is made again without it, so neither ever refuses a request.
 fn pick_index(
     pools: &WorkerPools,
     upstream: &UpstreamRuntime,
@@ -377,19 +423,24 @@ fn pick_index(
     avoid: Option<usize>,
 ) -> Result<usize, ProxyError> {
     let eligible = upstream.health.eligible();
-    let ramping = upstream.health.ramping();
+    let admission = upstream.health.admission();
     let usable =
         |i: usize| {
             upstream.targets.get(i).is_some_and(|t| {
                 pools.has_capacity(&t.pool_key, upstream.max_connections_per_target)
             }) && (matches!(eligible, Eligible::All) || upstream.health.allows(&eligible, i))
         };
-    let ramped = |i: usize| usable(i) && ramping.is_none_or(|now| upstream.health.admits(i, now));
+    let ramped = |i: usize| {
+        usable(i)
+            && admission
+                .as_ref()
+                .is_none_or(|admission| upstream.health.admits(i, admission))
+    };
     let balancer = &upstream.balancer;
     avoid
         .and_then(|avoid| balancer.pick(context, |i| i != avoid && ramped(i)))
         .or_else(|| balancer.pick(context, ramped))
-        .or_else(|| ramping.and_then(|_| balancer.pick(context, usable)))
+        .or_else(|| admission.and_then(|_| balancer.pick(context, usable)))
         .ok_or(ProxyError::NoTarget)
 }
 
@@ -507,5 +558,37 @@ impl Outgoing<'_> {
     fn take_parts(&mut self) -> http::request::Parts {
         let (empty, ()) = Request::new(()).into_parts();
         std::mem::replace(&mut self.parts, empty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_load_report;
+
+    #[test]
+    fn orca_text_reports_give_the_application_or_cpu_utilization() {
+        assert_eq!(
+            parse_load_report(b"TEXT cpu_utilization=0.7, mem_utilization=0.4"),
+            Some(0.7)
+        );
+        assert_eq!(
+            parse_load_report(b"TEXT cpu_utilization=0.7,application_utilization=0.2"),
+            Some(0.2)
+        );
+        assert_eq!(parse_load_report(b"TEXT cpu_utilization=3"), Some(1.0));
+        for bad in [
+            &b"JSON {\"cpu_utilization\": 0.5}"[..],
+            b"TEXT cpu_utilization=x",
+            b"TEXT cpu_utilization=NaN",
+            b"TEXT mem_utilization=0.4",
+            b"TEXT cpu_utilization",
+        ] {
+            assert_eq!(
+                parse_load_report(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

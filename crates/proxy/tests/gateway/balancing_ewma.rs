@@ -182,3 +182,67 @@ async fn a_target_added_by_a_reload_ramps_up_to_its_share() {
         "the new target got {late} of 300 after its slow start"
     );
 }
+
+/// A target that answers every request with `endpoint-load-metrics: TEXT cpu_utilization=<load>`.
+async fn target_reporting(load: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    std::future::ready(
+                        http::Response::builder()
+                            .header(
+                                "endpoint-load-metrics",
+                                format!("TEXT cpu_utilization={load}"),
+                            )
+                            .body(Full::new(Bytes::from_static(b"ok"))),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn load_reports_move_the_share_toward_the_idle_target_but_never_to_zero() {
+    let (busy, busy_count) = target_reporting("0.9").await;
+    let (idle, idle_count) = target_reporting("0.1").await;
+    let yaml = format!(
+        "workers: 1\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
+         admin: {{ address: \"127.0.0.1:0\" }}\n\
+         upstreams:\n  - {{ id: pool, balancer: random, load_reports: {{ period: 200ms, min_weight_percent: 5 }}, targets: [{{ address: \"{busy}\" }}, {{ address: \"{idle}\" }}] }}\n\
+         routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool }}\n"
+    );
+    let gw = TestGateway::start(&yaml);
+    let addr = gw.addr("main");
+    // A few periods of reports.
+    for _ in 0..10 {
+        for _ in 0..20 {
+            assert_eq!(send(addr, Proto::H1, get("/x")).await.unwrap().status, 200);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = (
+        busy_count.load(Ordering::SeqCst),
+        idle_count.load(Ordering::SeqCst),
+    );
+    for _ in 0..400 {
+        assert_eq!(send(addr, Proto::H1, get("/x")).await.unwrap().status, 200);
+    }
+    let busy_share = busy_count.load(Ordering::SeqCst) - before.0;
+    let idle_share = idle_count.load(Ordering::SeqCst) - before.1;
+    assert_eq!(busy_share + idle_share, 400);
+    // Headroom 0.1 against 0.9: about a tenth of the requests, and never none.
+    assert!(idle_share > 300, "{busy_share} busy, {idle_share} idle");
+    assert!(busy_share > 0, "the busy target never goes to zero");
+}

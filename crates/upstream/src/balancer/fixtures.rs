@@ -36,6 +36,7 @@ pub(crate) fn upstream(balancer: Balancer, list: &[(&str, u32)]) -> UpstreamConf
         circuit_breaker: None,
         ewma: Default::default(),
         slow_start: None,
+        load_reports: None,
     }
 }
 

@@ -36,6 +36,8 @@ pub struct UpstreamHealth {
     priorities: Option<Box<[u32]>>,
     failover_threshold: u8,
     slow_start: Option<SlowStart>,
+    /// `load_reports`: the smoothing period in nanoseconds and the least share a target keeps.
+    load_reports: Option<(f64, f64)>,
     panic_threshold: u8,
 }
 
@@ -44,6 +46,16 @@ struct SlowStart {
     window_ms: u64,
     aggression: f64,
     min_share: f64,
+}
+
+/// What turns a pick of some targets down, part of the time: slow start and load reports. A pick of
+/// a target stands with the product of its slow-start share and its headroom next to the upstream's
+/// most idle target.
+pub struct Admission {
+    /// While a target ramps up: the time to judge its share at.
+    now: Option<Millis>,
+    /// With load reports: the most headroom (1 - utilization) of any target.
+    max_headroom: Option<f64>,
 }
 
 /// Which targets a pick may choose from.
@@ -120,6 +132,12 @@ impl UpstreamHealth {
                 .any(|t| t.priority != 0)
                 .then(|| config.targets.iter().map(|t| t.priority).collect()),
             failover_threshold: config.health_checks.failover_threshold,
+            load_reports: config.load_reports.map(|r| {
+                (
+                    r.period.get().as_nanos() as f64,
+                    f64::from(r.min_weight_percent) / 100.0,
+                )
+            }),
             slow_start: config.slow_start.map(|s| SlowStart {
                 window_ms: u64::try_from(s.window.get().as_millis()).unwrap_or(u64::MAX),
                 aggression: s.aggression,
@@ -265,7 +283,7 @@ impl UpstreamHealth {
     /// When some target is in its slow start: the time to judge shares at. One load per target
     /// otherwise, and no clock.
     #[inline]
-    pub fn ramping(&self) -> Option<Millis> {
+    fn ramping(&self) -> Option<Millis> {
         self.slow_start.as_ref()?;
         self.targets
             .iter()
@@ -273,24 +291,60 @@ impl UpstreamHealth {
             .then(Millis::now)
     }
 
-    /// Whether a pick of target `index` stands, at `now` while targets ramp: a target in its slow
-    /// start is kept with a probability of its share so far, so over many picks it gets that share
-    /// of its weight (another target is picked instead).
-    pub fn admits(&self, index: usize, now: Millis) -> bool {
-        let (Some(slow), Some(target)) = (&self.slow_start, self.targets.get(index)) else {
+    /// What turns picks down part of the time, if anything does now (`None`: nothing, at the cost
+    /// of a field test, or one load per target when slow start is on).
+    #[inline]
+    pub fn admission(&self) -> Option<Admission> {
+        let now = self.ramping();
+        let max_headroom = self.load_reports.map(|(_, min)| {
+            self.targets
+                .iter()
+                .map(|t| self.headroom(t, min))
+                .fold(min, f64::max)
+        });
+        (now.is_some() || max_headroom.is_some()).then_some(Admission { now, max_headroom })
+    }
+
+    fn headroom(&self, target: &TargetHealth, min: f64) -> f64 {
+        (1.0 - target.load.utilization()).max(min)
+    }
+
+    /// Whether a pick of target `index` stands under `admission`: with the probability of its
+    /// slow-start share so far, times its headroom next to the most idle target's, so over many picks
+    /// it gets that share of its weight (another target is picked instead).
+    pub fn admits(&self, index: usize, admission: &Admission) -> bool {
+        let Some(target) = self.targets.get(index) else {
             return true;
         };
-        let Some(joined) = target.joined() else {
-            return true;
-        };
-        let elapsed = now.0.saturating_sub(joined.0);
-        if elapsed >= slow.window_ms {
-            target.ramped();
-            return true;
+        let mut chance = 1.0;
+        if let (Some(now), Some(slow)) = (admission.now, &self.slow_start) {
+            if let Some(joined) = target.joined() {
+                let elapsed = now.0.saturating_sub(joined.0);
+                if elapsed >= slow.window_ms {
+                    target.ramped();
+                } else {
+                    let progress = elapsed as f64 / slow.window_ms as f64;
+                    chance *= progress.powf(1.0 / slow.aggression).max(slow.min_share);
+                }
+            }
         }
-        let progress = elapsed as f64 / slow.window_ms as f64;
-        let share = progress.powf(1.0 / slow.aggression).max(slow.min_share);
-        fastrand::f64() < share
+        if let (Some(max), Some((_, min))) = (admission.max_headroom, self.load_reports) {
+            chance *= self.headroom(target, min) / max;
+        }
+        chance >= 1.0 || fastrand::f64() < chance
+    }
+
+    /// Whether the targets' load reports are read.
+    #[inline]
+    pub fn reads_load_reports(&self) -> bool {
+        self.load_reports.is_some()
+    }
+
+    /// Counts target `index`'s load report of `utilization` (0 to 1), arriving at `now`.
+    pub fn load_report(&self, index: usize, utilization: f64, now: Nanos) {
+        if let (Some((period, _)), Some(target)) = (self.load_reports, self.targets.get(index)) {
+            target.load.report_utilization(utilization, now.0, period);
+        }
     }
 
     /// Target `index`'s priority level.

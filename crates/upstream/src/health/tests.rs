@@ -311,12 +311,52 @@ fn a_ramping_target_is_admitted_by_its_share_and_fully_after_the_window() {
         states[&(Arc::from("test"), Arc::from("a:1"))].clone(),
     );
     let second = UpstreamHealth::new(&reloaded, &kept, &mut next, &metrics);
-    let now = second.ramping().expect("c ramps");
-    let admitted = (0..2000).filter(|_| second.admits(1, now)).count();
+    let admission = second.admission().expect("c ramps");
+    let admitted = (0..2000).filter(|_| second.admits(1, &admission)).count();
     // About 10% (the floor) at the start.
     assert!((100..320).contains(&admitted), "{admitted}");
-    assert_eq!((0..100).filter(|_| second.admits(0, now)).count(), 100);
-    let later = Millis(now.0 + 10_000);
-    assert!(second.admits(1, later));
-    assert!(second.ramping().is_none(), "past its window, nothing ramps");
+    assert_eq!(
+        (0..100).filter(|_| second.admits(0, &admission)).count(),
+        100
+    );
+    let later = Admission {
+        now: admission.now.map(|now| Millis(now.0 + 10_000)),
+        max_headroom: None,
+    };
+    assert!(second.admits(1, &later));
+    assert!(
+        second.admission().is_none(),
+        "past its window, nothing ramps"
+    );
+}
+
+#[test]
+fn a_loaded_target_keeps_a_share_by_its_headroom_and_never_none() {
+    let metrics = Metrics::new(1);
+    let mut config = upstream(
+        floodgate_config::Balancer::Random,
+        &[("a:1", 1), ("b:1", 1)],
+    );
+    config.load_reports = Some(floodgate_config::LoadReportsConfig {
+        period: HumanDuration::from_secs(1),
+        min_weight_percent: 10,
+    });
+    let (health, _) = health(&config, &metrics);
+    assert!(health.reads_load_reports());
+    // One report of full load moves `a` half way: it keeps half its share.
+    health.load_report(0, 1.0, Nanos::now());
+    let admission = health.admission().unwrap();
+    let a = (0..4000).filter(|_| health.admits(0, &admission)).count();
+    assert!((1700..2300).contains(&a), "{a}");
+    // However loaded, never below the floor.
+    for i in 1..20u64 {
+        health.load_report(0, 1.0, Nanos(Nanos::now().0 + i * 2_000_000_000));
+    }
+    let admission = health.admission().unwrap();
+    let a = (0..4000).filter(|_| health.admits(0, &admission)).count();
+    assert!((250..600).contains(&a), "{a}");
+    assert_eq!(
+        (0..100).filter(|_| health.admits(1, &admission)).count(),
+        100
+    );
 }
