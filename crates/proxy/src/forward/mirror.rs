@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 
 use floodgate_plugins::MirrorTo;
 use http::uri::PathAndQuery;
-use http::{header, Request};
+use http::{header, HeaderValue, Request};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 
 use super::exchange::{exchange, Answer};
 use super::{pick, Outgoing};
-use crate::headers::{clean_request_fields, client_host, scan};
+use crate::client_conn::ConnInfo;
+use crate::headers::{clean_request_fields, client_host, scan, Forwarded};
 use crate::request_body::{ClientBody, RequestBody};
 use crate::snapshot::{Snapshot, UpstreamRuntime};
 use crate::worker_ctx::WorkerCtx;
@@ -56,9 +57,11 @@ impl MirrorSlots {
 /// is not copied) to the mirror `to` names, from a task of its own, bounded by `timeout`.
 pub fn send_copy(
     ctx: &Rc<WorkerCtx>,
+    conn: &ConnInfo,
     snapshot: &Snapshot,
     to: &MirrorTo,
     req: &Request<ClientBody>,
+    request_id: &HeaderValue,
     timeout: Duration,
 ) {
     let Some(upstream) = snapshot.upstream(&to.upstream).cloned() else {
@@ -84,8 +87,19 @@ pub fn send_copy(
     parts.uri = req.uri().clone();
     parts.headers = req.headers().clone();
     let names = scan(&parts.headers);
+    let prior = names.forwarded_for;
     clean_request_fields(&mut parts.headers, names, false);
     parts.headers.remove(header::EXPECT);
+    // The copy carries the gateway's forwarding fields as the real request does, so a shadow
+    // service reads the same client address, never one the client wrote itself.
+    Forwarded {
+        client: &conn.client_ip_value,
+        prior,
+        tls: conn.tls,
+        host: client_host(req),
+        request_id,
+    }
+    .apply(&mut parts.headers);
     let host = client_host(req).unwrap_or_else(|| upstream.targets[picked.index].authority.clone());
     let path = parts
         .uri

@@ -217,7 +217,15 @@ fn serve<'a>(
                     return Err(ProxyError::BodyTooLarge);
                 }
                 if let Some(to) = used.plugins.as_ref().and_then(|p| p.mirror.as_ref()) {
-                    crate::forward::mirror::send_copy(ctx, snapshot, to, &req, route.timeout);
+                    crate::forward::mirror::send_copy(
+                        ctx,
+                        conn,
+                        snapshot,
+                        to,
+                        &req,
+                        client.request_id,
+                        route.timeout,
+                    );
                 }
                 // A plugin (`traffic-split`) may send the request to another upstream; validation
                 // made sure it exists.

@@ -115,3 +115,41 @@ async fn a_mirror_naming_an_unknown_upstream_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_copy_carries_the_gateways_forwarding_fields_not_the_clients() {
+    let main = MockUpstream::http("main").await;
+    let mut shadow = floodgate_testkit::ScriptedUpstream::start(|_| {
+        floodgate_testkit::Reply::new("HTTP/1.1 204 No Content\r\n\r\n")
+    })
+    .await;
+    let gw = TestGateway::start(&config(
+        &main.address(),
+        &shadow.address(),
+        "{ upstream_id: shadow }",
+    ));
+    let req = Request::get("/x")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .header("connection", "x-secret")
+        .header("x-secret", "hop")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = send(gw.addr("main"), Proto::H1, req).await.unwrap();
+    assert_eq!(res.status, 200);
+    let request_id = res.header("x-request-id").unwrap().to_string();
+    let copy = shadow.next_request().await;
+    assert_eq!(copy.header("x-forwarded-for"), Some("6.6.6.6, 127.0.0.1"));
+    assert_eq!(copy.header("x-forwarded-proto"), Some("http"));
+    assert_ne!(copy.header("x-forwarded-host"), Some("evil.example"));
+    assert_eq!(copy.header("x-request-id"), Some(request_id.as_str()));
+    assert_eq!(
+        copy.header("x-secret"),
+        None,
+        "hop-by-hop fields do not go on"
+    );
+    // The real request saw the same.
+    let echoed = res.json();
+    assert_eq!(echoed["headers"]["x-forwarded-for"], "6.6.6.6, 127.0.0.1");
+}
