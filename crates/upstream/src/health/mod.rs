@@ -34,6 +34,8 @@ pub struct UpstreamHealth {
     probed: bool,
     /// Each target's priority level, when they are not all 0.
     priorities: Option<Box<[u32]>>,
+    /// The distinct levels, in order: the first takes traffic first.
+    levels: Box<[u32]>,
     failover_threshold: u8,
     slow_start: Option<SlowStart>,
     /// `load_reports`: the smoothing period in nanoseconds and the least share a target keeps.
@@ -131,6 +133,12 @@ impl UpstreamHealth {
                 .iter()
                 .any(|t| t.priority != 0)
                 .then(|| config.targets.iter().map(|t| t.priority).collect()),
+            levels: {
+                let mut levels: Vec<u32> = config.targets.iter().map(|t| t.priority).collect();
+                levels.sort_unstable();
+                levels.dedup();
+                levels.into_boxed_slice()
+            },
             failover_threshold: config.health_checks.failover_threshold,
             load_reports: config.load_reports.map(|r| {
                 (
@@ -197,12 +205,9 @@ impl UpstreamHealth {
         if healthy_all * 100 < usize::from(self.panic_threshold) * total {
             return Eligible::All;
         }
-        let mut levels: Vec<u32> = priorities.to_vec();
-        levels.sort_unstable();
-        levels.dedup();
         let (mut taken, mut healthy) = (0usize, 0usize);
-        let mut max_priority = levels.last().copied().unwrap_or(0);
-        for level in levels {
+        let mut max_priority = self.levels.last().copied().unwrap_or(0);
+        for &level in self.levels.iter() {
             for i in (0..total).filter(|&i| priorities[i] == level) {
                 taken += 1;
                 healthy += usize::from(in_service(i));
