@@ -24,6 +24,7 @@ pub fn upstream_status(snapshot: &Snapshot) -> Value {
                     json!({
                         "address": &*address,
                         "priority": upstream.health.priority(index),
+                        "effective_weight": upstream.health.effective_weight(index, now),
                         "healthy": !ejected && !status.probed_down,
                         "ejected": ejected,
                         "ejected_for_ms": status.ejected_for_ms,

@@ -165,6 +165,16 @@ async fn a_target_added_by_a_reload_ramps_up_to_its_share() {
     );
     gw.reload(&yaml(&[a.address(), b.address(), c.address()]))
         .unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&gw.gateway().upstream_status_source()()).unwrap();
+    let ramping = status["upstreams"][0]["targets"][2]["effective_weight"]
+        .as_f64()
+        .unwrap();
+    assert!(ramping < 0.5, "{status}");
+    assert_eq!(
+        status["upstreams"][0]["targets"][0]["effective_weight"],
+        1.0
+    );
     // Right after the reload the new target gets a small share (its full one would be a third).
     for _ in 0..200 {
         assert_eq!(send(addr, Proto::H1, get("/x")).await.unwrap().status, 200);

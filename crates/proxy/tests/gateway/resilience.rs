@@ -382,6 +382,8 @@ async fn the_status_source_shows_each_targets_ejection_and_counts() {
     assert_eq!(status["upstreams"][0]["id"], "pool");
     assert_eq!(targets[0]["address"], good.address());
     assert_eq!(targets[0]["healthy"], true);
+    assert_eq!(targets[0]["effective_weight"], 1.0);
+    assert_eq!(targets[0]["priority"], 0);
     assert_eq!(targets[1]["address"], bad.address());
     assert_eq!(targets[1]["healthy"], false);
     assert_eq!(targets[1]["ejected"], true);

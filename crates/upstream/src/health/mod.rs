@@ -36,6 +36,8 @@ pub struct UpstreamHealth {
     priorities: Option<Box<[u32]>>,
     /// The distinct levels, in order: the first takes traffic first.
     levels: Box<[u32]>,
+    /// Each target's configured weight.
+    weights: Box<[u32]>,
     failover_threshold: u8,
     slow_start: Option<SlowStart>,
     /// `load_reports`: the smoothing period in nanoseconds and the least share a target keeps.
@@ -133,6 +135,7 @@ impl UpstreamHealth {
                 .iter()
                 .any(|t| t.priority != 0)
                 .then(|| config.targets.iter().map(|t| t.priority).collect()),
+            weights: config.targets.iter().map(|t| t.weight.max(1)).collect(),
             levels: {
                 let mut levels: Vec<u32> = config.targets.iter().map(|t| t.priority).collect();
                 levels.sort_unstable();
@@ -314,20 +317,32 @@ impl UpstreamHealth {
         (1.0 - target.load.utilization()).max(min)
     }
 
-    /// Whether a pick of target `index` stands under `admission`: with the probability of its
-    /// slow-start share so far, times its headroom next to the most idle target's, so over many picks
-    /// it gets that share of its weight (another target is picked instead).
-    pub fn admits(&self, index: usize, admission: &Admission) -> bool {
+    /// Target `index`'s weight as picks see it at `now`: its configured weight times its slow-start
+    /// share so far and its load reports' headroom next to the most idle target's.
+    pub fn effective_weight(&self, index: usize, now: Millis) -> f64 {
         let Some(target) = self.targets.get(index) else {
-            return true;
+            return 0.0;
         };
+        let weight = f64::from(self.weights.get(index).copied().unwrap_or(1));
+        let admission = Admission {
+            now: Some(now),
+            max_headroom: self.load_reports.map(|(_, min)| {
+                self.targets
+                    .iter()
+                    .map(|t| self.headroom(t, min))
+                    .fold(min, f64::max)
+            }),
+        };
+        weight * self.chance(target, &admission)
+    }
+
+    /// The probability a pick of `target` stands under `admission`.
+    fn chance(&self, target: &TargetHealth, admission: &Admission) -> f64 {
         let mut chance = 1.0;
         if let (Some(now), Some(slow)) = (admission.now, &self.slow_start) {
             if let Some(joined) = target.joined() {
                 let elapsed = now.0.saturating_sub(joined.0);
-                if elapsed >= slow.window_ms {
-                    target.ramped();
-                } else {
+                if elapsed < slow.window_ms {
                     let progress = elapsed as f64 / slow.window_ms as f64;
                     chance *= progress.powf(1.0 / slow.aggression).max(slow.min_share);
                 }
@@ -336,6 +351,25 @@ impl UpstreamHealth {
         if let (Some(max), Some((_, min))) = (admission.max_headroom, self.load_reports) {
             chance *= self.headroom(target, min) / max;
         }
+        chance
+    }
+
+    /// Whether a pick of target `index` stands under `admission`: with the probability of its
+    /// slow-start share so far, times its headroom next to the most idle target's, so over many picks
+    /// it gets that share of its weight (another target is picked instead).
+    pub fn admits(&self, index: usize, admission: &Admission) -> bool {
+        let Some(target) = self.targets.get(index) else {
+            return true;
+        };
+        if let (Some(now), Some(slow)) = (admission.now, &self.slow_start) {
+            if target
+                .joined()
+                .is_some_and(|joined| now.0.saturating_sub(joined.0) >= slow.window_ms)
+            {
+                target.ramped();
+            }
+        }
+        let chance = self.chance(target, admission);
         chance >= 1.0 || fastrand::f64() < chance
     }
 
