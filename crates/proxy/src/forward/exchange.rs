@@ -226,6 +226,9 @@ async fn send_h2(
     if let Some(forwarded) = outgoing.forwarded.take() {
         forwarded.apply(&mut parts.headers);
     }
+    // hyper keeps a request it sent, and a stream refused after that (`REFUSED_STREAM`) is one the
+    // upstream did not process: a copy of a bodiless request's head lets the route try it elsewhere.
+    let copy = (outgoing.may_retry && !outgoing.had_body).then(|| parts.clone());
     let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
     // HTTP/2 carries the host as :authority, built from the absolute URI.
     let uri = Uri::builder()
@@ -260,7 +263,10 @@ async fn send_h2(
                 outgoing.body = body;
             });
             if returned.is_none() {
-                outgoing.spent = true;
+                match copy {
+                    Some(copy) => outgoing.parts = copy,
+                    None => outgoing.spent = true,
+                }
             }
             Err((e.into_error(), returned.is_some()))
         }

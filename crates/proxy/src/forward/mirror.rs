@@ -115,6 +115,7 @@ pub fn send_copy(
         path,
         forwarded: None,
         spent: false,
+        may_retry: false,
     };
     let ctx = ctx.clone();
     tokio::task::spawn_local(copy(ctx, upstream, picked.index, outgoing, timeout));

@@ -156,6 +156,7 @@ async fn attempts(
         .as_ref()
         .filter(|p| p.attempts > 1 && p.allows_method(&outgoing.parts.method));
     let _active = policy.map(|_| upstream.retry_budget.active(ctx.index));
+    outgoing.may_retry = policy.is_some();
     // The breaker's place for this request, held until its response head (its body streams on
     // without it, as in Envoy, whose limit counts requests waiting for their answer).
     let _admitted = match &upstream.breaker {
@@ -531,6 +532,7 @@ fn prepare<'a>(
         path,
         forwarded: Some(forwarded),
         spent: false,
+        may_retry: false,
     };
     Ok((Picked { index, in_flight }, outgoing))
 }
@@ -551,6 +553,8 @@ struct Outgoing<'a> {
     /// An attempt kept the request (an HTTP/2 connection that did not hand it back): it cannot go
     /// again.
     spent: bool,
+    /// The route may try the request again: an HTTP/2 attempt keeps a copy of a bodiless head.
+    may_retry: bool,
 }
 
 impl Outgoing<'_> {

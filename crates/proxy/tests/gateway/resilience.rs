@@ -425,3 +425,49 @@ async fn an_attempt_past_its_per_try_timeout_is_tried_again_elsewhere_or_answere
     assert_eq!(res.json()["error"], "upstream timed out");
     assert_eq!(fetch(gw.addr("main"), get("/x")).await.status, 200);
 }
+
+/// An HTTP/2 target that refuses every stream (`RST_STREAM` with `REFUSED_STREAM`), counting them.
+async fn refusing_streams() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn a_refused_stream_is_retried_on_another_target_or_answered_502() {
+    let (refusing, refused) = refusing_streams().await;
+    let good = MockUpstream::http("good").await;
+    let targets = [refusing.to_string(), good.address()];
+    let upstream = "    protocol: http2";
+    let route = ", retries: { attempts: 2, retry_on: [refused_stream] }";
+    let gw = TestGateway::start(&config(&targets, upstream, route));
+    let addr = gw.addr("main");
+    for _ in 0..6 {
+        let res = fetch(addr, get("/x")).await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.json()["upstream"], "good");
+    }
+    assert!(refused.load(Ordering::SeqCst) >= 3);
+    drop(gw);
+    // Without retries, the refusal is the client's answer.
+    let gw = TestGateway::start(&config(&[refusing.to_string()], upstream, ""));
+    let res = fetch(gw.addr("main"), get("/x")).await;
+    assert_eq!(res.status, 502);
+    assert_eq!(res.json()["error"], "upstream connection failed");
+}
