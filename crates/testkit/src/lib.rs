@@ -10,6 +10,7 @@ pub mod certs;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod fn_upstream;
 pub mod gateway;
 pub mod jwt;
 pub mod scripted;
@@ -23,6 +24,7 @@ pub use client::{
 };
 pub use config::OneRoute;
 pub use connection::KeptConnection;
+pub use fn_upstream::FnUpstream;
 pub use gateway::{free_port, TestGateway};
 pub use scripted::{Reply, ScriptedRequest, ScriptedUpstream};
 pub use upstream::{grpc_health_server, MockUpstream};

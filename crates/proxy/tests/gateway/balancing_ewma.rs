@@ -1,41 +1,29 @@
 //! The `ewma` balancer against real targets of different speeds, and balancing state that outlives
 //! a reload.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use floodgate_testkit::{eventually, send, MockUpstream, Proto, TestGateway};
+use floodgate_testkit::{eventually, send, FnUpstream, MockUpstream, Proto, TestGateway};
 use http::Request;
 use http_body_util::Full;
 use tokio::task::JoinSet;
 
 /// A target that answers every request after `delay`, counting them.
-async fn target_with_delay(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+async fn target_with_delay(delay: Duration) -> (FnUpstream, Arc<AtomicUsize>) {
     let count = Arc::new(AtomicUsize::new(0));
     let seen = count.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    seen.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        tokio::time::sleep(delay).await;
-                        http::Response::builder().body(Full::new(Bytes::from_static(b"ok")))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
+    let target = FnUpstream::start(move |_req| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(delay).await;
+            http::Response::new(Full::new(Bytes::from_static(b"ok")))
         }
-    });
-    (addr, count)
+    })
+    .await;
+    (target, count)
 }
 
 fn config(balancer: &str, targets: &[String], route: &str) -> String {
@@ -61,7 +49,7 @@ async fn a_target_100ms_slower_than_two_others_gets_under_5_percent() {
     let (fast_a, a) = target_with_delay(Duration::ZERO).await;
     let (fast_b, b) = target_with_delay(Duration::ZERO).await;
     let (slow, s) = target_with_delay(Duration::from_millis(100)).await;
-    let targets = [fast_a.to_string(), fast_b.to_string(), slow.to_string()];
+    let targets = [fast_a.address(), fast_b.address(), slow.address()];
     let gw = TestGateway::start(&config("ewma", &targets, ""));
     let addr = gw.addr("main");
     let mut clients = JoinSet::new();
@@ -194,33 +182,20 @@ async fn a_target_added_by_a_reload_ramps_up_to_its_share() {
 }
 
 /// A target that answers every request with `endpoint-load-metrics: TEXT cpu_utilization=<load>`.
-async fn target_reporting(load: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+async fn target_reporting(load: &'static str) -> (FnUpstream, Arc<AtomicUsize>) {
     let count = Arc::new(AtomicUsize::new(0));
     let seen = count.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    seen.fetch_add(1, Ordering::SeqCst);
-                    std::future::ready(
-                        http::Response::builder()
-                            .header(
-                                "endpoint-load-metrics",
-                                format!("TEXT cpu_utilization={load}"),
-                            )
-                            .body(Full::new(Bytes::from_static(b"ok"))),
-                    )
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, count)
+    let target = FnUpstream::start(move |_req| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        let mut response = http::Response::new(Full::new(Bytes::from_static(b"ok")));
+        let report = format!("TEXT cpu_utilization={load}");
+        response
+            .headers_mut()
+            .insert("endpoint-load-metrics", report.parse().unwrap());
+        std::future::ready(response)
+    })
+    .await;
+    (target, count)
 }
 
 #[tokio::test]
@@ -230,8 +205,10 @@ async fn load_reports_move_the_share_toward_the_idle_target_but_never_to_zero() 
     let yaml = format!(
         "workers: 1\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
          admin: {{ address: \"127.0.0.1:0\" }}\n\
-         upstreams:\n  - {{ id: pool, balancer: random, load_reports: {{ period: 200ms, min_weight_percent: 5 }}, targets: [{{ address: \"{busy}\" }}, {{ address: \"{idle}\" }}] }}\n\
-         routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool }}\n"
+         upstreams:\n  - {{ id: pool, balancer: random, load_reports: {{ period: 200ms, min_weight_percent: 5 }}, targets: [{{ address: \"{}\" }}, {{ address: \"{}\" }}] }}\n\
+         routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool }}\n",
+        busy.address(),
+        idle.address()
     );
     let gw = TestGateway::start(&yaml);
     let addr = gw.addr("main");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use floodgate_testkit::{
-    eventually, free_port, send, MockUpstream, Proto, TestGateway, TestResponse,
+    eventually, free_port, send, FnUpstream, MockUpstream, Proto, TestGateway, TestResponse,
 };
 use http::Request;
 use http_body_util::Full;
@@ -38,35 +38,18 @@ fn metric(gw: &TestGateway, line_prefix: &str) -> Option<f64> {
 }
 
 /// A target answering every request with the status it is set to, counting requests.
-async fn switchable() -> (
-    SocketAddr,
-    Arc<AtomicU16>,
-    Arc<AtomicUsize>,
-    tokio::task::JoinHandle<()>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+async fn switchable() -> (FnUpstream, Arc<AtomicU16>, Arc<AtomicUsize>) {
     let status = Arc::new(AtomicU16::new(200));
     let count = Arc::new(AtomicUsize::new(0));
     let (s, c) = (status.clone(), count.clone());
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (s, c) = (s.clone(), c.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    c.fetch_add(1, Ordering::SeqCst);
-                    let res = http::Response::builder()
-                        .status(s.load(Ordering::SeqCst))
-                        .body(Full::new(Bytes::new()));
-                    std::future::ready(res)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, status, count, task)
+    let target = FnUpstream::start(move |_req| {
+        c.fetch_add(1, Ordering::SeqCst);
+        let mut res = http::Response::new(Full::new(Bytes::new()));
+        *res.status_mut() = http::StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap();
+        std::future::ready(res)
+    })
+    .await;
+    (target, status, count)
 }
 
 #[tokio::test]
@@ -129,7 +112,8 @@ const RATIO: &str = "{ failure_ratio: { threshold: 0.5, minimum_requests: 4, win
 
 #[tokio::test]
 async fn the_failure_ratio_breaker_opens_half_opens_and_closes() {
-    let (addr_t, status, count, _task) = switchable().await;
+    let (target, status, count) = switchable().await;
+    let addr_t = target.addr;
     let gw = TestGateway::start(&config(&addr_t.to_string(), RATIO, ""));
     let addr = gw.addr("main");
     status.store(500, Ordering::SeqCst);
@@ -180,7 +164,8 @@ async fn the_failure_ratio_breaker_opens_half_opens_and_closes() {
 
 #[tokio::test]
 async fn a_reload_that_keeps_the_breaker_keeps_it_open() {
-    let (addr_t, status, count, _task) = switchable().await;
+    let (target, status, count) = switchable().await;
+    let addr_t = target.addr;
     let slow_open = RATIO.replace("open_time: 500ms", "open_time: 60s");
     let mut gw = TestGateway::start(&config(&addr_t.to_string(), &slow_open, ""));
     let addr = gw.addr("main");

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use floodgate_testkit::{free_port, send, MockUpstream, Proto, TestGateway, TestResponse};
+use floodgate_testkit::{
+    free_port, send, FnUpstream, MockUpstream, Proto, TestGateway, TestResponse,
+};
 use http::Request;
 use http_body_util::Full;
 
@@ -31,59 +33,32 @@ fn config(targets: &[String], upstream: &str, route: &str) -> String {
 
 /// A target that answers every request with `status` (and `x-upstream: bad`), counting them; it
 /// serves until the test ends.
-async fn answering(status: u16) -> (Served, Arc<AtomicUsize>) {
+async fn answering(status: u16) -> (FnUpstream, Arc<AtomicUsize>) {
     answering_with(move |_| (status, None)).await
-}
-
-/// A running counting target: its address, and its task.
-struct Served {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Served {
-    fn address(&self) -> String {
-        self.addr.to_string()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// A target whose `n`-th request (from 0) gets `answer(n)`: a status and a `Retry-After`.
 async fn answering_with(
     answer: impl Fn(usize) -> (u16, Option<&'static str>) + Send + Sync + 'static,
-) -> (Served, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+) -> (FnUpstream, Arc<AtomicUsize>) {
     let count = Arc::new(AtomicUsize::new(0));
     let seen = count.clone();
     let answer = Arc::new(answer);
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (seen, answer) = (seen.clone(), answer.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    let (status, retry_after) = answer(seen.fetch_add(1, Ordering::SeqCst));
-                    let mut res = http::Response::builder()
-                        .status(status)
-                        .header("x-upstream", "bad");
-                    if let Some(wait) = retry_after {
-                        res = res.header("retry-after", wait);
-                    }
-                    let body = if status == 200 { "ok" } else { "" };
-                    std::future::ready(res.body(Full::new(Bytes::from(body))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
+    let target = FnUpstream::start(move |_req| {
+        let (status, retry_after) = answer(seen.fetch_add(1, Ordering::SeqCst));
+        let body = if status == 200 { "ok" } else { "" };
+        let mut res = http::Response::new(Full::new(Bytes::from(body)));
+        *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        res.headers_mut()
+            .insert("x-upstream", http::HeaderValue::from_static("bad"));
+        if let Some(wait) = retry_after {
+            res.headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static(wait));
         }
-    });
-    (Served { addr, task }, count)
+        std::future::ready(res)
+    })
+    .await;
+    (target, count)
 }
 
 /// An address where nothing listens.

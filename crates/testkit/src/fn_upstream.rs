@@ -1,0 +1,58 @@
+//! An HTTP/1.1 upstream whose every answer a test writes as a function: for targets that are slow,
+//! fail, report their load or count what they get.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// A running upstream; stops when dropped.
+pub struct FnUpstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FnUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FnUpstream {
+    /// Serves HTTP/1.1 on a free port, answering each request with `answer(request)`.
+    pub async fn start<F, Fut>(answer: F) -> FnUpstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let answer = answer.clone();
+                        async move { Ok::<_, std::convert::Infallible>(answer(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FnUpstream { addr, task }
+    }
+
+    /// `host:port`, for a config file.
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+}
