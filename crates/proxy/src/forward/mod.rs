@@ -208,29 +208,24 @@ async fn attempts(
             // The gateway's own answer: nothing to report, nothing to retry.
             Err(ExchangeError::Local(error)) => return Err(*error),
         };
-        report_attempt(upstream, picked.index, &tried, sent_at);
-        if upstream.health.reads_load_reports() {
-            if let Ok(Answer::Response(response)) = &result {
-                if let Some(utilization) = load_report(response) {
-                    upstream
-                        .health
-                        .load_report(picked.index, utilization, Nanos::now());
-                }
+        report_attempt(
+            upstream,
+            picked.index,
+            &tried,
+            result.as_ref().ok(),
+            sent_at,
+        );
+        let wait = policy.filter(|p| attempt < p.attempts).and_then(|p| {
+            let replayable = !outgoing.spent
+                && match &tried {
+                    Tried::Failed(class) => class.before_request() || !outgoing.had_body,
+                    Tried::Status(..) => !outgoing.had_body,
+                };
+            if !replayable {
+                return None;
             }
-        }
-        let wait = policy
-            .filter(|_| attempt < policy.map_or(1, |p| p.attempts))
-            .and_then(|p| {
-                let replayable = !outgoing.spent
-                    && match &tried {
-                        Tried::Failed(class) => class.before_request() || !outgoing.had_body,
-                        Tried::Status(..) => !outgoing.had_body,
-                    };
-                if !replayable {
-                    return None;
-                }
-                p.wait_before_retry(&tried, attempt)
-            });
+            p.wait_before_retry(&tried, attempt)
+        });
         let (Some(policy), Some(wait)) = (policy, wait) else {
             return finish(upstream, result, picked.in_flight);
         };
@@ -281,15 +276,22 @@ async fn attempts(
 }
 
 /// Tells whoever learns from attempts how one to target `index`, sent at `sent_at`, went: the
-/// balancer (latency, for `ewma`), the circuit breaker and the passive health check. The clock is
-/// read once, and only when one of them listens.
-fn report_attempt(upstream: &UpstreamRuntime, index: usize, tried: &Tried, sent_at: Instant) {
+/// balancer (latency, for `ewma`), the circuit breaker, the passive health check, and the target's
+/// load report in its `answer`. The clock is read once, and only when one of them listens.
+fn report_attempt(
+    upstream: &UpstreamRuntime,
+    index: usize,
+    tried: &Tried,
+    answer: Option<&Answer>,
+    sent_at: Instant,
+) {
     let latency = upstream.balancer.observes_latency();
     let passive = upstream.health.is_passive();
-    if !latency && !passive && upstream.breaker.is_none() {
+    let reports = upstream.health.reads_load_reports();
+    if !latency && !passive && !reports && upstream.breaker.is_none() {
         return;
     }
-    // One clock reading, on the health clock, serves all three.
+    // One clock reading, on the health clock, serves them all.
     let ended = Nanos::now();
     if latency {
         // A failure counts as a slow answer, so a target that refuses at once does not look fast.
@@ -314,26 +316,30 @@ fn report_attempt(upstream: &UpstreamRuntime, index: usize, tried: &Tried, sent_
         };
         upstream.health.report(index, reported, ended.millis());
     }
+    if let (true, Some(Answer::Response(response))) = (reports, answer) {
+        if let Some(utilization) =
+            upstream_field(response, ENDPOINT_LOAD_METRICS).and_then(parse_load_report)
+        {
+            upstream.health.load_report(index, utilization, ended);
+        }
+    }
 }
 
-/// The utilization a response reports in ORCA's `endpoint-load-metrics` field, in its text form
-/// (`TEXT cpu_utilization=0.7, mem_utilization=0.4`, as Envoy and gRPC read it):
-/// `application_utilization` when it is there and above 0, else `cpu_utilization`.
-fn load_report(response: &Response<ResponseBody>) -> Option<f64> {
-    let value = match response.headers().get(ENDPOINT_LOAD_METRICS) {
-        Some(value) => value.as_bytes(),
-        None => response
-            .body()
-            .fields()
-            .upstream
-            .values(ENDPOINT_LOAD_METRICS)
-            .next()?,
-    };
-    parse_load_report(value)
+/// A field of the upstream's response: from the map (HTTP/2, or set by the gateway), else from the
+/// upstream's raw HTTP/1.1 fields, which travel with the body.
+fn upstream_field<'r>(response: &'r Response<ResponseBody>, name: &'r str) -> Option<&'r [u8]> {
+    match response.headers().get(name) {
+        Some(value) => Some(value.as_bytes()),
+        None => response.body().fields().upstream.values(name).next(),
+    }
 }
 
+/// ORCA's load report field.
 const ENDPOINT_LOAD_METRICS: &str = "endpoint-load-metrics";
 
+/// The utilization an ORCA load report gives in its text form (`TEXT cpu_utilization=0.7,
+/// mem_utilization=0.4`, as Envoy and gRPC read it): `application_utilization` when it is there and
+/// above 0, else `cpu_utilization`.
 fn parse_load_report(value: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(value).ok()?.trim();
     let metrics = text.strip_prefix("TEXT ")?;
@@ -369,26 +375,20 @@ fn finish(
     }
 }
 
-/// The wait a `503` or `429` asks for in `Retry-After`, from the map (HTTP/2) or the upstream's raw
-/// fields (HTTP/1.1).
+/// The wait a `503` or `429` asks for in `Retry-After`.
 fn answer_retry_after(answer: &Answer) -> Option<std::time::Duration> {
     let Answer::Response(response) = answer else {
         return None;
     };
     let status = response.status();
+    // Only those two are read: the field is not looked up for every other answer.
     if status.as_u16() != 503 && status.as_u16() != 429 {
         return None;
     }
-    let value = match response.headers().get(header::RETRY_AFTER) {
-        Some(value) => Some(value.as_bytes()),
-        None => response
-            .body()
-            .fields()
-            .upstream
-            .values(header::RETRY_AFTER.as_str())
-            .next(),
-    };
-    retry_after(status, value)
+    retry_after(
+        status,
+        upstream_field(response, header::RETRY_AFTER.as_str()),
+    )
 }
 
 /// Picks a target among those with room for a connection and in service, other than `avoid` when

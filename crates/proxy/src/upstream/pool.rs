@@ -85,6 +85,7 @@ impl WorkerPools {
     }
 
     /// Whether a request may go to `key`: it has a reusable connection, or is below `max_open`.
+    #[inline]
     pub fn has_capacity(&self, key: &str, max_open: Option<u32>) -> bool {
         let Some(max) = max_open else { return true };
         let targets = self.targets.borrow();
