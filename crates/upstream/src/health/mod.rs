@@ -88,8 +88,6 @@ impl UpstreamHealth {
         next: &mut HealthStates,
         metrics: &Metrics,
     ) -> Self {
-        // The health clock starts no later than the first upstream that uses it.
-        let _ = Millis::now();
         let upstream: Arc<str> = config.id.as_str().into();
         let addresses: Box<[Arc<str>]> = config
             .targets
@@ -98,6 +96,7 @@ impl UpstreamHealth {
             .collect();
         // Targets of the first configuration start at full share; those a reload adds ramp up.
         let reload = !previous.is_empty();
+        // Read first, it also starts the health clock, no later than the first upstream using it.
         let now = Millis::now();
         let targets = addresses
             .iter()
@@ -179,6 +178,19 @@ impl UpstreamHealth {
         ))
     }
 
+    /// Whether target `index` may take requests at `now` (see [`TargetHealth::in_service`]).
+    fn in_service(&self, index: usize, now: Millis) -> bool {
+        self.targets
+            .get(index)
+            .is_some_and(|t| t.in_service(now, &self.upstream, &self.addresses[index]))
+    }
+
+    /// Whether `in_service` of the targets are too few: below the panic threshold, every target
+    /// takes traffic.
+    fn in_panic(&self, in_service: usize) -> bool {
+        in_service * 100 < usize::from(self.panic_threshold) * self.targets.len()
+    }
+
     /// Which targets the next pick may choose from. Costs one load per target while all are in
     /// service; reads the clock only when one is ejected.
     #[inline]
@@ -198,14 +210,9 @@ impl UpstreamHealth {
     fn eligible_levels(&self, priorities: &[u32]) -> Eligible {
         let now =
             (self.is_checked() && self.targets.iter().any(|t| t.marked_out())).then(Millis::now);
-        let in_service = |i: usize| {
-            now.is_none_or(|now| {
-                self.targets[i].in_service(now, &self.upstream, &self.addresses[i])
-            })
-        };
+        let in_service = |i: usize| now.is_none_or(|now| self.in_service(i, now));
         let total = self.targets.len();
-        let healthy_all = (0..total).filter(|&i| in_service(i)).count();
-        if healthy_all * 100 < usize::from(self.panic_threshold) * total {
+        if self.in_panic((0..total).filter(|&i| in_service(i)).count()) {
             return Eligible::All;
         }
         let (mut taken, mut healthy) = (0usize, 0usize);
@@ -227,14 +234,10 @@ impl UpstreamHealth {
     /// below the threshold.
     #[cold]
     fn eligible_at(&self, now: Millis) -> Eligible {
-        let in_service = self
-            .targets
-            .iter()
-            .zip(self.addresses.iter())
-            .filter(|(t, address)| t.in_service(now, &self.upstream, address))
+        let in_service = (0..self.targets.len())
+            .filter(|&i| self.in_service(i, now))
             .count();
-        let total = self.targets.len();
-        if in_service * 100 < usize::from(self.panic_threshold) * total {
+        if self.in_panic(in_service) {
             return Eligible::All;
         }
         Eligible::InService(now)
@@ -245,23 +248,11 @@ impl UpstreamHealth {
     pub fn allows(&self, eligible: &Eligible, index: usize) -> bool {
         match eligible {
             Eligible::All => true,
-            Eligible::InService(now) => self
-                .targets
-                .get(index)
-                .is_some_and(|t| t.in_service(*now, &self.upstream, &self.addresses[index])),
+            Eligible::InService(now) => self.in_service(index, *now),
             Eligible::Levels { max_priority, now } => {
-                let level = self
-                    .priorities
-                    .as_ref()
-                    .and_then(|p| p.get(index))
-                    .copied()
-                    .unwrap_or(0);
-                level <= *max_priority
-                    && self.targets.get(index).is_some_and(|t| {
-                        now.is_none_or(|now| {
-                            t.in_service(now, &self.upstream, &self.addresses[index])
-                        })
-                    })
+                self.priority(index) <= *max_priority
+                    && index < self.targets.len()
+                    && now.is_none_or(|now| self.in_service(index, now))
             }
         }
     }
@@ -304,13 +295,18 @@ impl UpstreamHealth {
     #[inline]
     pub fn admission(&self) -> Option<Admission> {
         let now = self.ramping();
-        let max_headroom = self.load_reports.map(|(_, min)| {
+        let max_headroom = self.max_headroom();
+        (now.is_some() || max_headroom.is_some()).then_some(Admission { now, max_headroom })
+    }
+
+    /// With load reports: the most headroom of any target (at least the floor).
+    fn max_headroom(&self) -> Option<f64> {
+        self.load_reports.map(|(_, min)| {
             self.targets
                 .iter()
                 .map(|t| self.headroom(t, min))
                 .fold(min, f64::max)
-        });
-        (now.is_some() || max_headroom.is_some()).then_some(Admission { now, max_headroom })
+        })
     }
 
     fn headroom(&self, target: &TargetHealth, min: f64) -> f64 {
@@ -326,12 +322,7 @@ impl UpstreamHealth {
         let weight = f64::from(self.weights.get(index).copied().unwrap_or(1));
         let admission = Admission {
             now: Some(now),
-            max_headroom: self.load_reports.map(|(_, min)| {
-                self.targets
-                    .iter()
-                    .map(|t| self.headroom(t, min))
-                    .fold(min, f64::max)
-            }),
+            max_headroom: self.max_headroom(),
         };
         weight * self.chance(target, &admission)
     }

@@ -92,6 +92,13 @@ impl TargetHealth {
         }
     }
 
+    /// Sets the target's `floodgate_upstream_target_healthy` from its state: in service when neither
+    /// ejected nor failing its probes. Called after each change of either.
+    fn publish_health(&self) {
+        self.metrics
+            .set_healthy(self.ejected_until.load(Relaxed) == 0 && !self.probed_down.load(Relaxed));
+    }
+
     /// Whether the target is out of service at all, on its probes or ejected (an ejection may have
     /// ended: see [`Self::in_service`]). Two loads: what every pick reads while all is well.
     #[inline]
@@ -123,8 +130,7 @@ impl TargetHealth {
     /// verdict no probe will revisit must not keep it out.
     pub(crate) fn forget_probes(&self) {
         if self.probed_down.swap(false, Relaxed) {
-            self.metrics
-                .set_healthy(self.ejected_until.load(Relaxed) == 0);
+            self.publish_health();
         }
         self.probe_passes.store(0, Relaxed);
         self.probe_failures.store(0, Relaxed);
@@ -161,12 +167,11 @@ impl TargetHealth {
         if passed && down && streak >= healthy {
             self.probed_down.store(false, Relaxed);
             self.joined_at(now);
-            self.metrics
-                .set_healthy(self.ejected_until.load(Relaxed) == 0);
+            self.publish_health();
             tracing::info!(upstream, target = address, "target passes its probes again");
         } else if !passed && !down && streak >= unhealthy {
             self.probed_down.store(true, Relaxed);
-            self.metrics.set_healthy(false);
+            self.publish_health();
             tracing::warn!(
                 upstream,
                 target = address,
@@ -198,7 +203,7 @@ impl TargetHealth {
             self.joined_at(now);
             self.consecutive_5xx.store(0, Relaxed);
             self.consecutive_gateway.store(0, Relaxed);
-            self.metrics.set_healthy(!self.probed_down.load(Relaxed));
+            self.publish_health();
             tracing::info!(upstream, target = address, "target back in service");
         }
         true
@@ -297,7 +302,7 @@ impl TargetHealth {
         self.last_change.store(now.0, Relaxed);
         self.window_requests.store(0, Relaxed);
         self.window_failures.store(0, Relaxed);
-        self.metrics.set_healthy(false);
+        self.publish_health();
         self.metrics.ejected(reason);
         tracing::warn!(
             upstream,
