@@ -17,6 +17,6 @@ mod metrics;
 pub use access_log::{AccessLog, AccessLogEntry};
 pub use logging::init_logging;
 pub use metrics::{
-    BreakerMetrics, EjectionReason, Metrics, PluginRejections, PluginStats, Rejection,
+    BreakerMetrics, EjectionReason, Metrics, PerWorker, PluginRejections, PluginStats, Rejection,
     RouteMetrics, TargetMetrics, TimeoutKind, TimeoutMetrics, UpstreamMetrics,
 };

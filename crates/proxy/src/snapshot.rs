@@ -5,6 +5,7 @@
 //! its end, so a reload never changes a request halfway.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use floodgate_config::{
     Config, FieldError, Http2Config, KeepaliveConfig, MethodOverride, UnderscoresInHeaders,
     UpstreamConfig, UpstreamProtocol,
 };
-use floodgate_observe::{AccessLog, Metrics, RouteMetrics, UpstreamMetrics};
+use floodgate_observe::{AccessLog, Metrics, PerWorker, RouteMetrics, UpstreamMetrics};
 use floodgate_plugins::real_ip::RealIp;
 use floodgate_plugins::{build_plugins, Chain, Consumers, StateStore};
 use floodgate_router::RouteTable;
@@ -24,7 +25,6 @@ use http::{HeaderValue, StatusCode};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsAcceptor;
 
-use crate::forward::mirror::MirrorSlots;
 use crate::forward::retry::{RetryBudget, RetryPolicy};
 use crate::path_normalize::PathRules;
 use crate::tls;
@@ -177,8 +177,8 @@ pub struct UpstreamRuntime {
     pub retry_budget: RetryBudget,
     /// The upstream's circuit breaker, when it has one.
     pub breaker: Option<Arc<CircuitBreaker>>,
-    /// Copies waiting on this upstream as a mirror, per worker.
-    pub mirror_slots: MirrorSlots,
+    /// Copies waiting on this upstream as a mirror (`proxy-mirror`), per worker.
+    pub mirror_slots: PerWorker<AtomicU32>,
 }
 
 /// One target of an upstream.
@@ -425,6 +425,6 @@ fn build_upstream(
         health,
         retry_budget: RetryBudget::new(workers),
         breaker,
-        mirror_slots: MirrorSlots::new(workers),
+        mirror_slots: PerWorker::new(workers),
     })
 }

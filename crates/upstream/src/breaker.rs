@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use floodgate_config::CircuitBreakerConfig;
-use floodgate_observe::BreakerMetrics;
+use floodgate_observe::{BreakerMetrics, PerWorker};
 
 use crate::health::Millis;
 
@@ -78,8 +78,8 @@ impl BreakerState {
     }
 }
 
+/// One worker's counts.
 #[derive(Default)]
-#[repr(align(128))]
 struct Slot {
     connections: AtomicU32,
     pending: AtomicU32,
@@ -99,7 +99,7 @@ enum Count {
 /// One upstream's circuit breaker.
 pub struct CircuitBreaker {
     config: CircuitBreakerConfig,
-    slots: Box<[Slot]>,
+    slots: PerWorker<Slot>,
     state: AtomicU8,
     opened_at: AtomicU64,
     window_start: AtomicU64,
@@ -107,8 +107,6 @@ pub struct CircuitBreaker {
     window_failures: AtomicU32,
     probes_started: AtomicU32,
     probes_passed: AtomicU32,
-    /// Transitions so far, by the state entered (closed, open, half-open).
-    transitions: [AtomicU64; 3],
     upstream: std::sync::Arc<str>,
     metrics: std::sync::Arc<BreakerMetrics>,
 }
@@ -153,7 +151,7 @@ impl CircuitBreaker {
     ) -> Self {
         Self {
             config: config.clone(),
-            slots: (0..workers.max(1)).map(|_| Slot::default()).collect(),
+            slots: PerWorker::new(workers),
             state: AtomicU8::new(0),
             opened_at: AtomicU64::new(0),
             window_start: AtomicU64::new(0),
@@ -161,7 +159,6 @@ impl CircuitBreaker {
             window_failures: AtomicU32::new(0),
             probes_started: AtomicU32::new(0),
             probes_passed: AtomicU32::new(0),
-            transitions: Default::default(),
             upstream: upstream.into(),
             metrics,
         }
@@ -173,7 +170,10 @@ impl CircuitBreaker {
     }
 
     fn counter(&self, worker: usize, count: Count) -> &AtomicU32 {
-        let slot = &self.slots[worker.min(self.slots.len() - 1)];
+        Self::field(self.slots.get(worker), count)
+    }
+
+    fn field(slot: &Slot, count: Count) -> &AtomicU32 {
         match count {
             Count::Connections => &slot.connections,
             Count::Pending => &slot.pending,
@@ -183,8 +183,9 @@ impl CircuitBreaker {
     }
 
     fn total(&self, count: Count) -> u32 {
-        (0..self.slots.len())
-            .map(|worker| self.counter(worker, count).load(Relaxed))
+        self.slots
+            .iter()
+            .map(|slot| Self::field(slot, count).load(Relaxed))
             .fold(0, u32::saturating_add)
     }
 
@@ -313,7 +314,6 @@ impl CircuitBreaker {
             .compare_exchange(from as u8, to as u8, Relaxed, Relaxed)
             .is_ok();
         if moved {
-            self.transitions[to as usize].fetch_add(1, Relaxed);
             self.metrics.entered(to as u8);
             tracing::warn!(
                 upstream = %self.upstream,
@@ -332,7 +332,7 @@ impl CircuitBreaker {
 
     /// Transitions so far into `state`.
     pub fn transitions(&self, state: BreakerState) -> u64 {
-        self.transitions[state as usize].load(Relaxed)
+        self.metrics.transitions(state as u8)
     }
 
     /// Requests in flight, all workers together.

@@ -25,6 +25,11 @@ impl BreakerMetrics {
         self.state.store(to as u8, Ordering::Relaxed);
         self.transitions[to].fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Transitions so far into state `to` (0 closed, 1 open, 2 half-open).
+    pub fn transitions(&self, to: u8) -> u64 {
+        self.transitions[usize::from(to.min(2))].load(Ordering::Relaxed)
+    }
 }
 
 pub(crate) fn render_breakers(

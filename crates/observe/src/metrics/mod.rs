@@ -20,6 +20,7 @@ mod upstream;
 
 pub use breaker::BreakerMetrics;
 pub use overload::Rejection;
+pub use per_worker::PerWorker;
 pub use plugins::{PluginRejections, PluginStats};
 pub use registry::Metrics;
 pub use route::RouteMetrics;

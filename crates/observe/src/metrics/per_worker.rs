@@ -7,15 +7,16 @@
 #[derive(Default)]
 struct CachePadded<T>(T);
 
-/// A fixed set of per-worker slots. Worker `i` writes slot `i` only; readers sum all of them.
-pub(crate) struct PerWorker<T> {
+/// A fixed set of per-worker slots, each on cache lines of its own. Worker `i` writes slot `i` only;
+/// readers sum all of them. Metrics keep their counts in it, and so do the proxy's per-worker limits.
+pub struct PerWorker<T> {
     /// Never empty: [`PerWorker::new`] makes at least one slot, which [`PerWorker::get`] relies on.
     slots: Box<[CachePadded<T>]>,
 }
 
 impl<T: Default> PerWorker<T> {
     /// Slots for `workers` workers (at least one, so a misconfigured zero still records).
-    pub(crate) fn new(workers: usize) -> Self {
+    pub fn new(workers: usize) -> Self {
         Self {
             slots: (0..workers.max(1))
                 .map(|_| CachePadded::default())
@@ -28,13 +29,13 @@ impl<T> PerWorker<T> {
     /// The slot of `worker`. An index past the last worker is clamped to the last slot rather than
     /// panicking: that slot may then be shared between threads, and counts added with [`add_own`] to it
     /// may be lost (workers are numbered below the slot count by construction).
-    pub(crate) fn get(&self, worker: usize) -> &T {
+    pub fn get(&self, worker: usize) -> &T {
         let last = self.slots.len() - 1;
         &self.slots[worker.min(last)].0
     }
 
     /// Every slot, for summing at scrape time.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().map(|slot| &slot.0)
     }
 }

@@ -2,7 +2,7 @@
 //! the worker, its answer read and dropped, so the real request never waits on the mirror.
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,28 +31,6 @@ pub enum MirrorResult {
     Dropped = 2,
 }
 
-/// Copies waiting on one mirror upstream, per worker.
-pub struct MirrorSlots {
-    slots: Box<[Slot]>,
-}
-
-#[derive(Default)]
-#[repr(align(128))]
-struct Slot(AtomicU32);
-
-impl MirrorSlots {
-    /// Counts for `workers` workers.
-    pub fn new(workers: usize) -> Self {
-        Self {
-            slots: (0..workers.max(1)).map(|_| Slot::default()).collect(),
-        }
-    }
-
-    fn counter(&self, worker: usize) -> &AtomicU32 {
-        &self.slots[worker.min(self.slots.len() - 1)].0
-    }
-}
-
 /// Sends a copy of `req` (its head: a body streams once, to the real upstream, so a request with one
 /// is not copied) to the mirror `to` names, from a task of its own, bounded by `timeout`.
 pub fn send_copy(
@@ -68,7 +46,7 @@ pub fn send_copy(
         return;
     };
     let worker = ctx.index;
-    let in_flight = upstream.mirror_slots.counter(worker);
+    let in_flight = upstream.mirror_slots.get(worker);
     if !req.body().is_end_stream() || in_flight.load(Relaxed) >= to.max_in_flight {
         upstream
             .metrics
@@ -145,5 +123,5 @@ async fn copy(
         _ => MirrorResult::Failed,
     };
     upstream.metrics.mirror(worker, result as usize);
-    upstream.mirror_slots.counter(worker).fetch_sub(1, Relaxed);
+    upstream.mirror_slots.get(worker).fetch_sub(1, Relaxed);
 }

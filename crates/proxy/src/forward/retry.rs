@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
 
 use floodgate_config::{RetriesConfig, RetryOn};
+use floodgate_observe::PerWorker;
 use http::StatusCode;
 
 use crate::upstream::failure::FailureClass;
@@ -138,11 +139,11 @@ pub fn retry_after(status: StatusCode, value: Option<&[u8]>) -> Option<Duration>
 /// Requests and retries in flight to one upstream, per worker: the retry budget's counts. Each worker
 /// writes only its own slot, so counting costs no shared cache line.
 pub struct RetryBudget {
-    slots: Box<[BudgetSlot]>,
+    slots: PerWorker<BudgetSlot>,
 }
 
+/// One worker's counts.
 #[derive(Default)]
-#[repr(align(128))]
 struct BudgetSlot {
     active: AtomicU32,
     retrying: AtomicU32,
@@ -152,12 +153,12 @@ impl RetryBudget {
     /// Counts for `workers` workers.
     pub fn new(workers: usize) -> Self {
         Self {
-            slots: (0..workers.max(1)).map(|_| BudgetSlot::default()).collect(),
+            slots: PerWorker::new(workers),
         }
     }
 
     fn slot(&self, worker: usize) -> &BudgetSlot {
-        &self.slots[worker.min(self.slots.len() - 1)]
+        self.slots.get(worker)
     }
 
     /// Counts a request to the upstream as active on `worker` until the guard is dropped.
