@@ -1,6 +1,8 @@
 //! The paths of one host tier: exact paths, `{param}` paths and prefixes, each found without a scan.
 
-use std::collections::HashMap;
+// Fx, not the default SipHash: the keys come from the configuration, and a client only looks them up,
+// so it cannot fill a bucket; a lookup runs for every request and every path boundary.
+use rustc_hash::FxHashMap as HashMap;
 
 use floodgate_config::PathPattern;
 

@@ -6,7 +6,9 @@
 //! which fails deeper down, or whose routes all fail their method or header conditions, does not hide
 //! a param branch that succeeds.
 
-use std::collections::HashMap;
+// Fx, not the default SipHash: the keys come from the configuration, and a client only looks them up,
+// so it cannot fill a bucket; a lookup runs for every request and every path boundary.
+use rustc_hash::FxHashMap as HashMap;
 
 use floodgate_config::PathSegment;
 

@@ -1,7 +1,9 @@
 //! The compiled route table: host tiers, each holding a [`PathIndex`], over routes kept in config order.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+// Fx, not the default SipHash: the keys come from the configuration, and a client only looks them up,
+// so it cannot fill a bucket; a lookup runs for every request and every path boundary.
+use rustc_hash::FxHashMap as HashMap;
 
 use floodgate_config::{PathPattern, RouteConfig};
 use http::{HeaderMap, Method};
@@ -44,8 +46,8 @@ impl<T> RouteTable<T> {
     {
         let mut table = RouteTable {
             routes: Vec::new(),
-            exact_hosts: HashMap::new(),
-            wildcard_hosts: HashMap::new(),
+            exact_hosts: HashMap::default(),
+            wildcard_hosts: HashMap::default(),
             any_host: PathIndex::default(),
         };
         for (config, value) in routes {

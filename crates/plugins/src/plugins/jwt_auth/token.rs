@@ -166,18 +166,28 @@ impl TokenSources {
 /// (another scheme, Basic or a key, is no bearer token at all), any other header the token itself
 /// (a `Bearer ` prefix allowed).
 fn header_token<'r>(name: &HeaderName, value: &'r HeaderValue) -> Option<&'r str> {
-    let value = value.to_str().ok()?.trim();
-    match bearer(value) {
-        Some(token) => Some(token),
-        None if name == header::AUTHORIZATION => None,
-        None => Some(value),
+    // Bytes, not `to_str` and `str` searches: a token is a couple of hundred bytes, read on every
+    // request. A field value holds no control byte but tab, so an ASCII one is what `to_str` takes.
+    let value = value.as_bytes();
+    if !value.is_ascii() {
+        return None;
     }
+    let value = value.trim_ascii();
+    let token = match bearer(value) {
+        Some(token) => token,
+        None if name == header::AUTHORIZATION => return None,
+        None => value,
+    };
+    std::str::from_utf8(token).ok()
 }
 
 /// The token of a `Bearer <token>` credential (the scheme is case-insensitive).
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer ";
+    let scheme = value.get(..SCHEME.len())?;
+    scheme
+        .eq_ignore_ascii_case(SCHEME)
+        .then(|| value[SCHEME.len()..].trim_ascii_start())
 }
 
 #[cfg(test)]
@@ -255,6 +265,40 @@ mod tests {
             s.find(&field, Some("access_token=b.b.b")),
             Err(ConflictingCopies)
         );
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case_and_nothing_else_is_a_bearer_token() {
+        let auth = header::AUTHORIZATION;
+        let read = |value: &[u8]| {
+            header_token(&auth, &HeaderValue::from_bytes(value).unwrap()).map(str::to_owned)
+        };
+        for value in [
+            &b"Bearer a.b.c"[..],
+            b"bearer a.b.c",
+            b"BEARER a.b.c",
+            b"Bearer    a.b.c  ",
+            b"\tBearer a.b.c\t",
+        ] {
+            assert_eq!(read(value).as_deref(), Some("a.b.c"), "{value:?}");
+        }
+        for value in [
+            &b"Basic a.b.c"[..],
+            b"Bearer",
+            b"Bearer\ta.b.c",
+            b"Bearera.b.c",
+            b"a.b.c",
+            b"Bearer a.b.\xc3\xa9",
+        ] {
+            assert_eq!(read(value), None, "{value:?}");
+        }
+        // Another header carries the token itself, with or without the scheme.
+        let other = HeaderName::from_static("x-token");
+        let token = |value: &'static str| {
+            header_token(&other, &HeaderValue::from_static(value)).map(str::to_owned)
+        };
+        assert_eq!(token(" a.b.c ").as_deref(), Some("a.b.c"));
+        assert_eq!(token("bearer a.b.c").as_deref(), Some("a.b.c"));
     }
 
     #[test]

@@ -328,20 +328,11 @@ fn ratelimit_header(verdict: &Verdict) -> HeaderValue {
 }
 
 /// Writes `n` in decimal at the start of `out` (at least 20 bytes long); returns how many bytes.
-fn write_decimal(out: &mut [u8], mut n: u64) -> usize {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let written = digits.len() - at;
-    out[..written].copy_from_slice(&digits[at..]);
-    written
+fn write_decimal(out: &mut [u8], n: u64) -> usize {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
+    out[..digits.len()].copy_from_slice(digits);
+    digits.len()
 }
 
 pub(crate) fn seconds_up(nanos: u64) -> u64 {
