@@ -3,10 +3,13 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{FieldError, HumanDuration};
+use crate::{ByteSize, FieldError, HumanDuration};
 
 /// Most attempts a route may make for one request.
 const MAX_ATTEMPTS: u32 = 10;
+
+/// Largest `buffer_body`: a buffered body is held in memory until the request ends.
+const MAX_BUFFER_BODY: u64 = 16 << 20;
 
 /// When and how often a route tries a request again on another target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -33,9 +36,15 @@ pub struct RetriesConfig {
     #[serde(default)]
     pub budget: RetryBudgetConfig,
     /// Also retry methods that are not idempotent (`POST`, `PATCH`). A request whose body has started
-    /// to leave the gateway is never retried, whatever this says.
+    /// to leave the gateway is never retried unless it was buffered (`buffer_body`), whatever this says.
     #[serde(default)]
     pub non_idempotent: bool,
+    /// A request body of at most this many bytes is read whole before the first attempt and kept, so
+    /// any attempt can send it again (as nginx's request buffering and Envoy's retry buffer do). A
+    /// longer one streams to the first target and is never sent again; `0` buffers nothing. Applies
+    /// only to requests the route may retry (see `non_idempotent`). At most 16MiB.
+    #[serde(default = "default_buffer_body")]
+    pub buffer_body: ByteSize,
     /// A `503` or `429` whose `Retry-After` asks for at most this long is retried after that wait
     /// (instead of the backoff); one asking for longer is passed to the client as it is.
     #[serde(default = "default_retry_after_limit")]
@@ -52,6 +61,7 @@ impl Default for RetriesConfig {
             backoff: BackoffConfig::default(),
             budget: RetryBudgetConfig::default(),
             non_idempotent: false,
+            buffer_body: default_buffer_body(),
             retry_after_limit: default_retry_after_limit(),
         }
     }
@@ -63,6 +73,10 @@ fn default_attempts() -> u32 {
 
 fn default_retry_on() -> Vec<RetryOn> {
     vec![RetryOn::ConnectFailure, RetryOn::RefusedStream]
+}
+
+fn default_buffer_body() -> ByteSize {
+    ByteSize(64 << 10)
 }
 
 fn default_retry_after_limit() -> HumanDuration {
@@ -176,6 +190,12 @@ impl RetriesConfig {
                 "must be at least backoff.base",
             ));
         }
+        if self.buffer_body.get() > MAX_BUFFER_BODY {
+            errors.push(FieldError::new(
+                format!("{at}.buffer_body"),
+                "must be at most 16MiB",
+            ));
+        }
         if self.budget.percent > 100 {
             errors.push(FieldError::new(
                 format!("{at}.budget.percent"),
@@ -220,6 +240,7 @@ mod tests {
                 percent: 120,
                 min_retries: 0,
             },
+            buffer_body: ByteSize(MAX_BUFFER_BODY + 1),
             ..RetriesConfig::default()
         };
         assert_eq!(
@@ -229,6 +250,7 @@ mod tests {
                 "routes[0].retries.statuses[1]: must be a status code, 100 to 599",
                 "routes[0].retries.per_try_timeout: must be greater than zero",
                 "routes[0].retries.backoff.max: must be at least backoff.base",
+                "routes[0].retries.buffer_body: must be at most 16MiB",
                 "routes[0].retries.budget.percent: must be a percentage, 0 to 100",
             ]
         );

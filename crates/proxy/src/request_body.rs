@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -69,6 +70,11 @@ pin_project_lite::pin_project! {
     pub struct RequestBody {
         #[pin]
         inner: Option<ClientBody>,
+        // Bytes already read (and counted against the limit), sent before the rest of `inner`: a
+        // body buffered for a retry, or the start of one that proved too long to buffer.
+        ahead: Option<Bytes>,
+        // The trailers of a buffered body, sent after `ahead` when there is no `inner`.
+        trailers: Option<Box<HeaderMap>>,
         remaining: u64,
         limit: u64,
     }
@@ -79,6 +85,8 @@ impl RequestBody {
     pub fn new(inner: ClientBody, limit: u64) -> Self {
         Self {
             inner: Some(inner),
+            ahead: None,
+            trailers: None,
             remaining: limit,
             limit,
         }
@@ -86,10 +94,24 @@ impl RequestBody {
 
     /// A body with nothing in it (an upgrade request's body is the tunnel, not this).
     pub fn empty() -> Self {
+        Self::buffered(Bytes::new(), None)
+    }
+
+    /// A body read whole beforehand: `data`, then `trailers`.
+    pub fn buffered(data: Bytes, trailers: Option<Box<HeaderMap>>) -> Self {
         Self {
             inner: None,
+            ahead: (!data.is_empty()).then_some(data),
+            trailers,
             remaining: 0,
             limit: 0,
+        }
+    }
+
+    /// Sends `data`, already read from this body, before the rest of it.
+    pub(crate) fn put_back(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.ahead = Some(data);
         }
     }
 }
@@ -103,8 +125,11 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = self.project();
+        if let Some(data) = this.ahead.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
         let Some(inner) = this.inner.as_pin_mut() else {
-            return Poll::Ready(None);
+            return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(*t))));
         };
         match ready!(inner.poll_frame(cx)) {
             Some(Ok(frame)) => {
@@ -123,13 +148,30 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+        self.ahead.is_none()
+            && self.trailers.is_none()
+            && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map(|b| b.size_hint())
-            .unwrap_or_else(|| SizeHint::with_exact(0))
+        let ahead = self.ahead.as_ref().map_or(0, |a| a.len() as u64);
+        match &self.inner {
+            Some(inner) => {
+                let rest = inner.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + ahead);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + ahead);
+                }
+                hint
+            }
+            // Trailers need chunked framing on HTTP/1.1, which an exact length would not get.
+            None if self.trailers.is_some() => {
+                let mut hint = SizeHint::new();
+                hint.set_lower(ahead);
+                hint
+            }
+            None => SizeHint::with_exact(ahead),
+        }
     }
 }

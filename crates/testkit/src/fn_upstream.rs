@@ -1,4 +1,4 @@
-//! An HTTP/1.1 upstream whose every answer a test writes as a function: for targets that are slow,
+//! An HTTP/1.1 and h2c upstream whose every answer a test writes as a function: for targets that are slow,
 //! fail, report their load or count what they get.
 
 use std::future::Future;
@@ -8,7 +8,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -42,7 +43,8 @@ impl FnUpstream {
                         let answer = answer.clone();
                         async move { Ok::<_, std::convert::Infallible>(answer(req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    // HTTP/1.1, or HTTP/2 with prior knowledge, as the connection's preface says.
+                    let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });

@@ -220,15 +220,20 @@ async fn send_h2(
     outgoing: &mut Outgoing<'_>,
     tls: bool,
 ) -> Result<Answer, (hyper::Error, bool)> {
-    let mut parts = outgoing.take_parts();
-    let body = std::mem::replace(&mut outgoing.body, RequestBody::empty());
     // Into the map once: a request handed back for a retry already has them.
     if let Some(forwarded) = outgoing.forwarded.take() {
-        forwarded.apply(&mut parts.headers);
+        forwarded.apply(&mut outgoing.parts.headers);
     }
     // hyper keeps a request it sent, and a stream refused after that (`REFUSED_STREAM`) is one the
-    // upstream did not process: a copy of a bodiless request's head lets the route try it elsewhere.
-    let copy = (outgoing.may_retry && !outgoing.had_body).then(|| parts.clone());
+    // upstream did not process; an attempt abandoned at its `per_try_timeout` keeps it too. A copy of
+    // the head of a request that can go again stays behind, so the route can try it elsewhere.
+    let keep = outgoing.may_retry && outgoing.resendable();
+    let mut parts = if keep {
+        outgoing.parts.clone()
+    } else {
+        outgoing.take_parts()
+    };
+    let body = std::mem::replace(&mut outgoing.body, RequestBody::empty());
     let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
     // HTTP/2 carries the host as :authority, built from the absolute URI.
     let uri = Uri::builder()
@@ -262,11 +267,8 @@ async fn send_h2(
                 outgoing.parts = parts;
                 outgoing.body = body;
             });
-            if returned.is_none() {
-                match copy {
-                    Some(copy) => outgoing.parts = copy,
-                    None => outgoing.spent = true,
-                }
+            if returned.is_none() && !keep {
+                outgoing.spent = true;
             }
             Err((e.into_error(), returned.is_some()))
         }
@@ -310,7 +312,7 @@ fn h2_error(upstream: &UpstreamRuntime, error: hyper::Error) -> ExchangeError {
     ExchangeError::Upstream(AttemptFailure::new(class, error))
 }
 
-fn body_error(error: &RequestBodyError) -> ProxyError {
+pub(super) fn body_error(error: &RequestBodyError) -> ProxyError {
     match error {
         RequestBodyError::TooLarge(_) => ProxyError::BodyTooLarge,
         RequestBodyError::Client(e) if crate::deadline::is_timeout(&**e) => {

@@ -94,6 +94,7 @@ pub fn send_copy(
         forwarded: None,
         spent: false,
         may_retry: false,
+        replay: None,
     };
     let ctx = ctx.clone();
     tokio::task::spawn_local(copy(ctx, upstream, picked.index, outgoing, timeout));

@@ -3,6 +3,7 @@
 
 mod exchange;
 pub mod mirror;
+mod replay;
 pub mod retry;
 
 use std::future::{poll_fn, Future};
@@ -21,7 +22,8 @@ use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use http_body::Body as _;
 
-use self::exchange::{exchange, upgrade_allowed, Answer, ExchangeError};
+use self::exchange::{body_error, exchange, upgrade_allowed, Answer, ExchangeError};
+use self::replay::Replay;
 use self::retry::{retry_after, Tried};
 use crate::client_conn::ConnInfo;
 use crate::error::ProxyError;
@@ -170,6 +172,12 @@ async fn attempts(
             }
         },
     };
+    // A body short enough is read whole first, so that any attempt can send it.
+    if let Some(policy) = policy.filter(|p| outgoing.had_body && p.buffer_body > 0) {
+        outgoing.replay = Replay::read(&mut outgoing.body, policy.buffer_body)
+            .await
+            .map_err(|e| body_error(&e))?;
+    }
     let mut picked = first;
     let mut attempt = 1;
     used.attempts = 1;
@@ -194,7 +202,7 @@ async fn attempts(
                     Ok(result) => result,
                     Err(_) => {
                         // The abandoned attempt may have taken some of the body.
-                        outgoing.spent |= outgoing.had_body;
+                        outgoing.spent |= !outgoing.resendable();
                         Err(ExchangeError::Upstream(AttemptFailure::bare(
                             FailureClass::Timeout,
                         )))
@@ -218,8 +226,8 @@ async fn attempts(
         let wait = policy.filter(|p| attempt < p.attempts).and_then(|p| {
             let replayable = !outgoing.spent
                 && match &tried {
-                    Tried::Failed(class) => class.before_request() || !outgoing.had_body,
-                    Tried::Status(..) => !outgoing.had_body,
+                    Tried::Failed(class) => class.before_request() || outgoing.resendable(),
+                    Tried::Status(..) => outgoing.resendable(),
                 };
             if !replayable {
                 return None;
@@ -267,6 +275,9 @@ async fn attempts(
         )?;
         let target = &upstream.targets[picked.index];
         used.target = Some(target.address.clone());
+        if let Some(replay) = &outgoing.replay {
+            outgoing.body = replay.body();
+        }
         if !route.preserve_host && outgoing.host == upstream.targets[previous].authority {
             outgoing.host = target.authority.clone();
         }
@@ -533,6 +544,7 @@ fn prepare<'a>(
         forwarded: Some(forwarded),
         spent: false,
         may_retry: false,
+        replay: None,
     };
     Ok((Picked { index, in_flight }, outgoing))
 }
@@ -553,11 +565,18 @@ struct Outgoing<'a> {
     /// An attempt kept the request (an HTTP/2 connection that did not hand it back): it cannot go
     /// again.
     spent: bool,
-    /// The route may try the request again: an HTTP/2 attempt keeps a copy of a bodiless head.
+    /// The route may try the request again: an HTTP/2 attempt keeps a copy of a resendable head.
     may_retry: bool,
+    /// The body, read whole to be sent again (`retries.buffer_body`).
+    replay: Option<Replay>,
 }
 
 impl Outgoing<'_> {
+    /// Whether the request can go again after it has left: it has no body, or a buffered one.
+    fn resendable(&self) -> bool {
+        !self.had_body || self.replay.is_some()
+    }
+
     /// The request's head, leaving an empty one in its place (see `send_h2`).
     fn take_parts(&mut self) -> http::request::Parts {
         let (empty, ()) = Request::new(()).into_parts();

@@ -23,6 +23,8 @@ pub struct RetryPolicy {
     budget_percent: u32,
     min_retries: u32,
     non_idempotent: bool,
+    /// Largest request body read whole before the first attempt, so a retry can send it again.
+    pub buffer_body: u64,
     retry_after_limit: Duration,
 }
 
@@ -63,6 +65,7 @@ impl From<&RetriesConfig> for RetryPolicy {
             budget_percent: u32::from(config.budget.percent),
             min_retries: config.budget.min_retries,
             non_idempotent: config.non_idempotent,
+            buffer_body: config.buffer_body.get(),
             retry_after_limit: config.retry_after_limit.get(),
         }
     }

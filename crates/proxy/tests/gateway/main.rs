@@ -38,6 +38,7 @@ mod reload;
 mod request_fields;
 mod resilience;
 mod response_framing;
+mod retry_bodies;
 mod server_http1;
 mod smuggling;
 mod timeouts;
