@@ -222,3 +222,54 @@ async fn an_http2_upstream_gets_a_buffered_body_again_on_the_next_target() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_http2_attempt_abandoned_at_its_per_try_timeout_is_retried_with_its_whole_head() {
+    let (to_good, mut at_good) = mpsc::unbounded_channel();
+    let slow = FnUpstream::start(|_req| async {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        http::Response::new(Full::new(Bytes::new()))
+    })
+    .await;
+    let good = FnUpstream::start(move |req: Request<hyper::body::Incoming>| {
+        let to_good = to_good.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            to_good.send((parts, body)).unwrap();
+            http::Response::new(Full::new(Bytes::new()))
+        }
+    })
+    .await;
+    let yaml = format!(
+        "workers: 1\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
+         upstreams:\n  - {{ id: pool, protocol: h2c, targets: [{{ address: \"{}\" }}, {{ address: \"{}\" }}] }}\n\
+         routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool, \
+         retries: {{ attempts: 2, retry_on: [gateway_error], per_try_timeout: 200ms }} }}\n",
+        slow.address(),
+        good.address()
+    );
+    for (method, body) in [
+        (http::Method::PUT, &b"payload"[..]),
+        (http::Method::GET, b""),
+    ] {
+        // A fresh gateway: round robin starts at the slow target.
+        let gw = TestGateway::start(&yaml);
+        let req = Request::builder()
+            .method(method.clone())
+            .uri("/orders/7?x=1")
+            .header("x-order", "seven")
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap();
+        assert_eq!(status(gw.addr("main"), Proto::H1, req).await, 200);
+        let (parts, received) = at_good.recv().await.unwrap();
+        assert_eq!(parts.method, method);
+        assert_eq!(
+            parts.uri.path_and_query().unwrap().as_str(),
+            "/orders/7?x=1"
+        );
+        assert_eq!(parts.headers["x-order"], "seven");
+        assert!(parts.headers.contains_key("x-forwarded-for"));
+        assert_eq!(&received[..], body);
+    }
+}
