@@ -63,7 +63,7 @@ impl Drop for Completion {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
         if let Some((chain, ctx)) = self.plugins.take() {
-            chain.finish(ctx, self.status);
+            crate::plugin_phases::log_phase(&chain, ctx, self.status);
         }
         self.metrics
             .record(self.worker, &self.method, self.status, elapsed);

@@ -1,10 +1,13 @@
-//! Where the proxy runs a route's plugin chain: the `request` phase after routing, the `response`
-//! phase on whatever answers (the upstream, a plugin, an error). The `upstream_request` phase runs
-//! in `forward.rs` as the request is shaped, the `log` phase in `completion.rs`.
+//! Where the proxy runs a route's plugin chain, every phase from here: `request` after routing,
+//! `upstream_request` as the forwarded request is shaped (`forward`), `response` on whatever answers
+//! (the upstream, a plugin, an error), and `log` when the response has ended (`completion`). A new
+//! phase is one more function here and one call where the request reaches it.
 
 use bytes::Bytes;
-use floodgate_plugins::{Answer, RequestCtx, RequestHead, ResponseHead, ResponseHeaders};
-use http::{HeaderValue, Method, Request, Response};
+use floodgate_plugins::{
+    Answer, Chain, RequestCtx, RequestHead, ResponseHead, ResponseHeaders, UpstreamRequest,
+};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::error::error_response;
 use crate::request_body::ClientBody;
@@ -89,6 +92,23 @@ pub fn response_phase(used: &mut Used, response: &mut Response<ResponseBody>) {
     let (raw_slot, added_slot) = response.body_mut().plugin_fields_mut();
     *raw_slot = raw;
     *added_slot = added;
+}
+
+/// Runs the `upstream_request` phase of the route's chain on the request about to be forwarded.
+pub fn upstream_request_phase(
+    route: &RouteRuntime,
+    plugins: Option<&RequestCtx>,
+    req: &mut UpstreamRequest<'_>,
+) {
+    if let (Some(chain), Some(ctx)) = (&route.plugins, plugins) {
+        chain.upstream_request(req, ctx);
+    }
+}
+
+/// Runs the `log` phase of the chain once the response has ended with `status`, and releases what
+/// the request held (a `limit-conn` place, for one).
+pub fn log_phase(chain: &Chain, ctx: Box<RequestCtx>, status: StatusCode) {
+    chain.finish(ctx, status);
 }
 
 /// The response for a plugin's answer: its own body, or for an error answer the gateway's error

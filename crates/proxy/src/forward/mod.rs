@@ -30,6 +30,7 @@ use crate::error::ProxyError;
 use crate::headers::{
     clean_request_fields, client_host, is_upgrade, remove_hop_by_hop, scan, Forwarded,
 };
+use crate::plugin_phases::upstream_request_phase;
 use crate::request_body::{ClientBody, RequestBody};
 use crate::request_state::UpstreamUsed;
 use crate::response_body::ResponseBody;
@@ -523,15 +524,16 @@ fn prepare<'a>(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    if let (Some(chain), Some(plugins)) = (&route.plugins, plugins) {
-        chain.upstream_request(
+    if route.plugins.is_some() {
+        upstream_request_phase(
+            route,
+            plugins,
             &mut UpstreamRequest {
                 method: &parts.method,
                 headers: &mut parts.headers,
                 path: &mut path,
                 host: &mut host,
             },
-            plugins,
         );
     }
     let outgoing = Outgoing {
