@@ -71,13 +71,19 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Option<ClientBody>,
         // Bytes already read (and counted against the limit), sent before the rest of `inner`: a
-        // body buffered for a retry, or the start of one that proved too long to buffer.
-        ahead: Option<Bytes>,
-        // The trailers of a buffered body, sent after `ahead` when there is no `inner`.
-        trailers: Option<Box<HeaderMap>>,
+        // body buffered for a retry, or the start of one that proved too long to buffer. Boxed: few
+        // requests have any, and every request moves this struct.
+        ahead: Option<Box<Ahead>>,
         remaining: u64,
         limit: u64,
     }
+}
+
+/// What a body sends before (or instead of) the client's stream.
+struct Ahead {
+    data: Option<Bytes>,
+    /// The trailers of a buffered body, sent after `data` when there is no stream.
+    trailers: Option<HeaderMap>,
 }
 
 impl RequestBody {
@@ -86,7 +92,6 @@ impl RequestBody {
         Self {
             inner: Some(inner),
             ahead: None,
-            trailers: None,
             remaining: limit,
             limit,
         }
@@ -94,15 +99,22 @@ impl RequestBody {
 
     /// A body with nothing in it (an upgrade request's body is the tunnel, not this).
     pub fn empty() -> Self {
-        Self::buffered(Bytes::new(), None)
+        Self {
+            inner: None,
+            ahead: None,
+            remaining: 0,
+            limit: 0,
+        }
     }
 
     /// A body read whole beforehand: `data`, then `trailers`.
-    pub fn buffered(data: Bytes, trailers: Option<Box<HeaderMap>>) -> Self {
+    pub fn buffered(data: Bytes, trailers: Option<HeaderMap>) -> Self {
         Self {
             inner: None,
-            ahead: (!data.is_empty()).then_some(data),
-            trailers,
+            ahead: Some(Box::new(Ahead {
+                data: (!data.is_empty()).then_some(data),
+                trailers,
+            })),
             remaining: 0,
             limit: 0,
         }
@@ -111,7 +123,10 @@ impl RequestBody {
     /// Sends `data`, already read from this body, before the rest of it.
     pub(crate) fn put_back(&mut self, data: Bytes) {
         if !data.is_empty() {
-            self.ahead = Some(data);
+            self.ahead = Some(Box::new(Ahead {
+                data: Some(data),
+                trailers: None,
+            }));
         }
     }
 }
@@ -125,11 +140,14 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = self.project();
-        if let Some(data) = this.ahead.take() {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
+        if let Some(ahead) = this.ahead.as_deref_mut() {
+            if let Some(data) = ahead.data.take() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
         }
         let Some(inner) = this.inner.as_pin_mut() else {
-            return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(*t))));
+            let trailers = this.ahead.as_deref_mut().and_then(|a| a.trailers.take());
+            return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
         };
         match ready!(inner.poll_frame(cx)) {
             Some(Ok(frame)) => {
@@ -148,13 +166,18 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ahead.is_none()
-            && self.trailers.is_none()
+        self.ahead
+            .as_deref()
+            .is_none_or(|a| a.data.is_none() && a.trailers.is_none())
             && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        let ahead = self.ahead.as_ref().map_or(0, |a| a.len() as u64);
+        let ahead = self.ahead.as_deref();
+        let trailers = ahead.is_some_and(|a| a.trailers.is_some());
+        let ahead = ahead
+            .and_then(|a| a.data.as_ref())
+            .map_or(0, |d| d.len() as u64);
         match &self.inner {
             Some(inner) => {
                 let rest = inner.size_hint();
@@ -166,7 +189,7 @@ impl Body for RequestBody {
                 hint
             }
             // Trailers need chunked framing on HTTP/1.1, which an exact length would not get.
-            None if self.trailers.is_some() => {
+            None if trailers => {
                 let mut hint = SizeHint::new();
                 hint.set_lower(ahead);
                 hint

@@ -177,7 +177,8 @@ async fn attempts(
     if let Some(policy) = policy.filter(|p| outgoing.had_body && p.buffer_body > 0) {
         outgoing.replay = Replay::read(&mut outgoing.body, policy.buffer_body)
             .await
-            .map_err(|e| body_error(&e))?;
+            .map_err(|e| body_error(&e))?
+            .map(Box::new);
     }
     let mut picked = first;
     let mut attempt = 1;
@@ -569,8 +570,8 @@ struct Outgoing<'a> {
     spent: bool,
     /// The route may try the request again: an HTTP/2 attempt keeps a copy of a resendable head.
     may_retry: bool,
-    /// The body, read whole to be sent again (`retries.buffer_body`).
-    replay: Option<Replay>,
+    /// The body, read whole to be sent again (`retries.buffer_body`). Boxed: few requests have one.
+    replay: Option<Box<Replay>>,
 }
 
 impl Outgoing<'_> {

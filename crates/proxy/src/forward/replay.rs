@@ -13,7 +13,7 @@ use crate::request_body::{RequestBody, RequestBodyError};
 /// A request body kept for every attempt.
 pub(super) struct Replay {
     data: Bytes,
-    trailers: Option<Box<HeaderMap>>,
+    trailers: Option<HeaderMap>,
 }
 
 impl Replay {
@@ -42,7 +42,7 @@ impl Replay {
                 Err(frame) => frame,
             };
             if let Ok(fields) = frame.into_trailers() {
-                trailers = Some(Box::new(fields));
+                trailers = Some(fields);
             }
         }
         let replay = Replay {
