@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Fuzzes floodgate's parsers of untrusted bytes: runs each cargo-fuzz target of every fuzz package
 # (crates/http1/fuzz: the HTTP/1.1 codec; crates/plugins/fuzz: credentials, forwarded addresses, query
-# parameters and configurations as the plugins read them) for SECONDS each (default 60). CI runs
+# parameters and configurations as the plugins read them; crates/load-report/fuzz: the load reports
+# targets send) for SECONDS each (default 60). CI runs
 # `./scripts/fuzz.sh 15` from scripts/test.sh, so the whole run takes about SECONDS times the number of
-# targets (sixteen) plus the builds.
+# targets (seventeen) plus the builds.
 #
 # libFuzzer needs a nightly toolchain. Without one this says so and succeeds: the same properties have
 # already run on stable over the committed corpus (crates/*/tests/fuzz_corpus.rs). Inputs the fuzzer
@@ -13,7 +14,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 seconds="${1:-60}"
 # Each package with the dictionary its targets share.
-packages=("crates/http1/fuzz http.dict" "crates/plugins/fuzz plugins.dict")
+packages=("crates/http1/fuzz http.dict" "crates/plugins/fuzz plugins.dict" "crates/load-report/fuzz load_report.dict")
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     echo "fuzz: no nightly toolchain installed, fuzzer skipped (the corpus tests ran on stable)"

@@ -330,8 +330,8 @@ fn report_attempt(
         upstream.health.report(index, reported, ended.millis());
     }
     if let (true, Some(Answer::Response(response))) = (reports, answer) {
-        if let Some(utilization) =
-            upstream_field(response, ENDPOINT_LOAD_METRICS).and_then(parse_load_report)
+        if let Some(utilization) = upstream_field(response, floodgate_load_report::FIELD)
+            .and_then(floodgate_load_report::utilization)
         {
             upstream.health.load_report(index, utilization, ended);
         }
@@ -345,31 +345,6 @@ fn upstream_field<'r>(response: &'r Response<ResponseBody>, name: &'r str) -> Op
         Some(value) => Some(value.as_bytes()),
         None => response.body().fields().upstream.values(name).next(),
     }
-}
-
-/// ORCA's load report field.
-const ENDPOINT_LOAD_METRICS: &str = "endpoint-load-metrics";
-
-/// The utilization an ORCA load report gives in its text form (`TEXT cpu_utilization=0.7,
-/// mem_utilization=0.4`, as Envoy and gRPC read it): `application_utilization` when it is there and
-/// above 0, else `cpu_utilization`.
-fn parse_load_report(value: &[u8]) -> Option<f64> {
-    let text = std::str::from_utf8(value).ok()?.trim();
-    let metrics = text.strip_prefix("TEXT ")?;
-    let (mut cpu, mut application) = (None, None);
-    for pair in metrics.split(',') {
-        let (name, number) = pair.trim().split_once('=')?;
-        let number: f64 = number.trim().parse().ok().filter(|n: &f64| n.is_finite())?;
-        match name.trim() {
-            "cpu_utilization" => cpu = Some(number),
-            "application_utilization" => application = Some(number),
-            _ => {}
-        }
-    }
-    application
-        .filter(|u| *u > 0.0)
-        .or(cpu)
-        .map(|u| u.clamp(0.0, 1.0))
 }
 
 /// The last attempt's result as the forwarding's.
@@ -584,37 +559,5 @@ impl Outgoing<'_> {
     fn take_parts(&mut self) -> http::request::Parts {
         let (empty, ()) = Request::new(()).into_parts();
         std::mem::replace(&mut self.parts, empty)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_load_report;
-
-    #[test]
-    fn orca_text_reports_give_the_application_or_cpu_utilization() {
-        assert_eq!(
-            parse_load_report(b"TEXT cpu_utilization=0.7, mem_utilization=0.4"),
-            Some(0.7)
-        );
-        assert_eq!(
-            parse_load_report(b"TEXT cpu_utilization=0.7,application_utilization=0.2"),
-            Some(0.2)
-        );
-        assert_eq!(parse_load_report(b"TEXT cpu_utilization=3"), Some(1.0));
-        for bad in [
-            &b"JSON {\"cpu_utilization\": 0.5}"[..],
-            b"TEXT cpu_utilization=x",
-            b"TEXT cpu_utilization=NaN",
-            b"TEXT mem_utilization=0.4",
-            b"TEXT cpu_utilization",
-        ] {
-            assert_eq!(
-                parse_load_report(bad),
-                None,
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
     }
 }
