@@ -2,18 +2,24 @@
 //! response body ends or is dropped, so streaming responses are timed to their last byte.
 
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use floodgate_observe::{AccessLog, AccessLogEntry, RouteMetrics};
 use http::{HeaderValue, Method, StatusCode, Version};
 
+use crate::snapshot::{RouteRuntime, Snapshot};
+
 /// Bookkeeping for one request, run on drop.
 pub struct Completion {
     /// Worker that served the request (its metric slot).
     pub worker: usize,
-    /// The route's metrics (or the unmatched bucket).
-    pub metrics: Arc<RouteMetrics>,
+    /// The snapshot the request was served under: the unmatched bucket's metrics when it has no route.
+    pub snapshot: Rc<Arc<Snapshot>>,
+    /// The matched route: its metrics, and its chain's `log` phase. Moved here, not cloned in parts:
+    /// each clone of a shared count writes a cache line the other workers write too.
+    pub route: Option<Arc<RouteRuntime>>,
     /// Request method.
     pub method: Method,
     /// Response status.
@@ -28,11 +34,8 @@ pub struct Completion {
     pub slot: Option<crate::overload::requests::RequestSlot>,
     /// Present only when the access log is on, so requests pay for its strings only then.
     pub access: Option<Box<AccessDetails>>,
-    /// The chain of a route with plugins and the request's context in it: its `log` phase runs here.
-    pub plugins: Option<(
-        Arc<floodgate_plugins::Chain>,
-        Box<floodgate_plugins::RequestCtx>,
-    )>,
+    /// The plugins' context of a route with plugins: the chain's `log` phase runs on it here.
+    pub plugins: Option<Box<floodgate_plugins::RequestCtx>>,
 }
 
 /// The parts of an access log line that only the access log needs.
@@ -62,11 +65,15 @@ pub struct AccessDetails {
 impl Drop for Completion {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
-        if let Some((chain, ctx)) = self.plugins.take() {
-            crate::plugin_phases::log_phase(&chain, ctx, self.status);
+        let chain = self.route.as_ref().and_then(|r| r.plugins.as_ref());
+        if let (Some(chain), Some(ctx)) = (chain, self.plugins.take()) {
+            crate::plugin_phases::log_phase(chain, ctx, self.status);
         }
-        self.metrics
-            .record(self.worker, &self.method, self.status, elapsed);
+        let metrics: &RouteMetrics = match &self.route {
+            Some(route) => &route.metrics,
+            None => &self.snapshot.unmatched,
+        };
+        metrics.record(self.worker, &self.method, self.status, elapsed);
         if let Some(details) = self.access.take() {
             let details = *details;
             details.log.log(AccessLogEntry {

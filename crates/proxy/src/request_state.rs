@@ -3,6 +3,7 @@
 //! below both.
 
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,8 +31,11 @@ pub struct Used {
 /// The upstream target a request went to last, and the attempts it made.
 #[derive(Default)]
 pub struct UpstreamUsed {
-    /// The target of the last attempt.
+    /// The target of the last attempt, when [`UpstreamUsed::names_target`].
     pub target: Option<Arc<str>>,
+    /// Whether the target's address is wanted (by the access log): a copy of it writes a count every
+    /// worker shares, which no request should pay for unless it is read.
+    pub names_target: bool,
     /// Attempts made (0: the request was not forwarded).
     pub attempts: u32,
 }
@@ -52,8 +56,8 @@ pub struct Client<'a> {
 /// runs the plugins' `log` phase, so what the request held (a `limit-conn` slot) is given back and
 /// counted, and the access log has its line.
 pub struct Unanswered {
-    /// The snapshot the request is served under, kept to its end.
-    pub snapshot: Arc<Snapshot>,
+    /// The snapshot the request is served under, kept to its end (through its worker's hold).
+    pub snapshot: Rc<Arc<Snapshot>>,
     /// What it was routed to so far.
     pub used: Used,
     worker: usize,
@@ -67,7 +71,7 @@ impl Unanswered {
     /// A request of `method` that arrived at `started` on worker `worker`, its access log details
     /// when the log is on.
     pub fn new(
-        snapshot: Arc<Snapshot>,
+        snapshot: Rc<Arc<Snapshot>>,
         worker: usize,
         method: Method,
         started: Instant,
@@ -100,10 +104,6 @@ impl Unanswered {
         in_flight: Option<floodgate_upstream::InFlightGuard>,
     ) -> Completion {
         let used = std::mem::take(&mut self.used);
-        let metrics = used
-            .route
-            .as_ref()
-            .map_or_else(|| self.snapshot.unmatched.clone(), |r| r.metrics.clone());
         let access = self.access.take().map(|mut details| {
             details.route = used.route.as_ref().map(|r| r.id.clone());
             details.consumer = used.plugins.as_ref().and_then(|p| p.consumer_id().cloned());
@@ -113,7 +113,8 @@ impl Unanswered {
         });
         Completion {
             worker: self.worker,
-            metrics,
+            snapshot: self.snapshot.clone(),
+            route: used.route,
             method: self.method.clone(),
             status,
             started: self.started,
@@ -121,11 +122,7 @@ impl Unanswered {
             access,
             in_flight,
             slot: used.slot,
-            plugins: used
-                .route
-                .as_ref()
-                .and_then(|r| r.plugins.clone())
-                .zip(used.plugins),
+            plugins: used.plugins,
         }
     }
 }

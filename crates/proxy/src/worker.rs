@@ -52,6 +52,7 @@ pub fn run_worker(
             stop: StopSignal::default(),
             read_buffers: RefCell::new(Vec::new()),
             deadline: Cell::new(None),
+            held_snapshot: RefCell::new(None),
         });
         let sweeper = tokio::task::spawn_local(sweep_idle(ctx.clone()));
         let mut accepting: HashMap<Arc<str>, JoinHandle<()>> = HashMap::new();
@@ -126,5 +127,6 @@ async fn sweep_idle(ctx: Rc<WorkerCtx>) {
         tick.tick().await;
         let idle_timeout = ctx.shared.snapshot.load().max_idle_timeout;
         ctx.pools.sweep(idle_timeout);
+        ctx.release_replaced_snapshot();
     }
 }

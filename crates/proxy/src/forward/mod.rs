@@ -64,16 +64,7 @@ pub fn forward<'a>(
 ) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
     // Everything before sending is synchronous and done here, before the future exists: the future then
     // holds the request only in its outgoing form (it is built, moved and boxed once per request).
-    let prepared = prepare(
-        ctx,
-        conn,
-        route,
-        upstream,
-        req,
-        request_id,
-        plugins,
-        &mut used.target,
-    );
+    let prepared = prepare(ctx, conn, route, upstream, req, request_id, plugins, used);
     async move {
         let (first, mut outgoing) = prepared?;
         let mut timer = conn.request_timer(started + route.timeout);
@@ -276,7 +267,9 @@ async fn attempts(
             Some(previous),
         )?;
         let target = &upstream.targets[picked.index];
-        used.target = Some(target.address.clone());
+        if used.names_target {
+            used.target = Some(target.address.clone());
+        }
         if let Some(replay) = &outgoing.replay {
             outgoing.body = replay.body();
         }
@@ -446,7 +439,7 @@ fn prepare<'a>(
     req: Request<ClientBody>,
     request_id: &'a HeaderValue,
     plugins: Option<&RequestCtx>,
-    target_used: &mut Option<Arc<str>>,
+    used: &mut UpstreamUsed,
 ) -> Result<(Picked, Outgoing<'a>), ProxyError> {
     let pick_context = PickContext {
         worker: ctx.index,
@@ -456,7 +449,9 @@ fn prepare<'a>(
     };
     let index = pick_index(&ctx.pools, upstream, &pick_context, None)?;
     let target = upstream.targets.get(index).ok_or(ProxyError::NoTarget)?;
-    *target_used = Some(target.address.clone());
+    if used.names_target {
+        used.target = Some(target.address.clone());
+    }
     let in_flight = upstream.balancer.start(index);
 
     // An upgrade is tunnelled only for a protocol the route allows, and only when the request has no

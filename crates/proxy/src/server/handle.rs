@@ -45,7 +45,7 @@ pub fn handle(
 ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> {
     async move {
         let started = Instant::now();
-        let snapshot = ctx.shared.snapshot.load_full();
+        let snapshot = ctx.snapshot();
         // Before anything reads a field, so no rule, route or plugin sees one the listener drops. The
         // rule is compared first: under `allow`, the default, the names are not scanned at all.
         let underscores_refused = conn.underscores != UnderscoresInHeaders::Allow
@@ -82,7 +82,9 @@ pub fn handle(
                 request_id: request_id.clone(),
             })
         });
+        let logged = access.is_some();
         let mut pending = Unanswered::new(snapshot, ctx.index, method, started, access);
+        pending.used.upstream.names_target = logged;
         let result = serve(
             &ctx,
             &conn,
