@@ -9,14 +9,15 @@ use std::time::{Instant, SystemTime};
 use floodgate_observe::{AccessLog, AccessLogEntry, RouteMetrics};
 use http::{HeaderValue, Method, StatusCode, Version};
 
-use crate::snapshot::{RouteRuntime, Snapshot};
+use crate::snapshot::RouteRuntime;
+use crate::worker_ctx::HeldSnapshot;
 
 /// Bookkeeping for one request, run on drop.
 pub struct Completion {
     /// Worker that served the request (its metric slot).
     pub worker: usize,
     /// The snapshot the request was served under: the unmatched bucket's metrics when it has no route.
-    pub snapshot: Rc<Arc<Snapshot>>,
+    pub snapshot: Rc<HeldSnapshot>,
     /// The matched route: its metrics, and its chain's `log` phase. Moved here, not cloned in parts:
     /// each clone of a shared count writes a cache line the other workers write too.
     pub route: Option<Arc<RouteRuntime>>,

@@ -12,7 +12,8 @@ use http::{HeaderValue, Method, StatusCode};
 
 use crate::completion::{AccessDetails, Completion};
 use crate::overload::requests::RequestSlot;
-use crate::snapshot::{RouteRuntime, Snapshot};
+use crate::snapshot::RouteRuntime;
+use crate::worker_ctx::HeldSnapshot;
 
 /// What a request was routed to, filled in as far as it got, for metrics and the access log (also when
 /// it failed: a 502's log line names the target that refused, as nginx's `$upstream_addr` does).
@@ -57,7 +58,7 @@ pub struct Client<'a> {
 /// counted, and the access log has its line.
 pub struct Unanswered {
     /// The snapshot the request is served under, kept to its end (through its worker's hold).
-    pub snapshot: Rc<Arc<Snapshot>>,
+    pub snapshot: Rc<HeldSnapshot>,
     /// What it was routed to so far.
     pub used: Used,
     worker: usize,
@@ -71,7 +72,7 @@ impl Unanswered {
     /// A request of `method` that arrived at `started` on worker `worker`, its access log details
     /// when the log is on.
     pub fn new(
-        snapshot: Rc<Arc<Snapshot>>,
+        snapshot: Rc<HeldSnapshot>,
         worker: usize,
         method: Method,
         started: Instant,

@@ -49,7 +49,19 @@ pub struct WorkerCtx {
     /// The shutdown deadline, once shutdown has begun.
     pub(crate) deadline: Cell<Option<Instant>>,
     /// The snapshot this worker's requests hold (see [`WorkerCtx::snapshot`]).
-    pub(crate) held_snapshot: RefCell<Option<Rc<Arc<Snapshot>>>>,
+    pub(crate) held_snapshot: RefCell<Option<Rc<HeldSnapshot>>>,
+}
+
+/// A worker's hold on a snapshot (one count of the shared `Arc`), which its requests share through
+/// an `Rc` of the worker's own.
+pub struct HeldSnapshot(Arc<Snapshot>);
+
+impl std::ops::Deref for HeldSnapshot {
+    type Target = Snapshot;
+
+    fn deref(&self) -> &Snapshot {
+        &self.0
+    }
 }
 
 /// Counts an open connection (or tunnel) for as long as it lives.
@@ -92,13 +104,13 @@ impl WorkerCtx {
     /// The snapshot in force, for a request to hold to its end. The worker holds the shared count of
     /// each snapshot once and its requests count on the worker's own `Rc`: the shared count's cache
     /// line would otherwise travel between the workers' cores twice per request.
-    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+    pub fn snapshot(&self) -> Rc<HeldSnapshot> {
         let current = self.shared.snapshot.load();
         let mut held = self.held_snapshot.borrow_mut();
         match &*held {
-            Some(snapshot) if Arc::ptr_eq(snapshot, &current) => snapshot.clone(),
+            Some(snapshot) if Arc::ptr_eq(&snapshot.0, &current) => snapshot.clone(),
             _ => {
-                let snapshot = Rc::new(arc_swap::Guard::into_inner(current));
+                let snapshot = Rc::new(HeldSnapshot(arc_swap::Guard::into_inner(current)));
                 *held = Some(snapshot.clone());
                 snapshot
             }
@@ -110,7 +122,7 @@ impl WorkerCtx {
     pub fn release_replaced_snapshot(&self) {
         let current = self.shared.snapshot.load();
         let mut held = self.held_snapshot.borrow_mut();
-        if held.as_ref().is_some_and(|s| !Arc::ptr_eq(s, &current)) {
+        if held.as_ref().is_some_and(|s| !Arc::ptr_eq(&s.0, &current)) {
             *held = None;
         }
     }
