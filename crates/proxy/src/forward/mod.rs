@@ -31,7 +31,7 @@ use crate::headers::{
 use crate::request_body::{ClientBody, RequestBody};
 use crate::request_state::UpstreamUsed;
 use crate::response_body::ResponseBody;
-use crate::snapshot::{RouteRuntime, UpstreamRuntime};
+use crate::snapshot::{Endpoints, RouteRuntime, UpstreamRuntime};
 use crate::upstream::failure::{AttemptFailure, FailureClass};
 use crate::upstream::WorkerPools;
 use crate::worker_ctx::WorkerCtx;
@@ -59,6 +59,10 @@ pub fn forward<'a>(
     plugins: Option<&RequestCtx>,
     used: &'a mut UpstreamUsed,
 ) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
+    // One load for the whole forwarding: every attempt picks among the same targets, whose indexes
+    // line up, whatever answer a name gets meanwhile. A guard, not a clone of the `Arc`: no count
+    // shared with the other workers is written.
+    let endpoints = upstream.endpoints.load();
     // Everything before sending is synchronous and done here, before the future exists: the future then
     // holds the request only in its outgoing form (it is built, moved and boxed once per request).
     let prepared = prepare(
@@ -66,6 +70,7 @@ pub fn forward<'a>(
         conn,
         route,
         upstream,
+        &endpoints,
         req,
         request_id,
         plugins,
@@ -79,6 +84,7 @@ pub fn forward<'a>(
                 ctx,
                 route,
                 upstream,
+                &endpoints,
                 first,
                 &mut outgoing,
                 started,
@@ -142,10 +148,12 @@ struct Picked {
 /// Sends `outgoing` to `first`, and again to another target for as long as the route's retry
 /// policy, its budget and the request allow; every attempt's outcome goes to the target's health.
 /// The upstream's answer, or the error of the last attempt.
+#[allow(clippy::too_many_arguments)] // each is one piece of the request's context, borrowed
 async fn attempts(
     ctx: &Rc<WorkerCtx>,
     route: &RouteRuntime,
     upstream: &UpstreamRuntime,
+    endpoints: &Endpoints,
     first: Picked,
     outgoing: &mut Outgoing<'_>,
     started: Instant,
@@ -176,7 +184,7 @@ async fn attempts(
     // The retry in flight, counted against the budget until the next attempt ends.
     let mut retrying: Option<(retry::InFlight<'_>, Option<Permit<'_>>)> = None;
     loop {
-        let target = &upstream.targets[picked.index];
+        let target = &endpoints.targets[picked.index];
         let sent_at = if attempt == 1 {
             started
         } else {
@@ -210,6 +218,7 @@ async fn attempts(
         };
         report_attempt(
             upstream,
+            endpoints,
             picked.index,
             &tried,
             result.as_ref().ok(),
@@ -261,13 +270,14 @@ async fn attempts(
         picked = pick(
             ctx,
             upstream,
+            endpoints,
             &outgoing.parts.headers,
             outgoing.path.path(),
             Some(previous),
         )?;
-        let target = &upstream.targets[picked.index];
+        let target = &endpoints.targets[picked.index];
         used.target = Some(target.address.clone());
-        if !route.preserve_host && outgoing.host == upstream.targets[previous].authority {
+        if !route.preserve_host && outgoing.host == endpoints.targets[previous].authority {
             outgoing.host = target.authority.clone();
         }
         attempt += 1;
@@ -280,14 +290,15 @@ async fn attempts(
 /// load report in its `answer`. The clock is read once, and only when one of them listens.
 fn report_attempt(
     upstream: &UpstreamRuntime,
+    endpoints: &Endpoints,
     index: usize,
     tried: &Tried,
     answer: Option<&Answer>,
     sent_at: Instant,
 ) {
-    let latency = upstream.balancer.observes_latency();
-    let passive = upstream.health.is_passive();
-    let reports = upstream.health.reads_load_reports();
+    let latency = endpoints.balancer.observes_latency();
+    let passive = endpoints.health.is_passive();
+    let reports = endpoints.health.reads_load_reports();
     if !latency && !passive && !reports && upstream.breaker.is_none() {
         return;
     }
@@ -300,7 +311,7 @@ fn report_attempt(
             Tried::Status(..) => rtt,
             Tried::Failed(_) => rtt.max(FAILURE_LATENCY_NS),
         };
-        upstream.balancer.observe(index, rtt, ended);
+        endpoints.balancer.observe(index, rtt, ended);
     }
     if let Some(breaker) = &upstream.breaker {
         let failed = match tried {
@@ -314,13 +325,13 @@ fn report_attempt(
             Tried::Status(status, _) => AttemptResult::Status(status.as_u16()),
             Tried::Failed(_) => AttemptResult::GatewayFailure,
         };
-        upstream.health.report(index, reported, ended.millis());
+        endpoints.health.report(index, reported, ended.millis());
     }
     if let (true, Some(Answer::Response(response))) = (reports, answer) {
         if let Some(utilization) =
             upstream_field(response, ENDPOINT_LOAD_METRICS).and_then(parse_load_report)
         {
-            upstream.health.load_report(index, utilization, ended);
+            endpoints.health.load_report(index, utilization, ended);
         }
     }
 }
@@ -396,6 +407,7 @@ fn answer_retry_after(answer: &Answer) -> Option<std::time::Duration> {
 fn pick(
     ctx: &WorkerCtx,
     upstream: &UpstreamRuntime,
+    endpoints: &Endpoints,
     headers: &HeaderMap,
     path: &str,
     avoid: Option<usize>,
@@ -406,10 +418,10 @@ fn pick(
         path,
         client_ip: None,
     };
-    let index = pick_index(&ctx.pools, upstream, &context, avoid)?;
+    let index = pick_index(&ctx.pools, upstream, endpoints, &context, avoid)?;
     Ok(Picked {
         index,
-        in_flight: upstream.balancer.start(index),
+        in_flight: endpoints.balancer.start(index),
     })
 }
 
@@ -420,24 +432,26 @@ fn pick(
 fn pick_index(
     pools: &WorkerPools,
     upstream: &UpstreamRuntime,
+    endpoints: &Endpoints,
     context: &PickContext<'_>,
     avoid: Option<usize>,
 ) -> Result<usize, ProxyError> {
-    let eligible = upstream.health.eligible();
-    let admission = upstream.health.admission();
+    let health = &endpoints.health;
+    let eligible = health.eligible();
+    let admission = health.admission();
     let usable =
         |i: usize| {
-            upstream.targets.get(i).is_some_and(|t| {
+            endpoints.targets.get(i).is_some_and(|t| {
                 pools.has_capacity(&t.pool_key, upstream.max_connections_per_target)
-            }) && (matches!(eligible, Eligible::All) || upstream.health.allows(&eligible, i))
+            }) && (matches!(eligible, Eligible::All) || health.allows(&eligible, i))
         };
     let ramped = |i: usize| {
         usable(i)
             && admission
                 .as_ref()
-                .is_none_or(|admission| upstream.health.admits(i, admission))
+                .is_none_or(|admission| health.admits(i, admission))
     };
-    let balancer = &upstream.balancer;
+    let balancer = &endpoints.balancer;
     avoid
         .and_then(|avoid| balancer.pick(context, |i| i != avoid && ramped(i)))
         .or_else(|| balancer.pick(context, ramped))
@@ -454,7 +468,8 @@ fn prepare<'a>(
     ctx: &Rc<WorkerCtx>,
     conn: &'a ConnInfo,
     route: &RouteRuntime,
-    upstream: &'a UpstreamRuntime,
+    upstream: &UpstreamRuntime,
+    endpoints: &Endpoints,
     req: Request<ClientBody>,
     request_id: &'a HeaderValue,
     plugins: Option<&RequestCtx>,
@@ -466,10 +481,10 @@ fn prepare<'a>(
         path: req.uri().path(),
         client_ip: Some(conn.client.ip()),
     };
-    let index = pick_index(&ctx.pools, upstream, &pick_context, None)?;
-    let target = upstream.targets.get(index).ok_or(ProxyError::NoTarget)?;
+    let index = pick_index(&ctx.pools, upstream, endpoints, &pick_context, None)?;
+    let target = endpoints.targets.get(index).ok_or(ProxyError::NoTarget)?;
     *target_used = Some(target.address.clone());
-    let in_flight = upstream.balancer.start(index);
+    let in_flight = endpoints.balancer.start(index);
 
     // An upgrade is tunnelled only for a protocol the route allows, and only when the request has no
     // body: the upgraded connection carries the new protocol straight after the head, so a body would
