@@ -106,7 +106,9 @@ impl DnsConfig {
                 Ok(addr) if addr.port() != 0 => {}
                 _ => errors.push(FieldError::new(
                     format!("dns.nameservers[{i}]"),
-                    format!("invalid name server {server:?}, expected ip:port such as \"10.0.0.2:53\""),
+                    format!(
+                        "invalid name server {server:?}, expected ip:port such as \"10.0.0.2:53\""
+                    ),
                 )),
             }
         }

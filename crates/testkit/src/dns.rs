@@ -69,6 +69,13 @@ impl TestDns {
         self.zone.records.store(Arc::new(records));
     }
 
+    /// Makes `name` unknown: `NXDOMAIN` from the next query on.
+    pub fn remove(&self, name: &str) {
+        let mut records = HashMap::clone(&self.zone.records.load());
+        records.remove(&normal(name));
+        self.zone.records.store(Arc::new(records));
+    }
+
     /// The TTL of the records it hands out, in seconds.
     pub fn set_ttl(&self, seconds: u32) {
         self.zone.ttl.store(seconds, Ordering::Relaxed);
