@@ -3,11 +3,15 @@
 //!
 //! The set is swapped whole (arc-swap) when a name's addresses change, so neither the routes nor the
 //! snapshot are rebuilt, and a request that loaded it sees one consistent set, whose indexes line
-//! up, from its pick to its last attempt.
+//! up, from its pick to its last attempt. An upstream whose targets are all addresses has nothing to
+//! follow: its set is fixed for the snapshot's life and a request reads it without an arc-swap load.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Deref;
 use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
 
 use floodgate_config::{TargetConfig, UpstreamConfig};
 use floodgate_dns::Hosts;
@@ -18,6 +22,70 @@ use http::HeaderValue;
 use rustls::pki_types::ServerName;
 
 use crate::tls;
+
+/// Where an upstream keeps its endpoints.
+pub enum EndpointsCell {
+    /// Every target is an address: only a reload, which builds a new upstream, changes them.
+    Fixed(Arc<Endpoints>),
+    /// Some target is a name, whose new answers swap the set.
+    Followed(ArcSwap<Endpoints>),
+}
+
+/// The endpoints a request loaded, kept for as long as it uses them.
+pub enum Current<'a> {
+    /// Borrowed from a fixed cell: no load, no count.
+    Fixed(&'a Endpoints),
+    /// Held from a followed cell: arc-swap's guard, which writes no count shared with the other
+    /// workers while the thread has a free slot.
+    Followed(Guard<Arc<Endpoints>>),
+}
+
+impl Deref for Current<'_> {
+    type Target = Endpoints;
+
+    #[inline]
+    fn deref(&self) -> &Endpoints {
+        match self {
+            Current::Fixed(endpoints) => endpoints,
+            Current::Followed(guard) => guard,
+        }
+    }
+}
+
+impl EndpointsCell {
+    /// A cell for `endpoints`, followed when the upstream has name targets.
+    pub fn new(endpoints: Endpoints, followed: bool) -> Self {
+        if followed {
+            EndpointsCell::Followed(ArcSwap::from_pointee(endpoints))
+        } else {
+            EndpointsCell::Fixed(Arc::new(endpoints))
+        }
+    }
+
+    /// The endpoints now.
+    #[inline]
+    pub fn load(&self) -> Current<'_> {
+        match self {
+            EndpointsCell::Fixed(endpoints) => Current::Fixed(endpoints),
+            EndpointsCell::Followed(cell) => Current::Followed(cell.load()),
+        }
+    }
+
+    /// The endpoints now, for a task that outlives the request.
+    pub fn load_full(&self) -> Arc<Endpoints> {
+        match self {
+            EndpointsCell::Fixed(endpoints) => endpoints.clone(),
+            EndpointsCell::Followed(cell) => cell.load_full(),
+        }
+    }
+
+    /// Puts `endpoints` in service; a fixed cell has no name to follow and keeps its set.
+    pub fn store(&self, endpoints: Endpoints) {
+        if let EndpointsCell::Followed(cell) = self {
+            cell.store(Arc::new(endpoints));
+        }
+    }
+}
 
 /// One upstream's targets, their balancer and their health.
 pub struct Endpoints {

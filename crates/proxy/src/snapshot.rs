@@ -9,7 +9,6 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use floodgate_config::{
     Config, FieldError, Http2Config, KeepaliveConfig, MethodOverride, UnderscoresInHeaders,
@@ -25,7 +24,7 @@ use floodgate_upstream::health::HealthStates;
 use http::{HeaderValue, StatusCode};
 use tokio_rustls::TlsAcceptor;
 
-pub use crate::endpoints::{Endpoints, Target};
+pub use crate::endpoints::{Endpoints, EndpointsCell, Target};
 use crate::forward::retry::{RetryBudget, RetryPolicy};
 use crate::path_normalize::PathRules;
 use crate::tls;
@@ -160,9 +159,9 @@ pub enum RouteAction {
 pub struct UpstreamRuntime {
     /// Upstream id.
     pub id: Arc<str>,
-    /// Its targets with their balancer and health: loaded once per forwarded request, and swapped
-    /// when a name's addresses change, without a new snapshot.
-    pub endpoints: ArcSwap<Endpoints>,
+    /// Its targets with their balancer and health: loaded once per forwarded request, and, for an
+    /// upstream with names, swapped when a name's addresses change, without a new snapshot.
+    pub endpoints: EndpointsCell,
     /// The configuration the endpoints are built from again when a name's addresses change.
     pub config: UpstreamConfig,
     /// Worker threads, which per-worker balancer state is sized for.
@@ -205,7 +204,7 @@ impl UpstreamRuntime {
             metrics,
             self.workers,
         );
-        self.endpoints.store(Arc::new(endpoints));
+        self.endpoints.store(endpoints);
         let kept: std::collections::HashSet<&str> = next.keys().map(|(_, a)| &**a).collect();
         metrics.retain_targets(|upstream, address| upstream != &*self.id || kept.contains(address));
     }
@@ -429,7 +428,7 @@ fn build_upstream(
     };
     Ok(UpstreamRuntime {
         id: config.id.as_str().into(),
-        endpoints: ArcSwap::from_pointee(endpoints),
+        endpoints: EndpointsCell::new(endpoints, !crate::endpoints::hosts_of(config).is_empty()),
         config: config.clone(),
         workers,
         protocol: config.protocol,

@@ -60,8 +60,9 @@ pub fn forward<'a>(
     used: &'a mut UpstreamUsed,
 ) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
     // One load for the whole forwarding: every attempt picks among the same targets, whose indexes
-    // line up, whatever answer a name gets meanwhile. A guard, not a clone of the `Arc`: no count
-    // shared with the other workers is written.
+    // line up, whatever answer a name gets meanwhile. A borrow for an upstream of addresses, and for
+    // one with names a guard rather than a clone of the `Arc`: no count shared with the other
+    // workers is written.
     let endpoints = upstream.endpoints.load();
     // Everything before sending is synchronous and done here, before the future exists: the future then
     // holds the request only in its outgoing form (it is built, moved and boxed once per request).
