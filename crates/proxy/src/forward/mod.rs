@@ -24,6 +24,7 @@ use http_body::Body as _;
 use self::exchange::{exchange, upgrade_allowed, Answer, ExchangeError};
 use self::retry::{retry_after, Tried};
 use crate::client_conn::ConnInfo;
+use crate::endpoints::Current;
 use crate::error::ProxyError;
 use crate::headers::{
     clean_request_fields, client_host, is_upgrade, remove_hop_by_hop, scan, Forwarded,
@@ -59,11 +60,6 @@ pub fn forward<'a>(
     plugins: Option<&RequestCtx>,
     used: &'a mut UpstreamUsed,
 ) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
-    // One load for the whole forwarding: every attempt picks among the same targets, whose indexes
-    // line up, whatever answer a name gets meanwhile. A borrow for an upstream of addresses, and for
-    // one with names a guard rather than a clone of the `Arc`: no count shared with the other
-    // workers is written.
-    let endpoints = upstream.endpoints.load();
     // Everything before sending is synchronous and done here, before the future exists: the future then
     // holds the request only in its outgoing form (it is built, moved and boxed once per request).
     let prepared = prepare(
@@ -71,14 +67,13 @@ pub fn forward<'a>(
         conn,
         route,
         upstream,
-        &endpoints,
         req,
         request_id,
         plugins,
         &mut used.target,
     );
     async move {
-        let (first, mut outgoing) = prepared?;
+        let (first, mut outgoing, endpoints) = prepared?;
         let mut timer = conn.request_timer(started + route.timeout);
         let answer = {
             let mut attempts = pin!(attempts(
@@ -469,20 +464,24 @@ fn prepare<'a>(
     ctx: &Rc<WorkerCtx>,
     conn: &'a ConnInfo,
     route: &RouteRuntime,
-    upstream: &UpstreamRuntime,
-    endpoints: &Endpoints,
+    upstream: &'a UpstreamRuntime,
     req: Request<ClientBody>,
     request_id: &'a HeaderValue,
     plugins: Option<&RequestCtx>,
     target_used: &mut Option<Arc<str>>,
-) -> Result<(Picked, Outgoing<'a>), ProxyError> {
+) -> Result<(Picked, Outgoing<'a>, Current<'a>), ProxyError> {
+    // One load for the whole forwarding, returned with the first pick: every attempt picks among the
+    // same targets, whose indexes line up, whatever answer a name gets meanwhile. A borrow for an
+    // upstream of addresses, and for one with names a guard rather than a clone of the `Arc`: no
+    // count shared with the other workers is written.
+    let endpoints = upstream.endpoints.load();
     let pick_context = PickContext {
         worker: ctx.index,
         headers: req.headers(),
         path: req.uri().path(),
         client_ip: Some(conn.client.ip()),
     };
-    let index = pick_index(&ctx.pools, upstream, endpoints, &pick_context, None)?;
+    let index = pick_index(&ctx.pools, upstream, &endpoints, &pick_context, None)?;
     let target = endpoints.targets.get(index).ok_or(ProxyError::NoTarget)?;
     *target_used = Some(target.address.clone());
     let in_flight = endpoints.balancer.start(index);
@@ -550,7 +549,7 @@ fn prepare<'a>(
         spent: false,
         may_retry: false,
     };
-    Ok((Picked { index, in_flight }, outgoing))
+    Ok((Picked { index, in_flight }, outgoing, endpoints))
 }
 
 /// A request on its way to the upstream, the same whichever connection carries it, and kept between
