@@ -11,6 +11,7 @@
 mod admin;
 mod breaker;
 mod consumer;
+mod dns;
 mod duration;
 mod error;
 mod health;
@@ -30,6 +31,7 @@ mod validate;
 pub use admin::AdminConfig;
 pub use breaker::{BreakerRatioConfig, CircuitBreakerConfig};
 pub use consumer::{ConsumerConfig, RealIpConfig};
+pub use dns::{DnsConfig, LookupFamily};
 pub use duration::HumanDuration;
 pub use error::{ConfigError, FieldError};
 pub use health::{
@@ -80,6 +82,9 @@ pub struct Config {
     /// The JSON access log; off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<AccessLogConfig>,
+    /// How targets given by host name are resolved.
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// Groups of targets that routes forward to.
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,

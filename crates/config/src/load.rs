@@ -31,6 +31,7 @@ fn empty_config() -> Config {
         timeouts: crate::TimeoutsConfig::default(),
         http2: Http2Config::default(),
         access_log: None,
+        dns: crate::DnsConfig::default(),
         upstreams: Vec::new(),
         routes: Vec::new(),
         global_plugins: Default::default(),
@@ -49,6 +50,7 @@ pub const TOP_LEVEL_FIELDS: &[&str] = &[
     "timeouts",
     "http2",
     "access_log",
+    "dns",
     "upstreams",
     "routes",
     "global_plugins",
@@ -114,6 +116,11 @@ pub fn parse_yaml(text: &str) -> Result<Config, ConfigError> {
             "access_log" => {
                 config.access_log =
                     decode::<Option<AccessLogConfig>>(&key, value, &mut errors).flatten()
+            }
+            "dns" => {
+                if let Some(v) = decode::<Option<crate::DnsConfig>>(&key, value, &mut errors) {
+                    config.dns = v.unwrap_or_default();
+                }
             }
             "listeners" => config.listeners = decode_list(&key, value, &mut errors),
             "upstreams" => config.upstreams = decode_list(&key, value, &mut errors),

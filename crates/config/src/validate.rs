@@ -41,6 +41,7 @@ impl Config {
             }
         }
         self.http2.validate_into(&mut errors);
+        self.dns.validate_into(&mut errors);
         self.validate_upstreams(&mut errors);
         self.validate_routes(&mut errors);
         self.validate_consumers(&mut errors);

@@ -164,6 +164,20 @@ fn validate_reports_a_bad_address() {
 }
 
 #[test]
+fn validate_reports_bad_dns_settings_with_their_paths() {
+    let err = validate_fails(&format!(
+        "{LISTENER}dns: {{ nameservers: [\"10.0.0.2\"], min_ttl: 1m, max_ttl: 10s, timeout: 0s }}\n\
+         upstreams: [{{ id: u, targets: [{{ address: \"users.internal:8000\" }}] }}]\n"
+    ));
+    assert_reports(
+        &err,
+        "dns.nameservers[0]: invalid name server \"10.0.0.2\", expected ip:port such as \"10.0.0.2:53\"",
+    );
+    assert_reports(&err, "dns.timeout: must be greater than zero");
+    assert_reports(&err, "dns.max_ttl: must be at least min_ttl (1m)");
+}
+
+#[test]
 fn validate_reports_a_bad_duration() {
     let err = validate_fails(&format!(
         "{LISTENER}routes: [{{ id: r, paths: [\"/\"], respond: {{ body: x }}, timeout: soon }}]\n"

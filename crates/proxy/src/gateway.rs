@@ -12,6 +12,7 @@ use floodgate_observe::{AccessLog, Metrics};
 use tokio::sync::mpsc;
 
 use crate::background::Background;
+use crate::discovery::Discovery;
 use crate::listener::bind_reuseport;
 use crate::overload::connections::ConnectionCount;
 use crate::probe::Probes;
@@ -74,10 +75,12 @@ pub struct Gateway {
     /// listener is configured, so its `max_connections` counts the connections it already has.
     listener_connections: HashMap<String, Arc<ConnectionCount>>,
     access_log: Option<(String, AccessLog)>,
-    /// Runs the plugins' background tasks and the active health probes.
+    /// Runs the plugins' background tasks, the active health probes and the resolution of names.
     background: Background,
-    /// The active health probes running.
-    probes: Probes,
+    /// The active health probes running; shared with `discovery`, whose new answers they follow.
+    probes: Arc<parking_lot::Mutex<Probes>>,
+    /// The tasks following the upstreams' target names.
+    discovery: Discovery,
 }
 
 impl Gateway {
@@ -86,6 +89,9 @@ impl Gateway {
         let worker_count = config.worker_count();
         let access_log = open_access_log(config, None)?;
         let background = Background::start().map_err(GatewayError::Worker)?;
+        let probes = Arc::new(parking_lot::Mutex::new(Probes::default()));
+        let mut discovery = Discovery::new(metrics.clone(), probes.clone());
+        let plan = discovery.plan(config, background.handle().as_ref());
         let snapshot = Snapshot::build(
             config,
             &metrics,
@@ -94,13 +100,14 @@ impl Gateway {
             BuildInputs {
                 previous: None,
                 runtime: background.handle(),
+                names: Some(&plan.answers),
             },
         )
         .map_err(GatewayError::Invalid)?;
         forget_removed_targets(&metrics, &snapshot);
-        let mut probes = Probes::default();
         if let Some(runtime) = background.handle() {
-            probes.apply(config, &snapshot, &runtime);
+            discovery.commit(plan, &snapshot, &runtime);
+            probes.lock().apply(config, &snapshot, &runtime);
         }
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -129,6 +136,7 @@ impl Gateway {
             access_log,
             background,
             probes,
+            discovery,
         };
         gateway.apply_listeners(config)?;
         Ok(gateway)
@@ -146,6 +154,9 @@ impl Gateway {
             );
         }
         let access_log = open_access_log(config, self.access_log.as_ref())?;
+        let plan = self
+            .discovery
+            .plan(config, self.background.handle().as_ref());
         let running = self.shared.snapshot.load();
         let snapshot = Snapshot::build(
             config,
@@ -155,14 +166,16 @@ impl Gateway {
             BuildInputs {
                 previous: Some(&running),
                 runtime: self.background.handle(),
+                names: Some(&plan.answers),
             },
         )
         .map_err(GatewayError::Invalid)?;
         drop(running);
-        forget_removed_targets(&self.shared.metrics, &snapshot);
         let new_sockets = self.bind_new(config)?;
+        forget_removed_targets(&self.shared.metrics, &snapshot);
         if let Some(runtime) = self.background.handle() {
-            self.probes.apply(config, &snapshot, &runtime);
+            self.discovery.commit(plan, &snapshot, &runtime);
+            self.probes.lock().apply(config, &snapshot, &runtime);
         }
         self.shared.snapshot.store(Arc::new(snapshot));
         self.access_log = access_log;
@@ -324,8 +337,8 @@ fn open_access_log(
 /// Drops the health series of targets `snapshot` no longer has, so the scrape lists only configured
 /// targets.
 fn forget_removed_targets(metrics: &Metrics, snapshot: &Snapshot) {
-    let kept: std::collections::HashSet<(&str, &str)> = snapshot
-        .health_states
+    let states = snapshot.health_states();
+    let kept: std::collections::HashSet<(&str, &str)> = states
         .keys()
         .map(|(upstream, address)| (&**upstream, &**address))
         .collect();

@@ -15,6 +15,8 @@ mod background;
 mod client_conn;
 mod completion;
 mod deadline;
+mod discovery;
+mod endpoints;
 mod error;
 mod executor;
 mod forward;

@@ -7,6 +7,7 @@
 //! it measures what a new request would meet and never takes a pooled connection from a worker.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, UpstreamRuntime};
 
 /// The probe tasks running, by upstream id, target address and everything that shapes the probe: a
 /// reload that keeps all three keeps the task (and its counts); any other change restarts it.
@@ -43,6 +44,11 @@ impl Drop for AbortOnDrop {
 struct ProbeTarget {
     upstream: Arc<str>,
     address: Arc<str>,
+    /// Where to connect: the resolved address, never a name.
+    socket_addr: SocketAddr,
+    /// `Host` (or `:authority`) unless the probe sets one: the target as configured, a name for a
+    /// resolved target, as requests send it.
+    authority: Arc<str>,
     health: Arc<TargetHealth>,
     probe: Arc<ActiveHealthConfig>,
     protocol: Option<UpstreamProtocol>,
@@ -55,45 +61,65 @@ impl Probes {
     pub fn apply(&mut self, config: &Config, snapshot: &Snapshot, runtime: &Handle) {
         let mut wanted = HashMap::new();
         for upstream_config in &config.upstreams {
-            let Some(active) = &upstream_config.health_checks.active else {
-                continue;
-            };
-            let Some(upstream) = snapshot.upstream(&upstream_config.id) else {
-                continue;
-            };
-            let shape = format!(
-                "{active:?}|{:?}|{:?}",
-                upstream_config.protocol, upstream_config.tls
-            );
-            let probe = Arc::new(active.clone());
-            for (index, target) in upstream.targets.iter().enumerate() {
-                let Some((id, address, health)) = upstream.health.target(index) else {
-                    continue;
-                };
-                let key = (id.clone(), address.clone(), shape.clone());
-                let task = match self.tasks.remove(&key) {
-                    Some(running) => running,
-                    None => {
-                        let tls = match (&upstream.tls, &target.server_name) {
-                            (Some(tls), Some(name)) => Some((tls.clone(), name.clone())),
-                            _ => None,
-                        };
-                        let target = ProbeTarget {
-                            upstream: id.clone(),
-                            address: address.clone(),
-                            health: health.clone(),
-                            probe: probe.clone(),
-                            protocol: upstream.protocol,
-                            tls,
-                        };
-                        AbortOnDrop(runtime.spawn(run(target)))
-                    }
-                };
-                wanted.insert(key, task);
+            if let Some(upstream) = snapshot.upstream(&upstream_config.id) {
+                self.want(upstream, runtime, &mut wanted);
             }
         }
         // What is left is no longer configured: dropping it stops it.
         self.tasks = wanted;
+    }
+
+    /// Follows `upstream`'s endpoints after a name's addresses changed: a new address gets its
+    /// probe, one gone loses it, and a kept one keeps its task and counts. Other upstreams' probes
+    /// are left as they are.
+    pub fn follow(&mut self, upstream: &UpstreamRuntime, runtime: &Handle) {
+        let mut wanted = HashMap::new();
+        self.want(upstream, runtime, &mut wanted);
+        self.tasks.retain(|(id, _, _), _| *id != upstream.id);
+        self.tasks.extend(wanted);
+    }
+
+    /// Moves into `wanted` the probe of each of `upstream`'s targets, running or started now.
+    fn want(
+        &mut self,
+        upstream: &UpstreamRuntime,
+        runtime: &Handle,
+        wanted: &mut HashMap<(Arc<str>, Arc<str>, String), AbortOnDrop>,
+    ) {
+        let config = &upstream.config;
+        let Some(active) = &config.health_checks.active else {
+            return;
+        };
+        let shape = format!("{active:?}|{:?}|{:?}", config.protocol, config.tls);
+        let probe = Arc::new(active.clone());
+        let endpoints = upstream.endpoints.load();
+        for (index, target) in endpoints.targets.iter().enumerate() {
+            let Some((id, address, health)) = endpoints.health.target(index) else {
+                continue;
+            };
+            let key = (id.clone(), address.clone(), shape.clone());
+            let task = match self.tasks.remove(&key) {
+                Some(running) => running,
+                None => {
+                    let tls = match (&upstream.tls, &target.server_name) {
+                        (Some(tls), Some(name)) => Some((tls.clone(), name.clone())),
+                        _ => None,
+                    };
+                    let target = ProbeTarget {
+                        upstream: id.clone(),
+                        address: address.clone(),
+                        socket_addr: target.socket_addr,
+                        authority: target.name.clone().unwrap_or_else(|| address.clone()),
+                        health: health.clone(),
+                        probe: probe.clone(),
+                        protocol: upstream.protocol,
+                        tls,
+                    };
+                    AbortOnDrop(runtime.spawn(run(target)))
+                }
+            };
+            wanted.insert(key, task);
+        }
     }
 }
 
@@ -125,7 +151,7 @@ async fn run(target: ProbeTarget) {
 
 /// One probe: whether the target passed it.
 async fn probe_once(target: &ProbeTarget) -> bool {
-    let Ok(tcp) = TcpStream::connect(&*target.address).await else {
+    let Ok(tcp) = TcpStream::connect(target.socket_addr).await else {
         return false;
     };
     let _ = tcp.set_nodelay(true);
@@ -198,7 +224,7 @@ where
 }
 
 fn authority(target: &ProbeTarget) -> &str {
-    target.probe.host.as_deref().unwrap_or(&target.address)
+    target.probe.host.as_deref().unwrap_or(&target.authority)
 }
 
 fn http_request(target: &ProbeTarget) -> Option<Request<Full<Bytes>>> {

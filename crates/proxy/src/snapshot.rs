@@ -14,17 +14,17 @@ use floodgate_config::{
     Config, FieldError, Http2Config, KeepaliveConfig, MethodOverride, UnderscoresInHeaders,
     UpstreamConfig, UpstreamProtocol,
 };
+use floodgate_dns::Hosts;
 use floodgate_observe::{AccessLog, Metrics, PerWorker, RouteMetrics, UpstreamMetrics};
 use floodgate_plugins::real_ip::RealIp;
 use floodgate_plugins::{build_plugins, Chain, Consumers, StateStore};
 use floodgate_router::RouteTable;
 use floodgate_upstream::breaker::CircuitBreaker;
-use floodgate_upstream::health::{HealthStates, UpstreamHealth};
-use floodgate_upstream::LoadBalancer;
+use floodgate_upstream::health::HealthStates;
 use http::{HeaderValue, StatusCode};
-use rustls::pki_types::ServerName;
 use tokio_rustls::TlsAcceptor;
 
+pub use crate::endpoints::{Endpoints, EndpointsCell, Target};
 use crate::forward::retry::{RetryBudget, RetryPolicy};
 use crate::path_normalize::PathRules;
 use crate::tls;
@@ -57,8 +57,6 @@ pub struct Snapshot {
     pub consumers: Arc<Consumers>,
     /// The plugins' states, handed to the next snapshot's build so unchanged plugins keep them.
     pub plugin_states: StateStore,
-    /// Every target's health, handed to the next snapshot's build so kept targets keep it.
-    pub health_states: HealthStates,
     /// The upstreams, by id.
     pub upstreams: HashMap<Arc<str>, Arc<UpstreamRuntime>>,
 }
@@ -70,14 +68,22 @@ pub struct BuildInputs<'a> {
     pub previous: Option<&'a Snapshot>,
     /// Where plugins start background tasks (key fetches); `None` when only validating.
     pub runtime: Option<tokio::runtime::Handle>,
+    /// The addresses of each upstream's target names as last resolved, by upstream id; `None`
+    /// when only validating (name targets then have no addresses).
+    pub names: Option<&'a NameAnswers>,
 }
 
+/// Each upstream's hosts with their last answers, and which answer of the upstream's names they
+/// are, by upstream id.
+pub type NameAnswers = HashMap<Arc<str>, (Hosts, u64)>;
+
 impl BuildInputs<'static> {
-    /// For a build that only validates: nothing carried over, no background tasks.
+    /// For a build that only validates: nothing carried over, no background tasks, no resolution.
     pub fn validating() -> Self {
         Self {
             previous: None,
             runtime: None,
+            names: None,
         }
     }
 }
@@ -153,10 +159,13 @@ pub enum RouteAction {
 pub struct UpstreamRuntime {
     /// Upstream id.
     pub id: Arc<str>,
-    /// Its targets, indexed like the balancer's.
-    pub targets: Vec<Target>,
-    /// Picks a target per request.
-    pub balancer: LoadBalancer,
+    /// Its targets with their balancer and health: loaded once per forwarded request, and, for an
+    /// upstream with names, swapped when a name's addresses change, without a new snapshot.
+    pub endpoints: EndpointsCell,
+    /// The configuration the endpoints are built from again when a name's addresses change.
+    pub config: UpstreamConfig,
+    /// Worker threads, which per-worker balancer state is sized for.
+    pub workers: usize,
     /// Configured protocol (None: HTTP/1.1 in cleartext, ALPN with TLS).
     pub protocol: Option<UpstreamProtocol>,
     /// TLS client config, when the upstream uses TLS.
@@ -171,8 +180,6 @@ pub struct UpstreamRuntime {
     pub keepalive: KeepaliveConfig,
     /// This upstream's metrics.
     pub metrics: Arc<UpstreamMetrics>,
-    /// Which targets are in service.
-    pub health: UpstreamHealth,
     /// Requests and retries in flight, for the routes' retry budgets.
     pub retry_budget: RetryBudget,
     /// The upstream's circuit breaker, when it has one.
@@ -181,23 +188,41 @@ pub struct UpstreamRuntime {
     pub mirror_slots: PerWorker<AtomicU32>,
 }
 
-/// One target of an upstream.
-pub struct Target {
-    /// `host:port`.
-    pub address: Arc<str>,
-    /// `Host` to send when the route does not preserve the client's.
-    pub authority: HeaderValue,
-    /// Name to verify over TLS.
-    pub server_name: Option<ServerName<'static>>,
-    /// Key of this target's connection pool. It includes the upstream's protocol and TLS settings so a
-    /// reload that changes them does not reuse connections made under the old ones.
-    pub pool_key: Arc<str>,
+impl UpstreamRuntime {
+    /// Replaces the endpoints with those of `hosts`, answer `generation` of the upstream's names.
+    /// A target the new set still has keeps its health, load and latency; the metric series of
+    /// those it no longer has are dropped, so the scrape lists only targets in use.
+    pub fn refresh_endpoints(&self, hosts: &Hosts, generation: u64, metrics: &Metrics) {
+        let previous = self.endpoints.load().health.states();
+        let mut next = HealthStates::new();
+        let endpoints = Endpoints::build(
+            &self.config,
+            hosts,
+            generation,
+            &previous,
+            &mut next,
+            metrics,
+            self.workers,
+        );
+        self.endpoints.store(endpoints);
+        let kept: std::collections::HashSet<&str> = next.keys().map(|(_, a)| &**a).collect();
+        metrics.retain_targets(|upstream, address| upstream != &*self.id || kept.contains(address));
+    }
 }
 
 impl Snapshot {
     /// The upstream with this id.
     pub fn upstream(&self, id: &str) -> Option<&Arc<UpstreamRuntime>> {
         self.upstreams.get(id)
+    }
+
+    /// Every target's health as the upstreams' endpoints hold it now (names resolved since the
+    /// build included): what the next snapshot's build keeps of each target it still has.
+    pub fn health_states(&self) -> HealthStates {
+        self.upstreams
+            .values()
+            .flat_map(|upstream| upstream.endpoints.load().health.states())
+            .collect()
     }
 
     /// Builds a snapshot from a validated configuration. Errors name the field at fault (certificates that
@@ -211,9 +236,11 @@ impl Snapshot {
     ) -> Result<Snapshot, Vec<FieldError>> {
         let mut errors = Vec::new();
         let none = StateStore::new();
-        let no_health = HealthStates::new();
-        let previous_health = inputs.previous.map_or(&no_health, |s| &s.health_states);
+        let previous_health = inputs
+            .previous
+            .map_or_else(HealthStates::new, Snapshot::health_states);
         let mut health_states = HealthStates::new();
+        let no_hosts = (Hosts::new(), 0);
         let plugins = match build_plugins(
             config,
             inputs.previous.map_or(&none, |s| &s.plugin_states),
@@ -229,8 +256,19 @@ impl Snapshot {
         let mut upstreams = HashMap::new();
         let mut broken_upstreams = Vec::new();
         for (i, upstream) in config.upstreams.iter().enumerate() {
-            let health =
-                UpstreamHealth::new(upstream, previous_health, &mut health_states, metrics);
+            let (hosts, generation) = inputs
+                .names
+                .and_then(|names| names.get(upstream.id.as_str()))
+                .unwrap_or(&no_hosts);
+            let endpoints = Endpoints::build(
+                upstream,
+                hosts,
+                *generation,
+                &previous_health,
+                &mut health_states,
+                metrics,
+                workers,
+            );
             // A breaker with unchanged settings keeps its state (and its counts of what is in
             // flight); one with new settings starts closed.
             let breaker = upstream.circuit_breaker.as_ref().map(|config| {
@@ -248,7 +286,7 @@ impl Snapshot {
                     ))
                 })
             });
-            match build_upstream(upstream, i, metrics, workers, health, breaker) {
+            match build_upstream(upstream, i, metrics, workers, endpoints, breaker) {
                 Ok(runtime) => {
                     upstreams.insert(upstream.id.clone(), Arc::new(runtime));
                 }
@@ -365,7 +403,6 @@ impl Snapshot {
             real_ip: plugins.real_ip,
             consumers: plugins.consumers,
             plugin_states: plugins.states,
-            health_states,
             upstreams: upstreams
                 .into_iter()
                 .map(|(id, upstream)| (Arc::from(id.as_str()), upstream))
@@ -379,7 +416,7 @@ fn build_upstream(
     index: usize,
     metrics: &Metrics,
     workers: usize,
-    health: UpstreamHealth,
+    endpoints: Endpoints,
     breaker: Option<Arc<CircuitBreaker>>,
 ) -> Result<UpstreamRuntime, FieldError> {
     let tls = match &config.tls {
@@ -389,32 +426,11 @@ fn build_upstream(
                 .map_err(|(path, message)| FieldError::new(path, message))?,
         ),
     };
-    // Everything that changes how a connection is made goes into the pool key.
-    let fingerprint = format!("{}|{:?}|{:?}", config.id, config.protocol, config.tls);
-    let targets = config
-        .targets
-        .iter()
-        .map(|t| {
-            let host = t
-                .address
-                .rsplit_once(':')
-                .map_or(t.address.as_str(), |(h, _)| h);
-            Target {
-                address: t.address.as_str().into(),
-                authority: HeaderValue::from_str(&t.address)
-                    .unwrap_or(HeaderValue::from_static("localhost")),
-                server_name: config
-                    .tls
-                    .as_ref()
-                    .and_then(|tls| tls::client::server_name(tls, host)),
-                pool_key: format!("{fingerprint}|{}", t.address).into(),
-            }
-        })
-        .collect();
     Ok(UpstreamRuntime {
         id: config.id.as_str().into(),
-        targets,
-        balancer: LoadBalancer::with_loads(config, workers, &health.loads()),
+        endpoints: EndpointsCell::new(endpoints, !crate::endpoints::hosts_of(config).is_empty()),
+        config: config.clone(),
+        workers,
         protocol: config.protocol,
         tls,
         connect_timeout: config.connect_timeout.get(),
@@ -422,7 +438,6 @@ fn build_upstream(
         max_connections_per_target: config.max_connections_per_target,
         keepalive: config.keepalive.clone(),
         metrics: metrics.upstream(&config.id),
-        health,
         retry_budget: RetryBudget::new(workers),
         breaker,
         mirror_slots: PerWorker::new(workers),

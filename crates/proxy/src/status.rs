@@ -5,8 +5,9 @@ use serde_json::{json, Value};
 
 use crate::snapshot::Snapshot;
 
-/// Every upstream of `snapshot`, sorted by id, with each target's health, ejection, last probe and
-/// requests in flight.
+/// Every upstream of `snapshot`, sorted by id, with each target as it is now (a name's resolved
+/// addresses, each with the name it came from), its health, ejection, last probe and requests in
+/// flight.
 pub fn upstream_status(snapshot: &Snapshot) -> Value {
     let now = Millis::now();
     let mut ids: Vec<_> = snapshot.upstreams.keys().collect();
@@ -15,7 +16,8 @@ pub fn upstream_status(snapshot: &Snapshot) -> Value {
         .into_iter()
         .filter_map(|id| snapshot.upstreams.get(id))
         .map(|upstream| {
-            let statuses = upstream.health.statuses(now);
+            let endpoints = upstream.endpoints.load();
+            let statuses = endpoints.health.statuses(now);
             let targets: Vec<Value> = statuses
                 .into_iter()
                 .enumerate()
@@ -23,8 +25,9 @@ pub fn upstream_status(snapshot: &Snapshot) -> Value {
                     let ejected = status.ejected_for_ms.is_some();
                     json!({
                         "address": &*address,
-                        "priority": upstream.health.priority(index),
-                        "effective_weight": upstream.health.effective_weight(index, now),
+                        "name": endpoints.targets.get(index).and_then(|t| t.name.as_deref()),
+                        "priority": endpoints.health.priority(index),
+                        "effective_weight": endpoints.health.effective_weight(index, now),
                         "healthy": !ejected && !status.probed_down,
                         "ejected": ejected,
                         "ejected_for_ms": status.ejected_for_ms,
@@ -35,8 +38,8 @@ pub fn upstream_status(snapshot: &Snapshot) -> Value {
                         "last_probe": status.last_probe.map(|(ago_ms, passed)| {
                             json!({ "ago_ms": ago_ms, "passed": passed })
                         }),
-                        "in_flight": upstream.balancer.in_flight(index),
-                        "ewma_ms": upstream
+                        "in_flight": endpoints.balancer.in_flight(index),
+                        "ewma_ms": endpoints
                             .balancer
                             .rtt_estimate(index)
                             .map(|rtt| rtt.as_secs_f64() * 1000.0),

@@ -33,7 +33,18 @@ impl FnUpstream {
         F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), answer).await
+    }
+
+    /// Serves HTTP/1.1 on `addr`, answering each request with `answer(request)`: for servers a DNS
+    /// name points at, whose records carry an address and no port (`127.0.0.2:P` beside
+    /// `127.0.0.1:P`: the whole of 127.0.0.0/8 is loopback on Linux).
+    pub async fn start_on<F, Fut>(addr: SocketAddr, answer: F) -> FnUpstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {

@@ -10,6 +10,7 @@ pub mod certs;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod dns;
 pub mod fn_upstream;
 pub mod gateway;
 pub mod jwt;
@@ -24,6 +25,7 @@ pub use client::{
 };
 pub use config::OneRoute;
 pub use connection::KeptConnection;
+pub use dns::TestDns;
 pub use fn_upstream::FnUpstream;
 pub use gateway::{free_port, TestGateway};
 pub use scripted::{Reply, ScriptedRequest, ScriptedUpstream};

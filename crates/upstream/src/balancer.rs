@@ -13,7 +13,7 @@ mod weights;
 
 use std::net::IpAddr;
 
-use floodgate_config::{Balancer, UpstreamConfig};
+use floodgate_config::{Balancer, TargetConfig, UpstreamConfig};
 use http::HeaderMap;
 
 use std::sync::Arc;
@@ -70,18 +70,19 @@ impl LoadBalancer {
     /// for every request.
     pub fn new(config: &UpstreamConfig, workers: usize) -> LoadBalancer {
         let loads: Vec<Arc<TargetLoad>> = config.targets.iter().map(|_| Arc::default()).collect();
-        Self::with_loads(config, workers, &loads)
+        Self::with_loads(config, &config.targets, workers, &loads)
     }
 
-    /// Like [`LoadBalancer::new`], with each target's load (in flight, latency) kept outside the
-    /// balancer, indexed like the targets: a reload that keeps a target hands its load to the new
-    /// balancer.
+    /// Like [`LoadBalancer::new`], for `targets`, `config`'s targets as they are now (a name's
+    /// resolved addresses in its place), with each target's load (in flight, latency) kept outside
+    /// the balancer, indexed like the targets: a reload or a new answer that keeps a target hands its
+    /// load to the new balancer.
     pub fn with_loads(
         config: &UpstreamConfig,
+        targets: &[TargetConfig],
         workers: usize,
         loads: &[Arc<TargetLoad>],
     ) -> LoadBalancer {
-        let targets = &config.targets;
         let loads: Box<[Arc<TargetLoad>]> = loads.iter().take(targets.len()).cloned().collect();
         let strategy = match config.balancer {
             Balancer::RoundRobin => Strategy::RoundRobin(RoundRobin::new(targets, workers)),

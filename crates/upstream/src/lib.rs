@@ -5,8 +5,9 @@
 //! runs on the request hot path, so it takes no locks, allocates nothing and does no I/O: per-worker state
 //! lives in cache-padded atomics and everything else is precomputed when the balancer is built.
 //!
-//! This crate does not open connections, resolve names or probe health: the proxy owns the sockets and
-//! tells the balancer which targets may be used through the `eligible` closure it passes to `pick`.
+//! This crate does not open connections, resolve names or probe health: the proxy owns the sockets,
+//! hands the balancer and the health a name's resolved addresses as targets, and tells the balancer
+//! which targets may be used through the `eligible` closure it passes to `pick`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

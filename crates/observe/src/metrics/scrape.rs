@@ -17,6 +17,7 @@ const RETRIES: &str = "floodgate_upstream_retries_total";
 const RETRY_BUDGET_EXHAUSTED: &str = "floodgate_upstream_retry_budget_exhausted_total";
 const BREAKER_REJECTIONS: &str = "floodgate_upstream_breaker_rejections_total";
 const MIRROR: &str = "floodgate_mirror_requests_total";
+const DNS_RESOLUTIONS: &str = "floodgate_dns_resolutions_total";
 const CONNECTIONS: &str = "floodgate_downstream_connections_open";
 const CONNECTION_TIMEOUTS: &str = "floodgate_connection_timeouts_total";
 const RELOADS: &str = "floodgate_config_reloads_total";
@@ -232,6 +233,23 @@ fn render_upstreams(w: &mut TextWriter, upstreams: &[(Arc<str>, Arc<UpstreamMetr
         for (result, count) in super::upstream::MIRROR_RESULTS.iter().zip(counts) {
             if count > 0 {
                 w.sample(MIRROR, &[("upstream", id), ("result", result)], count);
+            }
+        }
+    }
+    w.family(
+        DNS_RESOLUTIONS,
+        "Resolutions of an upstream's target names, by result; on a failure the last answer stays in use. Only pairs that occurred are listed.",
+        Kind::Counter,
+    );
+    for (id, metrics) in upstreams {
+        let counts = metrics.dns_totals();
+        for (result, count) in super::upstream::DNS_RESULTS.iter().zip(counts) {
+            if count > 0 {
+                w.sample(
+                    DNS_RESOLUTIONS,
+                    &[("upstream", id), ("result", result)],
+                    count,
+                );
             }
         }
     }

@@ -28,15 +28,22 @@ pub const BREAKER_REASONS: [&str; 5] = [
     "open",
 ];
 
+/// What a resolution of a target's name gave, as the `result` label names it.
+pub const DNS_RESULTS: [&str; 5] = ["success", "timeout", "nxdomain", "no_address", "error"];
+
 /// Failure counters of one upstream, from [`Metrics::upstream`](crate::Metrics::upstream).
 pub struct UpstreamMetrics {
     cells: PerWorker<UpstreamCell>,
+    /// Resolutions of its targets' names by result: counted on the background runtime, never by a
+    /// worker, so one set is enough.
+    dns: [AtomicU64; DNS_RESULTS.len()],
 }
 
 impl UpstreamMetrics {
     pub(crate) fn new(workers: usize) -> Self {
         Self {
             cells: PerWorker::new(workers),
+            dns: Default::default(),
         }
     }
 
@@ -97,6 +104,21 @@ impl UpstreamMetrics {
         if let Some(counter) = self.cells.get(worker).mirror.get(result) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a resolution of one of this upstream's target names, by its result `result`, one of
+    /// [`DNS_RESULTS`] (`floodgate_dns_resolutions_total`); another name counts as `error`.
+    pub fn dns_resolution(&self, result: &str) {
+        let index = DNS_RESULTS
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(DNS_RESULTS.len() - 1);
+        self.dns[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Resolutions by result.
+    pub(crate) fn dns_totals(&self) -> [u64; DNS_RESULTS.len()] {
+        std::array::from_fn(|i| self.dns[i].load(Ordering::Relaxed))
     }
 
     /// Mirrored copies by result, summed over workers.

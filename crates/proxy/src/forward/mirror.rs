@@ -17,7 +17,7 @@ use super::{pick, Outgoing};
 use crate::client_conn::ConnInfo;
 use crate::headers::{clean_request_fields, client_host, scan, Forwarded};
 use crate::request_body::{ClientBody, RequestBody};
-use crate::snapshot::{Snapshot, UpstreamRuntime};
+use crate::snapshot::{Endpoints, Snapshot, UpstreamRuntime};
 use crate::worker_ctx::WorkerCtx;
 
 /// What became of a copy, as `floodgate_mirror_requests_total{result}` counts it.
@@ -53,7 +53,16 @@ pub fn send_copy(
             .mirror(worker, MirrorResult::Dropped as usize);
         return;
     }
-    let Ok(picked) = pick(ctx, &upstream, req.headers(), req.uri().path(), None) else {
+    // The copy's task keeps the set it picked from, so its index still means the same target.
+    let endpoints = upstream.endpoints.load_full();
+    let Ok(picked) = pick(
+        ctx,
+        &upstream,
+        &endpoints,
+        req.headers(),
+        req.uri().path(),
+        None,
+    ) else {
         upstream
             .metrics
             .mirror(worker, MirrorResult::Dropped as usize);
@@ -78,7 +87,8 @@ pub fn send_copy(
         request_id,
     }
     .apply(&mut parts.headers);
-    let host = client_host(req).unwrap_or_else(|| upstream.targets[picked.index].authority.clone());
+    let host =
+        client_host(req).unwrap_or_else(|| endpoints.targets[picked.index].authority.clone());
     let path = parts
         .uri
         .path_and_query()
@@ -97,20 +107,28 @@ pub fn send_copy(
         replay: None,
     };
     let ctx = ctx.clone();
-    tokio::task::spawn_local(copy(ctx, upstream, picked.index, outgoing, timeout));
+    tokio::task::spawn_local(copy(
+        ctx,
+        upstream,
+        endpoints,
+        picked.index,
+        outgoing,
+        timeout,
+    ));
 }
 
 /// Sends one copy and reads its answer to the end (so its connection goes back to the pool).
 async fn copy(
     ctx: Rc<WorkerCtx>,
     upstream: Arc<UpstreamRuntime>,
+    endpoints: Arc<Endpoints>,
     index: usize,
     mut outgoing: Outgoing<'static>,
     timeout: Duration,
 ) {
     let worker = ctx.index;
     let sent = async {
-        let target = &upstream.targets[index];
+        let target = &endpoints.targets[index];
         match exchange(&ctx, &upstream, target, &mut outgoing, Instant::now()).await {
             Ok(Answer::Response(response)) => {
                 let _ = response.into_body().collect().await;

@@ -26,6 +26,7 @@ use self::exchange::{body_error, exchange, upgrade_allowed, Answer, ExchangeErro
 use self::replay::Replay;
 use self::retry::{retry_after, Tried};
 use crate::client_conn::ConnInfo;
+use crate::endpoints::Current;
 use crate::error::ProxyError;
 use crate::headers::{
     clean_request_fields, client_host, is_upgrade, remove_hop_by_hop, scan, Forwarded,
@@ -34,7 +35,7 @@ use crate::plugin_phases::upstream_request_phase;
 use crate::request_body::{ClientBody, RequestBody};
 use crate::request_state::UpstreamUsed;
 use crate::response_body::ResponseBody;
-use crate::snapshot::{RouteRuntime, UpstreamRuntime};
+use crate::snapshot::{Endpoints, RouteRuntime, UpstreamRuntime};
 use crate::upstream::failure::{AttemptFailure, FailureClass};
 use crate::upstream::WorkerPools;
 use crate::worker_ctx::WorkerCtx;
@@ -66,13 +67,14 @@ pub fn forward<'a>(
     // holds the request only in its outgoing form (it is built, moved and boxed once per request).
     let prepared = prepare(ctx, conn, route, upstream, req, request_id, plugins, used);
     async move {
-        let (first, mut outgoing) = prepared?;
+        let (first, mut outgoing, endpoints) = prepared?;
         let mut timer = conn.request_timer(started + route.timeout);
         let answer = {
             let mut attempts = pin!(attempts(
                 ctx,
                 route,
                 upstream,
+                &endpoints,
                 first,
                 &mut outgoing,
                 started,
@@ -136,10 +138,12 @@ struct Picked {
 /// Sends `outgoing` to `first`, and again to another target for as long as the route's retry
 /// policy, its budget and the request allow; every attempt's outcome goes to the target's health.
 /// The upstream's answer, or the error of the last attempt.
+#[allow(clippy::too_many_arguments)] // each is one piece of the request's context, borrowed
 async fn attempts(
     ctx: &Rc<WorkerCtx>,
     route: &RouteRuntime,
     upstream: &UpstreamRuntime,
+    endpoints: &Endpoints,
     first: Picked,
     outgoing: &mut Outgoing<'_>,
     started: Instant,
@@ -177,7 +181,7 @@ async fn attempts(
     // The retry in flight, counted against the budget until the next attempt ends.
     let mut retrying: Option<(retry::InFlight<'_>, Option<Permit<'_>>)> = None;
     loop {
-        let target = &upstream.targets[picked.index];
+        let target = &endpoints.targets[picked.index];
         let sent_at = if attempt == 1 {
             started
         } else {
@@ -211,6 +215,7 @@ async fn attempts(
         };
         report_attempt(
             upstream,
+            endpoints,
             picked.index,
             &tried,
             result.as_ref().ok(),
@@ -262,18 +267,19 @@ async fn attempts(
         picked = pick(
             ctx,
             upstream,
+            endpoints,
             &outgoing.parts.headers,
             outgoing.path.path(),
             Some(previous),
         )?;
-        let target = &upstream.targets[picked.index];
+        let target = &endpoints.targets[picked.index];
         if used.names_target {
             used.target = Some(target.address.clone());
         }
         if let Some(replay) = &outgoing.replay {
             outgoing.body = replay.body();
         }
-        if !route.preserve_host && outgoing.host == upstream.targets[previous].authority {
+        if !route.preserve_host && outgoing.host == endpoints.targets[previous].authority {
             outgoing.host = target.authority.clone();
         }
         attempt += 1;
@@ -286,14 +292,15 @@ async fn attempts(
 /// load report in its `answer`. The clock is read once, and only when one of them listens.
 fn report_attempt(
     upstream: &UpstreamRuntime,
+    endpoints: &Endpoints,
     index: usize,
     tried: &Tried,
     answer: Option<&Answer>,
     sent_at: Instant,
 ) {
-    let latency = upstream.balancer.observes_latency();
-    let passive = upstream.health.is_passive();
-    let reports = upstream.health.reads_load_reports();
+    let latency = endpoints.balancer.observes_latency();
+    let passive = endpoints.health.is_passive();
+    let reports = endpoints.health.reads_load_reports();
     if !latency && !passive && !reports && upstream.breaker.is_none() {
         return;
     }
@@ -306,7 +313,7 @@ fn report_attempt(
             Tried::Status(..) => rtt,
             Tried::Failed(_) => rtt.max(FAILURE_LATENCY_NS),
         };
-        upstream.balancer.observe(index, rtt, ended);
+        endpoints.balancer.observe(index, rtt, ended);
     }
     if let Some(breaker) = &upstream.breaker {
         let failed = match tried {
@@ -320,13 +327,13 @@ fn report_attempt(
             Tried::Status(status, _) => AttemptResult::Status(status.as_u16()),
             Tried::Failed(_) => AttemptResult::GatewayFailure,
         };
-        upstream.health.report(index, reported, ended.millis());
+        endpoints.health.report(index, reported, ended.millis());
     }
     if let (true, Some(Answer::Response(response))) = (reports, answer) {
         if let Some(utilization) = upstream_field(response, floodgate_load_report::FIELD)
             .and_then(floodgate_load_report::utilization)
         {
-            upstream.health.load_report(index, utilization, ended);
+            endpoints.health.load_report(index, utilization, ended);
         }
     }
 }
@@ -377,6 +384,7 @@ fn answer_retry_after(answer: &Answer) -> Option<std::time::Duration> {
 fn pick(
     ctx: &WorkerCtx,
     upstream: &UpstreamRuntime,
+    endpoints: &Endpoints,
     headers: &HeaderMap,
     path: &str,
     avoid: Option<usize>,
@@ -387,10 +395,10 @@ fn pick(
         path,
         client_ip: None,
     };
-    let index = pick_index(&ctx.pools, upstream, &context, avoid)?;
+    let index = pick_index(&ctx.pools, upstream, endpoints, &context, avoid)?;
     Ok(Picked {
         index,
-        in_flight: upstream.balancer.start(index),
+        in_flight: endpoints.balancer.start(index),
     })
 }
 
@@ -401,24 +409,26 @@ fn pick(
 fn pick_index(
     pools: &WorkerPools,
     upstream: &UpstreamRuntime,
+    endpoints: &Endpoints,
     context: &PickContext<'_>,
     avoid: Option<usize>,
 ) -> Result<usize, ProxyError> {
-    let eligible = upstream.health.eligible();
-    let admission = upstream.health.admission();
+    let health = &endpoints.health;
+    let eligible = health.eligible();
+    let admission = health.admission();
     let usable =
         |i: usize| {
-            upstream.targets.get(i).is_some_and(|t| {
+            endpoints.targets.get(i).is_some_and(|t| {
                 pools.has_capacity(&t.pool_key, upstream.max_connections_per_target)
-            }) && (matches!(eligible, Eligible::All) || upstream.health.allows(&eligible, i))
+            }) && (matches!(eligible, Eligible::All) || health.allows(&eligible, i))
         };
     let ramped = |i: usize| {
         usable(i)
             && admission
                 .as_ref()
-                .is_none_or(|admission| upstream.health.admits(i, admission))
+                .is_none_or(|admission| health.admits(i, admission))
     };
-    let balancer = &upstream.balancer;
+    let balancer = &endpoints.balancer;
     avoid
         .and_then(|avoid| balancer.pick(context, |i| i != avoid && ramped(i)))
         .or_else(|| balancer.pick(context, ramped))
@@ -440,19 +450,24 @@ fn prepare<'a>(
     request_id: &'a HeaderValue,
     plugins: Option<&RequestCtx>,
     used: &mut UpstreamUsed,
-) -> Result<(Picked, Outgoing<'a>), ProxyError> {
+) -> Result<(Picked, Outgoing<'a>, Current<'a>), ProxyError> {
+    // One load for the whole forwarding, returned with the first pick: every attempt picks among the
+    // same targets, whose indexes line up, whatever answer a name gets meanwhile. A borrow for an
+    // upstream of addresses, and for one with names a guard rather than a clone of the `Arc`: no
+    // count shared with the other workers is written.
+    let endpoints = upstream.endpoints.load();
     let pick_context = PickContext {
         worker: ctx.index,
         headers: req.headers(),
         path: req.uri().path(),
         client_ip: Some(conn.client.ip()),
     };
-    let index = pick_index(&ctx.pools, upstream, &pick_context, None)?;
-    let target = upstream.targets.get(index).ok_or(ProxyError::NoTarget)?;
+    let index = pick_index(&ctx.pools, upstream, &endpoints, &pick_context, None)?;
+    let target = endpoints.targets.get(index).ok_or(ProxyError::NoTarget)?;
     if used.names_target {
         used.target = Some(target.address.clone());
     }
-    let in_flight = upstream.balancer.start(index);
+    let in_flight = endpoints.balancer.start(index);
 
     // An upgrade is tunnelled only for a protocol the route allows, and only when the request has no
     // body: the upgraded connection carries the new protocol straight after the head, so a body would
@@ -519,7 +534,7 @@ fn prepare<'a>(
         may_retry: false,
         replay: None,
     };
-    Ok((Picked { index, in_flight }, outgoing))
+    Ok((Picked { index, in_flight }, outgoing, endpoints))
 }
 
 /// A request on its way to the upstream, the same whichever connection carries it, and kept between

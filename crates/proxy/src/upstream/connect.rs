@@ -27,7 +27,7 @@ pub async fn connect(
     permit: Option<ConnectionPermit>,
 ) -> Result<Conn, AttemptFailure> {
     let attempt = async {
-        let tcp = TcpStream::connect(&*target.address).await.map_err(|e| {
+        let tcp = TcpStream::connect(target.socket_addr).await.map_err(|e| {
             debug!(upstream = %upstream.id, target = %target.address, error = %e, "connect failed");
             AttemptFailure::new(FailureClass::Connect, e)
         })?;

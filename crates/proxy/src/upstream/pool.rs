@@ -148,6 +148,12 @@ impl WorkerPools {
             }
         }
         drop(stale);
+        // A pool with nothing in it is forgotten: a target's address may change with its name's
+        // answers, and the addresses a worker ever connected to must not pile up. One with an open
+        // connection stays, since that connection's guard counts in it.
+        self.targets
+            .borrow_mut()
+            .retain(|_, pool| pool.open.get() > 0 || pool.h2.is_some() || !pool.idle.is_empty());
     }
 }
 

@@ -6,6 +6,7 @@ mod balancing;
 mod balancing_ewma;
 mod circuit_breaker;
 mod client_gone;
+mod dns;
 mod docs_examples;
 mod errors;
 mod example_api_gateway;

@@ -13,7 +13,7 @@ mod target;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use floodgate_config::UpstreamConfig;
+use floodgate_config::{TargetConfig, UpstreamConfig};
 use floodgate_observe::Metrics;
 
 pub use clock::{Millis, Nanos};
@@ -79,18 +79,18 @@ pub enum Eligible {
 }
 
 impl UpstreamHealth {
-    /// The health of `config`'s targets: a target `previous` knows (same upstream id and address)
-    /// keeps its state; a new one starts in service. Each state is also added to `next`, for the
-    /// snapshot after this one.
+    /// The health of `listed`, `config`'s targets as they are now (a name's resolved addresses in
+    /// its place): a target `previous` knows (same upstream id and address) keeps its state; a new
+    /// one starts in service. Each state is also added to `next`, for the snapshot after this one.
     pub fn new(
         config: &UpstreamConfig,
+        listed: &[TargetConfig],
         previous: &HealthStates,
         next: &mut HealthStates,
         metrics: &Metrics,
     ) -> Self {
         let upstream: Arc<str> = config.id.as_str().into();
-        let addresses: Box<[Arc<str>]> = config
-            .targets
+        let addresses: Box<[Arc<str>]> = listed
             .iter()
             .map(|t| Arc::from(t.address.as_str()))
             .collect();
@@ -129,14 +129,13 @@ impl UpstreamHealth {
                 .as_ref()
                 .map(OutlierPolicy::from),
             probed: config.health_checks.active.is_some(),
-            priorities: config
-                .targets
+            priorities: listed
                 .iter()
                 .any(|t| t.priority != 0)
-                .then(|| config.targets.iter().map(|t| t.priority).collect()),
-            weights: config.targets.iter().map(|t| t.weight.max(1)).collect(),
+                .then(|| listed.iter().map(|t| t.priority).collect()),
+            weights: listed.iter().map(|t| t.weight.max(1)).collect(),
             levels: {
-                let mut levels: Vec<u32> = config.targets.iter().map(|t| t.priority).collect();
+                let mut levels: Vec<u32> = listed.iter().map(|t| t.priority).collect();
                 levels.sort_unstable();
                 levels.dedup();
                 levels.into_boxed_slice()
@@ -384,6 +383,16 @@ impl UpstreamHealth {
             .and_then(|p| p.get(index))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Every target's state by upstream id and address: what a new set of targets of this upstream
+    /// (a name's new addresses) keeps of each one it still has.
+    pub fn states(&self) -> HealthStates {
+        self.addresses
+            .iter()
+            .zip(self.targets.iter())
+            .map(|(address, state)| ((self.upstream.clone(), address.clone()), state.clone()))
+            .collect()
     }
 
     /// Each target's address and health at `now`, in configuration order.

@@ -23,7 +23,13 @@ fn checked(targets: usize, passive: PassiveHealthConfig, panic_threshold: u8) ->
 
 fn health(config: &UpstreamConfig, metrics: &Metrics) -> (UpstreamHealth, HealthStates) {
     let mut next = HealthStates::new();
-    let health = UpstreamHealth::new(config, &HealthStates::new(), &mut next, metrics);
+    let health = UpstreamHealth::new(
+        config,
+        &config.targets,
+        &HealthStates::new(),
+        &mut next,
+        metrics,
+    );
     (health, next)
 }
 
@@ -207,7 +213,7 @@ fn a_new_snapshot_keeps_the_state_of_the_targets_it_keeps() {
     let mut reloaded = checked(3, passive, 0);
     reloaded.targets.remove(0);
     let mut next = HealthStates::new();
-    let second = UpstreamHealth::new(&reloaded, &states, &mut next, &metrics);
+    let second = UpstreamHealth::new(&reloaded, &reloaded.targets, &states, &mut next, &metrics);
     assert_eq!(in_service(&second), [1]);
     assert_eq!(next.len(), 2);
 }
@@ -310,7 +316,7 @@ fn a_ramping_target_is_admitted_by_its_share_and_fully_after_the_window() {
         (Arc::from("test"), Arc::from("a:1")),
         states[&(Arc::from("test"), Arc::from("a:1"))].clone(),
     );
-    let second = UpstreamHealth::new(&reloaded, &kept, &mut next, &metrics);
+    let second = UpstreamHealth::new(&reloaded, &reloaded.targets, &kept, &mut next, &metrics);
     let admission = second.admission().expect("c ramps");
     let admitted = (0..2000).filter(|_| second.admits(1, &admission)).count();
     // About 10% (the floor) at the start.
