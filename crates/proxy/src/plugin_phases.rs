@@ -11,7 +11,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::error::error_response;
 use crate::request_body::ClientBody;
-use crate::request_state::{Client, Used};
+use crate::request_state::{Session, Used};
 use crate::response_body::ResponseBody;
 use crate::snapshot::RouteRuntime;
 
@@ -23,19 +23,18 @@ use crate::snapshot::RouteRuntime;
 /// which every request copies whether its route has plugins or not.
 #[inline(never)]
 pub fn request_phase(
-    worker: usize,
-    tls: bool,
+    session: &Session<'_>,
     route: &RouteRuntime,
     req: &mut Request<ClientBody>,
-    client: &Client<'_>,
     plugins: &mut Option<Box<RequestCtx>>,
 ) -> Option<Response<ResponseBody>> {
     let chain = route.plugins.as_ref()?;
+    let client = &session.client;
     let mut ctx = chain.start(
         client.ip,
         client.request_id.clone(),
-        worker,
-        tls,
+        session.worker.index,
+        session.conn.tls,
         req.uri().path(),
     );
     // The header map is taken out for the phase and put back, so the view can borrow it mutably

@@ -1,6 +1,6 @@
-//! What the handler learns about one request as it goes: who its client is, what it was routed to,
-//! and what its completion needs if it ends unanswered. Shared by the handler and the plugin phases,
-//! below both.
+//! What the handler learns about one request as it goes: its session (worker, connection, client,
+//! arrival), what it was routed to, and what its completion needs if it ends unanswered. Shared by
+//! the handler, forwarding and the plugin phases, below all three.
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -10,10 +10,11 @@ use std::time::Instant;
 use floodgate_plugins::RequestCtx;
 use http::{HeaderValue, Method, StatusCode};
 
+use crate::client_conn::ConnInfo;
 use crate::completion::{AccessDetails, Completion};
 use crate::overload::requests::RequestSlot;
 use crate::snapshot::RouteRuntime;
-use crate::worker_ctx::HeldSnapshot;
+use crate::worker_ctx::{HeldSnapshot, WorkerCtx};
 
 /// What a request was routed to, filled in as far as it got, for metrics and the access log (also when
 /// it failed: a 502's log line names the target that refused, as nginx's `$upstream_addr` does).
@@ -39,6 +40,21 @@ pub struct UpstreamUsed {
     pub names_target: bool,
     /// Attempts made (0: the request was not forwarded).
     pub attempts: u32,
+}
+
+/// One request's context as every step from the handler down borrows it (Pingora's session): the
+/// worker serving it, its connection, its client, and when it arrived. Built once by the handler and
+/// lent by reference, so a step takes one argument for all of it, and a new piece of per-request
+/// context is one more field here rather than one more parameter on each function.
+pub struct Session<'a> {
+    /// The worker serving the request.
+    pub worker: &'a Rc<WorkerCtx>,
+    /// The client connection it came on.
+    pub conn: &'a ConnInfo,
+    /// Its client, as the handler found it.
+    pub client: Client<'a>,
+    /// When its head had arrived: the route's timeout runs from here.
+    pub started: Instant,
 }
 
 /// What the handler knows of the request's client before routing.

@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 
 use floodgate_plugins::MirrorTo;
 use http::uri::PathAndQuery;
-use http::{header, HeaderValue, Request};
+use http::{header, Request};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 
 use super::exchange::{exchange, Answer};
 use super::{pick, Outgoing};
-use crate::client_conn::ConnInfo;
 use crate::headers::{clean_request_fields, client_host, scan, Forwarded};
 use crate::request_body::{ClientBody, RequestBody};
+use crate::request_state::Session;
 use crate::snapshot::{Endpoints, Snapshot, UpstreamRuntime};
 use crate::worker_ctx::WorkerCtx;
 
@@ -34,14 +34,13 @@ pub enum MirrorResult {
 /// Sends a copy of `req` (its head: a body streams once, to the real upstream, so a request with one
 /// is not copied) to the mirror `to` names, from a task of its own, bounded by `timeout`.
 pub fn send_copy(
-    ctx: &Rc<WorkerCtx>,
-    conn: &ConnInfo,
+    session: &Session<'_>,
     snapshot: &Snapshot,
     to: &MirrorTo,
     req: &Request<ClientBody>,
-    request_id: &HeaderValue,
     timeout: Duration,
 ) {
+    let (ctx, conn, request_id) = (session.worker, session.conn, session.client.request_id);
     let Some(upstream) = snapshot.upstream(&to.upstream).cloned() else {
         return;
     };

@@ -8,7 +8,6 @@ pub mod retry;
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
@@ -25,7 +24,6 @@ use http_body::Body as _;
 use self::exchange::{body_error, exchange, upgrade_allowed, Answer, ExchangeError};
 use self::replay::Replay;
 use self::retry::{retry_after, Tried};
-use crate::client_conn::ConnInfo;
 use crate::endpoints::Current;
 use crate::error::ProxyError;
 use crate::headers::{
@@ -33,7 +31,7 @@ use crate::headers::{
 };
 use crate::plugin_phases::upstream_request_phase;
 use crate::request_body::{ClientBody, RequestBody};
-use crate::request_state::UpstreamUsed;
+use crate::request_state::{Session, UpstreamUsed};
 use crate::response_body::ResponseBody;
 use crate::snapshot::{Endpoints, RouteRuntime, UpstreamRuntime};
 use crate::upstream::failure::{AttemptFailure, FailureClass};
@@ -45,7 +43,6 @@ use crate::worker_ctx::WorkerCtx;
 /// arrived, until the response head, over every attempt together.
 ///
 /// Not an `async fn`, which would hold `req` twice in its future (see `handle`).
-#[allow(clippy::too_many_arguments)] // each is one piece of the request's context, borrowed
 #[allow(clippy::manual_async_fn)]
 // an `async fn` would hold its arguments twice (see `handle`)
 // Inlined into the handler so its future is built in place in the handler's: called, it returns that
@@ -53,31 +50,28 @@ use crate::worker_ctx::WorkerCtx;
 // instructions per request with callgrind).
 #[inline(always)]
 pub fn forward<'a>(
-    ctx: &'a Rc<WorkerCtx>,
-    conn: &'a ConnInfo,
+    session: &'a Session<'a>,
     route: &'a RouteRuntime,
     upstream: &'a Arc<UpstreamRuntime>,
     req: Request<ClientBody>,
-    request_id: &'a HeaderValue,
-    started: Instant,
     plugins: Option<&RequestCtx>,
     used: &'a mut UpstreamUsed,
 ) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
     // Everything before sending is synchronous and done here, before the future exists: the future then
     // holds the request only in its outgoing form (it is built, moved and boxed once per request).
-    let prepared = prepare(ctx, conn, route, upstream, req, request_id, plugins, used);
+    let prepared = prepare(session, route, upstream, req, plugins, used);
     async move {
+        let (ctx, conn, started) = (session.worker, session.conn, session.started);
         let (first, mut outgoing, endpoints) = prepared?;
         let mut timer = conn.request_timer(started + route.timeout);
         let answer = {
             let mut attempts = pin!(attempts(
-                ctx,
+                session,
                 route,
                 upstream,
                 &endpoints,
                 first,
                 &mut outgoing,
-                started,
                 used
             ));
             poll_fn(|cx| match attempts.as_mut().poll(cx) {
@@ -138,17 +132,16 @@ struct Picked {
 /// Sends `outgoing` to `first`, and again to another target for as long as the route's retry
 /// policy, its budget and the request allow; every attempt's outcome goes to the target's health.
 /// The upstream's answer, or the error of the last attempt.
-#[allow(clippy::too_many_arguments)] // each is one piece of the request's context, borrowed
 async fn attempts(
-    ctx: &Rc<WorkerCtx>,
+    session: &Session<'_>,
     route: &RouteRuntime,
     upstream: &UpstreamRuntime,
     endpoints: &Endpoints,
     first: Picked,
     outgoing: &mut Outgoing<'_>,
-    started: Instant,
     used: &mut UpstreamUsed,
 ) -> Result<(Answer, InFlightGuard), ProxyError> {
+    let (ctx, started) = (session.worker, session.started);
     let policy = route
         .retries
         .as_ref()
@@ -440,17 +433,15 @@ fn pick_index(
 /// forwarding headers beside the map, `Host`, the body wrapped in its size limit. Inlined, so what it
 /// returns is built where `forward` keeps it rather than copied there.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)] // each is one piece of the request's context, borrowed
 fn prepare<'a>(
-    ctx: &Rc<WorkerCtx>,
-    conn: &'a ConnInfo,
+    session: &Session<'a>,
     route: &RouteRuntime,
     upstream: &'a UpstreamRuntime,
     req: Request<ClientBody>,
-    request_id: &'a HeaderValue,
     plugins: Option<&RequestCtx>,
     used: &mut UpstreamUsed,
 ) -> Result<(Picked, Outgoing<'a>, Current<'a>), ProxyError> {
+    let (ctx, conn, request_id) = (session.worker, session.conn, session.client.request_id);
     // One load for the whole forwarding, returned with the first pick: every attempt picks among the
     // same targets, whose indexes line up, whatever answer a name gets meanwhile. A borrow for an
     // upstream of addresses, and for one with names a guard rather than a clone of the `Arc`: no

@@ -21,7 +21,7 @@ use crate::path_normalize::{normalize, PathRules};
 use crate::plugin_phases::{request_phase, response_phase};
 use crate::request_body::ClientBody;
 use crate::request_id::{generate as generate_request_id, request_id, X_REQUEST_ID};
-use crate::request_state::{Client, Unanswered, Used};
+use crate::request_state::{Client, Session, Unanswered, Used};
 use crate::response_body::ResponseBody;
 use crate::snapshot::{RouteAction, RouteRuntime, Snapshot};
 use crate::underscore_fields;
@@ -85,21 +85,17 @@ pub fn handle(
         let logged = access.is_some();
         let mut pending = Unanswered::new(snapshot, ctx.index, method, started, access);
         pending.used.upstream.names_target = logged;
-        let result = serve(
-            &ctx,
-            &conn,
-            &pending.snapshot,
-            req,
-            Client {
+        let session = Session {
+            worker: &ctx,
+            conn: &conn,
+            client: Client {
                 ip: client_ip,
                 request_id: &request_id,
                 grpc,
             },
             started,
-            seen,
-            &mut pending.used,
-        )
-        .await;
+        };
+        let result = serve(&session, &pending.snapshot, req, seen, &mut pending.used).await;
         let mut in_flight = None;
         let mut response = match result {
             Ok(outcome) => {
@@ -133,18 +129,15 @@ fn admit(ctx: &WorkerCtx, snapshot: &Snapshot) -> Result<RequestSlot, ProxyError
 }
 
 #[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice (see `handle`)
-#[allow(clippy::too_many_arguments)] // each is one piece of the request's state, lent for the await
 fn serve<'a>(
-    ctx: &'a Rc<WorkerCtx>,
-    conn: &'a ConnInfo,
+    session: &'a Session<'a>,
     snapshot: &'a Snapshot,
     mut req: Request<ClientBody>,
-    client: Client<'a>,
-    started: Instant,
     seen: FieldsSeen,
     used: &'a mut Used,
 ) -> impl Future<Output = Result<Outcome, ProxyError>> + use<'a> {
     async move {
+        let (ctx, conn) = (session.worker, session.conn);
         used.slot = Some(admit(ctx, snapshot)?);
         check_request(&req, conn, &seen, snapshot.max_header_bytes)?;
         let route = {
@@ -171,14 +164,7 @@ fn serve<'a>(
         };
         used.route = Some(route.clone());
         if route.plugins.is_some() {
-            let answered = request_phase(
-                ctx.index,
-                conn.tls,
-                route,
-                &mut req,
-                &client,
-                &mut used.plugins,
-            );
+            let answered = request_phase(session, route, &mut req, &mut used.plugins);
             if let Some(delay) = used.plugins.as_ref().and_then(|p| p.delay) {
                 // Boxed: the rare wait (`fault-injection`) keeps its timer out of every request's
                 // future.
@@ -219,15 +205,7 @@ fn serve<'a>(
                     return Err(ProxyError::BodyTooLarge);
                 }
                 if let Some(to) = used.plugins.as_ref().and_then(|p| p.mirror.as_ref()) {
-                    crate::forward::mirror::send_copy(
-                        ctx,
-                        conn,
-                        snapshot,
-                        to,
-                        &req,
-                        client.request_id,
-                        route.timeout,
-                    );
+                    crate::forward::mirror::send_copy(session, snapshot, to, &req, route.timeout);
                 }
                 // A plugin (`traffic-split`) may send the request to another upstream; validation
                 // made sure it exists.
@@ -236,13 +214,10 @@ fn serve<'a>(
                     None => upstream,
                 };
                 forward(
-                    ctx,
-                    conn,
+                    session,
                     route,
                     upstream,
                     req,
-                    client.request_id,
-                    started,
                     used.plugins.as_deref(),
                     &mut used.upstream,
                 )
