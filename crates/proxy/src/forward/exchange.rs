@@ -74,7 +74,7 @@ pub(super) fn exchange<'a, 'o>(
                 .checkout(&target.pool_key, upstream.keepalive.idle_timeout.get(), now)
             {
                 Some(Conn::H1(conn)) => {
-                    match send_h1(ctx, upstream, target, conn, outgoing, &mut encoded).await {
+                    match send_h1(ctx, upstream, conn, outgoing, &mut encoded).await {
                         Ok(answer) => return Ok(answer),
                         Err(http1::SendError::Upstream {
                             error,
@@ -118,7 +118,7 @@ pub(super) fn exchange<'a, 'o>(
             .map_err(ExchangeError::Upstream)?;
         drop(pending);
         match conn {
-            Conn::H1(conn) => send_h1(ctx, upstream, target, conn, outgoing, &mut encoded)
+            Conn::H1(conn) => send_h1(ctx, upstream, conn, outgoing, &mut encoded)
                 .await
                 .map_err(|e| h1_error(upstream, e)),
             Conn::H2(sender) => {
@@ -138,7 +138,6 @@ pub(super) fn exchange<'a, 'o>(
 async fn send_h1(
     ctx: &Rc<WorkerCtx>,
     upstream: &UpstreamRuntime,
-    target: &Target,
     mut conn: Http1Conn,
     outgoing: &mut Outgoing<'_>,
     encoded: &mut Option<(Vec<u8>, bool)>,
@@ -159,11 +158,7 @@ async fn send_h1(
             Rewind::new(io, rest.freeze()),
         ))));
     }
-    let checkin = Checkin::new(
-        ctx.pools.clone(),
-        target.pool_key.clone(),
-        upstream.keepalive.max_idle_per_target,
-    );
+    let checkin = Checkin::new(ctx.pools.clone(), upstream.keepalive.max_idle_per_target);
     let body = UpstreamBody::new(conn, head.framing, head.keep_alive, checkin);
     // The upstream's fields travel with the body as bytes; the map holds what the gateway adds.
     let mut response = Response::new(ResponseBody::h1(body, head.fields));

@@ -24,25 +24,52 @@ pub enum Conn {
     H2(http2::SendRequest<RequestBody>),
 }
 
-#[derive(Default)]
 struct TargetPool {
     idle: Vec<(Http1Conn, Instant)>,
     h2: Option<http2::SendRequest<RequestBody>>,
     /// Connections open to this target from this worker, idle or busy, each counted by its
     /// [`OpenGuard`].
-    open: Rc<Cell<usize>>,
+    open: Rc<OpenCount>,
+}
+
+impl TargetPool {
+    fn new(key: &Arc<str>) -> Self {
+        Self {
+            idle: Vec::new(),
+            h2: None,
+            open: Rc::new(OpenCount {
+                count: Cell::new(0),
+                key: key.clone(),
+            }),
+        }
+    }
+}
+
+/// The open connections of one target's pool, and the pool's key: a connection finds its way back
+/// through its guard, so handing it back copies no key (a shared count) per request.
+struct OpenCount {
+    count: Cell<usize>,
+    key: Arc<str>,
 }
 
 /// Counts one open connection of a target for as long as it lives, in its worker's pool and, when
 /// the upstream has a circuit breaker, in the breaker's `max_connections`.
 pub struct OpenGuard {
-    open: Rc<Cell<usize>>,
+    open: Rc<OpenCount>,
     _permit: Option<ConnectionPermit>,
+}
+
+impl OpenGuard {
+    /// The key of the pool the connection belongs to.
+    pub(crate) fn pool_key(&self) -> &Arc<str> {
+        &self.open.key
+    }
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.open.set(self.open.get().saturating_sub(1));
+        let count = &self.open.count;
+        count.set(count.get().saturating_sub(1));
     }
 }
 
@@ -92,7 +119,7 @@ impl WorkerPools {
         match targets.get(key) {
             None => true,
             Some(pool) => {
-                pool.open.get() < max as usize || pool.h2.is_some() || !pool.idle.is_empty()
+                pool.open.count.get() < max as usize || pool.h2.is_some() || !pool.idle.is_empty()
             }
         }
     }
@@ -101,8 +128,11 @@ impl WorkerPools {
     /// `permit` as long.
     pub fn opened(&self, key: &Arc<str>, permit: Option<ConnectionPermit>) -> OpenGuard {
         let mut targets = self.targets.borrow_mut();
-        let open = &targets.entry(key.clone()).or_default().open;
-        open.set(open.get() + 1);
+        let open = &targets
+            .entry(key.clone())
+            .or_insert_with(|| TargetPool::new(key))
+            .open;
+        open.count.set(open.count.get() + 1);
         OpenGuard {
             open: open.clone(),
             _permit: permit,
@@ -111,15 +141,25 @@ impl WorkerPools {
 
     /// Makes an HTTP/2 connection the shared one for `key`.
     pub fn share_h2(&self, key: &Arc<str>, sender: http2::SendRequest<RequestBody>) {
-        self.targets.borrow_mut().entry(key.clone()).or_default().h2 = Some(sender);
+        self.targets
+            .borrow_mut()
+            .entry(key.clone())
+            .or_insert_with(|| TargetPool::new(key))
+            .h2 = Some(sender);
     }
 
-    fn checkin(&self, key: &Arc<str>, conn: Http1Conn, max_idle: usize) {
+    fn checkin(&self, conn: Http1Conn, max_idle: usize) {
         let mut targets = self.targets.borrow_mut();
-        // The pool exists once a connection to the target was opened; `entry` would clone the key.
+        let key = conn.pool_key();
+        // The pool exists while one of its connections is open; `entry` would clone the key.
         let pool = match targets.get_mut(&**key) {
             Some(pool) => pool,
-            None => targets.entry(key.clone()).or_default(),
+            None => {
+                let key = key.clone();
+                targets
+                    .entry(key.clone())
+                    .or_insert_with(|| TargetPool::new(&key))
+            }
         };
         if pool.idle.len() < max_idle {
             pool.idle.push((conn, Instant::now()));
@@ -151,31 +191,27 @@ impl WorkerPools {
         // A pool with nothing in it is forgotten: a target's address may change with its name's
         // answers, and the addresses a worker ever connected to must not pile up. One with an open
         // connection stays, since that connection's guard counts in it.
-        self.targets
-            .borrow_mut()
-            .retain(|_, pool| pool.open.get() > 0 || pool.h2.is_some() || !pool.idle.is_empty());
+        self.targets.borrow_mut().retain(|_, pool| {
+            pool.open.count.get() > 0 || pool.h2.is_some() || !pool.idle.is_empty()
+        });
     }
 }
 
-/// Where an HTTP/1.1 connection goes back to once its response has been read to the end.
+/// Where an HTTP/1.1 connection goes back to once its response has been read to the end: its
+/// worker's pools, under the key its open guard carries.
 pub struct Checkin {
     pools: Rc<WorkerPools>,
-    key: Arc<str>,
     max_idle: usize,
 }
 
 impl Checkin {
-    /// Connections to return to `pools` under `key`, keeping at most `max_idle` idle there.
-    pub fn new(pools: Rc<WorkerPools>, key: Arc<str>, max_idle: usize) -> Self {
-        Self {
-            pools,
-            key,
-            max_idle,
-        }
+    /// Connections to return to `pools`, keeping at most `max_idle` idle per target.
+    pub fn new(pools: Rc<WorkerPools>, max_idle: usize) -> Self {
+        Self { pools, max_idle }
     }
 
     /// The response ended cleanly: keep the connection for the next request.
     pub fn put(self, conn: Http1Conn) {
-        self.pools.checkin(&self.key, conn, self.max_idle);
+        self.pools.checkin(conn, self.max_idle);
     }
 }

@@ -31,7 +31,7 @@ pub struct Http1Conn {
     /// pool, into the response body and back), which happen on every request.
     read_timeout: Box<ReadTimeout>,
     /// Counts the connection as open in its pool for as long as it lives.
-    _open: OpenGuard,
+    open: OpenGuard,
 }
 
 /// The upstream's `read_timeout`, its deadline on this connection, and where a body that stalls past it
@@ -62,8 +62,13 @@ impl Http1Conn {
             served: 0,
             read_size: ReadSize::new(FIRST_READ),
             read_timeout,
-            _open: open,
+            open,
         }
+    }
+
+    /// The key of the pool this connection goes back to.
+    pub(crate) fn pool_key(&self) -> &Arc<str> {
+        self.open.pool_key()
     }
 
     /// Whether this idle connection can carry another request (see [`UpstreamIo::is_reusable_when_idle`]).
