@@ -554,6 +554,20 @@ median() {
       print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
+# The median over the rounds of `section` ($1) of floodgate's CPU per request over nginx's in the same
+# round. The two runs of a round are next to each other in time, so the machine's drift over a section
+# (other tenants of the host) cancels out of each pair, where it does not out of two medians.
+paired_ratio() {
+  awk -F'\t' -v s="$1" '$1 == s && $3 != "median" && $7 > 0 { v[$2 SUBSEP $3] = $7; round[$3] = 1 }
+    END {
+      n = 0
+      for (r in round) if ((("floodgate" SUBSEP r) in v) && (("nginx" SUBSEP r) in v)) q[++n] = v["floodgate" SUBSEP r] / v["nginx" SUBSEP r]
+      if (n == 0) { print "-"; exit }
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (q[j] < q[i]) { t = q[i]; q[i] = q[j]; q[j] = t }
+      printf "%.2f\n", (n % 2) ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
+    }' "$RESULTS"
+}
+
 # a/b, or "-" when either side is missing or zero (a proxy that served nothing has no ratio).
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "nan" || b == "nan" || a == 0 || b == 0) ? "-" : sprintf("%.2f", a / b) }'; }
 
@@ -572,6 +586,7 @@ summarize() {
     printf -- '-- floodgate/nginx: cpu/req %s (usr %s, sys %s)   req/s %s' \
       "$(ratio "${cpu[floodgate]}" "${cpu[nginx]}")" "$(ratio "${usr[floodgate]}" "${usr[nginx]}")" \
       "$(ratio "${sys[floodgate]}" "${sys[nginx]}")" "$(ratio "${rps[floodgate]}" "${rps[nginx]}")"
+    printf '   paired cpu/req %s' "$(paired_ratio "$section")"
     if [[ $(tool_for "$section") == wrk ]]; then
       printf '   p99 %s' "$(ratio "${p99[floodgate]}" "${p99[nginx]}")"
     else
