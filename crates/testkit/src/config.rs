@@ -2,6 +2,23 @@
 
 use crate::TestGateway;
 
+/// The top of a configuration: `workers` workers, listener `main` and the admin on free ports.
+pub fn head(workers: usize) -> String {
+    format!(
+        "workers: {workers}\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
+         admin: {{ address: \"127.0.0.1:0\" }}\n"
+    )
+}
+
+/// Targets at `addresses` as the items of a YAML flow list: `{ address: "a" }, { address: "b" }`.
+pub fn target_list(addresses: &[impl AsRef<str>]) -> String {
+    addresses
+        .iter()
+        .map(|a| format!("{{ address: \"{}\" }}", a.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One worker, listener `main` and the admin on free ports, one upstream `backend` with one target, and
 /// one route `all` on `/*` to it; plus whatever lines a test adds at the top level, to the upstream or to
 /// the route.
@@ -42,10 +59,7 @@ impl OneRoute {
 
     /// The configuration as YAML.
     pub fn yaml(&self) -> String {
-        let mut yaml = String::from(
-            "workers: 1\nlisteners: [{ name: main, address: \"127.0.0.1:0\" }]\n\
-             admin: { address: \"127.0.0.1:0\" }\n",
-        );
+        let mut yaml = head(1);
         for line in &self.top {
             yaml.push_str(line);
             yaml.push('\n');

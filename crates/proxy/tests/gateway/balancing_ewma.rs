@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use floodgate_testkit::config::{head, target_list};
 use floodgate_testkit::{eventually, send, FnUpstream, MockUpstream, Proto, TestGateway};
 use http::Request;
 use http_body_util::Full;
@@ -27,17 +28,13 @@ async fn target_with_delay(delay: Duration) -> (FnUpstream, Arc<AtomicUsize>) {
 }
 
 fn config(balancer: &str, targets: &[String], route: &str) -> String {
-    let targets: Vec<String> = targets
-        .iter()
-        .map(|t| format!("{{ address: \"{t}\" }}"))
-        .collect();
-    format!(
-        "workers: 2\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
-         admin: {{ address: \"127.0.0.1:0\" }}\n\
-         upstreams:\n  - {{ id: pool, balancer: {balancer}, targets: [{}] }}\n\
+    let targets = target_list(targets);
+    head(2)
+        + &format!(
+            "upstreams:\n  - {{ id: pool, balancer: {balancer}, targets: [{}] }}\n\
          routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool{route} }}\n",
-        targets.join(", ")
-    )
+            targets
+        )
 }
 
 fn get(path: &str) -> Request<Full<Bytes>> {
@@ -127,17 +124,12 @@ async fn a_target_added_by_a_reload_ramps_up_to_its_share() {
     let b = MockUpstream::http("b").await;
     let c = MockUpstream::http("c").await;
     let yaml = |targets: &[String]| {
-        let targets: Vec<String> = targets
-            .iter()
-            .map(|t| format!("{{ address: \"{t}\" }}"))
-            .collect();
-        format!(
-            "workers: 1\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
-             admin: {{ address: \"127.0.0.1:0\" }}\n\
-             upstreams:\n  - {{ id: pool, balancer: random, slow_start: {{ window: 5s, min_weight_percent: 5 }}, targets: [{}] }}\n\
-             routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool }}\n",
-            targets.join(", ")
-        )
+        let targets = target_list(targets);
+        head(1)
+            + &format!(
+                "upstreams:\n  - {{ id: pool, balancer: random, slow_start: {{ window: 5s, min_weight_percent: 5 }}, targets: [{targets}] }}\n\
+                 routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool }}\n"
+            )
     };
     // The targets of the first configuration take their full share at once.
     let mut gw = TestGateway::start(&yaml(&[a.address(), b.address()]));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use floodgate_testkit::config::{head, target_list};
 use floodgate_testkit::{
     eventually, free_port, grpc_health_server, send, MockUpstream, Proto, TestGateway,
 };
@@ -99,17 +100,13 @@ fn local(port: u16) -> SocketAddr {
 }
 
 fn config(targets: &[String], health: &str, route: &str) -> String {
-    let targets: Vec<String> = targets
-        .iter()
-        .map(|t| format!("{{ address: \"{t}\" }}"))
-        .collect();
-    format!(
-        "workers: 2\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
-         admin: {{ address: \"127.0.0.1:0\" }}\n\
-         upstreams:\n  - id: pool\n    targets: [{}]\n    health_checks: {health}\n\
+    let targets = target_list(targets);
+    head(2)
+        + &format!(
+            "upstreams:\n  - id: pool\n    targets: [{}]\n    health_checks: {health}\n\
          routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool{route} }}\n",
-        targets.join(", ")
-    )
+            targets
+        )
 }
 
 fn healthy(gw: &TestGateway, target: &str) -> Option<bool> {

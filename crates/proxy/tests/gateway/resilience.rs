@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use floodgate_testkit::config::{head, target_list};
 use floodgate_testkit::{
     free_port, send, FnUpstream, MockUpstream, Proto, TestGateway, TestResponse,
 };
@@ -18,17 +19,13 @@ use http_body_util::Full;
 /// One worker, one upstream `pool` with `targets` and `upstream` extra lines (indented four spaces),
 /// and one route `r` on `/*` with `route` extra fields.
 fn config(targets: &[String], upstream: &str, route: &str) -> String {
-    let targets: Vec<String> = targets
-        .iter()
-        .map(|t| format!("{{ address: \"{t}\" }}"))
-        .collect();
-    format!(
-        "workers: 1\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
-         admin: {{ address: \"127.0.0.1:0\" }}\n\
-         upstreams:\n  - id: pool\n    targets: [{}]\n{upstream}\n\
+    let targets = target_list(targets);
+    head(1)
+        + &format!(
+            "upstreams:\n  - id: pool\n    targets: [{}]\n{upstream}\n\
          routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool{route} }}\n",
-        targets.join(", ")
-    )
+            targets
+        )
 }
 
 /// A target that answers every request with `status` (and `x-upstream: bad`), counting them; it

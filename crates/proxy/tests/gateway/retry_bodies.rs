@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use floodgate_testkit::config::{head, target_list};
 use floodgate_testkit::{
     raw_exchange, send, FnUpstream, Proto, Reply, ScriptedRequest, ScriptedUpstream, TestGateway,
 };
@@ -17,16 +18,12 @@ const UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length:
 
 /// One worker, round robin over `targets` (the first one first), and a route with `retries`.
 fn config(targets: &[String], retries: &str) -> String {
-    let targets: Vec<String> = targets
-        .iter()
-        .map(|t| format!("{{ address: \"{t}\" }}"))
-        .collect();
-    format!(
-        "workers: 1\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
-         admin: {{ address: \"127.0.0.1:0\" }}\n\
-         upstreams:\n  - id: pool\n    targets: [{}]\n\
+    let targets = target_list(targets);
+    head(1)
+        + &format!(
+        "upstreams:\n  - id: pool\n    targets: [{}]\n\
          routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool, max_body_bytes: 64, retries: {retries} }}\n",
-        targets.join(", ")
+        targets
     )
 }
 
@@ -197,17 +194,13 @@ async fn an_http2_upstream_gets_a_buffered_body_again_on_the_next_target() {
     let (to_good, mut at_good) = mpsc::unbounded_channel();
     let failing = reporting(503, to_failing).await;
     let good = reporting(200, to_good).await;
-    let targets: Vec<String> = [failing.address(), good.address()]
-        .iter()
-        .map(|t| format!("{{ address: \"{t}\" }}"))
-        .collect();
-    let yaml = format!(
-        "workers: 1\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
-         upstreams:\n  - {{ id: pool, protocol: h2c, targets: [{}] }}\n\
-         routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool, \
-         retries: {{ attempts: 2, retry_on: [gateway_error] }} }}\n",
-        targets.join(", ")
-    );
+    let targets = target_list(&[failing.address(), good.address()]);
+    let yaml = head(1)
+        + &format!(
+            "upstreams:\n  - {{ id: pool, protocol: h2c, targets: [{targets}] }}\n\
+             routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool, \
+             retries: {{ attempts: 2, retry_on: [gateway_error] }} }}\n"
+        );
     for proto in [Proto::H1, Proto::H2c] {
         // A fresh gateway: round robin starts at the failing target.
         let gw = TestGateway::start(&yaml);
@@ -241,14 +234,13 @@ async fn an_http2_attempt_abandoned_at_its_per_try_timeout_is_retried_with_its_w
         }
     })
     .await;
-    let yaml = format!(
-        "workers: 1\nlisteners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
-         upstreams:\n  - {{ id: pool, protocol: h2c, targets: [{{ address: \"{}\" }}, {{ address: \"{}\" }}] }}\n\
-         routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool, \
-         retries: {{ attempts: 2, retry_on: [gateway_error], per_try_timeout: 200ms }} }}\n",
-        slow.address(),
-        good.address()
-    );
+    let targets = target_list(&[slow.address(), good.address()]);
+    let yaml = head(1)
+        + &format!(
+            "upstreams:\n  - {{ id: pool, protocol: h2c, targets: [{targets}] }}\n\
+             routes:\n  - {{ id: r, paths: [\"/*\"], upstream: pool, \
+             retries: {{ attempts: 2, retry_on: [gateway_error], per_try_timeout: 200ms }} }}\n"
+        );
     for (method, body) in [
         (http::Method::PUT, &b"payload"[..]),
         (http::Method::GET, b""),
