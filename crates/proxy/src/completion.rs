@@ -68,7 +68,9 @@ impl Drop for Completion {
         let elapsed = self.started.elapsed();
         let chain = self.route.as_ref().and_then(|r| r.plugins.as_ref());
         if let (Some(chain), Some(ctx)) = (chain, self.plugins.take()) {
-            crate::plugin_phases::log_phase(chain, ctx, self.status);
+            // The `log` phase. Called on the chain here, not through `plugin_phases`, which sits
+            // above this module (it builds responses that carry a completion).
+            chain.finish(ctx, self.status);
         }
         let metrics: &RouteMetrics = match &self.route {
             Some(route) => &route.metrics,

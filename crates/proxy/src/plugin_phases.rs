@@ -1,13 +1,14 @@
-//! Where the proxy runs a route's plugin chain, every phase from here: `request` after routing,
-//! `upstream_request` as the forwarded request is shaped (`forward`), `response` on whatever answers
-//! (the upstream, a plugin, an error), and `log` when the response has ended (`completion`). A new
-//! phase is one more function here and one call where the request reaches it.
+//! Where the proxy runs a route's plugin chain: `request` after routing, `upstream_request` as the
+//! forwarded request is shaped (`forward`), `response` on whatever answers (the upstream, a plugin,
+//! an error). A new phase is one more function here and one call where the request reaches it. The
+//! one exception is `log`, run when the response has ended by `completion`, which sits below this
+//! module (the responses built here carry a completion) and so calls `Chain::finish` itself.
 
 use bytes::Bytes;
 use floodgate_plugins::{
-    Answer, Chain, RequestCtx, RequestHead, ResponseHead, ResponseHeaders, UpstreamRequest,
+    Answer, RequestCtx, RequestHead, ResponseHead, ResponseHeaders, UpstreamRequest,
 };
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response};
 
 use crate::error::error_response;
 use crate::request_body::ClientBody;
@@ -102,12 +103,6 @@ pub fn upstream_request_phase(
     if let (Some(chain), Some(ctx)) = (&route.plugins, plugins) {
         chain.upstream_request(req, ctx);
     }
-}
-
-/// Runs the `log` phase of the chain once the response has ended with `status`, and releases what
-/// the request held (a `limit-conn` place, for one).
-pub fn log_phase(chain: &Chain, ctx: Box<RequestCtx>, status: StatusCode) {
-    chain.finish(ctx, status);
 }
 
 /// The response for a plugin's answer: its own body, or for an error answer the gateway's error

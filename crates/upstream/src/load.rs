@@ -5,7 +5,16 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::in_flight::Slot;
+/// The shared allocation behind one target's in-flight count.
+///
+/// The count is the `Arc`'s strong count minus the balancer's own reference: starting a request clones
+/// the `Arc` (one atomic add) and dropping the guard releases it (one atomic sub). A separate
+/// `AtomicUsize` inside would cost a second atomic per start and per end for the same information.
+/// The 128-byte alignment gives each target's count a cache line of its own, since every worker
+/// writes every target's count.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Slot;
 
 /// One target's load.
 #[derive(Debug)]
