@@ -135,20 +135,13 @@ impl Policy for JwtAuth {
         };
         let now = unix_now();
         let generation = self.jwks.as_ref().map_or(0, |j| j.keys.load().generation);
-        let key = cache::key_of(self.instance, token.as_bytes());
-        let verified = match cache::lookup(&key, token.as_bytes(), generation, now) {
+        let key = cache::key_of(self.instance, token);
+        let verified = match cache::lookup(&key, token, generation, now) {
             Some(verified) => verified,
             None => match self.verify(token) {
                 Ok((verified, lifetime)) => {
                     let verified = Arc::new(verified);
-                    cache::remember(
-                        key,
-                        token.as_bytes(),
-                        generation,
-                        lifetime,
-                        verified.clone(),
-                        now,
-                    );
+                    cache::remember(key, token, generation, lifetime, verified.clone(), now);
                     verified
                 }
                 Err(reason) => return Flow::Respond(invalid_token(reason)),
@@ -185,9 +178,10 @@ impl Policy for JwtAuth {
 
 impl JwtAuth {
     /// Verifies `token`: what it grants and for how long, or the metric reason it is refused for.
-    fn verify(&self, token: &str) -> Result<(Verified, Lifetime), &'static str> {
+    fn verify(&self, token: &[u8]) -> Result<(Verified, Lifetime), &'static str> {
         #[cfg(test)]
         tests::count_verification();
+        let token = std::str::from_utf8(token).map_err(|_| "invalid_token")?;
         // `alg: none` is no algorithm jsonwebtoken knows: such a header does not parse.
         let header = jsonwebtoken::decode_header(token).map_err(|_| "invalid_token")?;
         let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
