@@ -104,12 +104,7 @@ impl CircuitBreakerConfig {
             }
         }
         for (name, value) in [("window", ratio.window), ("open_time", ratio.open_time)] {
-            if value.get().is_zero() {
-                errors.push(FieldError::new(
-                    format!("{at}.{name}"),
-                    "must be greater than zero",
-                ));
-            }
+            value.require_nonzero(format!("{at}.{name}"), errors);
         }
     }
 }

@@ -117,12 +117,7 @@ impl DnsConfig {
             ("min_ttl", self.min_ttl),
             ("retry_interval", self.retry_interval),
         ] {
-            if value.get().is_zero() {
-                errors.push(FieldError::new(
-                    format!("dns.{name}"),
-                    "must be greater than zero",
-                ));
-            }
+            value.require_nonzero(format!("dns.{name}"), errors);
         }
         if self.max_ttl < self.min_ttl {
             errors.push(FieldError::new(

@@ -7,6 +7,8 @@ use std::time::Duration;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::FieldError;
+
 /// A duration given in configuration as a human string such as `250ms` or `15s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HumanDuration(pub Duration);
@@ -25,6 +27,14 @@ impl HumanDuration {
     /// The parsed value.
     pub fn get(self) -> Duration {
         self.0
+    }
+
+    /// Records an error at `path` when this duration is zero, for the settings where zero means
+    /// nothing sensible (a timeout, an interval, a window).
+    pub(crate) fn require_nonzero(self, path: impl Into<String>, errors: &mut Vec<FieldError>) {
+        if self.0.is_zero() {
+            errors.push(FieldError::new(path, "must be greater than zero"));
+        }
     }
 }
 

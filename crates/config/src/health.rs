@@ -185,12 +185,7 @@ impl ActiveHealthConfig {
             errors.push(FieldError::new(format!("{at}.host"), "is not a valid host"));
         }
         for (name, value) in [("interval", self.interval), ("timeout", self.timeout)] {
-            if value.get().is_zero() {
-                errors.push(FieldError::new(
-                    format!("{at}.{name}"),
-                    "must be greater than zero",
-                ));
-            }
+            value.require_nonzero(format!("{at}.{name}"), errors);
         }
         for (name, value) in [
             ("healthy_threshold", self.healthy_threshold),
@@ -318,12 +313,9 @@ impl HealthChecksConfig {
             passive.base_ejection_time.get(),
             passive.max_ejection_time.get(),
         );
-        if base.is_zero() {
-            errors.push(FieldError::new(
-                format!("{at}.base_ejection_time"),
-                "must be greater than zero",
-            ));
-        }
+        passive
+            .base_ejection_time
+            .require_nonzero(format!("{at}.base_ejection_time"), errors);
         if max < base {
             errors.push(FieldError::new(
                 format!("{at}.max_ejection_time"),
@@ -343,12 +335,9 @@ impl HealthChecksConfig {
                     "must be at least 1",
                 ));
             }
-            if ratio.interval.get().is_zero() {
-                errors.push(FieldError::new(
-                    format!("{at}.failure_ratio.interval"),
-                    "must be greater than zero",
-                ));
-            }
+            ratio
+                .interval
+                .require_nonzero(format!("{at}.failure_ratio.interval"), errors);
         }
         if passive.consecutive_5xx == 0
             && passive.consecutive_gateway_errors == 0

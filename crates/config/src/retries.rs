@@ -175,14 +175,8 @@ impl RetriesConfig {
                 ));
             }
         }
-        if self
-            .per_try_timeout
-            .is_some_and(|timeout| timeout.get().is_zero())
-        {
-            errors.push(FieldError::new(
-                format!("{at}.per_try_timeout"),
-                "must be greater than zero",
-            ));
+        if let Some(timeout) = self.per_try_timeout {
+            timeout.require_nonzero(format!("{at}.per_try_timeout"), errors);
         }
         if self.backoff.max.get() < self.backoff.base.get() {
             errors.push(FieldError::new(

@@ -33,12 +33,7 @@ impl Config {
             ));
         }
         for (name, value) in self.timeouts.fields() {
-            if value.get().is_zero() {
-                errors.push(FieldError::new(
-                    format!("timeouts.{name}"),
-                    "must be greater than zero",
-                ));
-            }
+            value.require_nonzero(format!("timeouts.{name}"), &mut errors);
         }
         self.http2.validate_into(&mut errors);
         self.dns.validate_into(&mut errors);
@@ -188,18 +183,12 @@ impl Config {
                     "only used with balancer consistent_hash",
                 )),
             }
-            if upstream.read_timeout.get().is_zero() {
-                errors.push(FieldError::new(
-                    format!("{at}.read_timeout"),
-                    "must be greater than zero",
-                ));
-            }
-            if upstream.connect_timeout.get().is_zero() {
-                errors.push(FieldError::new(
-                    format!("{at}.connect_timeout"),
-                    "must be greater than zero",
-                ));
-            }
+            upstream
+                .read_timeout
+                .require_nonzero(format!("{at}.read_timeout"), errors);
+            upstream
+                .connect_timeout
+                .require_nonzero(format!("{at}.connect_timeout"), errors);
             if upstream.max_connections_per_target == Some(0) {
                 errors.push(FieldError::new(
                     format!("{at}.max_connections_per_target"),
@@ -209,19 +198,14 @@ impl Config {
             upstream
                 .health_checks
                 .validate_into(&format!("{at}.health_checks"), errors);
-            if upstream.ewma.decay.get().is_zero() {
-                errors.push(FieldError::new(
-                    format!("{at}.ewma.decay"),
-                    "must be greater than zero",
-                ));
-            }
+            upstream
+                .ewma
+                .decay
+                .require_nonzero(format!("{at}.ewma.decay"), errors);
             if let Some(reports) = &upstream.load_reports {
-                if reports.period.get().is_zero() {
-                    errors.push(FieldError::new(
-                        format!("{at}.load_reports.period"),
-                        "must be greater than zero",
-                    ));
-                }
+                reports
+                    .period
+                    .require_nonzero(format!("{at}.load_reports.period"), errors);
                 if !(1..=100).contains(&reports.min_weight_percent) {
                     errors.push(FieldError::new(
                         format!("{at}.load_reports.min_weight_percent"),
@@ -230,12 +214,8 @@ impl Config {
                 }
             }
             if let Some(slow) = &upstream.slow_start {
-                if slow.window.get().is_zero() {
-                    errors.push(FieldError::new(
-                        format!("{at}.slow_start.window"),
-                        "must be greater than zero",
-                    ));
-                }
+                slow.window
+                    .require_nonzero(format!("{at}.slow_start.window"), errors);
                 if !(slow.aggression > 0.0 && slow.aggression.is_finite()) {
                     errors.push(FieldError::new(
                         format!("{at}.slow_start.aggression"),
@@ -344,12 +324,9 @@ impl Config {
                     ));
                 }
             }
-            if route.timeout.get().is_zero() {
-                errors.push(FieldError::new(
-                    format!("{at}.timeout"),
-                    "must be greater than zero",
-                ));
-            }
+            route
+                .timeout
+                .require_nonzero(format!("{at}.timeout"), errors);
             check_conflicts(i, route, &mut seen, errors);
         }
     }
