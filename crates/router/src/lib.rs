@@ -64,3 +64,8 @@ mod table;
 
 pub use error::RouterError;
 pub use table::RouteTable;
+
+/// The route table's maps (hosts, exact paths, prefixes, literal segments). Fx, not the default
+/// SipHash: their keys come from the configuration and a client only looks them up, so it cannot fill
+/// a bucket; and a lookup runs for every request, once per path boundary for prefixes.
+type Map<K, V> = rustc_hash::FxHashMap<K, V>;

@@ -1,9 +1,6 @@
 //! The paths of one host tier: exact paths, `{param}` paths and prefixes, each found without a scan.
 
-// Fx, not the default SipHash: the keys come from the configuration, and a client only looks them up,
-// so it cannot fill a bucket; a lookup runs for every request and every path boundary.
-use rustc_hash::FxHashMap as HashMap;
-
+use crate::Map;
 use floodgate_config::PathPattern;
 
 use crate::candidates::Candidates;
@@ -12,10 +9,10 @@ use crate::segment_trie::SegmentTrie;
 /// Every path pattern registered under one host tier (one exact host, one wildcard suffix, or no host).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PathIndex {
-    exact: HashMap<Box<str>, Candidates>,
+    exact: Map<Box<str>, Candidates>,
     params: SegmentTrie,
     /// Keys keep their trailing `/`, so a request path's prefix up to any `/` is a direct lookup.
-    prefixes: HashMap<Box<str>, Candidates>,
+    prefixes: Map<Box<str>, Candidates>,
     /// Length of the longest key in `prefixes`; boundaries past it cannot match and are not tried.
     longest_prefix: usize,
 }

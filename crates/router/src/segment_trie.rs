@@ -6,10 +6,7 @@
 //! which fails deeper down, or whose routes all fail their method or header conditions, does not hide
 //! a param branch that succeeds.
 
-// Fx, not the default SipHash: the keys come from the configuration, and a client only looks them up,
-// so it cannot fill a bucket; a lookup runs for every request and every path boundary.
-use rustc_hash::FxHashMap as HashMap;
-
+use crate::Map;
 use floodgate_config::PathSegment;
 
 use crate::candidates::Candidates;
@@ -23,7 +20,7 @@ pub(crate) struct SegmentTrie {
 
 #[derive(Debug, Clone, Default)]
 struct Node {
-    literals: HashMap<Box<str>, Node>,
+    literals: Map<Box<str>, Node>,
     param: Option<Box<Node>>,
     /// Routes whose pattern ends at this node.
     routes: Candidates,

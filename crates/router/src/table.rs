@@ -1,10 +1,8 @@
 //! The compiled route table: host tiers, each holding a [`PathIndex`], over routes kept in config order.
 
 use std::borrow::Borrow;
-// Fx, not the default SipHash: the keys come from the configuration, and a client only looks them up,
-// so it cannot fill a bucket; a lookup runs for every request and every path boundary.
-use rustc_hash::FxHashMap as HashMap;
 
+use crate::Map;
 use floodgate_config::{PathPattern, RouteConfig};
 use http::{HeaderMap, Method};
 
@@ -22,9 +20,9 @@ use crate::RouterError;
 pub struct RouteTable<T> {
     /// In config order; every other structure refers to routes by index into this.
     routes: Vec<Route<T>>,
-    exact_hosts: HashMap<Box<[u8]>, PathIndex>,
+    exact_hosts: Map<Box<[u8]>, PathIndex>,
     /// Keyed by the suffix after `*.`.
-    wildcard_hosts: HashMap<Box<[u8]>, PathIndex>,
+    wildcard_hosts: Map<Box<[u8]>, PathIndex>,
     any_host: PathIndex,
 }
 
@@ -46,8 +44,8 @@ impl<T> RouteTable<T> {
     {
         let mut table = RouteTable {
             routes: Vec::new(),
-            exact_hosts: HashMap::default(),
-            wildcard_hosts: HashMap::default(),
+            exact_hosts: Map::default(),
+            wildcard_hosts: Map::default(),
             any_host: PathIndex::default(),
         };
         for (config, value) in routes {
