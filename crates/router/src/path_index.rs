@@ -1,10 +1,10 @@
 //! The paths of one host tier: exact paths, `{param}` paths and prefixes, each found without a scan.
 
-use crate::Map;
 use floodgate_config::PathPattern;
 
 use crate::candidates::Candidates;
 use crate::segment_trie::SegmentTrie;
+use crate::Map;
 
 /// Every path pattern registered under one host tier (one exact host, one wildcard suffix, or no host).
 #[derive(Debug, Clone, Default)]

@@ -6,10 +6,10 @@
 //! which fails deeper down, or whose routes all fail their method or header conditions, does not hide
 //! a param branch that succeeds.
 
-use crate::Map;
 use floodgate_config::PathSegment;
 
 use crate::candidates::Candidates;
+use crate::Map;
 
 /// The param patterns of one host tier.
 #[derive(Debug, Clone, Default)]

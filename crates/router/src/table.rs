@@ -2,7 +2,6 @@
 
 use std::borrow::Borrow;
 
-use crate::Map;
 use floodgate_config::{PathPattern, RouteConfig};
 use http::{HeaderMap, Method};
 
@@ -10,6 +9,7 @@ use crate::candidates::Candidates;
 use crate::conditions::{ConditionError, Conditions};
 use crate::host::{HostPattern, RequestHost};
 use crate::path_index::PathIndex;
+use crate::Map;
 use crate::RouterError;
 
 /// Routes compiled for lookup, each carrying a value of the caller's choosing.
