@@ -42,6 +42,15 @@ pub struct UpstreamUsed {
     pub attempts: u32,
 }
 
+impl UpstreamUsed {
+    /// Notes that an attempt goes to the target at `address`, when the address is wanted.
+    pub fn went_to(&mut self, address: &Arc<str>) {
+        if self.names_target {
+            self.target = Some(address.clone());
+        }
+    }
+}
+
 /// One request's context as every step from the handler down borrows it (Pingora's session): the
 /// worker serving it, its connection, its client, and when it arrived. Built once by the handler and
 /// lent by reference, so a step takes one argument for all of it, and a new piece of per-request

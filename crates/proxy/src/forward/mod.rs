@@ -266,9 +266,7 @@ async fn attempts(
             Some(previous),
         )?;
         let target = &endpoints.targets[picked.index];
-        if used.names_target {
-            used.target = Some(target.address.clone());
-        }
+        used.went_to(&target.address);
         if let Some(replay) = &outgoing.replay {
             outgoing.body = replay.body();
         }
@@ -455,9 +453,7 @@ fn prepare<'a>(
     };
     let index = pick_index(&ctx.pools, upstream, &endpoints, &pick_context, None)?;
     let target = endpoints.targets.get(index).ok_or(ProxyError::NoTarget)?;
-    if used.names_target {
-        used.target = Some(target.address.clone());
-    }
+    used.went_to(&target.address);
     let in_flight = endpoints.balancer.start(index);
 
     // An upgrade is tunnelled only for a protocol the route allows, and only when the request has no

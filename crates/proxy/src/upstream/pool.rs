@@ -128,10 +128,7 @@ impl WorkerPools {
     /// `permit` as long.
     pub fn opened(&self, key: &Arc<str>, permit: Option<ConnectionPermit>) -> OpenGuard {
         let mut targets = self.targets.borrow_mut();
-        let open = &targets
-            .entry(key.clone())
-            .or_insert_with(|| TargetPool::new(key))
-            .open;
+        let open = &pool_of(&mut targets, key).open;
         open.count.set(open.count.get() + 1);
         OpenGuard {
             open: open.clone(),
@@ -141,11 +138,7 @@ impl WorkerPools {
 
     /// Makes an HTTP/2 connection the shared one for `key`.
     pub fn share_h2(&self, key: &Arc<str>, sender: http2::SendRequest<RequestBody>) {
-        self.targets
-            .borrow_mut()
-            .entry(key.clone())
-            .or_insert_with(|| TargetPool::new(key))
-            .h2 = Some(sender);
+        pool_of(&mut self.targets.borrow_mut(), key).h2 = Some(sender);
     }
 
     fn checkin(&self, conn: Http1Conn, max_idle: usize) {
@@ -156,9 +149,7 @@ impl WorkerPools {
             Some(pool) => pool,
             None => {
                 let key = key.clone();
-                targets
-                    .entry(key.clone())
-                    .or_insert_with(|| TargetPool::new(&key))
+                pool_of(&mut targets, &key)
             }
         };
         if pool.idle.len() < max_idle {
@@ -195,6 +186,16 @@ impl WorkerPools {
             pool.open.count.get() > 0 || pool.h2.is_some() || !pool.idle.is_empty()
         });
     }
+}
+
+/// The pool of `key`, made when it has none yet.
+fn pool_of<'m>(
+    targets: &'m mut HashMap<Arc<str>, TargetPool, FxBuildHasher>,
+    key: &Arc<str>,
+) -> &'m mut TargetPool {
+    targets
+        .entry(key.clone())
+        .or_insert_with(|| TargetPool::new(key))
 }
 
 /// Where an HTTP/1.1 connection goes back to once its response has been read to the end: its
