@@ -117,8 +117,8 @@ impl WorkerCtx {
         }
     }
 
-    /// Lets go of a snapshot a reload replaced, once no request of this worker holds it, so an idle
-    /// worker does not keep it alive (called by the idle sweep).
+    /// Lets go of the worker's hold on a snapshot a reload replaced (its requests still in flight keep
+    /// their own), so an idle worker does not keep it alive (called by the idle sweep).
     pub fn release_replaced_snapshot(&self) {
         let current = self.shared.snapshot.load();
         let mut held = self.held_snapshot.borrow_mut();

@@ -78,16 +78,16 @@ pub fn send_copy(
     parts.headers.remove(header::EXPECT);
     // The copy carries the gateway's forwarding fields as the real request does, so a shadow
     // service reads the same client address, never one the client wrote itself.
+    let host_in = client_host(req);
     Forwarded {
         client: &conn.client_ip_value,
         prior,
         tls: conn.tls,
-        host: client_host(req),
+        host: host_in.clone(),
         request_id,
     }
     .apply(&mut parts.headers);
-    let host =
-        client_host(req).unwrap_or_else(|| endpoints.targets[picked.index].authority.clone());
+    let host = host_in.unwrap_or_else(|| endpoints.targets[picked.index].authority.clone());
     let path = parts
         .uri
         .path_and_query()
