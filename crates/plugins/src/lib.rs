@@ -33,6 +33,7 @@
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod answer;
+mod authorization;
 mod build;
 mod build_ctx;
 mod chain;

@@ -24,6 +24,7 @@ use ring::digest::{Context, SHA256};
 use serde::Deserialize;
 
 use crate::answer::Answer;
+use crate::authorization::credentials;
 use crate::build_ctx::BuildCtx;
 use crate::consumer::Consumer;
 use crate::context::RequestCtx;
@@ -272,14 +273,9 @@ pub(crate) enum Presented {
 
 /// Reads `Basic <base64(username:password)>`; the scheme is case-insensitive (RFC 9110 §11.1).
 pub(crate) fn basic_credentials(value: &[u8]) -> Presented {
-    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
-        Some(space) => (&value[..space], &value[space + 1..]),
-        None => (value, &[][..]),
-    };
-    if !scheme.eq_ignore_ascii_case(b"basic") {
+    let Some(encoded) = credentials(value, b"basic") else {
         return Presented::Missing;
-    }
-    let encoded = rest.trim_ascii();
+    };
     if encoded.is_empty() || encoded.len() > MAX_ENCODED_LEN {
         return Presented::Malformed;
     }

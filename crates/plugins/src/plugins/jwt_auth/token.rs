@@ -2,6 +2,7 @@
 
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
+use crate::authorization::credentials;
 use crate::copies::{ConflictingCopies, OneCredential};
 use crate::query::{ParamName, Separators};
 
@@ -177,13 +178,9 @@ fn header_token<'r>(name: &HeaderName, value: &'r HeaderValue) -> Option<&'r [u8
     }
 }
 
-/// The token of a `Bearer <token>` credential (the scheme is case-insensitive).
+/// The token of a `Bearer <token>` credential; `Bearer` alone carries none.
 fn bearer(value: &[u8]) -> Option<&[u8]> {
-    const SCHEME: &[u8] = b"bearer ";
-    let scheme = value.get(..SCHEME.len())?;
-    scheme
-        .eq_ignore_ascii_case(SCHEME)
-        .then(|| value[SCHEME.len()..].trim_ascii_start())
+    credentials(value, b"bearer").filter(|token| !token.is_empty())
 }
 
 #[cfg(test)]
