@@ -236,15 +236,46 @@ impl Gateway {
 
     /// Binds every configured listener that is new or whose address changed. All or nothing: on error the
     /// sockets bound so far are dropped (closed).
+    ///
+    /// Listener sockets carry `SO_REUSEPORT`, so the kernel would let a second listener of this gateway bind
+    /// a port another one already holds and then split connections between the two, TLS and cleartext alike.
+    /// Fixed ports are bound before port 0 ones (the kernel never hands out a port that is bound), and a new
+    /// listener on the address a kept one holds is refused.
     fn bind_new(&self, config: &Config) -> Result<Vec<NewListener>, GatewayError> {
-        let mut bound = Vec::new();
-        for (addr, name, path) in configured_addresses(config) {
-            if self
-                .listeners
-                .get(&name)
-                .is_some_and(|current| current.config_addr == addr)
-            {
-                continue;
+        let mut wanted: Vec<_> = configured_addresses(config)
+            .into_iter()
+            .filter(|(addr, name, _)| {
+                self.listeners
+                    .get(name)
+                    .is_none_or(|current| current.config_addr != *addr)
+            })
+            .collect();
+        wanted.sort_by_key(|(addr, _, _)| addr.port() == 0);
+        let kept: Vec<&BoundListener> = self
+            .listeners
+            .values()
+            .filter(|l| {
+                configured_addresses(config)
+                    .iter()
+                    .any(|(addr, name, _)| *name == l.name && *addr == l.config_addr)
+            })
+            .collect();
+        let mut bound: Vec<NewListener> = Vec::new();
+        for (addr, name, path) in wanted {
+            let holder = kept
+                .iter()
+                .map(|l| (l.name.as_str(), l.local_addr))
+                .chain(bound.iter().map(|l| (l.name.as_str(), l.local_addr)))
+                .find(|(_, local)| *local == addr);
+            if let Some((holder, _)) = holder {
+                return Err(GatewayError::Bind {
+                    path,
+                    address: addr,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        format!("listener {holder:?} is bound to it"),
+                    ),
+                });
             }
             let (sockets, local_addr) =
                 bind_reuseport(addr, self.workers.len()).map_err(|source| GatewayError::Bind {

@@ -1,5 +1,8 @@
 //! A gateway running in the test process, on real sockets.
 
+use std::collections::hash_map::RandomState;
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,12 +11,39 @@ use floodgate_config::{parse_yaml, Config};
 use floodgate_observe::Metrics;
 use floodgate_proxy::{Gateway, GatewayError};
 
-/// A free TCP port on 127.0.0.1 (bound and released; fine for tests that then bind it themselves).
+/// A TCP port on 127.0.0.1 that is free and stays reserved for this test process until it ends.
+///
+/// A port bound and released is free only for a moment: another test process binding port 0 may be handed
+/// it, and a listener with `SO_REUSEPORT` (the gateway's) would then silently share it with that process,
+/// so one test's requests reach another's listener. These ports come from below the kernel's ephemeral
+/// range, which port 0 never hands out, and each is claimed with a lock on a file that the kernel releases
+/// when the process exits, so two test processes are never handed the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (
+        ephemeral_low.saturating_sub(12_000).max(1024),
+        ephemeral_low,
+    );
+    let dir = std::env::temp_dir().join("floodgate-test-ports");
+    std::fs::create_dir_all(&dir).expect("port lock directory");
+    let span = u64::from(high - low);
+    let start = RandomState::new().build_hasher().finish() % span;
+    for step in 0..span {
+        let port = low + ((start + step) % span) as u16;
+        let Ok(lock) = File::create(dir.join(format!("{port}.lock"))) else {
+            continue;
+        };
+        if lock.try_lock().is_err() || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        // The lock lives as long as its descriptor: kept open until the process exits.
+        std::mem::forget(lock);
+        return port;
+    }
+    panic!("no free port in {low}..{high}");
 }
 
 /// A gateway started from YAML in this process. Listeners on port 0 get free ports; ask [`TestGateway::addr`].

@@ -148,6 +148,35 @@ async fn reload_with_a_listener_address_in_use_fails_and_changes_nothing() {
     assert_eq!(answer(addr, "/new/x").await, ok_from("b"));
 }
 
+/// Listener sockets carry `SO_REUSEPORT`, which would let a new listener bind the port that a port-0 one
+/// was given and then split its connections: the reload is refused instead.
+#[tokio::test]
+async fn reload_with_a_listener_on_the_port_another_listener_was_given_fails() {
+    let (a, b) = (MockUpstream::http("a").await, MockUpstream::http("b").await);
+    let mut gw = TestGateway::start(&config(&a, &b, &[("old", "/old/*", "a")], ""));
+    let main = gw.addr("main");
+    let extra = format!("  - {{ name: second, address: \"{main}\" }}\n");
+
+    let err = gw
+        .reload(&config(&a, &b, &[("new", "/new/*", "b")], &extra))
+        .expect_err("a second listener on main's port must fail the reload");
+    assert_eq!(
+        err,
+        format!("listeners[1].address: cannot listen on {main}: listener \"main\" is bound to it")
+    );
+    assert!(gw.gateway().local_addr("second").is_none());
+    for _ in 0..8 {
+        assert_eq!(answer(main, "/old/x").await, ok_from("a"));
+    }
+    // The same listener on a port of its own is taken.
+    let second: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let extra = format!("  - {{ name: second, address: \"{second}\" }}\n");
+    gw.reload(&config(&a, &b, &[("new", "/new/*", "b")], &extra))
+        .expect("reload");
+    assert_eq!(answer(second, "/new/x").await, ok_from("b"));
+    assert_eq!(answer(main, "/new/x").await, ok_from("b"));
+}
+
 #[tokio::test]
 async fn reload_keeps_inflight_stream() {
     const TOTAL: usize = 20_000_000;
