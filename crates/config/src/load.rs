@@ -63,6 +63,22 @@ pub fn parse_yaml(text: &str) -> Result<Config, ConfigError> {
     let document: Value = serde_yaml_ng::from_str(text).map_err(|e| {
         ConfigError::Invalid(vec![FieldError::new("", format!("not valid YAML: {e}"))])
     })?;
+    parse_document(document)
+}
+
+/// Parses and validates a configuration written as JSON (the admin API's bodies), with the same schema,
+/// field paths and checks as [`parse_yaml`].
+pub fn parse_json(text: &[u8]) -> Result<Config, ConfigError> {
+    let document: serde_json::Value = serde_json::from_slice(text).map_err(|e| {
+        ConfigError::Invalid(vec![FieldError::new("", format!("not valid JSON: {e}"))])
+    })?;
+    let document = serde_yaml_ng::to_value(document).map_err(|e| {
+        ConfigError::Invalid(vec![FieldError::new("", format!("not valid JSON: {e}"))])
+    })?;
+    parse_document(document)
+}
+
+fn parse_document(document: Value) -> Result<Config, ConfigError> {
     let mapping = match document {
         Value::Mapping(m) => m,
         Value::Null => Default::default(),
@@ -198,6 +214,31 @@ fn decode_list<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_reads_as_yaml_does_and_a_config_round_trips_through_it() {
+        let config = parse_yaml(DEFAULT_CONFIG_YAML).expect("default");
+        let json = serde_json::to_vec(&config).expect("serialize");
+        assert_eq!(parse_json(&json).expect("the default as JSON"), config);
+        let err = parse_json(
+            br#"{"listeners": [{"name": "a", "address": "127.0.0.1:0"}],
+                "routes": [{"id": "r", "paths": ["/"], "upstream": "usr"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.field_errors(),
+            [FieldError::new(
+                "routes[0].upstream",
+                "no upstream with id \"usr\""
+            )]
+        );
+        let err = parse_json(b"{\"routes\": [").unwrap_err();
+        assert!(err.field_errors()[0]
+            .message
+            .starts_with("not valid JSON: "));
+        let err = parse_json(b"[1]").unwrap_err();
+        assert_eq!(err.field_errors()[0].path, "");
+    }
 
     #[test]
     fn embedded_default_is_valid() {

@@ -108,10 +108,17 @@ impl Config {
             Ok(addr) => {
                 if !addr.ip().is_loopback()
                     && self.admin.api_key.as_deref().unwrap_or("").is_empty()
+                    && self.admin.api_key_env.as_deref().unwrap_or("").is_empty()
                 {
                     errors.push(FieldError::new(
                         "admin.api_key",
-                        "required when admin.address is not a loopback address",
+                        "required (or api_key_env) when admin.address is not a loopback address",
+                    ));
+                }
+                if self.admin.api_key_env.as_deref() == Some("") {
+                    errors.push(FieldError::new(
+                        "admin.api_key_env",
+                        "must name an environment variable",
                     ));
                 }
                 if addr.port() != 0
@@ -568,7 +575,7 @@ routes:
         assert_eq!(
             errors,
             [
-                "admin.api_key: required when admin.address is not a loopback address",
+                "admin.api_key: required (or api_key_env) when admin.address is not a loopback address",
                 "upstreams[0].hash_on: required with balancer consistent_hash (header, cookie, client_ip or path)",
                 "upstreams[1].hash_on: only used with balancer consistent_hash",
             ]
