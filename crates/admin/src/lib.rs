@@ -1,6 +1,6 @@
 //! floodgate's admin listener: `/healthz` (the process is alive), `/readyz` (configuration loaded and
-//! listeners bound), `/metrics` (Prometheus text format) and `/status/upstreams` (every target's
-//! health, JSON).
+//! listeners bound), `/metrics` (Prometheus text format), `/status/upstreams` (every target's
+//! health, JSON) and the admin REST API under `/floodgate/admin/` (see [`api`]).
 //!
 //! It runs on the main thread's runtime, away from the workers, so a slow scrape never delays a request.
 //! It is not the data plane and holds no routing logic.
@@ -8,6 +8,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
+
+pub mod api;
+mod api_key;
+
+pub use api::AdminApi;
+pub use api_key::ApiKey;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +37,8 @@ pub struct AdminState {
     pub ready: AtomicBool,
     /// Writes `/status/upstreams`' JSON; `None` answers 404.
     pub upstream_status: Option<Box<dyn Fn() -> String + Send + Sync>>,
+    /// The admin REST API; `None` answers 404 under its prefix.
+    pub api: Option<AdminApi>,
 }
 
 impl AdminState {
@@ -44,10 +52,20 @@ impl AdminState {
         metrics: Arc<Metrics>,
         upstream_status: Option<Box<dyn Fn() -> String + Send + Sync>>,
     ) -> Arc<AdminState> {
+        Self::with_api(metrics, upstream_status, None)
+    }
+
+    /// State for `metrics`, the source of `/status/upstreams` and the admin REST API, not ready yet.
+    pub fn with_api(
+        metrics: Arc<Metrics>,
+        upstream_status: Option<Box<dyn Fn() -> String + Send + Sync>>,
+        api: Option<AdminApi>,
+    ) -> Arc<AdminState> {
         Arc::new(AdminState {
             metrics,
             ready: AtomicBool::new(false),
             upstream_status,
+            api,
         })
     }
 
@@ -72,7 +90,15 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(respond(&state, &req)) }
+                async move {
+                    let in_api = req.uri().path() == api::PREFIX
+                        || req.uri().path().starts_with(&format!("{}/", api::PREFIX));
+                    let answer = match (&state.api, in_api) {
+                        (Some(api), true) => api.respond(req).await,
+                        _ => respond(&state, &req),
+                    };
+                    Ok::<_, Infallible>(answer)
+                }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)

@@ -11,11 +11,15 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
-use floodgate_admin::AdminState;
-use floodgate_config::{default_config, parse_yaml, Config, ConfigError};
+use floodgate_admin::{AdminApi, AdminState, ApiKey};
+use floodgate_config::{default_config, parse_yaml, AdminConfig, Config, ConfigError};
 use floodgate_observe::Metrics;
-use floodgate_proxy::{BuildInputs, Gateway, Snapshot};
+use floodgate_proxy::{BuildInputs, Gateway, GatewayError, Snapshot};
+use floodgate_store::{Applier, ApplyError, ApplyRequest, ChangeSource, ConfigVersions};
 use tokio::signal::unix::{signal, SignalKind};
+
+/// How many applied configurations the admin API's history keeps, the running one included.
+const HISTORY_SIZE: usize = 32;
 
 /// floodgate: a cloud-native API gateway.
 #[derive(Parser)]
@@ -96,27 +100,38 @@ fn log_warnings(config: &Config) {
 
 fn run(path: Option<&Path>) -> Result<()> {
     floodgate_observe::init_logging();
-    let config = match path {
-        Some(path) => load(path).map_err(|e| anyhow!("{}: {e}", path.display()))?,
+    let (config, source) = match path {
+        Some(path) => (
+            load(path).map_err(|e| anyhow!("{}: {e}", path.display()))?,
+            ChangeSource::File,
+        ),
         None => {
             tracing::info!("no --config given: using the built-in configuration");
-            default_config()
+            (default_config(), ChangeSource::BuiltIn)
         }
     };
     log_warnings(&config);
+    let api_key = admin_api_key(&config.admin)?;
     let metrics = Metrics::new(config.worker_count());
     let admin_address = config.admin.address.clone();
     let mut gateway = Gateway::start(&config, metrics.clone()).context("cannot start")?;
     metrics.set_config_loaded_now();
-    let admin = AdminState::with_status(
+    let mut shutdown_timeout = config.shutdown_timeout.get();
+    let versions = Arc::new(ConfigVersions::new(config, source, HISTORY_SIZE));
+    let (applier, mut changes) = Applier::channel();
+    let admin = AdminState::with_api(
         metrics.clone(),
         Some(Box::new(gateway.upstream_status_source())),
+        Some(AdminApi {
+            versions: versions.clone(),
+            applier,
+            api_key,
+        }),
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the main runtime")?;
-    let mut shutdown_timeout = config.shutdown_timeout.get();
     runtime.block_on(async move {
         let serving: Result<()> = async {
             let listener = tokio::net::TcpListener::bind(&admin_address)
@@ -131,7 +146,12 @@ fn run(path: Option<&Path>) -> Result<()> {
             loop {
                 tokio::select! {
                     _ = hangup.recv() => {
-                        if let Some(timeout) = reload(path, &mut gateway, &metrics) {
+                        if let Some(timeout) = reload(path, &mut gateway, &metrics, &versions) {
+                            shutdown_timeout = timeout;
+                        }
+                    }
+                    Some(change) = changes.recv() => {
+                        if let Some(timeout) = apply_change(change, &mut gateway, &metrics, &versions) {
                             shutdown_timeout = timeout;
                         }
                     }
@@ -155,12 +175,83 @@ fn run(path: Option<&Path>) -> Result<()> {
     })
 }
 
+/// The admin API's key: from the environment variable `api_key_env` names, else `api_key`.
+fn admin_api_key(admin: &AdminConfig) -> Result<Option<ApiKey>> {
+    if let Some(name) = &admin.api_key_env {
+        return match std::env::var(name) {
+            Ok(key) if !key.is_empty() => Ok(Some(ApiKey::new(&key))),
+            _ => Err(anyhow!(
+                "admin.api_key_env: environment variable {name} is not set or empty"
+            )),
+        };
+    }
+    Ok(admin
+        .api_key
+        .as_deref()
+        .filter(|key| !key.is_empty())
+        .map(ApiKey::new))
+}
+
+/// Applies `config` to the running gateway, counting the reload either way. Returns the new shutdown
+/// timeout when it was applied.
+fn apply(
+    config: &Config,
+    gateway: &mut Gateway,
+    metrics: &Arc<Metrics>,
+) -> Result<std::time::Duration, GatewayError> {
+    log_warnings(config);
+    let applied = gateway.reload(config);
+    metrics.record_reload(applied.is_ok());
+    applied?;
+    metrics.set_config_loaded_now();
+    Ok(config.shutdown_timeout.get())
+}
+
+/// Applies a configuration the admin API sent, and answers it.
+fn apply_change(
+    change: ApplyRequest,
+    gateway: &mut Gateway,
+    metrics: &Arc<Metrics>,
+    versions: &ConfigVersions,
+) -> Option<std::time::Duration> {
+    let ApplyRequest {
+        config,
+        source,
+        reply,
+    } = change;
+    let outcome = match apply(&config, gateway, metrics) {
+        Ok(timeout) => {
+            let applied = versions.record(config, source);
+            tracing::info!(
+                version = applied.version,
+                source = source.as_str(),
+                "configuration applied"
+            );
+            Ok((applied, timeout))
+        }
+        Err(e) => {
+            tracing::error!(
+                source = source.as_str(),
+                "configuration refused, keeping the running one: {e}"
+            );
+            Err(match e {
+                GatewayError::Invalid(errors) => ApplyError::Invalid(errors),
+                other => ApplyError::Failed(other.to_string()),
+            })
+        }
+    };
+    let timeout = outcome.as_ref().ok().map(|(_, timeout)| *timeout);
+    let _ = reply.send(outcome.map(|(applied, _)| applied));
+    timeout
+}
+
 /// Re-reads and applies the configuration file. A bad file leaves the running configuration in place.
 /// Returns the new shutdown timeout when the reload succeeded.
 fn reload(
     path: Option<&Path>,
     gateway: &mut Gateway,
     metrics: &Arc<Metrics>,
+    versions: &ConfigVersions,
 ) -> Option<std::time::Duration> {
     let Some(path) = path else {
         tracing::warn!(
@@ -168,18 +259,18 @@ fn reload(
         );
         return None;
     };
-    let applied = load(path).map_err(|e| e.to_string()).and_then(|config| {
-        log_warnings(&config);
-        gateway
-            .reload(&config)
-            .map(|()| config.shutdown_timeout.get())
-            .map_err(|e| e.to_string())
-    });
-    metrics.record_reload(applied.is_ok());
-    match applied {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            metrics.record_reload(false);
+            tracing::error!(file = %path.display(), "reload failed, keeping the running configuration: {e}");
+            return None;
+        }
+    };
+    match apply(&config, gateway, metrics) {
         Ok(timeout) => {
-            metrics.set_config_loaded_now();
-            tracing::info!(file = %path.display(), "configuration reloaded");
+            let applied = versions.record(config, ChangeSource::File);
+            tracing::info!(file = %path.display(), version = applied.version, "configuration reloaded");
             Some(timeout)
         }
         Err(e) => {

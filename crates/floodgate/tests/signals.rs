@@ -2,136 +2,15 @@
 //! breaking open connections, and SIGTERM drains in-flight requests, refuses new connections and exits 0.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use floodgate_testkit::{free_port, read_body, send, send_on, MockUpstream, Proto, TestResponse};
+use floodgate_testkit::{
+    free_port, read_body, send, send_on, Floodgate, MockUpstream, Proto, TestResponse,
+};
 use http::Request;
 use http_body_util::Full;
 use tokio::net::TcpStream;
-
-/// How long to keep polling for an effect before giving up: a safety net for a broken test, not a
-/// timing assertion.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A `floodgate run -c FILE` process with its listener and admin on free ports; killed when dropped.
-struct Floodgate {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    log: PathBuf,
-    listener: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Floodgate {
-    /// Starts the binary on a config built by `yaml(listener, admin)` and waits until it is ready.
-    async fn start(yaml: impl Fn(SocketAddr, SocketAddr) -> String) -> Floodgate {
-        let listener: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("floodgate.yaml");
-        let log = dir.path().join("floodgate.log");
-        std::fs::write(&config, yaml(listener, admin)).expect("write config");
-        let child = Command::new(env!("CARGO_BIN_EXE_floodgate"))
-            .args(["run", "-c", &config.display().to_string()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn floodgate");
-        let gateway = Floodgate {
-            child: Some(child),
-            dir,
-            config,
-            log,
-            listener,
-            admin,
-        };
-        gateway.wait_ready().await;
-        gateway
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn pid(&self) -> String {
-        self.child.as_ref().expect("running").id().to_string()
-    }
-
-    /// Replaces the config file. Written next to it and renamed, so the gateway never reads half a file.
-    fn write_config(&self, yaml: &str) {
-        let next = self.dir.path().join("next.yaml");
-        std::fs::write(&next, yaml).expect("write config");
-        std::fs::rename(&next, &self.config).expect("replace config");
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    async fn wait_ready(&self) {
-        self.poll("/readyz never answered 200", || async {
-            get(self.admin, "/readyz")
-                .await
-                .is_ok_and(|r| r.status == 200)
-        })
-        .await;
-    }
-
-    async fn metrics(&self) -> String {
-        get(self.admin, "/metrics")
-            .await
-            .map(|r| r.text())
-            .unwrap_or_default()
-    }
-
-    /// Polls `check` until it holds; panics with `what` and the gateway's log after [`PATIENCE`].
-    async fn poll<F, Fut>(&self, what: &str, mut check: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = Instant::now() + PATIENCE;
-        while !check().await {
-            assert!(Instant::now() < deadline, "{what}; log:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Waits for the process to exit without blocking the test's runtime.
-    async fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE * 2;
-        let child = self.child.as_mut().expect("running");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "floodgate did not exit; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-impl Drop for Floodgate {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn get_request(path: &str) -> Request<Full<Bytes>> {
     Request::get(path)
@@ -175,7 +54,10 @@ fn config(
 #[tokio::test]
 async fn sighup_with_a_changed_file_changes_routing() {
     let upstream = MockUpstream::http("one").await;
-    let mut gw = Floodgate::start(|l, a| config(l, a, &upstream, &[("old", "/old/*")], "")).await;
+    let mut gw = Floodgate::start(env!("CARGO_BIN_EXE_floodgate"), |l, a| {
+        config(l, a, &upstream, &[("old", "/old/*")], "")
+    })
+    .await;
     assert_eq!(status_of(gw.listener, "/old/x").await, Some(200));
     assert_eq!(status_of(gw.listener, "/new/x").await, Some(404));
 
@@ -205,7 +87,10 @@ async fn sighup_with_a_changed_file_changes_routing() {
 #[tokio::test]
 async fn sighup_with_an_invalid_file_keeps_the_running_config() {
     let upstream = MockUpstream::http("one").await;
-    let gw = Floodgate::start(|l, a| config(l, a, &upstream, &[("old", "/old/*")], "")).await;
+    let gw = Floodgate::start(env!("CARGO_BIN_EXE_floodgate"), |l, a| {
+        config(l, a, &upstream, &[("old", "/old/*")], "")
+    })
+    .await;
 
     // A new route pointing at an upstream that does not exist: the whole file must be refused.
     let mut bad = config(gw.listener, gw.admin, &upstream, &[("old", "/old/*")], "");
@@ -231,7 +116,10 @@ async fn sighup_with_an_invalid_file_keeps_the_running_config() {
 #[tokio::test]
 async fn sighup_adds_and_removes_a_listener() {
     let upstream = MockUpstream::http("one").await;
-    let gw = Floodgate::start(|l, a| config(l, a, &upstream, &[("api", "/api/*")], "")).await;
+    let gw = Floodgate::start(env!("CARGO_BIN_EXE_floodgate"), |l, a| {
+        config(l, a, &upstream, &[("api", "/api/*")], "")
+    })
+    .await;
     let second: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     assert!(refuses(TcpStream::connect(second).await));
 
@@ -269,7 +157,10 @@ async fn sighup_adds_and_removes_a_listener() {
 async fn sighup_keeps_an_inflight_download() {
     const TOTAL: usize = 20_000_000;
     let upstream = MockUpstream::http("one").await;
-    let gw = Floodgate::start(|l, a| config(l, a, &upstream, &[("old", "/*")], "")).await;
+    let gw = Floodgate::start(env!("CARGO_BIN_EXE_floodgate"), |l, a| {
+        config(l, a, &upstream, &[("old", "/*")], "")
+    })
+    .await;
     let response = send_on(
         gw.listener,
         Proto::H1,
@@ -308,7 +199,10 @@ async fn sighup_keeps_an_inflight_download() {
 #[tokio::test]
 async fn sigterm_drains_inflight_requests_refuses_new_connections_and_exits_zero() {
     let upstream = MockUpstream::http("one").await;
-    let mut gw = Floodgate::start(|l, a| config(l, a, &upstream, &[("api", "/*")], "")).await;
+    let mut gw = Floodgate::start(env!("CARGO_BIN_EXE_floodgate"), |l, a| {
+        config(l, a, &upstream, &[("api", "/*")], "")
+    })
+    .await;
     let listener = gw.listener;
     let inflight = tokio::spawn(async move { get(listener, "/slow/1500").await });
     gw.poll("the slow request never reached the upstream", || async {
@@ -358,7 +252,10 @@ async fn sigterm_drains_inflight_requests_refuses_new_connections_and_exits_zero
 #[tokio::test]
 async fn sigint_stops_the_gateway_with_exit_zero() {
     let upstream = MockUpstream::http("one").await;
-    let mut gw = Floodgate::start(|l, a| config(l, a, &upstream, &[("api", "/*")], "")).await;
+    let mut gw = Floodgate::start(env!("CARGO_BIN_EXE_floodgate"), |l, a| {
+        config(l, a, &upstream, &[("api", "/*")], "")
+    })
+    .await;
     assert_eq!(status_of(gw.listener, "/x").await, Some(200));
     gw.signal("INT");
     assert_eq!(gw.wait_exit().await.code(), Some(0), "log:\n{}", gw.log());
@@ -368,7 +265,7 @@ async fn sigint_stops_the_gateway_with_exit_zero() {
 #[tokio::test]
 async fn sigterm_gives_up_on_a_stuck_request_after_shutdown_timeout() {
     let upstream = MockUpstream::http("one").await;
-    let mut gw = Floodgate::start(|l, a| {
+    let mut gw = Floodgate::start(env!("CARGO_BIN_EXE_floodgate"), |l, a| {
         config(l, a, &upstream, &[("api", "/*")], "")
             .replace("shutdown_timeout: 10s", "shutdown_timeout: 1s")
     })
