@@ -68,4 +68,5 @@ properties! {
     token_sources = 0x5eed_0106, 20_000;
     path_params = 0x5eed_0107, 20_000;
     jwks_document = 0x5eed_0108, 5_000;
+    config_json = 0x5eed_0109, 2_000;
 }
