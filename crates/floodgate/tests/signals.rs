@@ -4,23 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use floodgate_testkit::{
-    free_port, read_body, send, send_on, Floodgate, MockUpstream, Proto, TestResponse,
+    free_port, get, get_request, read_body, send_on, Floodgate, MockUpstream, Proto,
 };
-use http::Request;
-use http_body_util::Full;
 use tokio::net::TcpStream;
-
-fn get_request(path: &str) -> Request<Full<Bytes>> {
-    Request::get(path)
-        .body(Full::new(Bytes::new()))
-        .expect("request")
-}
-
-async fn get(addr: SocketAddr, path: &str) -> Result<TestResponse, String> {
-    send(addr, Proto::H1, get_request(path)).await
-}
 
 async fn status_of(addr: SocketAddr, path: &str) -> Option<u16> {
     get(addr, path).await.ok().map(|r| r.status.as_u16())

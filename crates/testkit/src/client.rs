@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -63,6 +63,18 @@ impl TestResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// `GET path` with no body.
+pub fn get_request(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
+/// `GET path` over HTTP/1.1 on a new connection to `addr`, the response collected.
+pub async fn get(addr: SocketAddr, path: &str) -> Result<TestResponse, String> {
+    send(addr, Proto::H1, get_request(path)).await
 }
 
 /// Sends a request on a new connection and collects the response.

@@ -6,11 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
-
-use crate::{free_port, send, Proto, TestResponse};
+use crate::client::get;
+use crate::free_port;
 
 /// How long to keep polling for an effect before giving up: a safety net for a broken test, not a
 /// timing assertion.
@@ -156,14 +153,4 @@ impl Floodgate {
     pub fn config_path(&self) -> &Path {
         &self.config
     }
-}
-
-fn get_request(path: &str) -> Request<Full<Bytes>> {
-    Request::get(path)
-        .body(Full::new(Bytes::new()))
-        .expect("request")
-}
-
-async fn get(addr: SocketAddr, path: &str) -> Result<TestResponse, String> {
-    send(addr, Proto::H1, get_request(path)).await
 }
