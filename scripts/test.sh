@@ -2,7 +2,7 @@
 # Runs floodgate's whole test suite on a fresh Debian machine, installing what it needs first.
 #
 # The integration tests start everything they use themselves (gateways, mock upstreams, gRPC and WebSocket
-# servers) on 127.0.0.1 with ephemeral ports, so nothing has to be running beforehand.
+# servers, etcd) on 127.0.0.1 with free ports, so nothing has to be running beforehand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 need_packages=()
 command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_packages+=(pkg-config)
+# The etcd client's gRPC code is generated at build time; the etcd tests run a real etcd.
+command -v protoc >/dev/null 2>&1 || need_packages+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || need_packages+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need_packages+=(etcd-client)
 if [ ${#need_packages[@]} -gt 0 ]; then
     echo "installing: ${need_packages[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -33,6 +33,9 @@ pub struct AdminApi {
     /// The key callers must present in `X-API-Key`; `None` lets every caller in (validation allows that
     /// only on a loopback address).
     pub api_key: Option<ApiKey>,
+    /// The configuration comes from etcd (`config_source: etcd`): changes are made there, and the API
+    /// only reads.
+    pub from_etcd: bool,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -60,6 +63,19 @@ impl AdminApi {
         let method = req.method().clone();
         match (segments.as_slice(), &method) {
             (["config"], &Method::GET | &Method::HEAD) => self.get_config(),
+            (["config"] | ["history", _, "rollback"], &Method::POST | &Method::PUT)
+                if self.from_etcd =>
+            {
+                let mut answer = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "the configuration comes from etcd: change its keys there (etcdctl put <prefix>/routes/<id> ...)",
+                    &[],
+                );
+                answer
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                answer
+            }
             (["config"], &Method::POST | &Method::PUT) => self.replace_config(req).await,
             (["config"], _) => not_allowed("GET, POST, PUT"),
             (["history"], &Method::GET | &Method::HEAD) => self.history(),

@@ -10,6 +10,7 @@
 
 mod admin;
 mod breaker;
+mod config_source;
 mod consumer;
 mod dns;
 mod duration;
@@ -30,6 +31,7 @@ mod validate;
 
 pub use admin::AdminConfig;
 pub use breaker::{BreakerRatioConfig, CircuitBreakerConfig};
+pub use config_source::{ConfigSource, EtcdSourceConfig, SourceKind};
 pub use consumer::{ConsumerConfig, RealIpConfig};
 pub use dns::{DnsConfig, LookupFamily};
 pub use duration::HumanDuration;
@@ -101,6 +103,13 @@ pub struct Config {
     /// How the client's address is found behind trusted proxies.
     #[serde(default)]
     pub real_ip: RealIpConfig,
+    /// Where routes, upstreams, consumers and global plugins come from: this file (the default) or etcd.
+    #[serde(default, skip_serializing_if = "is_file_source")]
+    pub config_source: ConfigSource,
+}
+
+fn is_file_source(source: &ConfigSource) -> bool {
+    *source == ConfigSource::default()
 }
 
 fn default_shutdown_timeout() -> HumanDuration {

@@ -37,6 +37,7 @@ fn empty_config() -> Config {
         global_plugins: Default::default(),
         consumers: Vec::new(),
         real_ip: Default::default(),
+        config_source: Default::default(),
     }
 }
 
@@ -56,6 +57,7 @@ pub const TOP_LEVEL_FIELDS: &[&str] = &[
     "global_plugins",
     "consumers",
     "real_ip",
+    "config_source",
 ];
 
 /// Parses and validates a YAML configuration. The error lists every problem found, each with its field path.
@@ -146,6 +148,11 @@ fn parse_document(document: Value) -> Result<Config, ConfigError> {
                 config.global_plugins = decode::<Option<_>>(&key, value, &mut errors)
                     .flatten()
                     .unwrap_or_default()
+            }
+            "config_source" => {
+                if let Some(v) = decode::<Option<crate::ConfigSource>>(&key, value, &mut errors) {
+                    config.config_source = v.unwrap_or_default();
+                }
             }
             "real_ip" => {
                 if let Some(v) = decode::<Option<crate::RealIpConfig>>(&key, value, &mut errors) {

@@ -22,6 +22,7 @@ impl Config {
         }
         self.validate_listeners(&mut errors);
         self.validate_admin(&mut errors);
+        self.validate_config_source(&mut errors);
         // The upper bound is what one connection may make the gateway hold before it has a request to
         // route: a few of those per client must not add up to the machine's memory (Envoy caps its own
         // at 8 MiB, nginx's default is 32 KiB).

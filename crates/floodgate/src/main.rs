@@ -12,9 +12,12 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
 use floodgate_admin::{AdminApi, AdminState, ApiKey};
-use floodgate_config::{default_config, parse_yaml, AdminConfig, Config, ConfigError};
+use floodgate_config::{
+    default_config, parse_yaml, AdminConfig, Config, ConfigError, EtcdSourceConfig,
+};
 use floodgate_observe::Metrics;
 use floodgate_proxy::{BuildInputs, Gateway, GatewayError, Snapshot};
+use floodgate_store::etcd::{EtcdSource, StartedFrom, Validator};
 use floodgate_store::{Applier, ApplyError, ApplyRequest, ChangeSource, ConfigVersions};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -100,7 +103,7 @@ fn log_warnings(config: &Config) {
 
 fn run(path: Option<&Path>) -> Result<()> {
     floodgate_observe::init_logging();
-    let (config, source) = match path {
+    let (file_config, source) = match path {
         Some(path) => (
             load(path).map_err(|e| anyhow!("{}: {e}", path.display()))?,
             ChangeSource::File,
@@ -110,13 +113,39 @@ fn run(path: Option<&Path>) -> Result<()> {
             (default_config(), ChangeSource::BuiltIn)
         }
     };
-    log_warnings(&config);
-    let api_key = admin_api_key(&config.admin)?;
-    let metrics = Metrics::new(config.worker_count());
+    let bootstrap_errors = file_config.etcd_bootstrap_errors();
+    if !bootstrap_errors.is_empty() {
+        let file = path.map_or_else(String::new, |p| p.display().to_string());
+        return Err(anyhow!(
+            "{file}: {}",
+            ConfigError::Invalid(bootstrap_errors)
+        ));
+    }
+    log_warnings(&file_config);
+    let api_key = admin_api_key(&file_config.admin)?;
+    let metrics = Metrics::new(file_config.worker_count());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the main runtime")?;
+    let (config, source, etcd, ready_at_start) = match file_config.config_source.etcd() {
+        Some(settings) => {
+            let mut etcd = etcd_source(settings, &file_config, path, &metrics);
+            let (config, started) = runtime.block_on(etcd.initial());
+            (
+                config,
+                ChangeSource::Etcd,
+                Some(etcd),
+                started != StartedFrom::Nothing,
+            )
+        }
+        None => (file_config, source, None, true),
+    };
     let admin_address = config.admin.address.clone();
     let mut gateway = Gateway::start(&config, metrics.clone()).context("cannot start")?;
     metrics.set_config_loaded_now();
     let mut shutdown_timeout = config.shutdown_timeout.get();
+    let from_etcd = etcd.is_some();
     let versions = Arc::new(ConfigVersions::new(config, source, HISTORY_SIZE));
     let (applier, mut changes) = Applier::channel();
     let admin = AdminState::with_api(
@@ -124,14 +153,11 @@ fn run(path: Option<&Path>) -> Result<()> {
         Some(Box::new(gateway.upstream_status_source())),
         Some(AdminApi {
             versions: versions.clone(),
-            applier,
+            applier: applier.clone(),
             api_key,
+            from_etcd,
         }),
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the main runtime")?;
     runtime.block_on(async move {
         let serving: Result<()> = async {
             let listener = tokio::net::TcpListener::bind(&admin_address)
@@ -139,14 +165,20 @@ fn run(path: Option<&Path>) -> Result<()> {
                 .with_context(|| format!("admin.address: cannot listen on {admin_address}"))?;
             tracing::info!(address = %admin_address, "admin listening");
             tokio::spawn(floodgate_admin::serve(listener, admin.clone()));
-            admin.set_ready(true);
+            admin.set_ready(ready_at_start);
+            if let Some(etcd) = etcd {
+                let admin = admin.clone();
+                tokio::spawn(etcd.run(applier, move || admin.set_ready(true)));
+            }
             let mut hangup = signal(SignalKind::hangup())?;
             let mut terminate = signal(SignalKind::terminate())?;
             let mut interrupt = signal(SignalKind::interrupt())?;
             loop {
                 tokio::select! {
                     _ = hangup.recv() => {
-                        if let Some(timeout) = reload(path, &mut gateway, &metrics, &versions) {
+                        if from_etcd {
+                            tracing::warn!("SIGHUP ignored: the configuration comes from etcd; the file's own settings take effect on restart");
+                        } else if let Some(timeout) = reload(path, &mut gateway, &metrics, &versions) {
                             shutdown_timeout = timeout;
                         }
                     }
@@ -173,6 +205,37 @@ fn run(path: Option<&Path>) -> Result<()> {
         tracing::info!("stopped");
         serving
     })
+}
+
+/// The etcd source for a file whose `config_source` is `settings`; its copy on disk defaults to the file's
+/// path with `.etcd-copy.json` appended.
+fn etcd_source(
+    settings: &EtcdSourceConfig,
+    file_config: &Config,
+    path: Option<&Path>,
+    metrics: &Arc<Metrics>,
+) -> EtcdSource {
+    let copy_file = match (&settings.copy_file, path) {
+        (Some(copy), _) => PathBuf::from(copy),
+        (None, Some(path)) => {
+            let mut copy = path.as_os_str().to_owned();
+            copy.push(".etcd-copy.json");
+            PathBuf::from(copy)
+        }
+        (None, None) => PathBuf::from("floodgate.etcd-copy.json"),
+    };
+    // What applying would check beyond the schema (plugins, certificates), so a resource that would make
+    // the gateway refuse the whole configuration is left out on its own.
+    let validate: Arc<Validator> = Arc::new(|config: &Config| {
+        Snapshot::build(config, &Metrics::new(1), 1, None, BuildInputs::validating()).map(drop)
+    });
+    EtcdSource::new(
+        settings.clone(),
+        file_config.clone(),
+        copy_file,
+        validate,
+        metrics.clone(),
+    )
 }
 
 /// The admin API's key: from the environment variable `api_key_env` names, else `api_key`.

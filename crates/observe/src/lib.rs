@@ -17,6 +17,7 @@ mod metrics;
 pub use access_log::{AccessLog, AccessLogEntry};
 pub use logging::init_logging;
 pub use metrics::{
-    BreakerMetrics, EjectionReason, Metrics, PerWorker, PluginRejections, PluginStats, Rejection,
-    RouteMetrics, TargetMetrics, TimeoutKind, TimeoutMetrics, UpstreamMetrics,
+    BreakerMetrics, ConfigSourceMetrics, EjectionReason, Metrics, PerWorker, PluginRejections,
+    PluginStats, Rejection, RouteMetrics, TargetMetrics, TimeoutKind, TimeoutMetrics,
+    UpstreamMetrics,
 };

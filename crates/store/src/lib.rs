@@ -10,6 +10,7 @@
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod apply;
+pub mod etcd;
 mod resources;
 mod secrets;
 mod versions;

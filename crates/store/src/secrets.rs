@@ -64,6 +64,17 @@ fn each_secret(config: &mut Value, f: &mut dyn FnMut(&str, &str, &mut Value)) {
     {
         f("admin.api_key", "admin.api_key", key);
     }
+    if let Some(password) = config
+        .get_mut("config_source")
+        .and_then(|source| source.get_mut("etcd"))
+        .and_then(|etcd| etcd.get_mut("password"))
+    {
+        f(
+            "config_source.etcd.password",
+            "config_source.etcd.password",
+            password,
+        );
+    }
     if let Some(Value::Object(plugins)) = config.get_mut("global_plugins") {
         plugin_secrets(plugins, "global_plugins", "global_plugins", f);
     }
@@ -133,6 +144,7 @@ mod tests {
     fn with_secrets() -> Value {
         json!({
             "admin": { "address": "127.0.0.1:9180", "api_key": "admin-key" },
+            "config_source": { "type": "etcd", "etcd": { "endpoints": ["127.0.0.1:2379"], "username": "fg", "password": "etcd-pass" } },
             "global_plugins": { "jwt-auth": { "algorithms": ["HS256"], "secret": "global-secret" } },
             "routes": [
                 { "id": "r", "plugins": { "jwt-auth": { "secret": "route-secret" }, "rate-limit": { "key": "consumer" } } }
@@ -161,6 +173,7 @@ mod tests {
             assert!(!text.contains(secret), "{secret} shown in {text}");
         }
         assert_eq!(config["admin"]["api_key"], MASK);
+        assert_eq!(config["config_source"]["etcd"]["username"], "fg");
         assert_eq!(
             config["consumers"][0]["credentials"]["key-auth"]["key"],
             MASK

@@ -18,6 +18,8 @@ pub enum ChangeSource {
     Admin,
     /// A rollback to an earlier version through the admin API.
     Rollback,
+    /// Read from etcd (`config_source: etcd`), at start, from its copy on disk, or on a change.
+    Etcd,
 }
 
 impl ChangeSource {
@@ -28,6 +30,7 @@ impl ChangeSource {
             ChangeSource::BuiltIn => "built_in",
             ChangeSource::Admin => "admin",
             ChangeSource::Rollback => "rollback",
+            ChangeSource::Etcd => "etcd",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod dns;
+pub mod etcd;
 pub mod fn_upstream;
 pub mod gateway;
 pub mod jwt;
@@ -27,6 +28,7 @@ pub use client::{
 pub use config::OneRoute;
 pub use connection::KeptConnection;
 pub use dns::TestDns;
+pub use etcd::TestEtcd;
 pub use fn_upstream::FnUpstream;
 pub use gateway::{free_port, TestGateway};
 pub use process::Floodgate;

@@ -6,6 +6,7 @@
 //! snapshot is built, off the hot path, and live as long as the process, so counters survive reloads.
 
 mod breaker;
+mod config_source;
 mod exposition;
 mod histogram;
 mod overload;
@@ -19,6 +20,7 @@ mod timeouts;
 mod upstream;
 
 pub use breaker::BreakerMetrics;
+pub use config_source::ConfigSourceMetrics;
 pub use overload::Rejection;
 pub use per_worker::PerWorker;
 pub use plugins::{PluginRejections, PluginStats};

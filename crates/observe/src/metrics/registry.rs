@@ -42,6 +42,8 @@ pub struct Metrics {
     pub(super) overload: OverloadMetrics,
     /// Process-wide counters of the plugins.
     pub plugins: Arc<super::plugins::PluginStats>,
+    /// The etcd configuration source's state, when it is in use.
+    pub config_source: super::ConfigSourceMetrics,
     reloads_success: AtomicU64,
     reloads_failure: AtomicU64,
     /// Age is measured on the monotonic clock, so a wall-clock step cannot make it negative or jump.
@@ -69,6 +71,7 @@ impl Metrics {
             breakers: Mutex::default(),
             connections: PerWorker::new(workers),
             plugins: Arc::default(),
+            config_source: Default::default(),
             timeouts: TimeoutMetrics::new(workers),
             overload: OverloadMetrics::new(workers),
             reloads_success: AtomicU64::new(0),

@@ -53,6 +53,7 @@ impl Metrics {
         super::plugins::render_rejections(&mut w, &rejections);
         self.plugins.render(&mut w);
         self.render_process(&mut w);
+        self.config_source.render(&mut w);
         w.finish()
     }
 

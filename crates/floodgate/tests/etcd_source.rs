@@ -1,0 +1,274 @@
+//! `config_source: etcd` with the real binary and a real etcd: resources written to etcd are served and
+//! their changes applied as they are watched; a bad value is left out and the rest served; an outage
+//! loses no request, and what changed is applied once etcd is back; a restart while etcd is down serves
+//! the copy on disk. The admin API only reads.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use bytes::Bytes;
+use floodgate_testkit::{get, send, Floodgate, MockUpstream, Proto, TestEtcd};
+use http::Request;
+use http_body_util::Full;
+
+const PREFIX: &str = "/fg";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_floodgate")
+}
+
+/// The file's own settings, with etcd as the source and the copy at `copy`.
+fn bootstrap(listener: SocketAddr, admin: SocketAddr, etcd: &TestEtcd, copy: &Path) -> String {
+    format!(
+        r#"
+workers: 1
+listeners: [{{ name: main, address: "{listener}" }}]
+admin: {{ address: "{admin}" }}
+config_source:
+  type: etcd
+  etcd: {{ endpoints: ["{}"], prefix: "{PREFIX}", timeout: 2s, copy_file: "{}" }}
+"#,
+        etcd.endpoint(),
+        copy.display()
+    )
+}
+
+async fn seed(etcd: &TestEtcd, upstream: &MockUpstream) {
+    etcd.put(
+        &format!("{PREFIX}/upstreams/backend"),
+        &format!(
+            r#"{{"targets": [{{"address": "{}"}}]}}"#,
+            upstream.address()
+        ),
+    )
+    .await;
+    etcd.put(
+        &format!("{PREFIX}/routes/api"),
+        r#"{"paths": ["/api/*"], "upstream": "backend"}"#,
+    )
+    .await;
+}
+
+async fn status(gw: &Floodgate, path: &str) -> Option<u16> {
+    get(gw.listener, path).await.ok().map(|r| r.status.as_u16())
+}
+
+async fn wait_status(gw: &Floodgate, path: &str, want: u16) {
+    gw.poll(&format!("{path} never answered {want}"), || async {
+        status(gw, path).await == Some(want)
+    })
+    .await;
+}
+
+async fn metric(gw: &Floodgate, name: &str) -> Option<String> {
+    gw.metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_string))
+}
+
+#[tokio::test]
+async fn resources_in_etcd_are_served_and_their_changes_applied_as_watched() {
+    let etcd = TestEtcd::start().await;
+    let upstream = MockUpstream::http("backend").await;
+    seed(&etcd, &upstream).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let copy = dir.path().join("copy.json");
+    let gw = Floodgate::start(bin(), |l, a| bootstrap(l, a, &etcd, &copy)).await;
+    assert_eq!(status(&gw, "/api/x").await, Some(200));
+    assert_eq!(
+        metric(&gw, "floodgate_config_source_connected")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+
+    let revision = etcd
+        .put(
+            &format!("{PREFIX}/routes/v2"),
+            r#"{"paths": ["/v2/*"], "upstream": "backend"}"#,
+        )
+        .await;
+    wait_status(&gw, "/v2/x", 200).await;
+    gw.poll("the revision metric never caught up", || async {
+        metric(&gw, "floodgate_config_revision").await == Some(revision.to_string())
+    })
+    .await;
+    etcd.delete(&format!("{PREFIX}/routes/api")).await;
+    wait_status(&gw, "/api/x", 404).await;
+    assert_eq!(status(&gw, "/v2/x").await, Some(200));
+
+    // The admin API shows what etcd holds, and leaves changes to etcd.
+    let routes = get(gw.admin, "/floodgate/admin/routes")
+        .await
+        .expect("admin");
+    assert_eq!(routes.json()["total"], 1);
+    assert_eq!(routes.json()["items"][0]["id"], "v2");
+    let history = get(gw.admin, "/floodgate/admin/history")
+        .await
+        .expect("admin");
+    assert_eq!(history.json()["items"][0]["source"], "etcd");
+    let req = Request::post("/floodgate/admin/config")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .expect("request");
+    let res = send(gw.admin, Proto::H1, req).await.expect("admin");
+    assert_eq!(res.status, 405);
+    assert!(res.text().contains("comes from etcd"), "{}", res.text());
+    // A SIGHUP does not swap etcd's resources for the file's (which has none).
+    gw.signal("HUP");
+    gw.poll("SIGHUP was not logged as ignored", || async {
+        gw.log().contains("SIGHUP ignored")
+    })
+    .await;
+    assert_eq!(status(&gw, "/v2/x").await, Some(200));
+}
+
+#[tokio::test]
+async fn a_bad_value_in_etcd_is_left_out_and_the_rest_is_served() {
+    let etcd = TestEtcd::start().await;
+    let upstream = MockUpstream::http("backend").await;
+    seed(&etcd, &upstream).await;
+    etcd.put(&format!("{PREFIX}/routes/garbled"), "{not json")
+        .await;
+    etcd.put(
+        &format!("{PREFIX}/routes/dangling"),
+        r#"{"paths": ["/dangling/*"], "upstream": "nowhere"}"#,
+    )
+    .await;
+    etcd.put(
+        &format!("{PREFIX}/routes/bad-plugin"),
+        r#"{"paths": ["/bad/*"], "upstream": "backend", "plugins": {"rate-limit": {"rate": "lots"}}}"#,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let copy = dir.path().join("copy.json");
+    let gw = Floodgate::start(bin(), |l, a| bootstrap(l, a, &etcd, &copy)).await;
+    assert_eq!(status(&gw, "/api/x").await, Some(200));
+    assert_eq!(status(&gw, "/dangling/x").await, Some(404));
+    assert_eq!(status(&gw, "/bad/x").await, Some(404));
+    let skipped: u64 = metric(&gw, "floodgate_config_resources_skipped_total")
+        .await
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    assert!(skipped >= 3, "{skipped}");
+    let log = gw.log();
+    for key in ["routes/garbled", "routes/dangling", "routes/bad-plugin"] {
+        assert!(
+            log.contains(&format!("{PREFIX}/{key}")),
+            "{key} not logged:\n{log}"
+        );
+    }
+
+    // A bad change later leaves the running routes alone; fixing it brings the route in.
+    etcd.put(&format!("{PREFIX}/routes/api"), "[]").await;
+    etcd.put(
+        &format!("{PREFIX}/routes/dangling"),
+        r#"{"paths": ["/dangling/*"], "upstream": "backend"}"#,
+    )
+    .await;
+    wait_status(&gw, "/dangling/x", 200).await;
+    assert_eq!(status(&gw, "/api/x").await, Some(404));
+}
+
+#[tokio::test]
+async fn an_etcd_outage_loses_no_request_and_changes_apply_once_it_is_back() {
+    let mut etcd = TestEtcd::start().await;
+    let upstream = MockUpstream::http("backend").await;
+    seed(&etcd, &upstream).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let copy = dir.path().join("copy.json");
+    let gw = Floodgate::start(bin(), |l, a| bootstrap(l, a, &etcd, &copy)).await;
+    assert_eq!(status(&gw, "/api/x").await, Some(200));
+
+    etcd.kill();
+    gw.poll("the gateway never noticed etcd was gone", || async {
+        metric(&gw, "floodgate_config_source_connected")
+            .await
+            .as_deref()
+            == Some("0")
+    })
+    .await;
+    for i in 0..200 {
+        assert_eq!(
+            status(&gw, &format!("/api/{i}")).await,
+            Some(200),
+            "request {i}"
+        );
+    }
+    let readyz = get(gw.admin, "/readyz").await.expect("readyz");
+    assert_eq!(readyz.status, 200);
+
+    etcd.resume().await;
+    etcd.put(
+        &format!("{PREFIX}/routes/v2"),
+        r#"{"paths": ["/v2/*"], "upstream": "backend"}"#,
+    )
+    .await;
+    wait_status(&gw, "/v2/x", 200).await;
+    assert_eq!(
+        metric(&gw, "floodgate_config_source_connected")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(status(&gw, "/api/x").await, Some(200));
+}
+
+#[tokio::test]
+async fn a_restart_while_etcd_is_down_serves_the_copy_on_disk() {
+    let mut etcd = TestEtcd::start().await;
+    let upstream = MockUpstream::http("backend").await;
+    seed(&etcd, &upstream).await;
+    etcd.put(
+        &format!("{PREFIX}/routes/v2"),
+        r#"{"paths": ["/v2/*"], "upstream": "backend"}"#,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let copy = dir.path().join("copy.json");
+    let first = Floodgate::start(bin(), |l, a| bootstrap(l, a, &etcd, &copy)).await;
+    assert_eq!(status(&first, "/v2/x").await, Some(200));
+    drop(first);
+
+    etcd.kill();
+    let second = Floodgate::start(bin(), |l, a| bootstrap(l, a, &etcd, &copy)).await;
+    assert_eq!(status(&second, "/api/x").await, Some(200));
+    assert_eq!(status(&second, "/v2/x").await, Some(200));
+    assert_eq!(
+        metric(&second, "floodgate_config_source_connected")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    assert!(
+        second.log().contains("starting from the copy on disk"),
+        "{}",
+        second.log()
+    );
+
+    // Once etcd answers, the gateway follows it again.
+    etcd.resume().await;
+    etcd.delete(&format!("{PREFIX}/routes/v2")).await;
+    wait_status(&second, "/v2/x", 404).await;
+}
+
+#[tokio::test]
+async fn a_file_naming_etcd_must_not_list_resources_of_its_own() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("floodgate.yaml");
+    std::fs::write(
+        &file,
+        "listeners: [{ name: a, address: \"127.0.0.1:0\" }]\nadmin: { address: \"127.0.0.1:0\" }\nconfig_source: { type: etcd, etcd: { endpoints: [\"127.0.0.1:1\"] } }\nroutes: [{ id: r, paths: [\"/\"], respond: { status: 200 } }]\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(bin())
+        .args(["run", "-c", &file.display().to_string()])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("routes: must be empty with config_source etcd: routes live in etcd under /floodgate/routes/"),
+        "{stderr}"
+    );
+}

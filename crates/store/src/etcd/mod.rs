@@ -1,0 +1,274 @@
+//! `config_source: etcd`: the resources are keys under a prefix; the gateway lists them, applies the
+//! configuration they make, and watches for changes from the revision it listed. Through an outage it
+//! keeps serving what it last applied and keeps a copy of it on disk; when etcd comes back it lists
+//! again (changes made meanwhile included) and watches on. A compaction that outran the watch makes it
+//! list again too.
+
+mod assemble;
+mod copy;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions};
+use floodgate_config::{Config, EtcdSourceConfig};
+use floodgate_observe::Metrics;
+
+pub use assemble::{assemble, Resources, Skipped, Validator};
+
+use crate::{Applier, ApplyError, ChangeSource};
+
+/// Longest pause between two attempts to reach etcd.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Where the configuration the gateway starts with came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartedFrom {
+    /// etcd itself, at this revision.
+    Etcd(i64),
+    /// The copy on disk, of this revision: etcd could not be reached.
+    Copy(i64),
+    /// Neither: the file's settings with no resources, until etcd answers.
+    Nothing,
+}
+
+/// The etcd configuration source of one gateway.
+pub struct EtcdSource {
+    settings: EtcdSourceConfig,
+    bootstrap: Config,
+    copy_file: PathBuf,
+    validate: Arc<Validator>,
+    metrics: Arc<Metrics>,
+    resources: Resources,
+    last_applied: Option<Config>,
+}
+
+impl EtcdSource {
+    /// A source for the file's settings `bootstrap` (whose `config_source` is `settings`), keeping its
+    /// copy in `copy_file`, checking each configuration with `validate` before it is applied.
+    pub fn new(
+        settings: EtcdSourceConfig,
+        bootstrap: Config,
+        copy_file: PathBuf,
+        validate: Arc<Validator>,
+        metrics: Arc<Metrics>,
+    ) -> EtcdSource {
+        EtcdSource {
+            settings,
+            bootstrap,
+            copy_file,
+            validate,
+            metrics,
+            resources: Resources::new(),
+            last_applied: None,
+        }
+    }
+
+    /// The configuration to start with: etcd's if it answers within `timeout`, else the copy on disk,
+    /// else the file's settings alone.
+    pub async fn initial(&mut self) -> (Config, StartedFrom) {
+        let listed = tokio::time::timeout(self.settings.timeout.get(), async {
+            let mut client = self.connect().await?;
+            self.list(&mut client).await
+        })
+        .await;
+        let started = match listed {
+            Ok(Ok((revision, resources))) => {
+                self.metrics.config_source.set_connected(true);
+                self.resources = resources;
+                self.keep_copy(revision);
+                self.metrics.config_source.synced(revision.max(0) as u64);
+                StartedFrom::Etcd(revision)
+            }
+            failed => {
+                self.metrics.config_source.set_connected(false);
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer in time".to_string(),
+                };
+                match copy::read(&self.copy_file, &self.settings.prefix) {
+                    Some((revision, resources)) => {
+                        tracing::warn!(error = %why, copy = %self.copy_file.display(), revision, "etcd cannot be reached: starting from the copy on disk");
+                        self.resources = resources;
+                        self.metrics.config_source.synced(revision.max(0) as u64);
+                        StartedFrom::Copy(revision)
+                    }
+                    None => {
+                        tracing::error!(error = %why, copy = %self.copy_file.display(), "etcd cannot be reached and there is no copy on disk: starting without routes");
+                        StartedFrom::Nothing
+                    }
+                }
+            }
+        };
+        let config = self.assembled().unwrap_or_else(|| self.bootstrap.clone());
+        self.last_applied = Some(config.clone());
+        (config, started)
+    }
+
+    /// Keeps the gateway in step with etcd until the task is dropped: every change is applied through
+    /// `applier`; `on_sync` runs after each configuration read from etcd is in service.
+    pub async fn run(mut self, applier: Applier, on_sync: impl Fn() + Send) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.follow(&applier, &on_sync).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    if self.metrics.config_source.connected() {
+                        tracing::warn!(error = %e, "etcd connection lost: serving the last configuration");
+                    }
+                    self.metrics.config_source.set_connected(false);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// One connection's life: list, apply, then watch from the next revision until the watch ends.
+    /// `Ok` when a compaction or cancellation calls for listing again, `Err` when etcd is gone.
+    async fn follow(
+        &mut self,
+        applier: &Applier,
+        on_sync: &impl Fn(),
+    ) -> Result<(), etcd_client::Error> {
+        let mut client = self.connect().await?;
+        let (revision, resources) = self.list(&mut client).await?;
+        if !self.metrics.config_source.connected() {
+            tracing::info!(revision, "etcd reached: following its changes");
+        }
+        self.metrics.config_source.set_connected(true);
+        self.resources = resources;
+        self.apply(applier, revision).await;
+        on_sync();
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1);
+        let mut stream = client.watch(self.root(), Some(options)).await?;
+        while let Some(response) = stream.message().await? {
+            if response.canceled() || response.compact_revision() > 0 {
+                tracing::warn!(
+                    compacted_to = response.compact_revision(),
+                    reason = response.cancel_reason(),
+                    "etcd watch ended: listing again"
+                );
+                return Ok(());
+            }
+            if response.events().is_empty() {
+                continue;
+            }
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                let Some(key) = self.relative(kv.key()) else {
+                    continue;
+                };
+                match event.event_type() {
+                    EventType::Put => {
+                        self.resources.insert(key, kv.value().to_vec());
+                    }
+                    EventType::Delete => {
+                        self.resources.remove(&key);
+                    }
+                }
+            }
+            let revision = response.header().map_or(revision, |h| h.revision());
+            self.apply(applier, revision).await;
+            on_sync();
+        }
+        Err(etcd_client::Error::WatchError(
+            "the watch stream ended".into(),
+        ))
+    }
+
+    async fn connect(&self) -> Result<Client, etcd_client::Error> {
+        let timeout = self.settings.timeout.get();
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(5), timeout);
+        if let (Some(user), Some(password)) = (&self.settings.username, &self.settings.password) {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        Client::connect(&self.settings.endpoints, Some(options)).await
+    }
+
+    /// Every key under the prefix and the revision they were read at.
+    async fn list(&self, client: &mut Client) -> Result<(i64, Resources), etcd_client::Error> {
+        let response = client
+            .get(self.root(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        let resources = response
+            .kvs()
+            .iter()
+            .filter_map(|kv| Some((self.relative(kv.key())?, kv.value().to_vec())))
+            .collect();
+        Ok((revision, resources))
+    }
+
+    /// The prefix with its trailing `/`: `/floodgate/`, so `/floodgate2/...` is not listed.
+    fn root(&self) -> String {
+        format!("{}/", self.settings.prefix)
+    }
+
+    fn relative(&self, key: &[u8]) -> Option<String> {
+        let key = std::str::from_utf8(key).ok()?;
+        key.strip_prefix(&self.root()).map(str::to_string)
+    }
+
+    /// The configuration the resources make now, skipped resources logged and counted.
+    fn assembled(&self) -> Option<Config> {
+        match assemble(&self.bootstrap, &self.resources, &*self.validate) {
+            Ok((config, skipped)) => {
+                for Skipped { key, reason } in &skipped {
+                    tracing::error!(key = %format!("{}/{key}", self.settings.prefix), "invalid resource in etcd left out: {reason}");
+                    self.metrics.config_source.skipped();
+                }
+                Some(config)
+            }
+            Err(errors) => {
+                for error in errors {
+                    tracing::error!("the configuration from etcd cannot be used: {error}");
+                }
+                None
+            }
+        }
+    }
+
+    /// Applies what the resources make now, unless it is what is already in service.
+    async fn apply(&mut self, applier: &Applier, revision: i64) {
+        self.keep_copy(revision);
+        let Some(config) = self.assembled() else {
+            return;
+        };
+        if self.last_applied.as_ref() != Some(&config) {
+            match applier.apply(config.clone(), ChangeSource::Etcd).await {
+                Ok(applied) => {
+                    tracing::info!(
+                        revision,
+                        version = applied.version,
+                        "configuration from etcd applied"
+                    );
+                    self.last_applied = Some(config);
+                }
+                Err(ApplyError::ShuttingDown) => return,
+                Err(e) => {
+                    tracing::error!(revision, "configuration from etcd refused: {e}");
+                    return;
+                }
+            }
+        }
+        self.metrics.config_source.synced(revision.max(0) as u64);
+    }
+
+    fn keep_copy(&self, revision: i64) {
+        if let Err(e) = copy::write(
+            &self.copy_file,
+            &self.settings.prefix,
+            revision,
+            &self.resources,
+        ) {
+            tracing::warn!(error = %e, copy = %self.copy_file.display(), "cannot write the copy of the etcd configuration");
+        }
+    }
+}
