@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+use crate::api_etcd::{EtcdWrites, WriteRequest};
 use crate::api_key::ApiKey;
 
 /// Where the admin API lives on the admin listener.
@@ -33,12 +34,12 @@ pub struct AdminApi {
     /// The key callers must present in `X-API-Key`; `None` lets every caller in (validation allows that
     /// only on a loopback address).
     pub api_key: Option<ApiKey>,
-    /// The configuration comes from etcd (`config_source: etcd`): changes are made there, and the API
-    /// only reads.
-    pub from_etcd: bool,
+    /// Set when the configuration comes from etcd (`config_source.type: etcd`): resources are then read
+    /// from and written to their keys, and the whole configuration cannot be replaced here.
+    pub etcd: Option<EtcdWrites>,
 }
 
-type Answer = Response<Full<Bytes>>;
+pub(crate) type Answer = Response<Full<Bytes>>;
 
 impl AdminApi {
     /// Answers one request under [`PREFIX`].
@@ -64,11 +65,11 @@ impl AdminApi {
         match (segments.as_slice(), &method) {
             (["config"], &Method::GET | &Method::HEAD) => self.get_config(),
             (["config"] | ["history", _, "rollback"], &Method::POST | &Method::PUT)
-                if self.from_etcd =>
+                if self.etcd.is_some() =>
             {
                 let mut answer = error(
                     StatusCode::METHOD_NOT_ALLOWED,
-                    "the configuration comes from etcd: change its keys there (etcdctl put <prefix>/routes/<id> ...)",
+                    "the configuration comes from etcd: change its resources (PUT /floodgate/admin/routes/<id>, ...) or its keys",
                     &[],
                 );
                 answer
@@ -89,10 +90,41 @@ impl AdminApi {
             (["history", _, "rollback"], _) => not_allowed("POST"),
             ([kind], _) | ([kind, _], _) if Kind::from_segment(kind).is_some() => {
                 let kind = Kind::from_segment(kind).unwrap_or(Kind::Routes);
-                if method != Method::GET && method != Method::HEAD {
-                    return read_only();
+                let id = segments.get(1).map(|id| id.to_string());
+                let reading = method == Method::GET || method == Method::HEAD;
+                match (&self.etcd, reading, id.as_deref()) {
+                    (_, true, None) | (None, true, Some(_)) => self.resource(kind, id.as_deref()),
+                    (None, false, _) => read_only(),
+                    (Some(etcd), true, Some(id)) => etcd.read(&self.versions, kind, id).await,
+                    (Some(etcd), false, id) => {
+                        let (parts, body) = req.into_parts();
+                        let body = match read_body(body).await {
+                            Ok(body) => body,
+                            Err(answer) => return answer,
+                        };
+                        let body = if body.is_empty() {
+                            Value::Null
+                        } else {
+                            match serde_json::from_slice(&body) {
+                                Ok(value) => value,
+                                Err(e) => {
+                                    return invalid(&[FieldError::new(
+                                        "",
+                                        format!("not valid JSON: {e}"),
+                                    )])
+                                }
+                            }
+                        };
+                        let request = WriteRequest {
+                            method: &method,
+                            headers: &parts.headers,
+                            kind,
+                            id,
+                            body,
+                        };
+                        etcd.write(&self.versions, request).await
+                    }
                 }
-                self.resource(kind, segments.get(1).copied())
             }
             _ => error(StatusCode::NOT_FOUND, "no such admin resource", &[]),
         }
@@ -131,16 +163,9 @@ impl AdminApi {
                 &[],
             );
         }
-        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-                    &[],
-                )
-            }
-            Err(_) => return error(StatusCode::BAD_REQUEST, "the body could not be read", &[]),
+        let body = match read_body(body).await {
+            Ok(body) => body,
+            Err(answer) => return answer,
         };
         let config = match parse_body(&parts.headers, &body, &current.config) {
             Ok(config) => config,
@@ -205,6 +230,23 @@ impl AdminApi {
     }
 }
 
+/// The whole body, up to [`MAX_BODY_BYTES`] (413 past it).
+async fn read_body(body: Incoming) -> Result<Bytes, Answer> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            &[],
+        )),
+        Err(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "the body could not be read",
+            &[],
+        )),
+    }
+}
+
 /// A configuration from a request body: JSON, or YAML when the content type says so. Secrets written as
 /// the mask keep the running configuration's.
 fn parse_body(
@@ -258,7 +300,7 @@ fn no_version(version: &str) -> Answer {
     )
 }
 
-fn config_json(config: &Config) -> Value {
+pub(crate) fn config_json(config: &Config) -> Value {
     serde_json::to_value(config).unwrap_or(Value::Null)
 }
 
@@ -299,7 +341,7 @@ fn read_only() -> Answer {
     answer
 }
 
-fn not_allowed(allow: &'static str) -> Answer {
+pub(crate) fn not_allowed(allow: &'static str) -> Answer {
     let mut answer = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", &[]);
     answer
         .headers_mut()
@@ -312,7 +354,7 @@ fn invalid(errors: &[FieldError]) -> Answer {
 }
 
 /// A JSON error body: `{"error": MESSAGE}`, with `"errors": [{"path", "message"}]` when fields are at fault.
-fn error(status: StatusCode, message: &str, errors: &[FieldError]) -> Answer {
+pub(crate) fn error(status: StatusCode, message: &str, errors: &[FieldError]) -> Answer {
     let mut body = json!({ "error": message });
     if !errors.is_empty() {
         body["errors"] = errors
@@ -323,7 +365,7 @@ fn error(status: StatusCode, message: &str, errors: &[FieldError]) -> Answer {
     ok_json(status, &body, None)
 }
 
-fn ok_json(status: StatusCode, body: &Value, etag: Option<&str>) -> Answer {
+pub(crate) fn ok_json(status: StatusCode, body: &Value, etag: Option<&str>) -> Answer {
     let mut text = serde_json::to_vec(body).unwrap_or_default();
     text.push(b'\n');
     let mut answer = Response::new(Full::new(Bytes::from(text)));

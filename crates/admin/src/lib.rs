@@ -10,9 +10,11 @@
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
 pub mod api;
+mod api_etcd;
 mod api_key;
 
 pub use api::AdminApi;
+pub use api_etcd::EtcdWrites;
 pub use api_key::ApiKey;
 
 use std::convert::Infallible;

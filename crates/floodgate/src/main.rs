@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
-use floodgate_admin::{AdminApi, AdminState, ApiKey};
+use floodgate_admin::{AdminApi, AdminState, ApiKey, EtcdWrites};
 use floodgate_config::{
     default_config, parse_yaml, AdminConfig, Config, ConfigError, EtcdSourceConfig,
 };
 use floodgate_observe::Metrics;
 use floodgate_proxy::{BuildInputs, Gateway, GatewayError, Snapshot};
-use floodgate_store::etcd::{EtcdSource, StartedFrom, Validator};
+use floodgate_store::etcd::{EtcdSource, EtcdWriter, StartedFrom, Validator};
 use floodgate_store::{Applier, ApplyError, ApplyRequest, ChangeSource, ConfigVersions};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -128,9 +128,20 @@ fn run(path: Option<&Path>) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the main runtime")?;
+    // What applying would check beyond the schema (plugins, certificates): etcd's resources are held
+    // to it before they are applied, and the admin API's writes before they reach etcd.
+    let validate: Arc<Validator> = Arc::new(|config: &Config| {
+        Snapshot::build(config, &Metrics::new(1), 1, None, BuildInputs::validating()).map(drop)
+    });
+    let etcd_writes = file_config.config_source.etcd().map(|settings| EtcdWrites {
+        writer: EtcdWriter::new(settings.clone()),
+        validate: validate.clone(),
+        metrics: metrics.clone(),
+        wait: settings.timeout.get(),
+    });
     let (config, source, etcd, ready_at_start) = match file_config.config_source.etcd() {
         Some(settings) => {
-            let mut etcd = etcd_source(settings, &file_config, path, &metrics);
+            let mut etcd = etcd_source(settings, &file_config, path, &metrics, validate);
             let (config, started) = runtime.block_on(etcd.initial());
             (
                 config,
@@ -155,7 +166,7 @@ fn run(path: Option<&Path>) -> Result<()> {
             versions: versions.clone(),
             applier: applier.clone(),
             api_key,
-            from_etcd,
+            etcd: etcd_writes,
         }),
     );
     runtime.block_on(async move {
@@ -214,6 +225,7 @@ fn etcd_source(
     file_config: &Config,
     path: Option<&Path>,
     metrics: &Arc<Metrics>,
+    validate: Arc<Validator>,
 ) -> EtcdSource {
     let copy_file = match (&settings.copy_file, path) {
         (Some(copy), _) => PathBuf::from(copy),
@@ -224,11 +236,6 @@ fn etcd_source(
         }
         (None, None) => PathBuf::from("floodgate.etcd-copy.json"),
     };
-    // What applying would check beyond the schema (plugins, certificates), so a resource that would make
-    // the gateway refuse the whole configuration is left out on its own.
-    let validate: Arc<Validator> = Arc::new(|config: &Config| {
-        Snapshot::build(config, &Metrics::new(1), 1, None, BuildInputs::validating()).map(drop)
-    });
     EtcdSource::new(
         settings.clone(),
         file_config.clone(),

@@ -84,7 +84,58 @@ impl Kind {
         })
     }
 
-    fn singular(self) -> &'static str {
+    /// Puts `resource` in `config` as the resource `id`, replacing the one with that id or adding it at the
+    /// end; returns its field path (`routes[3]`, `global_plugins.cors`).
+    pub fn put(self, config: &mut Value, id: &str, resource: Value) -> String {
+        let Some(fields) = config.as_object_mut() else {
+            return String::new();
+        };
+        if self == Kind::GlobalPlugins {
+            let plugins = fields
+                .entry("global_plugins")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(plugins) = plugins.as_object_mut() {
+                plugins.insert(id.to_string(), resource);
+            }
+            return format!("global_plugins.{id}");
+        }
+        let list = fields
+            .entry(self.segment())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        let Some(items) = list.as_array_mut() else {
+            return String::new();
+        };
+        let index = match items
+            .iter()
+            .position(|item| item.get("id").and_then(Value::as_str) == Some(id))
+        {
+            Some(index) => {
+                items[index] = resource;
+                index
+            }
+            None => {
+                items.push(resource);
+                items.len() - 1
+            }
+        };
+        format!("{}[{index}]", self.segment())
+    }
+
+    /// Takes the resource `id` out of `config`; whether it was there.
+    pub fn remove(self, config: &mut Value, id: &str) -> bool {
+        match (self, config.get_mut(self.segment())) {
+            (Kind::GlobalPlugins, Some(Value::Object(plugins))) => plugins.remove(id).is_some(),
+            (_, Some(Value::Array(items))) => {
+                let before = items.len();
+                items.retain(|item| item.get("id").and_then(Value::as_str) != Some(id));
+                items.len() != before
+            }
+            _ => false,
+        }
+    }
+
+    /// The name a message gives one resource of this kind (`route`, `global plugin`).
+    pub fn singular(self) -> &'static str {
         match self {
             Kind::Routes => "route",
             Kind::Upstreams => "upstream",
@@ -121,5 +172,31 @@ mod tests {
             Kind::GlobalPlugins.get(&config, "cors").unwrap()["allow_origins"][0],
             "*"
         );
+    }
+
+    #[test]
+    fn put_replaces_by_id_or_adds_and_remove_takes_out() {
+        let mut config = json!({ "routes": [ { "id": "a" }, { "id": "b" } ] });
+        assert_eq!(
+            Kind::Routes.put(&mut config, "b", json!({ "id": "b", "x": 1 })),
+            "routes[1]"
+        );
+        assert_eq!(
+            Kind::Routes.put(&mut config, "c", json!({ "id": "c" })),
+            "routes[2]"
+        );
+        assert_eq!(config["routes"][1]["x"], 1);
+        assert_eq!(
+            Kind::Upstreams.put(&mut config, "u", json!({ "id": "u" })),
+            "upstreams[0]"
+        );
+        assert_eq!(
+            Kind::GlobalPlugins.put(&mut config, "cors", json!({})),
+            "global_plugins.cors"
+        );
+        assert!(Kind::Routes.remove(&mut config, "a"));
+        assert!(!Kind::Routes.remove(&mut config, "a"));
+        assert!(Kind::GlobalPlugins.remove(&mut config, "cors"));
+        assert_eq!(Kind::Routes.list(&config)["total"], 2);
     }
 }

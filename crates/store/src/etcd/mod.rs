@@ -6,6 +6,7 @@
 
 mod assemble;
 mod copy;
+mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use floodgate_config::{Config, EtcdSourceConfig};
 use floodgate_observe::Metrics;
 
 pub use assemble::{assemble, Resources, Skipped, Validator};
+pub use writer::{Condition, EtcdWriter, Stored, WriteError};
 
 use crate::{Applier, ApplyError, ChangeSource};
 

@@ -1,0 +1,253 @@
+//! The admin API's writes when the configuration comes from etcd, against the real binary and a real
+//! etcd: each status a write can get, what reaches etcd (read back with the etcd client), and that the
+//! gateway serves a change as soon as its write is answered.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use floodgate_testkit::{get, send, Floodgate, MockUpstream, Proto, TestEtcd, TestResponse};
+use http::{Method, Request};
+use http_body_util::Full;
+use serde_json::{json, Value};
+
+const PREFIX: &str = "/fg";
+const ADMIN_KEY: &str = "etcd-admin-key";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_floodgate")
+}
+
+fn bootstrap(
+    listener: SocketAddr,
+    admin: SocketAddr,
+    etcd: &TestEtcd,
+    dir: &std::path::Path,
+) -> String {
+    format!(
+        r#"
+workers: 1
+listeners: [{{ name: main, address: "{listener}" }}]
+admin: {{ address: "{admin}", api_key: "{ADMIN_KEY}" }}
+config_source:
+  type: etcd
+  etcd: {{ endpoints: ["{}"], prefix: "{PREFIX}", timeout: 2s, copy_file: "{}" }}
+"#,
+        etcd.endpoint(),
+        dir.join("copy.json").display()
+    )
+}
+
+async fn admin(
+    gw: &Floodgate,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    if_match: Option<&str>,
+) -> TestResponse {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("/floodgate/admin{path}"))
+        .header("x-api-key", ADMIN_KEY);
+    if let Some(tag) = if_match {
+        req = req.header("if-match", tag);
+    }
+    let body = body
+        .map(|b| serde_json::to_vec(&b).unwrap())
+        .unwrap_or_default();
+    let req = req.body(Full::new(Bytes::from(body))).expect("request");
+    send(gw.admin, Proto::H1, req).await.expect("admin request")
+}
+
+async fn status(gw: &Floodgate, path: &str) -> u16 {
+    get(gw.listener, path)
+        .await
+        .expect("request")
+        .status
+        .as_u16()
+}
+
+/// The value etcd holds at `<prefix>/<key>`, as JSON.
+async fn in_etcd(etcd: &TestEtcd, key: &str) -> Option<Value> {
+    let mut client = etcd.client().await.expect("client");
+    let response = client
+        .get(format!("{PREFIX}/{key}"), None)
+        .await
+        .expect("get");
+    response
+        .kvs()
+        .first()
+        .map(|kv| serde_json::from_slice(kv.value()).expect("JSON in etcd"))
+}
+
+async fn start() -> (TestEtcd, MockUpstream, tempfile::TempDir, Floodgate) {
+    let etcd = TestEtcd::start().await;
+    let upstream = MockUpstream::http("backend").await;
+    etcd.put(
+        &format!("{PREFIX}/upstreams/backend"),
+        &format!(
+            r#"{{"targets": [{{"address": "{}"}}]}}"#,
+            upstream.address()
+        ),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let gw = Floodgate::start(bin(), |l, a| bootstrap(l, a, &etcd, dir.path())).await;
+    (etcd, upstream, dir, gw)
+}
+
+fn route(id: &str, prefix: &str) -> Value {
+    json!({ "id": id, "paths": [format!("{prefix}/*")], "upstream": "backend" })
+}
+
+#[tokio::test]
+async fn routes_are_created_changed_and_deleted_through_etcd_with_revisions_as_tags() {
+    let (etcd, _upstream, _dir, gw) = start().await;
+
+    let created = admin(&gw, Method::POST, "/routes", Some(route("v2", "/v2")), None).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let tag = created.header("etag").expect("etag").to_string();
+    // Answered once it is in service here.
+    assert_eq!(status(&gw, "/v2/x").await, 200);
+    assert_eq!(
+        in_etcd(&etcd, "routes/v2").await.expect("in etcd")["paths"][0],
+        "/v2/*"
+    );
+
+    let again = admin(&gw, Method::POST, "/routes", Some(route("v2", "/v2")), None).await;
+    assert_eq!(again.status, 409, "{}", again.text());
+    assert!(again.text().contains("already exists"));
+    let read = admin(&gw, Method::GET, "/routes/v2", None, None).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.header("etag"), Some(tag.as_str()));
+
+    let stale = admin(
+        &gw,
+        Method::PUT,
+        "/routes/v2",
+        Some(route("v2", "/v9")),
+        Some("\"1\""),
+    )
+    .await;
+    assert_eq!(stale.status, 412, "{}", stale.text());
+    let patched = admin(
+        &gw,
+        Method::PATCH,
+        "/routes/v2",
+        Some(json!({ "paths": ["/v3/*"] })),
+        Some(&tag),
+    )
+    .await;
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    assert_ne!(patched.header("etag"), Some(tag.as_str()));
+    assert_eq!(status(&gw, "/v3/x").await, 200);
+    assert_eq!(status(&gw, "/v2/x").await, 404);
+    // The old tag is stale now.
+    let late = admin(&gw, Method::DELETE, "/routes/v2", None, Some(&tag)).await;
+    assert_eq!(late.status, 412);
+
+    let deleted = admin(&gw, Method::DELETE, "/routes/v2", None, None).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    assert_eq!(status(&gw, "/v3/x").await, 404);
+    assert!(in_etcd(&etcd, "routes/v2").await.is_none());
+    let gone = admin(&gw, Method::DELETE, "/routes/v2", None, None).await;
+    assert_eq!(gone.status, 404);
+}
+
+#[tokio::test]
+async fn a_write_that_would_break_the_configuration_never_reaches_etcd() {
+    let (etcd, _upstream, _dir, gw) = start().await;
+    admin(
+        &gw,
+        Method::PUT,
+        "/routes/api",
+        Some(route("api", "/api")),
+        None,
+    )
+    .await;
+
+    let dangling = json!({ "paths": ["/d/*"], "upstream": "nowhere" });
+    let res = admin(&gw, Method::PUT, "/routes/dangling", Some(dangling), None).await;
+    assert_eq!(res.status, 409, "{}", res.text());
+    assert!(
+        res.text().contains("no upstream with id \\\"nowhere\\\""),
+        "{}",
+        res.text()
+    );
+    assert!(in_etcd(&etcd, "routes/dangling").await.is_none());
+
+    let bad = json!({ "paths": ["/b/*"], "upstream": "backend", "timeout": "soon" });
+    let res = admin(&gw, Method::PUT, "/routes/bad", Some(bad), None).await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(in_etcd(&etcd, "routes/bad").await.is_none());
+
+    let plugin = json!({ "paths": ["/p/*"], "upstream": "backend", "plugins": { "rate-limit": { "rate": "lots" } } });
+    let res = admin(&gw, Method::PUT, "/routes/plugin", Some(plugin), None).await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(res.text().contains("plugins.rate-limit"), "{}", res.text());
+
+    let renamed = json!({ "id": "other", "paths": ["/r/*"], "upstream": "backend" });
+    let res = admin(&gw, Method::PUT, "/routes/renamed", Some(renamed), None).await;
+    assert_eq!(res.status, 400, "{}", res.text());
+
+    let in_use = admin(&gw, Method::DELETE, "/upstreams/backend", None, None).await;
+    assert_eq!(in_use.status, 409, "{}", in_use.text());
+    assert!(in_use.text().contains("is in use"), "{}", in_use.text());
+    assert!(in_etcd(&etcd, "upstreams/backend").await.is_some());
+
+    for body in [&b"{"[..], b"[1]"] {
+        let req = Request::put("/floodgate/admin/routes/x")
+            .header("x-api-key", ADMIN_KEY)
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .expect("request");
+        let res = send(gw.admin, Proto::H1, req).await.expect("admin");
+        assert_eq!(res.status, 400, "{}", res.text());
+    }
+    let whole = admin(&gw, Method::POST, "/config", Some(json!({})), None).await;
+    assert_eq!(whole.status, 405);
+    assert_eq!(status(&gw, "/api/x").await, 200);
+}
+
+#[tokio::test]
+async fn a_consumer_secret_is_masked_on_read_and_kept_when_written_back_masked() {
+    let (etcd, _upstream, _dir, gw) = start().await;
+    let consumer = json!({ "credentials": { "key-auth": { "key": "alice-secret-key" } } });
+    let res = admin(&gw, Method::PUT, "/consumers/alice", Some(consumer), None).await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    assert!(!res.text().contains("alice-secret-key"), "{}", res.text());
+    let read = admin(&gw, Method::GET, "/consumers/alice", None, None).await;
+    let mut shown = read.json();
+    assert_eq!(shown["credentials"]["key-auth"]["key"], "******");
+    shown["plugins"] = json!({ "headers": { "request": { "set": { "x-team": "a" } } } });
+    let res = admin(&gw, Method::PUT, "/consumers/alice", Some(shown), None).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let stored = in_etcd(&etcd, "consumers/alice").await.expect("in etcd");
+    assert_eq!(stored["credentials"]["key-auth"]["key"], "alice-secret-key");
+}
+
+#[tokio::test]
+async fn writes_while_etcd_is_down_are_503_and_the_gateway_serves_on() {
+    let (mut etcd, _upstream, _dir, gw) = start().await;
+    admin(
+        &gw,
+        Method::PUT,
+        "/routes/api",
+        Some(route("api", "/api")),
+        None,
+    )
+    .await;
+    etcd.kill();
+    let res = admin(
+        &gw,
+        Method::PUT,
+        "/routes/v2",
+        Some(route("v2", "/v2")),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert_eq!(status(&gw, "/api/x").await, 200);
+    // Reads fall back to what is in service.
+    let read = admin(&gw, Method::GET, "/routes/api", None, None).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.json()["paths"][0], "/api/*");
+}
