@@ -149,9 +149,19 @@ pub fn response_head(data: &[u8]) {
         let mut out = format!("HTTP/1.1 {} \r\n", head.status.as_str()).into_bytes();
         head.fields.encode(&mut out, |_| false);
         // A length not passed on as it came (a list, or repeated) is written by the gateway from the
-        // body's exact size, as one number.
-        let length_added = match head.framing {
-            Framing::Length(n) if !head.fields.contains("content-length") => {
+        // body's exact size, as one number: zero too (`Content-Length: 0, 0`), where the message may
+        // carry a body, or the client would read to the close.
+        let may_have_body = method != Method::HEAD
+            && !head.status.is_informational()
+            && head.status.as_u16() != 204
+            && head.status.as_u16() != 304;
+        let exact = match head.framing {
+            Framing::Length(n) => Some(n),
+            Framing::Empty if may_have_body => Some(0),
+            _ => None,
+        };
+        let length_added = match exact {
+            Some(n) if !head.fields.contains("content-length") => {
                 out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes());
                 true
             }

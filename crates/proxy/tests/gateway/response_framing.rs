@@ -84,6 +84,28 @@ fn cases() -> Vec<Case> {
                 true,
             )
         },
+        Case {
+            has: &["content-length: 0"],
+            has_not: &["content-length: 0, 0"],
+            ..case(
+                "a repeated zero length goes on as one zero: the client is not left reading to the close",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0, 0\r\n\r\n",
+                200,
+                "",
+                true,
+            )
+        },
+        Case {
+            has: &["content-length: 0"],
+            has_not: &["content-length: 0, 0"],
+            ..case(
+                "a zero length on two lines from an HTTP/1.0 upstream",
+                b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+                200,
+                "",
+                true,
+            )
+        },
         case(
             "a transfer coding other than chunked",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
