@@ -251,3 +251,45 @@ async fn writes_while_etcd_is_down_are_503_and_the_gateway_serves_on() {
     assert_eq!(read.status, 200);
     assert_eq!(read.json()["paths"][0], "/api/*");
 }
+
+#[tokio::test]
+async fn onboarding_an_api_client_is_one_call() {
+    let (_etcd, _upstream, _dir, gw) = start().await;
+    let partners = json!({ "paths": ["/partners/*"], "upstream": "backend", "plugins": { "jwt-auth": { "algorithms": ["HS256"] } } });
+    // Without any consumer credential the plugin has no key at all: refused before etcd.
+    let res = admin(
+        &gw,
+        Method::PUT,
+        "/routes/partners",
+        Some(partners.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 400, "{}", res.text());
+
+    let secret = "acme-shared-secret-of-at-least-32-bytes";
+    let acme = json!({ "credentials": { "jwt-auth": { "key": "acme", "secret": secret } } });
+    let res = admin(&gw, Method::PUT, "/consumers/acme", Some(acme), None).await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    let res = admin(&gw, Method::PUT, "/routes/partners", Some(partners), None).await;
+    assert_eq!(res.status, 201, "{}", res.text());
+
+    let exp = floodgate_testkit::jwt::now() + 600;
+    let token = floodgate_testkit::jwt::hs256(secret, json!({ "iss": "acme", "exp": exp }));
+    let req = Request::get("/partners/x")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = send(gw.listener, Proto::H1, req).await.expect("request");
+    assert_eq!(res.status, 200, "{}", res.text());
+    let forged = floodgate_testkit::jwt::hs256(
+        "someone-elses-secret-of-at-least-32-bytes",
+        json!({ "iss": "acme", "exp": exp }),
+    );
+    let req = Request::get("/partners/x")
+        .header("authorization", format!("Bearer {forged}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = send(gw.listener, Proto::H1, req).await.expect("request");
+    assert_eq!(res.status, 401);
+}

@@ -25,6 +25,10 @@ use crate::{build_plugins, Answer, StateStore};
 /// The `HS256` secret of the `jwt-auth` instance; the committed corpus holds tokens signed with it.
 const JWT_SECRET: &str = "fuzzing-secret-of-at-least-32-bytes!";
 
+/// The `key` of a consumer's own jwt-auth credential, named by a token's `iss`, and its secret.
+const PARTNER_KEY: &str = "partner-key";
+const PARTNER_SECRET: &str = "partner-secret-of-at-least-32-bytes!";
+
 /// The P-256 public key of its `ES256` tokens (`tests/fixtures/jwt_auth/ec256_public.pem`, whose
 /// private key signed the corpus's `ES256` tokens).
 const ES256_PUBLIC_PEM: &str = include_str!("../../tests/fixtures/jwt_auth/ec256_public.pem");
@@ -92,7 +96,7 @@ pub fn jwt_token(data: &[u8]) {
                 "public_key": ES256_PUBLIC_PEM,
                 "forward_claims": { "sub": FORWARDED },
             }),
-            json!([]),
+            json!([{ "id": "partner", "credentials": { "jwt-auth": { "key": PARTNER_KEY, "secret": PARTNER_SECRET } } }]),
         )
     });
     let Ok(value) = HeaderValue::from_bytes(data) else {
@@ -104,7 +108,7 @@ pub fn jwt_token(data: &[u8]) {
         HeaderName::from_static(FORWARDED),
         HeaderValue::from_static("spoofed"),
     );
-    let (answer, _ctx) = request(chain, &mut headers);
+    let (answer, ctx) = request(chain, &mut headers);
     if let Some(answer) = answer {
         assert_401(&answer);
         return;
@@ -112,6 +116,12 @@ pub fn jwt_token(data: &[u8]) {
     let Some(claims) = reference_jwt(data) else {
         panic!("a token no key signed was accepted");
     };
+    let names_partner = claims.get("iss").and_then(Value::as_str) == Some(PARTNER_KEY);
+    assert_eq!(
+        ctx.consumer_id().map(|id| &**id),
+        names_partner.then_some("partner"),
+        "the consumer is the credential's the token names, and only that"
+    );
     let sub = claims
         .get("sub")
         .and_then(Value::as_str)
@@ -139,22 +149,29 @@ fn reference_jwt(value: &[u8]) -> Option<Map<String, Value>> {
     let head: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(head).ok()?).ok()?;
     let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
     let signed = &token[..token.len() - parts[2].len() - 1];
+    let claims: Map<String, Value> =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    // A token naming the consumer's credential is signed by its secret, and by nothing else.
+    let names_partner = claims.get("iss").and_then(Value::as_str) == Some(PARTNER_KEY);
+    let secret = if names_partner {
+        PARTNER_SECRET
+    } else {
+        JWT_SECRET
+    };
     match head.get("alg")?.as_str()? {
         "HS256" => hmac::verify(
-            &hmac::Key::new(hmac::HMAC_SHA256, JWT_SECRET.as_bytes()),
+            &hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
             signed.as_bytes(),
             &signature,
         )
         .ok()?,
-        "ES256" => {
+        "ES256" if !names_partner => {
             signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, es256_point())
                 .verify(signed.as_bytes(), &signature)
                 .ok()?
         }
         _ => return None,
     }
-    let claims: Map<String, Value> =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

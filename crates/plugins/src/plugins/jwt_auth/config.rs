@@ -81,6 +81,11 @@ pub struct JwtAuthConfig {
     /// A claim whose value is a consumer's id (e.g. `sub`), making that consumer the request's.
     #[serde(default)]
     pub consumer_claim: Option<String>,
+    /// The claim whose value names a consumer's own credential (`consumers[].credentials.jwt-auth.key`):
+    /// such a token is verified with that credential's key and is that consumer's. Default `iss`, as
+    /// Kong's `key_claim_name`.
+    #[serde(default = "default_key_claim")]
+    pub key_claim: String,
     /// Refuse a valid token whose `consumer_claim` names no consumer. Default `false` (the request
     /// goes on without a consumer).
     #[serde(default)]
@@ -141,6 +146,10 @@ fn default_separators() -> String {
     "&".to_string()
 }
 
+fn default_key_claim() -> String {
+    "iss".to_string()
+}
+
 fn default_header() -> String {
     "authorization".to_string()
 }
@@ -159,7 +168,12 @@ pub struct Checked {
 }
 
 /// Checks `config`, reporting every problem with its field.
-pub fn check(config: &JwtAuthConfig, cx: &BuildCtx<'_>) -> Result<Checked, Vec<FieldError>> {
+/// `credential_families` are the algorithm families the consumers' own credentials have keys for.
+pub fn check(
+    config: &JwtAuthConfig,
+    cx: &BuildCtx<'_>,
+    credential_families: &[AlgorithmFamily],
+) -> Result<Checked, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut algorithms = Vec::new();
     if config.algorithms.is_empty() {
@@ -243,10 +257,14 @@ pub fn check(config: &JwtAuthConfig, cx: &BuildCtx<'_>) -> Result<Checked, Vec<F
                 None
             }
         });
-    if configured.is_empty() && config.jwks_url.is_none() && errors.is_empty() {
+    if configured.is_empty()
+        && config.jwks_url.is_none()
+        && credential_families.is_empty()
+        && errors.is_empty()
+    {
         errors.push(cx.error(
             "",
-            "give a key: secret, public_key, public_key_file or jwks_url",
+            "give a key: secret, public_key, public_key_file or jwks_url, or consumers jwt-auth credentials",
         ));
     }
     // Each algorithm needs a key of its family, unless a JWKS may bring one: an algorithm accepted
@@ -254,7 +272,9 @@ pub fn check(config: &JwtAuthConfig, cx: &BuildCtx<'_>) -> Result<Checked, Vec<F
     // configured is the shape of the algorithm-confusion attack.
     if config.jwks_url.is_none() && errors.is_empty() {
         for (i, alg) in algorithms.iter().enumerate() {
-            if !configured.iter().any(|k| k.key.family() == alg.family()) {
+            if !configured.iter().any(|k| k.key.family() == alg.family())
+                && !credential_families.contains(&alg.family())
+            {
                 let needs = if alg.family() == AlgorithmFamily::Hmac {
                     "secret"
                 } else {
@@ -324,6 +344,9 @@ pub fn check(config: &JwtAuthConfig, cx: &BuildCtx<'_>) -> Result<Checked, Vec<F
     }
     if config.jwks_refresh_interval.get().is_zero() {
         errors.push(cx.error("jwks_refresh_interval", "must be more than 0s"));
+    }
+    if config.key_claim.is_empty() {
+        errors.push(cx.error("key_claim", "must not be empty"));
     }
     if config.consumer_required && config.consumer_claim.is_none() {
         errors.push(cx.error("consumer_required", "needs consumer_claim"));

@@ -61,6 +61,11 @@ impl KeySet {
             .take(MAX_TRIES)
     }
 
+    /// The algorithm families the set has keys for.
+    pub fn families(&self) -> impl Iterator<Item = jsonwebtoken::AlgorithmFamily> + '_ {
+        self.keys.iter().map(|k| k.key.family())
+    }
+
     /// Whether a key has id `kid`.
     pub fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))

@@ -2,6 +2,7 @@
 //! or a JWKS URL, its claims naming the consumer and forwarded upstream.
 //!
 //! - `config`: `plugins.jwt-auth`.
+//! - `credential`: a consumer's own key (`consumers[].credentials.jwt-auth`).
 //! - `keys`: the keys tokens are checked with.
 //! - `jwks`: the background fetch of a JWKS URL.
 //! - `cache`: the per-worker cache of verified tokens.
@@ -11,6 +12,7 @@
 
 mod cache;
 pub mod config;
+pub mod credential;
 pub(crate) mod crypto;
 mod jwks;
 pub(crate) mod keys;
@@ -37,11 +39,11 @@ use crate::consumer::Consumer;
 use crate::context::RequestCtx;
 use crate::copies::ConflictingCopies;
 use crate::heads::{RequestHead, UpstreamRequest};
-use crate::policy::NoCredential;
 use crate::policy::{Flow, Policy};
 
 use self::cache::Verified;
 use self::config::JwtAuthConfig;
+use self::credential::{ByKey, JwtCredential};
 use self::jwks::JwksKeys;
 use self::keys::KeySet;
 use self::numeric_date::Lifetime;
@@ -63,6 +65,9 @@ pub struct JwtAuth {
     consumer_claim: Option<Box<str>>,
     consumer_required: bool,
     consumers: HashMap<Arc<str>, Arc<Consumer>>,
+    /// The consumers' own credentials, by the key a token names in `key_claim`.
+    credentials: ByKey,
+    key_claim: Box<str>,
     /// Claim name and the upstream header it is forwarded in.
     forward: Box<[(Box<str>, HeaderName)]>,
     hide: bool,
@@ -76,11 +81,20 @@ impl Policy for JwtAuth {
     const PRIORITY: u16 = 2510;
     const AUTHENTICATES: bool = true;
     type Config = JwtAuthConfig;
-    type Credential = NoCredential;
+    type Credential = JwtCredential;
+
+    fn check_credential(credential: &JwtCredential, at: &str) -> Vec<FieldError> {
+        credential.check(at)
+    }
 
     fn build(config: JwtAuthConfig, cx: &mut BuildCtx<'_>) -> Result<Self, Vec<FieldError>> {
         crypto::install();
-        let built = config::check(&config, cx)?;
+        let credentials = credential::by_key(cx.consumers)?;
+        let families: Vec<_> = credentials
+            .values()
+            .flat_map(|(_, keys)| keys.families())
+            .collect();
+        let built = config::check(&config, cx, &families)?;
         let jwks = match built.jwks {
             Some(source) => {
                 let keys = cx.state("jwks", || {
@@ -120,6 +134,8 @@ impl Policy for JwtAuth {
             consumer_claim: config.consumer_claim.map(Into::into),
             consumer_required: config.consumer_required,
             consumers,
+            credentials,
+            key_claim: config.key_claim.as_str().into(),
             forward: built.forward,
             hide: config.hide_credentials,
             leeway: config.leeway.get().as_secs(),
@@ -177,6 +193,18 @@ impl Policy for JwtAuth {
 }
 
 impl JwtAuth {
+    /// The consumer credential `token` names in its `key_claim`, read before any signature is checked
+    /// (only to choose the key: nothing of it is trusted until that key verifies the token).
+    fn credential_of(&self, token: &str) -> Option<&(Arc<Consumer>, KeySet)> {
+        if self.credentials.is_empty() {
+            return None;
+        }
+        let claims: Map<String, Value> =
+            jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
+        let key = claims.get(&*self.key_claim)?.as_str()?;
+        self.credentials.get(key)
+    }
+
     /// Verifies `token`: what it grants and for how long, or the metric reason it is refused for.
     fn verify(&self, token: &[u8]) -> Result<(Verified, Lifetime), &'static str> {
         #[cfg(test)]
@@ -194,11 +222,21 @@ impl JwtAuth {
                 jwks.request_refetch();
             }
         }
-        let candidates = self.configured.candidates(header.alg, kid).chain(
-            fetched
-                .iter()
-                .flat_map(|set| set.candidates(header.alg, kid)),
-        );
+        // A token naming a consumer's credential is checked with that credential's key alone, and is
+        // that consumer's; any other with the plugin's own keys.
+        let credential = self.credential_of(token);
+        let own = credential.map(|(_, keys)| keys.candidates(header.alg, kid));
+        let shared = credential.is_none().then(|| {
+            self.configured.candidates(header.alg, kid).chain(
+                fetched
+                    .iter()
+                    .flat_map(|set| set.candidates(header.alg, kid)),
+            )
+        });
+        let candidates = own
+            .into_iter()
+            .flatten()
+            .chain(shared.into_iter().flatten());
         let mut outcome = Err("unknown_key");
         for key in candidates {
             match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {
@@ -228,6 +266,7 @@ impl JwtAuth {
             return Err("invalid_claims");
         }
         let consumer = match &self.consumer_claim {
+            _ if credential.is_some() => credential.map(|(consumer, _)| consumer.clone()),
             Some(claim) => {
                 let found = claims
                     .get(&**claim)

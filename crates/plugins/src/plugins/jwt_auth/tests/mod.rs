@@ -5,6 +5,7 @@
 //!   cache and configuration mistakes.
 
 mod claims;
+mod credentials;
 mod signatures;
 
 use std::cell::Cell;
