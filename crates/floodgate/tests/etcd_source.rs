@@ -272,3 +272,41 @@ async fn a_file_naming_etcd_must_not_list_resources_of_its_own() {
         "{stderr}"
     );
 }
+
+/// Three gateways on one etcd: each of 100 changes is served by all three. The time each change took to
+/// reach all three is printed (its p99 goes in the benchmark notes), not asserted: tests assert
+/// behaviour.
+#[tokio::test]
+async fn three_gateways_on_one_etcd_converge_on_every_change() {
+    let etcd = TestEtcd::start().await;
+    let upstream = MockUpstream::http("backend").await;
+    seed(&etcd, &upstream).await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut gateways = Vec::new();
+    for dir in &dirs {
+        let copy = dir.path().join("copy.json");
+        gateways.push(Floodgate::start(bin(), |l, a| bootstrap(l, a, &etcd, &copy)).await);
+    }
+    let mut waits = Vec::new();
+    for i in 0..100 {
+        let started = std::time::Instant::now();
+        etcd.put(
+            &format!("{PREFIX}/routes/r{i}"),
+            &format!(r#"{{"paths": ["/r{i}/*"], "upstream": "backend"}}"#),
+        )
+        .await;
+        for gw in &gateways {
+            wait_status(gw, &format!("/r{i}/x"), 200).await;
+        }
+        waits.push(started.elapsed());
+    }
+    for gw in &gateways {
+        assert_eq!(status(gw, "/r0/x").await, Some(200));
+        assert_eq!(status(gw, "/r99/x").await, Some(200));
+    }
+    waits.sort();
+    println!(
+        "convergence of 3 gateways over 100 changes: p50 {:?}, p99 {:?}, max {:?}",
+        waits[49], waits[98], waits[99]
+    );
+}
