@@ -3,14 +3,18 @@
 #![deny(unsafe_code)]
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
+mod admin_client;
 mod allocator;
+mod commands;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use admin_client::AdminClient;
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
+use commands::{Outcome, Side};
 use floodgate_admin::{AdminApi, AdminState, ApiKey, EtcdWrites};
 use floodgate_config::{
     default_config, parse_yaml, AdminConfig, Config, ConfigError, EtcdSourceConfig,
@@ -48,6 +52,55 @@ enum Command {
     },
     /// Print the JSON Schema of the configuration file.
     Schema,
+    /// Print a running gateway's configuration as YAML (secrets masked). Exit 0, or 2 when it cannot.
+    Dump {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show what differs between two configurations, as a unified diff: two files; a running gateway
+    /// and a file (`--admin`: what applying the file would change); or a running gateway and a version
+    /// of its history (`--admin --version N`: what a rollback would change). Exit 0 when nothing
+    /// differs, 1 when something does, 2 when they cannot be compared.
+    Diff {
+        /// One file (with `--admin`) or two.
+        files: Vec<PathBuf>,
+        /// Compare with the gateway whose admin API is at this address instead of a first file.
+        #[arg(long)]
+        admin: Option<String>,
+        /// With `--admin` and no file: the version of its history to compare the running one with.
+        #[arg(long)]
+        version: Option<u64>,
+        /// The admin API key (else the environment's FLOODGATE_ADMIN_API_KEY).
+        #[arg(long)]
+        api_key: Option<String>,
+    },
+    /// Validate a configuration file, then apply it to a running gateway through its admin API: whole
+    /// when its configuration comes from a file, resource by resource when it comes from etcd. Exit 0
+    /// when applied, 1 when the file or the gateway refused it, 2 when the gateway cannot be reached.
+    Apply {
+        /// Configuration file (YAML).
+        #[arg(short, long)]
+        config: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where a running gateway's admin API is.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin API's address.
+    #[arg(long, default_value = "127.0.0.1:9180")]
+    admin: String,
+    /// The admin API key (else the environment's FLOODGATE_ADMIN_API_KEY).
+    #[arg(long)]
+    api_key: Option<String>,
+}
+
+impl AdminArgs {
+    fn client(&self) -> AdminClient {
+        AdminClient::new(&self.admin, self.api_key.clone())
+    }
 }
 
 fn main() -> ExitCode {
@@ -59,6 +112,29 @@ fn main() -> ExitCode {
             println!("{}", Config::json_schema());
             Ok(())
         }
+        Command::Dump { admin } => {
+            return client_command(async move {
+                print!("{}", commands::dump(&admin.client()).await?);
+                Ok(Outcome::Done)
+            })
+        }
+        Command::Diff {
+            files,
+            admin,
+            version,
+            api_key,
+        } => return client_command(diff(files, admin, version, api_key)),
+        Command::Apply { config, admin } => {
+            return client_command(async move {
+                match checked(&config) {
+                    Ok(config) => commands::apply(&admin.client(), &config).await,
+                    Err(e) => {
+                        eprintln!("floodgate: {e:#}");
+                        Ok(Outcome::NotDone)
+                    }
+                }
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,6 +143,55 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a command that talks to a running gateway: its outcome's exit code, or 2 with the error.
+fn client_command(command: impl std::future::Future<Output = Result<Outcome>>) -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(command));
+    match outcome {
+        Ok(outcome) => outcome.into(),
+        Err(e) => {
+            eprintln!("floodgate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn diff(
+    files: Vec<PathBuf>,
+    admin: Option<String>,
+    version: Option<u64>,
+    api_key: Option<String>,
+) -> Result<Outcome> {
+    let client = admin.map(|address| AdminClient::new(&address, api_key));
+    let load = |path: &Path| load(path).map_err(|e| anyhow!("{}: {e}", path.display()));
+    let (from, to) = match (files.as_slice(), &client, version) {
+        ([a, b], None, None) => (Side::File(a), Side::File(b)),
+        ([file], Some(client), None) => (Side::Running(client), Side::File(file)),
+        ([], Some(client), Some(version)) => {
+            (Side::Running(client), Side::Version(client, version))
+        }
+        _ => {
+            return Err(anyhow!(
+                "give two files, one file and --admin, or --admin and --version"
+            ))
+        }
+    };
+    commands::diff(from, to, load).await
+}
+
+/// The configuration in `path` when it is valid as `run` would find it: building the snapshot reads
+/// certificates and keys and builds the plugins too.
+fn checked(path: &Path) -> Result<Config> {
+    let config = load(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let metrics = Metrics::new(1);
+    Snapshot::build(&config, &metrics, 1, None, BuildInputs::validating())
+        .map_err(|errors| anyhow!("{}: {}", path.display(), ConfigError::Invalid(errors)))?;
+    Ok(config)
 }
 
 fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -78,11 +203,7 @@ fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 fn validate(path: &Path) -> Result<()> {
-    let config = load(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    // Building the snapshot reads certificates and keys too, so `validate` catches what `run` would.
-    let metrics = Metrics::new(1);
-    Snapshot::build(&config, &metrics, 1, None, BuildInputs::validating())
-        .map_err(|errors| anyhow!("{}: {}", path.display(), ConfigError::Invalid(errors)))?;
+    let config = checked(path)?;
     for warning in warnings(&config) {
         eprintln!("{}: warning: {warning}", path.display());
     }
