@@ -11,8 +11,12 @@ use crate::{CircuitBreakerConfig, HealthChecksConfig, HumanDuration};
 pub struct UpstreamConfig {
     /// Unique id that routes refer to.
     pub id: String,
-    /// The servers of this upstream.
+    /// The servers of this upstream; empty with `discovery`.
+    #[serde(default)]
     pub targets: Vec<TargetConfig>,
+    /// Where the targets are discovered instead: the instances registered in etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<crate::DiscoveryConfig>,
     /// How a target is chosen for each request.
     #[serde(default)]
     pub balancer: Balancer,

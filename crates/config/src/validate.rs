@@ -152,12 +152,7 @@ impl Config {
                 &mut ids,
                 errors,
             );
-            if upstream.targets.is_empty() {
-                errors.push(FieldError::new(
-                    format!("{at}.targets"),
-                    "at least one target is required",
-                ));
-            }
+            self.validate_discovery(&at, upstream, errors);
             for (t, target) in upstream.targets.iter().enumerate() {
                 if let Err(message) = check_host_port(&target.address) {
                     errors.push(FieldError::new(
@@ -507,7 +502,7 @@ routes:
             [
                 "listeners[1].name: duplicate listener name \"a\"",
                 "listeners[1].address: invalid address \"localhost\", expected ip:port such as \"127.0.0.1:8080\"",
-                "upstreams[0].targets: at least one target is required",
+                "upstreams[0].targets: at least one target is required (or discovery)",
                 "upstreams[1].id: duplicate upstream id \"u\"",
                 "upstreams[1].targets[0].address: invalid address \"nope\", expected host:port such as \"10.0.0.5:8000\"",
                 "upstreams[1].targets[1].weight: must be between 1 and 10000",

@@ -22,6 +22,7 @@ use floodgate_config::{
 use floodgate_observe::Metrics;
 use floodgate_proxy::{BuildInputs, Gateway, GatewayError, Snapshot};
 use floodgate_store::etcd::{EtcdSource, EtcdWriter, StartedFrom, Validator};
+use floodgate_store::registry::RegistryFollower;
 use floodgate_store::{Applier, ApplyError, ApplyRequest, ChangeSource, ConfigVersions};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -74,6 +75,31 @@ enum Command {
         #[arg(long)]
         api_key: Option<String>,
     },
+    /// Register one instance of a service in the etcd registry and keep it there until stopped
+    /// (SIGTERM or SIGINT revoke it at once; a crash lets its lease expire after --ttl).
+    Register {
+        /// etcd client endpoints (`http://host:port`), comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        etcd: Vec<String>,
+        /// The service's prefix, as the upstream's `discovery.etcd.prefix` names it (`/services/users/`).
+        #[arg(long)]
+        prefix: String,
+        /// The instance's address, `ip:port`.
+        #[arg(long)]
+        address: String,
+        /// Its relative share of requests (1 to 10000).
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        /// Its priority level (0 is the first).
+        #[arg(long, default_value_t = 0)]
+        priority: u32,
+        /// How long the registration outlives the process if it dies without unregistering.
+        #[arg(long, default_value = "10s")]
+        ttl: humantime::Duration,
+        /// The key below the prefix (default: the address).
+        #[arg(long)]
+        id: Option<String>,
+    },
     /// Validate a configuration file, then apply it to a running gateway through its admin API: whole
     /// when its configuration comes from a file, resource by resource when it comes from etcd. Exit 0
     /// when applied, 1 when the file or the gateway refused it, 2 when the gateway cannot be reached.
@@ -124,6 +150,20 @@ fn main() -> ExitCode {
             version,
             api_key,
         } => return client_command(diff(files, admin, version, api_key)),
+        Command::Register {
+            etcd,
+            prefix,
+            address,
+            weight,
+            priority,
+            ttl,
+            id,
+        } => {
+            return client_command(async move {
+                register(etcd, prefix, address, weight, priority, ttl.into(), id).await?;
+                Ok(Outcome::Done)
+            })
+        }
         Command::Apply { config, admin } => {
             return client_command(async move {
                 match checked(&config) {
@@ -159,6 +199,45 @@ fn client_command(command: impl std::future::Future<Output = Result<Outcome>>) -
             ExitCode::from(2)
         }
     }
+}
+
+/// `floodgate register`: keeps one instance in the registry until SIGTERM or SIGINT.
+async fn register(
+    endpoints: Vec<String>,
+    prefix: String,
+    address: String,
+    weight: u32,
+    priority: u32,
+    ttl: std::time::Duration,
+    id: Option<String>,
+) -> Result<()> {
+    floodgate_observe::init_logging();
+    if !prefix.starts_with('/') || !prefix.ends_with('/') {
+        return Err(anyhow!("--prefix: must start and end with \"/\""));
+    }
+    address
+        .parse::<std::net::SocketAddr>()
+        .map_err(|_| anyhow!("--address: {address:?} is not ip:port"))?;
+    let settings = floodgate_config::EtcdDiscoveryConfig {
+        prefix: prefix.clone(),
+        endpoints,
+        username: None,
+        password: None,
+        timeout: floodgate_config::HumanDuration::from_secs(5),
+    };
+    let key = format!("{prefix}{}", id.unwrap_or_else(|| address.clone()));
+    let value = serde_json::json!({ "address": address, "weight": weight, "priority": priority })
+        .to_string();
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let stop = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    };
+    floodgate_store::registry::register(&settings, &key, &value, ttl, stop).await;
+    Ok(())
 }
 
 async fn diff(
@@ -298,6 +377,11 @@ fn run(path: Option<&Path>) -> Result<()> {
             tracing::info!(address = %admin_address, "admin listening");
             tokio::spawn(floodgate_admin::serve(listener, admin.clone()));
             admin.set_ready(ready_at_start);
+            let registered = gateway.registered_targets();
+            let mut registry = RegistryFollower::new(Arc::new(move |id: &str, targets| {
+                registered.set(id, targets)
+            }));
+            registry.follow(&versions.current().config);
             if let Some(etcd) = etcd {
                 let admin = admin.clone();
                 tokio::spawn(etcd.run(applier, move || admin.set_ready(true)));
@@ -312,11 +396,13 @@ fn run(path: Option<&Path>) -> Result<()> {
                             tracing::warn!("SIGHUP ignored: the configuration comes from etcd; the file's own settings take effect on restart");
                         } else if let Some(timeout) = reload(path, &mut gateway, &metrics, &versions) {
                             shutdown_timeout = timeout;
+                            registry.follow(&versions.current().config);
                         }
                     }
                     Some(change) = changes.recv() => {
                         if let Some(timeout) = apply_change(change, &mut gateway, &metrics, &versions) {
                             shutdown_timeout = timeout;
+                            registry.follow(&versions.current().config);
                         }
                     }
                     _ = terminate.recv() => break,

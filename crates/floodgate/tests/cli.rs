@@ -192,7 +192,7 @@ fn validate_reports_empty_targets() {
     ));
     assert_reports(
         &err,
-        "upstreams[0].targets: at least one target is required",
+        "upstreams[0].targets: at least one target is required (or discovery)",
     );
 }
 
@@ -239,7 +239,7 @@ routes:
     for expected in [
         "listeners[1].name: duplicate listener name \"a\"",
         "listeners[1].address: invalid address \"localhost\"",
-        "upstreams[0].targets: at least one target is required",
+        "upstreams[0].targets: at least one target is required (or discovery)",
         "routes[0].upstream: no upstream with id \"usr\"",
     ] {
         assert_reports(&err, expected);

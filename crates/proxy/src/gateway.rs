@@ -16,6 +16,7 @@ use crate::discovery::Discovery;
 use crate::listener::bind_reuseport;
 use crate::overload::connections::ConnectionCount;
 use crate::probe::Probes;
+use crate::registered::RegisteredTargets;
 use crate::snapshot::{BuildInputs, Snapshot};
 use crate::worker::{run_worker, WorkerCommand};
 use crate::worker_ctx::Shared;
@@ -81,6 +82,8 @@ pub struct Gateway {
     probes: Arc<parking_lot::Mutex<Probes>>,
     /// The tasks following the upstreams' target names.
     discovery: Discovery,
+    /// The targets the registry gives upstreams with `discovery`.
+    registered: Arc<RegisteredTargets>,
 }
 
 impl Gateway {
@@ -111,9 +114,15 @@ impl Gateway {
         }
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
-            metrics,
+            metrics: metrics.clone(),
             connections: Arc::default(),
         });
+        let registered = Arc::new(RegisteredTargets::new(
+            shared.clone(),
+            metrics,
+            probes.clone(),
+            background.handle(),
+        ));
         let mut workers = Vec::with_capacity(worker_count);
         for index in 0..worker_count {
             let (commands, receiver) = mpsc::unbounded_channel();
@@ -137,6 +146,7 @@ impl Gateway {
             background,
             probes,
             discovery,
+            registered,
         };
         gateway.apply_listeners(config)?;
         Ok(gateway)
@@ -170,6 +180,7 @@ impl Gateway {
             },
         )
         .map_err(GatewayError::Invalid)?;
+        self.registered.apply_to(&snapshot, Some(&running));
         drop(running);
         let new_sockets = self.bind_new(config)?;
         forget_removed_targets(&self.shared.metrics, &snapshot);
@@ -177,7 +188,10 @@ impl Gateway {
             self.discovery.commit(plan, &snapshot, &runtime);
             self.probes.lock().apply(config, &snapshot, &runtime);
         }
-        self.shared.snapshot.store(Arc::new(snapshot));
+        let snapshot = Arc::new(snapshot);
+        self.shared.snapshot.store(snapshot.clone());
+        // A registry change that arrived while the snapshot was built went to the one before.
+        self.registered.apply_to(&snapshot, None);
         self.access_log = access_log;
         let removed: Vec<String> = self
             .listeners
@@ -204,6 +218,11 @@ impl Gateway {
     pub fn upstream_status_source(&self) -> impl Fn() -> String + Send + Sync + 'static {
         let shared = self.shared.clone();
         move || crate::status::upstream_status(&shared.snapshot.load()).to_string()
+    }
+
+    /// Where the registry's instances of upstreams with `discovery` are handed to the gateway.
+    pub fn registered_targets(&self) -> Arc<RegisteredTargets> {
+        self.registered.clone()
     }
 
     /// The listeners being served.

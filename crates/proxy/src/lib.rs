@@ -30,6 +30,7 @@ mod plugin_phases;
 mod probe;
 mod proxy_protocol;
 mod read_size;
+mod registered;
 mod request_body;
 mod request_id;
 mod request_state;
@@ -50,6 +51,7 @@ mod write_all;
 
 pub use error::ProxyError;
 pub use gateway::{BoundListener, Gateway, GatewayError};
+pub use registered::RegisteredTargets;
 pub use snapshot::{BuildInputs, Snapshot};
 
 /// The TLS client config floodgate uses towards an upstream with these settings (roots or CA file, SNI

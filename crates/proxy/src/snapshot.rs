@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use floodgate_config::{
-    Config, FieldError, Http2Config, KeepaliveConfig, MethodOverride, UnderscoresInHeaders,
-    UpstreamConfig, UpstreamProtocol,
+    Config, FieldError, Http2Config, KeepaliveConfig, MethodOverride, TargetConfig,
+    UnderscoresInHeaders, UpstreamConfig, UpstreamProtocol,
 };
 use floodgate_dns::Hosts;
 use floodgate_observe::{AccessLog, Metrics, PerWorker, RouteMetrics, UpstreamMetrics};
@@ -194,12 +194,46 @@ impl UpstreamRuntime {
     /// those it no longer has are dropped, so the scrape lists only targets in use.
     pub fn refresh_endpoints(&self, hosts: &Hosts, generation: u64, metrics: &Metrics) {
         let previous = self.endpoints.load().health.states();
+        self.rebuild(&self.config, hosts, generation, &previous, metrics);
+    }
+
+    /// Replaces the targets of an upstream with `discovery` by the registry's `targets`. A target the
+    /// upstream (or `previous`, the snapshot before, for a new snapshot's upstream) already had keeps its
+    /// health, load and latency.
+    pub fn replace_targets(
+        &self,
+        targets: Vec<TargetConfig>,
+        previous: Option<&HealthStates>,
+        metrics: &Metrics,
+    ) {
+        let mut states = self.endpoints.load().health.states();
+        if let Some(previous) = previous {
+            for (key, state) in previous {
+                states.entry(key.clone()).or_insert_with(|| state.clone());
+            }
+        }
+        let config = UpstreamConfig {
+            targets,
+            ..self.config.clone()
+        };
+        let generation = self.endpoints.load().generation + 1;
+        self.rebuild(&config, &Hosts::new(), generation, &states, metrics);
+    }
+
+    fn rebuild(
+        &self,
+        config: &UpstreamConfig,
+        hosts: &Hosts,
+        generation: u64,
+        previous: &HealthStates,
+        metrics: &Metrics,
+    ) {
         let mut next = HealthStates::new();
         let endpoints = Endpoints::build(
-            &self.config,
+            config,
             hosts,
             generation,
-            &previous,
+            previous,
             &mut next,
             metrics,
             self.workers,
@@ -428,7 +462,10 @@ fn build_upstream(
     };
     Ok(UpstreamRuntime {
         id: config.id.as_str().into(),
-        endpoints: EndpointsCell::new(endpoints, !crate::endpoints::hosts_of(config).is_empty()),
+        endpoints: EndpointsCell::new(
+            endpoints,
+            config.discovery.is_some() || !crate::endpoints::hosts_of(config).is_empty(),
+        ),
         config: config.clone(),
         workers,
         protocol: config.protocol,

@@ -11,6 +11,7 @@
 
 mod apply;
 pub mod etcd;
+pub mod registry;
 mod resources;
 mod secrets;
 mod versions;

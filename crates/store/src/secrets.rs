@@ -78,6 +78,26 @@ fn each_secret(config: &mut Value, f: &mut dyn FnMut(&str, &str, &mut Value)) {
     if let Some(Value::Object(plugins)) = config.get_mut("global_plugins") {
         plugin_secrets(plugins, "global_plugins", "global_plugins", f);
     }
+    if let Some(Value::Array(upstreams)) = config.get_mut("upstreams") {
+        for (i, upstream) in upstreams.iter_mut().enumerate() {
+            let id = upstream
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if let Some(password) = upstream
+                .get_mut("discovery")
+                .and_then(|d| d.get_mut("etcd"))
+                .and_then(|etcd| etcd.get_mut("password"))
+            {
+                f(
+                    &format!("upstreams[{i}].discovery.etcd.password"),
+                    &format!("upstreams/{id}/discovery/etcd/password"),
+                    password,
+                );
+            }
+        }
+    }
     for section in ["routes", "consumers"] {
         let Some(Value::Array(items)) = config.get_mut(section) else {
             continue;
@@ -145,6 +165,7 @@ mod tests {
         json!({
             "admin": { "address": "127.0.0.1:9180", "api_key": "admin-key" },
             "config_source": { "type": "etcd", "etcd": { "endpoints": ["127.0.0.1:2379"], "username": "fg", "password": "etcd-pass" } },
+            "upstreams": [ { "id": "users", "discovery": { "etcd": { "prefix": "/s/", "username": "u", "password": "registry-pass" } } } ],
             "global_plugins": { "jwt-auth": { "algorithms": ["HS256"], "secret": "global-secret" } },
             "routes": [
                 { "id": "r", "plugins": { "jwt-auth": { "secret": "route-secret" }, "rate-limit": { "key": "consumer" } } }

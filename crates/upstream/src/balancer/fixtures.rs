@@ -23,6 +23,7 @@ pub(crate) fn upstream(balancer: Balancer, list: &[(&str, u32)]) -> UpstreamConf
     UpstreamConfig {
         id: "test".to_owned(),
         targets: targets(list),
+        discovery: None,
         balancer,
         hash_on: None,
         hash_key: None,
