@@ -8,6 +8,8 @@
 #       PATH            default /; e.g. /p/rate/x, the rate-limited route of bench/out/floodgate.yaml
 #       HEADER          sent with every request, e.g. "Origin: https://app.example.com"
 #   KEEP_PROFILE=DIR    also copy callgrind's output files there, for callgrind_annotate
+#   CONFIG=FILE         the gateway's configuration (default bench/out/floodgate.yaml); its plain
+#                       listener must be 127.0.0.1:18081 and its upstream bench/out's (bench/routes.sh)
 #
 # floodgate runs with one worker under callgrind, counting nothing until a warm-up has passed; then
 # `wrk -t1 -c8 -d10` loads it and only those ten seconds are counted.
@@ -18,13 +20,14 @@ URL=http://127.0.0.1:18081${2:-/}
 HEADERS=()
 for h in "${@:3}"; do HEADERS+=(-H "$h"); done
 OUT=bench/out
-[[ -f $OUT/floodgate.yaml && -f $OUT/upstream/nginx.conf ]] || { echo "run bench/run.sh once first" >&2; exit 1; }
+CONFIG=${CONFIG:-$OUT/floodgate.yaml}
+[[ -f $CONFIG && -f $OUT/upstream/nginx.conf ]] || { echo "run bench/run.sh once first" >&2; exit 1; }
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind
 CG=$(mktemp -d)
 taskset -c 1 nginx -c "$PWD/$OUT/upstream/nginx.conf"
 trap 'kill "$(cat "$PWD/$OUT/upstream/nginx.pid")" 2>/dev/null || true; rm -rf "$CG"' EXIT
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$CG/out" \
-  "$BIN" run --config "$OUT/floodgate.yaml" >"$CG/floodgate.log" 2>&1 &
+  "$BIN" run --config "$CONFIG" >"$CG/floodgate.log" 2>&1 &
 VG=$!
 sleep 8
 wrk -t1 -c8 -d3 "${HEADERS[@]}" "$URL" >/dev/null

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# What the size of the route table costs: instructions per request on a table of N routes against a
+# table of one, how long applying a change to an N-route configuration takes, and the p99 of traffic
+# while 100 such changes are applied. Uses bench/out's upstream and certificates (run bench/run.sh once
+# first) and the release binary.
+#
+#   bench/routes.sh [FLOODGATE_BIN]      N=10000 by default (ROUTES=N to change)
+#
+# The N routes mix the kinds a large deployment has: 40% prefixes (/svcI/*), 30% with a parameter
+# (/api/vI/users/{id}), 20% exact paths (/exact/I) and 10% bound to a host (hI.example.com, /*). The
+# measured requests go to /bench/x, a prefix route every table has.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-target/release/floodgate}
+N=${ROUTES:-10000}
+OUT=bench/out
+[[ -f $OUT/upstream/nginx.conf ]] || { echo "run bench/run.sh once first" >&2; exit 1; }
+command -v wrk >/dev/null || apt-get install -y -qq wrk
+WORK=$(mktemp -d)
+trap 'kill "$(cat "$PWD/$OUT/upstream/nginx.pid" 2>/dev/null)" 2>/dev/null || true; [[ -n ${FG:-} ]] && kill "$FG" 2>/dev/null; rm -rf "$WORK"' EXIT
+
+# A configuration with the bench route and N more; $2 names the generation, so two differ by one route.
+config() {
+  local n=$1 mark=${2:-0}
+  cat <<YAML
+workers: 1
+listeners: [{ name: plain, address: "127.0.0.1:18081" }]
+admin: { address: "127.0.0.1:19181" }
+upstreams: [{ id: origin, targets: [{ address: "127.0.0.1:18000" }] }]
+routes:
+  - { id: bench, paths: ["/bench/*"], upstream: origin }
+  - { id: marked, paths: ["/marked-$mark/*"], upstream: origin }
+YAML
+  awk -v n="$n" 'BEGIN {
+    for (i = 0; i < n; i++) {
+      k = i % 10
+      if (k < 4)      printf "  - { id: p%d, paths: [\"/svc%d/*\"], upstream: origin }\n", i, i
+      else if (k < 7) printf "  - { id: m%d, paths: [\"/api/v%d/users/{id}\"], upstream: origin }\n", i, i
+      else if (k < 9) printf "  - { id: e%d, paths: [\"/exact/%d\"], upstream: origin }\n", i, i
+      else            printf "  - { id: h%d, hosts: [\"h%d.example.com\"], paths: [\"/*\"], upstream: origin }\n", i, i
+    }
+  }'
+}
+
+config 0 > "$WORK/one.yaml"
+config "$N" > "$WORK/many.yaml"
+"$BIN" validate -c "$WORK/many.yaml" >/dev/null
+
+echo "== instructions per request, /bench/x"
+one=$(CONFIG="$WORK/one.yaml" bench/instructions.sh "$BIN" /bench/x 2>/dev/null | awk '{print $NF}')
+many=$(CONFIG="$WORK/many.yaml" bench/instructions.sh "$BIN" /bench/x 2>/dev/null | awk '{print $NF}')
+echo "1 route: $one   $N routes: $many   ratio: $(awk -v a="$many" -v b="$one" 'BEGIN { printf "%.3f", a / b }')"
+
+echo "== applying one changed route to a configuration of $N (POST /floodgate/admin/config)"
+taskset -c 1 nginx -c "$PWD/$OUT/upstream/nginx.conf"
+taskset -c 0 "$BIN" run --config "$WORK/many.yaml" >"$WORK/floodgate.log" 2>&1 &
+FG=$!
+for _ in $(seq 100); do curl -sf 127.0.0.1:19181/readyz >/dev/null && break; sleep 0.1; done
+apply() {
+  config "$N" "$1" > "$WORK/next.yaml"
+  curl -s -o "$WORK/reply.json" -w '%{http_code} %{time_total}\n' -H 'content-type: application/yaml' \
+    --data-binary @"$WORK/next.yaml" 127.0.0.1:19181/floodgate/admin/config
+}
+for i in $(seq 10); do apply "$i"; done > "$WORK/applies.txt"
+refused=$(awk '$1 != 200' "$WORK/applies.txt" | wc -l)
+awk '{ print $2 * 1000 }' "$WORK/applies.txt" | sort -n | awk -v refused="$refused" '
+  { t[NR] = $1 } END { printf "10 applies: median %.0f ms, max %.0f ms, %d refused\n", t[int((NR+1)/2)], t[NR], refused }'
+
+echo "== p99 of traffic (wrk -c16, 20 s) without and with 100 applies"
+quiet=$(wrk -t1 -c16 -d20s --latency http://127.0.0.1:18081/bench/x | awk '/ 99%/ {print $2}')
+wrk -t1 -c16 -d20s --latency http://127.0.0.1:18081/bench/x > "$WORK/wrk.txt" &
+WRK=$!
+start=$(date +%s.%N)
+for i in $(seq 100 199); do apply "$i" >/dev/null; done
+took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+wait "$WRK"
+busy=$(awk '/ 99%/ {print $2}' "$WORK/wrk.txt")
+errors=$(awk '/Non-2xx|Socket errors/' "$WORK/wrk.txt")
+echo "p99 without applies: $quiet   with 100 applies (in ${took}s): $busy   ${errors:-no errors}"
