@@ -17,6 +17,7 @@ use crate::listener::bind_reuseport;
 use crate::overload::connections::ConnectionCount;
 use crate::probe::Probes;
 use crate::registered::RegisteredTargets;
+use crate::retired::Retired;
 use crate::snapshot::{BuildInputs, Snapshot};
 use crate::worker::{run_worker, WorkerCommand};
 use crate::worker_ctx::Shared;
@@ -84,6 +85,8 @@ pub struct Gateway {
     discovery: Discovery,
     /// The targets the registry gives upstreams with `discovery`.
     registered: Arc<RegisteredTargets>,
+    /// Replaced snapshots, dropped off the workers once no request holds them.
+    retired: Arc<Retired>,
 }
 
 impl Gateway {
@@ -117,6 +120,10 @@ impl Gateway {
             metrics: metrics.clone(),
             connections: Arc::default(),
         });
+        let retired = Arc::new(Retired::default());
+        if let Some(runtime) = background.handle() {
+            retired.start(&runtime);
+        }
         let registered = Arc::new(RegisteredTargets::new(
             shared.clone(),
             metrics,
@@ -147,6 +154,7 @@ impl Gateway {
             probes,
             discovery,
             registered,
+            retired,
         };
         gateway.apply_listeners(config)?;
         Ok(gateway)
@@ -189,7 +197,8 @@ impl Gateway {
             self.probes.lock().apply(config, &snapshot, &runtime);
         }
         let snapshot = Arc::new(snapshot);
-        self.shared.snapshot.store(snapshot.clone());
+        let replaced = self.shared.snapshot.swap(snapshot.clone());
+        self.retired.retire(replaced);
         // A registry change that arrived while the snapshot was built went to the one before.
         self.registered.apply_to(&snapshot, None);
         self.access_log = access_log;

@@ -36,6 +36,7 @@ mod request_id;
 mod request_state;
 mod response_body;
 mod response_fields;
+mod retired;
 mod rewind;
 mod server;
 mod snapshot;
