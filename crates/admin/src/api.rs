@@ -37,6 +37,8 @@ pub struct AdminApi {
     /// Set when the configuration comes from etcd (`config_source.type: etcd`): resources are then read
     /// from and written to their keys, and the whole configuration cannot be replaced here.
     pub etcd: Option<EtcdWrites>,
+    /// The configuration's JSON Schema, plugins included, for `GET /floodgate/admin/schema`.
+    pub schema: String,
 }
 
 pub(crate) type Answer = Response<Full<Bytes>>;
@@ -79,6 +81,15 @@ impl AdminApi {
             }
             (["config"], &Method::POST | &Method::PUT) => self.replace_config(req).await,
             (["config"], _) => not_allowed("GET, POST, PUT"),
+            (["schema"], &Method::GET | &Method::HEAD) => {
+                let mut answer = Response::new(Full::new(Bytes::from(self.schema.clone())));
+                answer.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/schema+json"),
+                );
+                answer
+            }
+            (["schema"], _) => not_allowed("GET"),
             (["history"], &Method::GET | &Method::HEAD) => self.history(),
             (["history"], _) => not_allowed("GET"),
             (["history", version], &Method::GET | &Method::HEAD) => match self.version(version) {

@@ -6,6 +6,7 @@
 mod admin_client;
 mod allocator;
 mod commands;
+mod schema;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -135,7 +136,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config.as_deref()),
         Command::Validate { config } => validate(&config),
         Command::Schema => {
-            println!("{}", Config::json_schema());
+            println!("{}", schema::full_schema());
             Ok(())
         }
         Command::Dump { admin } => {
@@ -367,6 +368,7 @@ fn run(path: Option<&Path>) -> Result<()> {
             applier: applier.clone(),
             api_key,
             etcd: etcd_writes,
+            schema: schema::full_schema(),
         }),
     );
     runtime.block_on(async move {

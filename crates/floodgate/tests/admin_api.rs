@@ -181,6 +181,16 @@ async fn reads_the_running_config_and_its_resources_with_every_secret_masked() {
         404,
         "no route with id \"nope\"",
     );
+    let schema = admin(&gw, Method::GET, "/floodgate/admin/schema", None).await;
+    assert_eq!(schema.status, 200);
+    assert_eq!(
+        schema.header("content-type"),
+        Some("application/schema+json")
+    );
+    assert!(schema
+        .json()
+        .pointer("/$defs/RouteConfig/properties/plugins/properties/jwt-auth")
+        .is_some());
     assert_error(
         &admin(&gw, Method::GET, "/floodgate/admin/widgets", None).await,
         404,

@@ -83,6 +83,87 @@ fn schema_prints_a_json_schema_with_listeners_and_routes() {
     assert!(properties.contains_key("routes"), "{schema}");
 }
 
+/// Every plugin's configuration and credentials are described field by field, wherever plugins are
+/// configured, and every reference in the schema resolves.
+#[test]
+fn schema_describes_every_plugin_and_its_credentials() {
+    let output = floodgate(&["schema"]);
+    let schema: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    for at in [
+        "/properties/global_plugins",
+        "/$defs/RouteConfig/properties/plugins",
+        "/$defs/ConsumerConfig/properties/plugins",
+    ] {
+        let plugins = schema.pointer(at).unwrap_or_else(|| panic!("no {at}"));
+        assert_eq!(plugins["additionalProperties"], false, "{at}");
+        for name in [
+            "jwt-auth",
+            "key-auth",
+            "rate-limit",
+            "cors",
+            "traffic-split",
+        ] {
+            assert!(
+                plugins["properties"].get(name).is_some(),
+                "{at} lacks {name}"
+            );
+        }
+    }
+    let jwt = resolve(
+        &schema,
+        &schema["$defs"]["RouteConfig"]["properties"]["plugins"]["properties"]["jwt-auth"],
+    );
+    assert_eq!(jwt["properties"]["key_claim"]["default"], "iss", "{jwt}");
+    assert!(
+        jwt["required"]
+            .as_array()
+            .unwrap()
+            .contains(&"algorithms".into()),
+        "{jwt}"
+    );
+    let credentials = &schema["$defs"]["ConsumerConfig"]["properties"]["credentials"]["properties"];
+    let names: Vec<&String> = credentials.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["basic-auth", "jwt-auth", "key-auth"]);
+    let key_auth = resolve(&schema, &credentials["key-auth"]);
+    assert!(key_auth["properties"].get("key").is_some(), "{key_auth}");
+    let mut refs = Vec::new();
+    collect_refs(&schema, &mut refs);
+    assert!(refs.len() > 20);
+    for r in refs {
+        assert!(
+            schema.pointer(r.trim_start_matches('#')).is_some(),
+            "{r} does not resolve"
+        );
+    }
+}
+
+fn resolve<'a>(
+    schema: &'a serde_json::Value,
+    value: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    match value["$ref"].as_str() {
+        Some(r) => schema
+            .pointer(r.trim_start_matches('#'))
+            .expect("reference"),
+        None => value,
+    }
+}
+
+fn collect_refs(value: &serde_json::Value, refs: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("$ref", serde_json::Value::String(r)) => refs.push(r.clone()),
+                    _ => collect_refs(v, refs),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, refs)),
+        _ => {}
+    }
+}
+
 #[test]
 fn validate_accepts_a_valid_file() {
     let output = validate(

@@ -64,6 +64,8 @@ pub use context::{MirrorTo, Rejection, RequestCtx};
 pub use heads::{AddedFields, RequestHead, ResponseHead, ResponseHeaders, UpstreamRequest};
 pub use params::PathParams;
 pub use policy::{Flow, Policy};
-pub use registry::{Plugin, AUTHENTICATING_PLUGINS, PLUGIN_PRIORITIES};
+pub use registry::{
+    plugin_schemas, Plugin, PluginSchemas, AUTHENTICATING_PLUGINS, PLUGIN_PRIORITIES,
+};
 pub use state::StateStore;
 pub use stats::PluginStats;

@@ -21,6 +21,17 @@ impl<'de> Deserialize<'de> for NoCredential {
     }
 }
 
+/// Described as a schema that no value matches.
+impl schemars::JsonSchema for NoCredential {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NoCredential".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::Schema::from(false)
+    }
+}
+
 /// What the `request` phase decided.
 pub enum Flow {
     /// Go on to the next plugin, then to the upstream.
@@ -43,10 +54,10 @@ pub trait Policy: Sized + Send + Sync + 'static {
     /// after every authentication plugin, so a consumer may not carry one.
     const AUTHENTICATES: bool = false;
     /// Its configuration under `plugins.<NAME>`.
-    type Config: DeserializeOwned;
+    type Config: DeserializeOwned + schemars::JsonSchema;
     /// What a consumer's `credentials.<NAME>` holds; [`NoCredential`] for a plugin
     /// that takes none.
-    type Credential: DeserializeOwned + Send + Sync + 'static;
+    type Credential: DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static;
 
     /// Builds the plugin from its configuration. Errors name fields under `cx.at`.
     fn build(config: Self::Config, cx: &mut BuildCtx<'_>) -> Result<Self, Vec<FieldError>>;

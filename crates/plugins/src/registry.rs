@@ -15,6 +15,16 @@ use crate::policy::{Flow, Policy};
 
 use crate::plugins::*;
 
+/// The schemas of the built-in plugins' configurations and credentials ([`plugin_schemas`]).
+pub struct PluginSchemas {
+    /// `plugins.<name>`'s schema, by plugin name.
+    pub configs: serde_json::Map<String, Value>,
+    /// `consumers[].credentials.<name>`'s schema, for the plugins that take credentials.
+    pub credentials: serde_json::Map<String, Value>,
+    /// The definitions those refer to, by name.
+    pub definitions: serde_json::Map<String, Value>,
+}
+
 macro_rules! plugins {
     ($($variant:ident => $ty:ty,)*) => {
         /// A built plugin instance, one variant per built-in plugin.
@@ -51,6 +61,34 @@ macro_rules! plugins {
             }
             names
         };
+
+        /// Every built-in plugin's configuration schema and, for those that take one, its consumer
+        /// credential's, by plugin name, with the definitions they refer to (`#/$defs/...`).
+        pub fn plugin_schemas() -> PluginSchemas {
+            let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+            let mut configs = serde_json::Map::new();
+            let mut credentials = serde_json::Map::new();
+            $(
+                configs.insert(
+                    <$ty as Policy>::NAME.to_string(),
+                    generator.subschema_for::<<$ty as Policy>::Config>().to_value(),
+                );
+                if std::any::TypeId::of::<<$ty as Policy>::Credential>()
+                    != std::any::TypeId::of::<crate::policy::NoCredential>()
+                {
+                    credentials.insert(
+                        <$ty as Policy>::NAME.to_string(),
+                        generator.subschema_for::<<$ty as Policy>::Credential>().to_value(),
+                    );
+                }
+            )*
+            let definitions = generator
+                .definitions()
+                .iter()
+                .map(|(name, schema)| (name.clone(), schema.clone()))
+                .collect();
+            PluginSchemas { configs, credentials, definitions }
+        }
 
         /// Every built-in plugin's name and priority (higher runs first in every phase).
         pub const PLUGIN_PRIORITIES: &[(&str, u16)] = &[

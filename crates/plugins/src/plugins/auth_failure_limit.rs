@@ -32,7 +32,7 @@ use super::rate_limit::gcra::Gcra;
 use super::rate_limit::{now_nanos, seconds_up};
 
 /// `plugins.auth-failure-limit`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthFailureLimitConfig {
     /// Refused authentications one client address may have per `period`; past them its requests get

@@ -45,7 +45,7 @@ const CACHE_CAPACITY: usize = 4096;
 const MAX_ENCODED_LEN: usize = 4096;
 
 /// `plugins.basic-auth`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuthConfig {
     /// The realm named in the challenge, `WWW-Authenticate: Basic realm="<realm>"`. Printable ASCII
@@ -70,7 +70,7 @@ fn default_cache_ttl() -> HumanDuration {
 }
 
 /// `consumers[].credentials.basic-auth`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicCredential {
     /// The username (not empty, no `:`), unique among consumers.

@@ -22,7 +22,7 @@ mod preflight;
 use origins::Origins;
 
 /// `plugins.cors`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CorsConfig {
     /// Allowed origins: exact (`https://app.example.com`), one wildcard label run

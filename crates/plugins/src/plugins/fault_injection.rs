@@ -22,7 +22,7 @@ use crate::heads::RequestHead;
 use crate::policy::{Flow, NoCredential, Policy};
 
 /// `plugins.fault-injection`. At least one of `abort` and `delay` must be given.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultInjectionConfig {
     /// Answers a share of requests with an error instead of forwarding them.
@@ -38,7 +38,7 @@ pub struct FaultInjectionConfig {
 }
 
 /// `abort`: the error answered.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AbortConfig {
     /// The status answered, 200 to 599.
@@ -51,7 +51,7 @@ pub struct AbortConfig {
 }
 
 /// `delay`: how long requests are held.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DelayConfig {
     /// How long a delayed request waits (at most 1 minute).

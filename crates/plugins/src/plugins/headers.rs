@@ -15,7 +15,7 @@ use crate::policy::Policy;
 use crate::template::Template;
 
 /// `plugins.headers`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeadersConfig {
     /// Changes to the request sent upstream. Default: none.
@@ -27,7 +27,7 @@ pub struct HeadersConfig {
 }
 
 /// The changes to one side's header fields, applied in this order: `remove`, `set`, `add`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderOpsConfig {
     /// Fields to add, keeping those already there: name to value template. Default: none.

@@ -17,7 +17,7 @@ use crate::policy::NoCredential;
 use crate::policy::{Flow, Policy};
 
 /// `plugins.ip-restriction`. At least one of the two lists must be given.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IpRestrictionConfig {
     /// Networks (`10.0.0.0/8`, `2001:db8::/32`) or single addresses whose clients may pass; when not

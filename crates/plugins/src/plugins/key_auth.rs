@@ -20,7 +20,7 @@ use crate::policy::{Flow, Policy};
 use crate::query::{ParamName, Separators};
 
 /// `plugins.key-auth`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyAuthConfig {
     /// Header the key is read from. Default `apikey`.
@@ -49,7 +49,7 @@ fn default_separators() -> String {
 }
 
 /// `consumers[].credentials.key-auth`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyCredential {
     /// The consumer's key (at least 8 characters).

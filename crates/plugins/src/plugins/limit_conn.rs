@@ -24,7 +24,7 @@ use crate::key_table::{Held, KeyTable, MAX_SLOTS};
 const MAX_CONCURRENT: u64 = 1 << 32;
 
 /// `plugins.limit-conn`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitConnConfig {
     /// Requests of one key in progress at once. Required.

@@ -15,7 +15,7 @@ use crate::heads::RequestHead;
 use crate::policy::{Flow, NoCredential, Policy};
 
 /// `plugins.proxy-mirror`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyMirrorConfig {
     /// The upstream the copies go to.

@@ -15,7 +15,7 @@ use crate::policy::{Flow, Policy};
 use crate::template::Template;
 
 /// `plugins.redirect`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectConfig {
     /// Where to: a template of an absolute `http(s)://` URI or an absolute path. Not with

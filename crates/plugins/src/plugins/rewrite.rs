@@ -17,7 +17,7 @@ use crate::policy::Policy;
 use crate::template::Template;
 
 /// `plugins.rewrite`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RewriteConfig {
     /// A leading path removed at a segment boundary (`/api`: `/api/users` becomes `/users`, `/api`
@@ -39,7 +39,7 @@ pub struct RewriteConfig {
 }
 
 /// `plugins.rewrite.regex`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegexRewriteConfig {
     /// The regex searched for in the path (not anchored unless it says so); its first match is

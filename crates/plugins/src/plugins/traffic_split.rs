@@ -23,7 +23,7 @@ use crate::policy::{Flow, NoCredential, Policy};
 use crate::query::{ParamName, Separators};
 
 /// `plugins.traffic-split`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficSplitConfig {
     /// Tried in order: the first whose `match` holds (or that has none) picks the upstream. A request
@@ -36,7 +36,7 @@ pub struct TrafficSplitConfig {
 }
 
 /// One rule.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitRuleConfig {
     /// The rule applies when any of these holds; each holds when all of its conditions do. Empty:
@@ -48,7 +48,7 @@ pub struct SplitRuleConfig {
 }
 
 /// Conditions that must all hold.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
     /// Request fields with exactly these values (names case-insensitive).
@@ -66,7 +66,7 @@ pub struct MatchConfig {
 }
 
 /// An upstream and its share.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightedUpstreamConfig {
     /// The upstream's id; absent: the route's own upstream.
@@ -82,7 +82,7 @@ fn default_weight() -> u32 {
 }
 
 /// What keeps a client on one side.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StickyConfig {
     /// `header`, `cookie`, `consumer` or `client_ip`.
@@ -93,7 +93,7 @@ pub struct StickyConfig {
 }
 
 /// The key stickiness hashes.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StickyOn {
     /// A request field's value.

@@ -16,7 +16,7 @@ use crate::build_ctx::BuildCtx;
 use crate::query::{ParamName, Separators};
 
 /// `plugins.jwt-auth`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtAuthConfig {
     /// The algorithms a token may be signed with (`HS256`, `HS384`, `HS512`, `RS256`, `RS384`,
@@ -100,7 +100,7 @@ pub struct JwtAuthConfig {
 }
 
 /// One string or a list of them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     /// A single value.

@@ -14,7 +14,7 @@ use super::keys::{self, KeySet, VerifyKey};
 use crate::consumer::{Consumer, Consumers};
 
 /// `consumers[].credentials.jwt-auth`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtCredential {
     /// The value a token's `key_claim` carries to name this credential (unique across consumers).

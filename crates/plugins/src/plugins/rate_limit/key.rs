@@ -13,7 +13,7 @@ use crate::context::RequestCtx;
 use crate::heads::RequestHead;
 
 /// `key:` of a limiter: one key kind, or a list of them combined into one key.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum KeyConfig {
     /// `consumer`, `client_ip`, `route` or `header:<name>`.

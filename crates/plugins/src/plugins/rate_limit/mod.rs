@@ -39,7 +39,7 @@ const NANOS_PER_SECOND: u64 = 1_000_000_000;
 pub(crate) const DEFAULT_MAX_KEYS: usize = 65_536;
 
 /// `plugins.rate-limit`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// `token_bucket` (default) or `sliding_window`.
@@ -76,7 +76,7 @@ pub struct RateLimitConfig {
 }
 
 /// How a rate is kept.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
     /// `rate` per `period`, up to `burst` at once.
