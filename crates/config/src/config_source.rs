@@ -106,38 +106,19 @@ impl Config {
                 "at least one endpoint is required",
             ));
         }
-        for (i, endpoint) in etcd.endpoints.iter().enumerate() {
-            let rest = endpoint.strip_prefix("http://").unwrap_or(endpoint);
-            let valid = !rest.is_empty()
-                && !rest.contains('/')
-                && rest.rsplit_once(':').is_some_and(|(host, port)| {
-                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
-                });
-            if !valid {
-                errors.push(FieldError::new(
-                    format!("{at}.endpoints[{i}]"),
-                    format!("{endpoint:?} is not http://host:port"),
-                ));
-            }
-        }
         if !etcd.prefix.starts_with('/') || etcd.prefix.ends_with('/') {
             errors.push(FieldError::new(
                 format!("{at}.prefix"),
                 "must start with \"/\" and not end with one",
             ));
         }
-        if etcd.username.is_some() != etcd.password.is_some() {
-            errors.push(FieldError::new(
-                format!("{at}.password"),
-                "username and password go together",
-            ));
-        }
-        if etcd.timeout.get().is_zero() {
-            errors.push(FieldError::new(
-                format!("{at}.timeout"),
-                "must be more than zero",
-            ));
-        }
+        check_cluster(
+            at,
+            &etcd.endpoints,
+            etcd.username.is_some() == etcd.password.is_some(),
+            etcd.timeout,
+            errors,
+        );
     }
 
     /// The problems of a file that names etcd as its source: its resources live in etcd, so the file must
@@ -163,6 +144,43 @@ impl Config {
         check("consumers", self.consumers.is_empty());
         check("global_plugins", self.global_plugins.is_empty());
         errors
+    }
+}
+
+/// The settings every connection to etcd has: each endpoint `http://host:port`, a user only with a
+/// password, a timeout above zero. Errors name fields under `at`.
+pub(crate) fn check_cluster(
+    at: &str,
+    endpoints: &[String],
+    credentials_paired: bool,
+    timeout: HumanDuration,
+    errors: &mut Vec<FieldError>,
+) {
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let rest = endpoint.strip_prefix("http://").unwrap_or(endpoint);
+        let valid = !rest.is_empty()
+            && !rest.contains('/')
+            && rest.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+            });
+        if !valid {
+            errors.push(FieldError::new(
+                format!("{at}.endpoints[{i}]"),
+                format!("{endpoint:?} is not http://host:port"),
+            ));
+        }
+    }
+    if !credentials_paired {
+        errors.push(FieldError::new(
+            format!("{at}.password"),
+            "username and password go together",
+        ));
+    }
+    if timeout.get().is_zero() {
+        errors.push(FieldError::new(
+            format!("{at}.timeout"),
+            "must be more than zero",
+        ));
     }
 }
 

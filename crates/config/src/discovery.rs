@@ -92,18 +92,13 @@ impl Config {
                 "required unless config_source is etcd",
             ));
         }
-        if etcd.username.is_some() != etcd.password.is_some() {
-            errors.push(FieldError::new(
-                format!("{at}.discovery.etcd.password"),
-                "username and password go together",
-            ));
-        }
-        if etcd.timeout.get().is_zero() {
-            errors.push(FieldError::new(
-                format!("{at}.discovery.etcd.timeout"),
-                "must be more than zero",
-            ));
-        }
+        crate::config_source::check_cluster(
+            &format!("{at}.discovery.etcd"),
+            &etcd.endpoints,
+            etcd.username.is_some() == etcd.password.is_some(),
+            etcd.timeout,
+            errors,
+        );
     }
 }
 

@@ -95,6 +95,18 @@ async fn start() -> (TestEtcd, MockUpstream, tempfile::TempDir, Floodgate) {
     (etcd, upstream, dir, gw)
 }
 
+async fn put_api_route(gw: &Floodgate) {
+    let res = admin(
+        gw,
+        Method::PUT,
+        "/routes/api",
+        Some(route("api", "/api")),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+}
+
 fn route(id: &str, prefix: &str) -> Value {
     json!({ "id": id, "paths": [format!("{prefix}/*")], "upstream": "backend" })
 }
@@ -156,14 +168,7 @@ async fn routes_are_created_changed_and_deleted_through_etcd_with_revisions_as_t
 #[tokio::test]
 async fn a_write_that_would_break_the_configuration_never_reaches_etcd() {
     let (etcd, _upstream, _dir, gw) = start().await;
-    admin(
-        &gw,
-        Method::PUT,
-        "/routes/api",
-        Some(route("api", "/api")),
-        None,
-    )
-    .await;
+    put_api_route(&gw).await;
 
     let dangling = json!({ "paths": ["/d/*"], "upstream": "nowhere" });
     let res = admin(&gw, Method::PUT, "/routes/dangling", Some(dangling), None).await;
@@ -227,14 +232,7 @@ async fn a_consumer_secret_is_masked_on_read_and_kept_when_written_back_masked()
 #[tokio::test]
 async fn writes_while_etcd_is_down_are_503_and_the_gateway_serves_on() {
     let (mut etcd, _upstream, _dir, gw) = start().await;
-    admin(
-        &gw,
-        Method::PUT,
-        "/routes/api",
-        Some(route("api", "/api")),
-        None,
-    )
-    .await;
+    put_api_route(&gw).await;
     etcd.kill();
     let res = admin(
         &gw,

@@ -67,14 +67,20 @@ async fn metric(gw: &Floodgate, name: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_string))
 }
 
-#[tokio::test]
-async fn resources_in_etcd_are_served_and_their_changes_applied_as_watched() {
+/// etcd seeded with the `backend` upstream and the `/api/*` route, and a gateway on it.
+async fn seeded() -> (TestEtcd, MockUpstream, tempfile::TempDir, Floodgate) {
     let etcd = TestEtcd::start().await;
     let upstream = MockUpstream::http("backend").await;
     seed(&etcd, &upstream).await;
     let dir = tempfile::tempdir().expect("dir");
     let copy = dir.path().join("copy.json");
     let gw = Floodgate::start(bin(), |l, a| bootstrap(l, a, &etcd, &copy)).await;
+    (etcd, upstream, dir, gw)
+}
+
+#[tokio::test]
+async fn resources_in_etcd_are_served_and_their_changes_applied_as_watched() {
+    let (etcd, _upstream, _dir, gw) = seeded().await;
     assert_eq!(status(&gw, "/api/x").await, Some(200));
     assert_eq!(
         metric(&gw, "floodgate_config_source_connected")
@@ -172,12 +178,7 @@ async fn a_bad_value_in_etcd_is_left_out_and_the_rest_is_served() {
 
 #[tokio::test]
 async fn an_etcd_outage_loses_no_request_and_changes_apply_once_it_is_back() {
-    let mut etcd = TestEtcd::start().await;
-    let upstream = MockUpstream::http("backend").await;
-    seed(&etcd, &upstream).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let copy = dir.path().join("copy.json");
-    let gw = Floodgate::start(bin(), |l, a| bootstrap(l, a, &etcd, &copy)).await;
+    let (mut etcd, _upstream, _dir, gw) = seeded().await;
     assert_eq!(status(&gw, "/api/x").await, Some(200));
 
     etcd.kill();

@@ -10,6 +10,7 @@
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod apply;
+pub mod cluster;
 pub mod etcd;
 pub mod registry;
 mod resources;

@@ -8,10 +8,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
 use floodgate_config::{Config, EtcdDiscoveryConfig, TargetConfig};
 use serde_json::Value;
 use tokio::task::JoinHandle;
+
+use crate::cluster::Cluster;
 
 /// Longest pause between two attempts to reach etcd.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -71,15 +73,7 @@ impl Drop for RegistryFollower {
 }
 
 async fn connect(settings: &EtcdDiscoveryConfig) -> Result<Client, etcd_client::Error> {
-    let timeout = settings.timeout.get();
-    let mut options = ConnectOptions::new()
-        .with_connect_timeout(timeout)
-        .with_timeout(timeout)
-        .with_keep_alive(Duration::from_secs(5), timeout);
-    if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-        options = options.with_user(user.clone(), password.clone());
-    }
-    Client::connect(&settings.endpoints, Some(options)).await
+    Cluster::from(settings).connect(true).await
 }
 
 /// Lists and watches one upstream's prefix for as long as the task runs. Through an outage the last

@@ -12,13 +12,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use floodgate_config::{Config, EtcdSourceConfig};
 use floodgate_observe::Metrics;
 
 pub use assemble::{assemble, Resources, Skipped, Validator};
 pub use writer::{Condition, EtcdWriter, Stored, WriteError};
 
+use crate::cluster::Cluster;
 use crate::{Applier, ApplyError, ChangeSource};
 
 /// Longest pause between two attempts to reach etcd.
@@ -183,15 +184,7 @@ impl EtcdSource {
     }
 
     async fn connect(&self) -> Result<Client, etcd_client::Error> {
-        let timeout = self.settings.timeout.get();
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(timeout)
-            .with_timeout(timeout)
-            .with_keep_alive(Duration::from_secs(5), timeout);
-        if let (Some(user), Some(password)) = (&self.settings.username, &self.settings.password) {
-            options = options.with_user(user.clone(), password.clone());
-        }
-        Client::connect(&self.settings.endpoints, Some(options)).await
+        Cluster::from(&self.settings).connect(true).await
     }
 
     /// Every key under the prefix and the revision they were read at.

@@ -2,12 +2,11 @@
 //! if the key is still at the revision the caller read (a compare-and-swap on its `mod_revision`), so two
 //! administrators never overwrite each other's change unseen.
 
-use std::time::Duration;
-
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use floodgate_config::EtcdSourceConfig;
 use serde_json::Value;
 
+use crate::cluster::Cluster;
 use crate::Kind;
 
 /// When a write may happen.
@@ -57,14 +56,8 @@ impl EtcdWriter {
     }
 
     async fn connect(&self) -> Result<Client, WriteError> {
-        let timeout: Duration = self.settings.timeout.get();
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(timeout)
-            .with_timeout(timeout);
-        if let (Some(user), Some(password)) = (&self.settings.username, &self.settings.password) {
-            options = options.with_user(user.clone(), password.clone());
-        }
-        Client::connect(&self.settings.endpoints, Some(options))
+        Cluster::from(&self.settings)
+            .connect(false)
             .await
             .map_err(|e| WriteError::Unreachable(e.to_string()))
     }

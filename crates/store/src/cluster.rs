@@ -1,0 +1,60 @@
+//! Connecting to an etcd cluster, the same way for the configuration source, the admin API's writes and
+//! the service registry.
+
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+use floodgate_config::{EtcdDiscoveryConfig, EtcdSourceConfig};
+
+/// How to reach a cluster.
+pub struct Cluster<'a> {
+    /// Its client endpoints.
+    pub endpoints: &'a [String],
+    /// User and password for its authentication.
+    pub credentials: Option<(&'a str, &'a str)>,
+    /// Longest wait to connect and for each call.
+    pub timeout: Duration,
+}
+
+impl<'a> From<&'a EtcdSourceConfig> for Cluster<'a> {
+    fn from(settings: &'a EtcdSourceConfig) -> Self {
+        Cluster {
+            endpoints: &settings.endpoints,
+            credentials: settings
+                .username
+                .as_deref()
+                .zip(settings.password.as_deref()),
+            timeout: settings.timeout.get(),
+        }
+    }
+}
+
+impl<'a> From<&'a EtcdDiscoveryConfig> for Cluster<'a> {
+    fn from(settings: &'a EtcdDiscoveryConfig) -> Self {
+        Cluster {
+            endpoints: &settings.endpoints,
+            credentials: settings
+                .username
+                .as_deref()
+                .zip(settings.password.as_deref()),
+            timeout: settings.timeout.get(),
+        }
+    }
+}
+
+impl Cluster<'_> {
+    /// A client. `watching`: the connection carries a long-lived watch or lease, so it is kept alive with
+    /// pings, which notice a silently dropped connection within the timeout.
+    pub async fn connect(&self, watching: bool) -> Result<Client, etcd_client::Error> {
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(self.timeout)
+            .with_timeout(self.timeout);
+        if watching {
+            options = options.with_keep_alive(Duration::from_secs(5), self.timeout);
+        }
+        if let Some((user, password)) = self.credentials {
+            options = options.with_user(user, password);
+        }
+        Client::connect(self.endpoints, Some(options)).await
+    }
+}
