@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+use crate::answer::{config_json, error, not_allowed, ok_json, Answer};
 use crate::api_etcd::{EtcdWrites, WriteRequest};
 use crate::api_key::ApiKey;
 
@@ -40,8 +41,6 @@ pub struct AdminApi {
     /// The configuration's JSON Schema, plugins included, for `GET /floodgate/admin/schema`.
     pub schema: String,
 }
-
-pub(crate) type Answer = Response<Full<Bytes>>;
 
 impl AdminApi {
     /// Answers one request under [`PREFIX`].
@@ -311,10 +310,6 @@ fn no_version(version: &str) -> Answer {
     )
 }
 
-pub(crate) fn config_json(config: &Config) -> Value {
-    serde_json::to_value(config).unwrap_or(Value::Null)
-}
-
 fn masked(config: &Config) -> Value {
     let mut json = config_json(config);
     mask(&mut json);
@@ -352,41 +347,6 @@ fn read_only() -> Answer {
     answer
 }
 
-pub(crate) fn not_allowed(allow: &'static str) -> Answer {
-    let mut answer = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", &[]);
-    answer
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    answer
-}
-
 fn invalid(errors: &[FieldError]) -> Answer {
     error(StatusCode::BAD_REQUEST, "invalid configuration", errors)
-}
-
-/// A JSON error body: `{"error": MESSAGE}`, with `"errors": [{"path", "message"}]` when fields are at fault.
-pub(crate) fn error(status: StatusCode, message: &str, errors: &[FieldError]) -> Answer {
-    let mut body = json!({ "error": message });
-    if !errors.is_empty() {
-        body["errors"] = errors
-            .iter()
-            .map(|e| json!({ "path": e.path, "message": e.message }))
-            .collect();
-    }
-    ok_json(status, &body, None)
-}
-
-pub(crate) fn ok_json(status: StatusCode, body: &Value, etag: Option<&str>) -> Answer {
-    let mut text = serde_json::to_vec(body).unwrap_or_default();
-    text.push(b'\n');
-    let mut answer = Response::new(Full::new(Bytes::from(text)));
-    *answer.status_mut() = status;
-    answer.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(t).ok()) {
-        answer.headers_mut().insert(header::ETAG, tag);
-    }
-    answer
 }

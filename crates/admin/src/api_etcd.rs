@@ -14,7 +14,7 @@ use floodgate_store::{keep_masked, mask, ConfigVersions, Kind};
 use http::{header, HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::api::{config_json, error, ok_json, Answer};
+use crate::answer::{config_json, error, not_allowed, ok_json, Answer};
 
 /// What the admin API needs to write resources to etcd.
 pub struct EtcdWrites {
@@ -104,7 +104,7 @@ impl EtcdWrites {
                 self.delete(versions, kind, id, if_match.unwrap_or(Condition::Always))
                     .await
             }
-            _ => crate::api::not_allowed(if id.is_some() {
+            _ => not_allowed(if id.is_some() {
                 "GET, HEAD, PUT, PATCH, DELETE"
             } else {
                 "GET, HEAD, POST"

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
+mod answer;
 pub mod api;
 mod api_etcd;
 mod api_key;
