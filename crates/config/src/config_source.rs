@@ -63,11 +63,33 @@ pub struct EtcdSourceConfig {
     /// it serves the copy on disk instead. Default 5s.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
+    /// TLS to the cluster, whose `endpoints` are then `https://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EtcdTlsConfig>,
     /// The copy on disk of the last configuration applied from etcd, written after each change and read
     /// at start when etcd cannot be reached. Default: the configuration file's path with
     /// `.etcd-copy.json` appended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_file: Option<String>,
+}
+
+/// TLS to etcd (`config_source.etcd.tls`, `upstreams[].discovery.etcd.tls`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTlsConfig {
+    /// PEM file of the certificate authority that signed etcd's certificate (etcd's `--trusted-ca-file`
+    /// side of things, as its clients see it).
+    pub ca: String,
+    /// PEM certificate file the gateway authenticates itself with, for a cluster started with
+    /// `--client-cert-auth`; with `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// Its PEM private key file; with `cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The name etcd's certificate is verified for. Default: each endpoint's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 fn default_prefix() -> String {
@@ -116,6 +138,7 @@ impl Config {
             at,
             &etcd.endpoints,
             etcd.username.is_some() == etcd.password.is_some(),
+            etcd.tls.as_ref(),
             etcd.timeout,
             errors,
         );
@@ -153,12 +176,17 @@ pub(crate) fn check_cluster(
     at: &str,
     endpoints: &[String],
     credentials_paired: bool,
+    tls: Option<&EtcdTlsConfig>,
     timeout: HumanDuration,
     errors: &mut Vec<FieldError>,
 ) {
     for (i, endpoint) in endpoints.iter().enumerate() {
-        let rest = endpoint.strip_prefix("http://").unwrap_or(endpoint);
-        let valid = !rest.is_empty()
+        let (scheme, rest) = match endpoint.split_once("://") {
+            Some((scheme, rest)) => (scheme, rest),
+            None => ("http", endpoint.as_str()),
+        };
+        let valid = matches!(scheme, "http" | "https")
+            && !rest.is_empty()
             && !rest.contains('/')
             && rest.rsplit_once(':').is_some_and(|(host, port)| {
                 !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
@@ -166,7 +194,24 @@ pub(crate) fn check_cluster(
         if !valid {
             errors.push(FieldError::new(
                 format!("{at}.endpoints[{i}]"),
-                format!("{endpoint:?} is not http://host:port"),
+                format!("{endpoint:?} is not http://host:port or https://host:port"),
+            ));
+        } else if (scheme == "https") != tls.is_some() {
+            errors.push(FieldError::new(
+                format!("{at}.endpoints[{i}]"),
+                if tls.is_some() {
+                    "must be https:// with tls"
+                } else {
+                    "https:// needs tls (its ca, at least)"
+                },
+            ));
+        }
+    }
+    if let Some(tls) = tls {
+        if tls.cert.is_some() != tls.key.is_some() {
+            errors.push(FieldError::new(
+                format!("{at}.tls.key"),
+                "cert and key go together",
             ));
         }
     }
@@ -225,14 +270,29 @@ mod tests {
         assert_eq!(
             errors("{ type: etcd, etcd: { endpoints: [\"https://x:1\", \"host\", \"h:0\"] } }"),
             [
-                "config_source.etcd.endpoints[0]: \"https://x:1\" is not http://host:port",
-                "config_source.etcd.endpoints[1]: \"host\" is not http://host:port",
-                "config_source.etcd.endpoints[2]: \"h:0\" is not http://host:port",
+                "config_source.etcd.endpoints[0]: https:// needs tls (its ca, at least)",
+                "config_source.etcd.endpoints[1]: \"host\" is not http://host:port or https://host:port",
+                "config_source.etcd.endpoints[2]: \"h:0\" is not http://host:port or https://host:port",
             ]
         );
         assert_eq!(
             errors("{ type: consul }")[0].split(':').next(),
             Some("config_source.type")
+        );
+    }
+
+    #[test]
+    fn tls_goes_with_https_endpoints_and_a_certificate_with_its_key() {
+        assert!(errors(
+            "{ type: etcd, etcd: { endpoints: [\"https://127.0.0.1:2379\"], tls: { ca: ca.pem } } }"
+        )
+        .is_empty());
+        assert_eq!(
+            errors("{ type: etcd, etcd: { endpoints: [\"127.0.0.1:2379\"], tls: { ca: ca.pem, cert: c.pem } } }"),
+            [
+                "config_source.etcd.endpoints[0]: must be https:// with tls",
+                "config_source.etcd.tls.key: cert and key go together",
+            ]
         );
     }
 

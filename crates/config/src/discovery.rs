@@ -35,6 +35,10 @@ pub struct EtcdDiscoveryConfig {
     /// Longest wait to connect and for each call. Default 5s.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
+    /// TLS to the cluster, whose `endpoints` are then `https://`. Default: `config_source.etcd`'s,
+    /// with its endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::EtcdTlsConfig>,
 }
 
 fn default_timeout() -> HumanDuration {
@@ -52,6 +56,9 @@ impl Config {
                 if etcd.username.is_none() {
                     etcd.username = source.username.clone();
                     etcd.password = source.password.clone();
+                }
+                if etcd.tls.is_none() {
+                    etcd.tls = source.tls.clone();
                 }
             }
         }
@@ -96,6 +103,7 @@ impl Config {
             &format!("{at}.discovery.etcd"),
             &etcd.endpoints,
             etcd.username.is_some() == etcd.password.is_some(),
+            etcd.tls.as_ref(),
             etcd.timeout,
             errors,
         );

@@ -32,7 +32,7 @@ mod validate;
 
 pub use admin::AdminConfig;
 pub use breaker::{BreakerRatioConfig, CircuitBreakerConfig};
-pub use config_source::{ConfigSource, EtcdSourceConfig, SourceKind};
+pub use config_source::{ConfigSource, EtcdSourceConfig, EtcdTlsConfig, SourceKind};
 pub use consumer::{ConsumerConfig, RealIpConfig};
 pub use discovery::{DiscoveryConfig, EtcdDiscoveryConfig};
 pub use dns::{DnsConfig, LookupFamily};

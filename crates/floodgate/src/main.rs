@@ -225,6 +225,7 @@ async fn register(
         username: None,
         password: None,
         timeout: floodgate_config::HumanDuration::from_secs(5),
+        tls: None,
     };
     let key = format!("{prefix}{}", id.unwrap_or_else(|| address.clone()));
     let value = serde_json::json!({ "address": address, "weight": weight, "priority": priority })

@@ -311,3 +311,75 @@ async fn three_gateways_on_one_etcd_converge_on_every_change() {
         waits[49], waits[98], waits[99]
     );
 }
+
+/// etcd over TLS: a gateway that trusts its certificate follows it; one given another CA never
+/// connects, and serves no route from it.
+#[tokio::test]
+async fn a_cluster_over_tls_is_followed_only_with_its_certificate_authority() {
+    let etcd = TestEtcd::start_tls().await;
+    let upstream = MockUpstream::http("backend").await;
+    seed(&etcd, &upstream).await;
+    let certs = etcd.certs().expect("tls");
+    let dir = tempfile::tempdir().expect("dir");
+    let tls_bootstrap = |l, a, ca: &str, copy: &std::path::Path| {
+        bootstrap(l, a, &etcd, copy).replace(
+            "timeout: 2s,",
+            &format!("timeout: 2s, tls: {{ ca: \"{ca}\", server_name: localhost }},"),
+        )
+    };
+    let copy = dir.path().join("copy.json");
+    let gw = Floodgate::start(bin(), |l, a| tls_bootstrap(l, a, &certs.cert(), &copy)).await;
+    assert_eq!(status(&gw, "/api/x").await, Some(200));
+    etcd.put(
+        &format!("{PREFIX}/routes/v2"),
+        r#"{"paths": ["/v2/*"], "upstream": "backend"}"#,
+    )
+    .await;
+    wait_status(&gw, "/v2/x", 200).await;
+
+    let stranger = floodgate_testkit::TestCerts::new(&["localhost"]);
+    let other_copy = dir.path().join("other.json");
+    let dir2 = tempfile::tempdir().expect("dir");
+    let file = dir2.path().join("floodgate.yaml");
+    let (listener, admin) = (
+        format!("127.0.0.1:{}", floodgate_testkit::free_port()),
+        format!("127.0.0.1:{}", floodgate_testkit::free_port()),
+    );
+    std::fs::write(
+        &file,
+        tls_bootstrap(
+            listener.parse().unwrap(),
+            admin.parse().unwrap(),
+            &stranger.cert(),
+            &other_copy,
+        ),
+    )
+    .expect("write");
+    let mut child = std::process::Command::new(bin())
+        .args(["run", "-c", &file.display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    // It starts without etcd's routes (and says why), and is not ready.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let answered = loop {
+        if let Ok(res) = get(admin.parse().unwrap(), "/readyz").await {
+            break res.status.as_u16();
+        }
+        assert!(std::time::Instant::now() < deadline, "never answered");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(answered, 503);
+    assert_eq!(
+        get(listener.parse().unwrap(), "/api/x")
+            .await
+            .map(|r| r.status.as_u16())
+            .ok(),
+        Some(404)
+    );
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("output");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("etcd cannot be reached"), "{log}");
+}

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
-use floodgate_config::{EtcdDiscoveryConfig, EtcdSourceConfig};
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use floodgate_config::{EtcdDiscoveryConfig, EtcdSourceConfig, EtcdTlsConfig};
 
 /// How to reach a cluster.
 pub struct Cluster<'a> {
@@ -14,6 +14,8 @@ pub struct Cluster<'a> {
     pub credentials: Option<(&'a str, &'a str)>,
     /// Longest wait to connect and for each call.
     pub timeout: Duration,
+    /// TLS to it.
+    pub tls: Option<&'a EtcdTlsConfig>,
 }
 
 impl<'a> From<&'a EtcdSourceConfig> for Cluster<'a> {
@@ -25,6 +27,7 @@ impl<'a> From<&'a EtcdSourceConfig> for Cluster<'a> {
                 .as_deref()
                 .zip(settings.password.as_deref()),
             timeout: settings.timeout.get(),
+            tls: settings.tls.as_ref(),
         }
     }
 }
@@ -38,6 +41,7 @@ impl<'a> From<&'a EtcdDiscoveryConfig> for Cluster<'a> {
                 .as_deref()
                 .zip(settings.password.as_deref()),
             timeout: settings.timeout.get(),
+            tls: settings.tls.as_ref(),
         }
     }
 }
@@ -55,6 +59,25 @@ impl Cluster<'_> {
         if let Some((user, password)) = self.credentials {
             options = options.with_user(user, password);
         }
+        if let Some(tls) = self.tls {
+            options = options.with_tls(tls_options(tls)?);
+        }
         Client::connect(self.endpoints, Some(options)).await
     }
+}
+
+/// The client's TLS settings, its files read now: a certificate renewed on disk is used from the next
+/// connection on.
+fn tls_options(tls: &EtcdTlsConfig) -> Result<TlsOptions, etcd_client::Error> {
+    let read = |path: &str| {
+        std::fs::read(path).map_err(|e| etcd_client::Error::InvalidArgs(format!("{path}: {e}")))
+    };
+    let mut options = TlsOptions::new().ca_certificate(Certificate::from_pem(read(&tls.ca)?));
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        options = options.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    if let Some(name) = &tls.server_name {
+        options = options.domain_name(name.clone());
+    }
+    Ok(options)
 }

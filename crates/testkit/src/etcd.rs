@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, CompactionOptions};
+use etcd_client::{Certificate, Client, CompactionOptions, ConnectOptions, TlsOptions};
 
-use crate::free_port;
+use crate::{free_port, TestCerts};
 
 /// An `etcd` process; killed when dropped.
 pub struct TestEtcd {
@@ -15,25 +15,43 @@ pub struct TestEtcd {
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    tls: Option<TestCerts>,
 }
 
 impl TestEtcd {
     /// Starts etcd and waits until it answers. Panics when the `etcd` binary is missing (the test
     /// command, `scripts/test.sh`, installs Debian's `etcd-server`).
     pub async fn start() -> TestEtcd {
+        Self::start_with(None).await
+    }
+
+    /// Starts etcd serving its clients over TLS with a certificate for `localhost` and `127.0.0.1`
+    /// ([`TestEtcd::certs`]).
+    pub async fn start_tls() -> TestEtcd {
+        Self::start_with(Some(TestCerts::new(&["localhost", "127.0.0.1"]))).await
+    }
+
+    async fn start_with(tls: Option<TestCerts>) -> TestEtcd {
         let mut etcd = TestEtcd {
             child: None,
             dir: tempfile::tempdir().expect("etcd data dir"),
             client_port: free_port(),
             peer_port: free_port(),
+            tls,
         };
         etcd.resume().await;
         etcd
     }
 
-    /// The client endpoint, `http://127.0.0.1:PORT`.
+    /// The certificate clients must trust, when it serves TLS.
+    pub fn certs(&self) -> Option<&TestCerts> {
+        self.tls.as_ref()
+    }
+
+    /// The client endpoint, `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.address())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.address())
     }
 
     /// The client address.
@@ -53,7 +71,15 @@ impl TestEtcd {
     pub async fn resume(&mut self) {
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let client = self.endpoint();
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some(certs) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&certs.cert_path)
+                .arg("--key-file")
+                .arg(&certs.key_path);
+        }
+        let child = command
             .args(["--name", "test"])
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
@@ -97,7 +123,14 @@ impl TestEtcd {
 
     /// A client of this server.
     pub async fn client(&self) -> Result<Client, etcd_client::Error> {
-        Client::connect([self.endpoint()], None).await
+        let options = self.tls.as_ref().map(|certs| {
+            ConnectOptions::new().with_tls(
+                TlsOptions::new()
+                    .ca_certificate(Certificate::from_pem(&certs.cert_pem))
+                    .domain_name("localhost"),
+            )
+        });
+        Client::connect([self.endpoint()], options).await
     }
 
     /// Puts `value` at `key`; returns the revision it made.
