@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use floodgate_config::{parse_json, parse_yaml, Config, ConfigError, FieldError};
 use floodgate_store::{
-    keep_masked, mask, Applied, Applier, ApplyError, ChangeSource, ConfigVersions, Kind,
+    etag_of, keep_masked, mask, Applied, Applier, ApplyError, ChangeSource, ConfigVersions, Kind,
 };
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -145,20 +145,17 @@ impl AdminApi {
     }
 
     fn resource(&self, kind: Kind, id: Option<&str>) -> Answer {
-        let current = self.versions.current();
-        let config = masked(&current.config);
+        let unmasked = config_json(&self.versions.current().config);
+        let mut config = unmasked.clone();
+        mask(&mut config);
         match id {
             None => ok_json(StatusCode::OK, &kind.list(&config), None),
-            Some(id) => match kind.get(&config, id) {
-                Ok(resource) => {
-                    let unmasked = config_json(&current.config);
-                    let tag = kind
-                        .get(&unmasked, id)
-                        .map(|r| resource_etag(&r))
-                        .unwrap_or_default();
-                    ok_json(StatusCode::OK, &resource, Some(&tag))
+            Some(id) => match (kind.get(&config, id), kind.get(&unmasked, id)) {
+                // The tag is of the stored resource, secrets and all: a changed secret changes it.
+                (Ok(resource), Ok(stored)) => {
+                    ok_json(StatusCode::OK, &resource, Some(&etag_of(&stored)))
                 }
-                Err(e) => error(StatusCode::NOT_FOUND, &e.to_string(), &[]),
+                (Err(e), _) | (_, Err(e)) => error(StatusCode::NOT_FOUND, &e.to_string(), &[]),
             },
         }
     }
@@ -314,11 +311,6 @@ fn masked(config: &Config) -> Value {
     let mut json = config_json(config);
     mask(&mut json);
     json
-}
-
-fn resource_etag(resource: &Value) -> String {
-    let bytes = serde_json::to_vec(resource).unwrap_or_default();
-    format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&bytes))
 }
 
 fn config_answer(applied: &Applied) -> Answer {

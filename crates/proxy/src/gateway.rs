@@ -270,24 +270,19 @@ impl Gateway {
     /// Fixed ports are bound before port 0 ones (the kernel never hands out a port that is bound), and a new
     /// listener on the address a kept one holds is refused.
     fn bind_new(&self, config: &Config) -> Result<Vec<NewListener>, GatewayError> {
-        let mut wanted: Vec<_> = configured_addresses(config)
+        // A configured listener whose address is unchanged keeps its sockets; the others are bound.
+        let (kept, mut wanted): (Vec<_>, Vec<_>) = configured_addresses(config)
             .into_iter()
-            .filter(|(addr, name, _)| {
+            .partition(|(addr, name, _)| {
                 self.listeners
                     .get(name)
-                    .is_none_or(|current| current.config_addr != *addr)
-            })
+                    .is_some_and(|current| current.config_addr == *addr)
+            });
+        let kept: Vec<&BoundListener> = kept
+            .iter()
+            .filter_map(|(_, name, _)| self.listeners.get(name))
             .collect();
         wanted.sort_by_key(|(addr, _, _)| addr.port() == 0);
-        let kept: Vec<&BoundListener> = self
-            .listeners
-            .values()
-            .filter(|l| {
-                configured_addresses(config)
-                    .iter()
-                    .any(|(addr, name, _)| *name == l.name && *addr == l.config_addr)
-            })
-            .collect();
         let mut bound: Vec<NewListener> = Vec::new();
         for (addr, name, path) in wanted {
             let holder = kept

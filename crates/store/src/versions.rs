@@ -108,11 +108,11 @@ impl ConfigVersions {
     }
 }
 
-/// The entity tag of `config`: a hash of its JSON form, quoted as HTTP wants it. Equal configurations have
-/// equal tags, so a write made against what a client last read can be told from one made against an older
-/// state.
-pub fn etag_of(config: &Config) -> String {
-    let json = serde_json::to_vec(config).unwrap_or_default();
+/// The entity tag of `value` (a configuration, or one of its resources): a hash of its JSON form, quoted
+/// as HTTP wants it. Equal values have equal tags, so a write made against what a client last read can be
+/// told from one made against an older state.
+pub fn etag_of(value: &impl serde::Serialize) -> String {
+    let json = serde_json::to_vec(value).unwrap_or_default();
     format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&json))
 }
 
