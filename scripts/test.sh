@@ -14,6 +14,8 @@ command -v pkg-config >/dev/null 2>&1 || need_packages+=(pkg-config)
 command -v protoc >/dev/null 2>&1 || need_packages+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need_packages+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_packages+=(etcd-client)
+# The cluster-wide rate limit tests run a real Redis.
+command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
 if [ ${#need_packages[@]} -gt 0 ]; then
     echo "installing: ${need_packages[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -14,6 +14,7 @@
 //! costs a few chunks, not its capacity).
 
 use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -54,7 +55,7 @@ pub(crate) struct KeyTable {
     chunk_len: usize,
     mask: usize,
     overflow: Slot,
-    hasher: RandomState,
+    hasher: KeyHasher,
     /// Slots ever taken (they are reused, never emptied), mirrored in `stats.rate_limit_keys`.
     used: AtomicU64,
     stats: Arc<PluginStats>,
@@ -63,6 +64,14 @@ pub(crate) struct KeyTable {
 impl KeyTable {
     /// A table of at least `max_keys` slots (rounded up to a power of two, at most [`MAX_SLOTS`]).
     pub(crate) fn new(max_keys: usize, stats: Arc<PluginStats>) -> Self {
+        // Randomly keyed SipHash: clients choose header values and addresses, and must not be able
+        // to aim many keys at one probe window.
+        Self::with_hasher(max_keys, stats, KeyHasher::random())
+    }
+
+    /// A table whose keys are hashed by `hasher` (one a fleet of gateways shares, for counters
+    /// they sync by hash).
+    pub(crate) fn with_hasher(max_keys: usize, stats: Arc<PluginStats>, hasher: KeyHasher) -> Self {
         let slots = max_keys.clamp(1, MAX_SLOTS).next_power_of_two();
         let chunk_len = slots.min(CHUNK);
         let chunks = (0..slots / chunk_len).map(|_| OnceBox::new()).collect();
@@ -71,16 +80,14 @@ impl KeyTable {
             chunk_len,
             mask: slots - 1,
             overflow: Slot::default(),
-            // Randomly keyed SipHash: clients choose header values and addresses, and must not be able
-            // to aim many keys at one probe window.
-            hasher: RandomState::new(),
+            hasher,
             used: AtomicU64::new(0),
             stats,
         }
     }
 
     /// The table's hasher: a key's hash is its identity here.
-    pub(crate) fn hasher(&self) -> &RandomState {
+    pub(crate) fn hasher(&self) -> &KeyHasher {
         &self.hasher
     }
 
@@ -104,6 +111,16 @@ impl KeyTable {
         idle: impl Fn(u64) -> bool,
         mut decide: impl FnMut(u64) -> (Option<u64>, R),
     ) -> (SlotId, R) {
+        self.update_in_slot(hash, idle, |_, state| decide(state))
+    }
+
+    /// [`Self::update`], telling `decide` which slot the state is in (for what is kept beside it).
+    pub(crate) fn update_in_slot<R>(
+        &self,
+        hash: u64,
+        idle: impl Fn(u64) -> bool,
+        mut decide: impl FnMut(SlotId, u64) -> (Option<u64>, R),
+    ) -> (SlotId, R) {
         // 0 marks an unused slot.
         let hash = hash.max(1);
         let mut spins = 0;
@@ -114,7 +131,7 @@ impl KeyTable {
                 // The slot is this key's and shut to everyone else (RECLAIMING) until this store.
                 // Storing the state after this request, rather than 0, means an update the old key
                 // prepared on its idle state (often 0) cannot succeed on it.
-                let (next, verdict) = decide(0);
+                let (next, verdict) = decide(id, 0);
                 slot.state.store(next.unwrap_or(0), Ordering::Release);
                 return (id, verdict);
             }
@@ -124,7 +141,7 @@ impl KeyTable {
                 if state == RECLAIMING || !owned {
                     break;
                 }
-                let (next, verdict) = decide(state);
+                let (next, verdict) = decide(id, state);
                 let Some(next) = next else {
                     return (id, verdict);
                 };
@@ -139,7 +156,7 @@ impl KeyTable {
             // The slot is being handed over (to this key or away from it): a few stores away from done.
             spins += 1;
             if spins >= SPINS {
-                return self.update_overflow(decide);
+                return self.update_overflow(|state| decide(SlotId::Overflow, state));
             }
             std::hint::spin_loop();
         }
@@ -152,6 +169,26 @@ impl KeyTable {
             .slot(id)
             .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Calls `visit` with the slot, key hash and state of every slot a key has taken, the overflow
+    /// slot last (its key hash 0). Chunks no key hashed into are skipped, not allocated.
+    pub(crate) fn for_each_taken(&self, mut visit: impl FnMut(SlotId, u64, u64)) {
+        for (number, chunk) in self.chunks.iter().enumerate() {
+            let Some(slots) = chunk.get() else { continue };
+            for (offset, slot) in slots.iter().enumerate() {
+                let key = slot.key.load(Ordering::Acquire);
+                let state = slot.state.load(Ordering::Acquire);
+                if key != 0 && state != RECLAIMING {
+                    visit(SlotId::Own(number * self.chunk_len + offset), key, state);
+                }
+            }
+        }
+        visit(
+            SlotId::Overflow,
+            0,
+            self.overflow.state.load(Ordering::Acquire),
+        );
     }
 
     /// The state word of slot `id`.
@@ -246,6 +283,42 @@ impl Drop for KeyTable {
         self.stats
             .rate_limit_keys
             .fetch_sub(used, Ordering::Relaxed);
+    }
+}
+
+/// The keyed SipHash-1-3 a table hashes its keys with.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyHasher {
+    keys: (u64, u64),
+}
+
+impl KeyHasher {
+    /// Keys from the operating system's randomness (through the standard library's `RandomState`).
+    pub(crate) fn random() -> Self {
+        let random = RandomState::new();
+        Self {
+            keys: (random.hash_one(0x6b31_u64), random.hash_one(0x6b32_u64)),
+        }
+    }
+
+    /// Keys derived from `secret`: every process given the same secret hashes a key alike.
+    pub(crate) fn from_secret(secret: &[u8]) -> Self {
+        let derive = |label: u64| {
+            let mut h = siphasher::sip::SipHasher13::new_with_keys(label, !label);
+            std::hash::Hasher::write(&mut h, secret);
+            std::hash::Hasher::finish(&h)
+        };
+        Self {
+            keys: (derive(0x666c_6f6f_6467_6174), derive(0x6b65_7920_7461_626c)),
+        }
+    }
+}
+
+impl BuildHasher for KeyHasher {
+    type Hasher = siphasher::sip::SipHasher13;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        siphasher::sip::SipHasher13::new_with_keys(self.keys.0, self.keys.1)
     }
 }
 

@@ -9,6 +9,10 @@ use super::exposition::{Kind, TextWriter};
 const REJECTIONS: &str = "floodgate_plugin_rejections_total";
 const JWKS_FETCHES: &str = "floodgate_jwks_fetches_total";
 const RATE_LIMIT_KEYS: &str = "floodgate_rate_limit_keys";
+const STORE_UNREACHABLE: &str = "floodgate_rate_limit_store_unreachable";
+const STORE_OPERATIONS: &str = "floodgate_rate_limit_store_operations_total";
+const STORE_SYNCS: &str = "floodgate_rate_limit_store_syncs_total";
+const FLEET: &str = "floodgate_rate_limit_fleet_gateways";
 
 /// Distinct (plugin, reason) pairs one route counts separately; a route's chain has a handful of
 /// plugins with two or three reasons each. Pairs past it are counted in the last slot's series, so
@@ -29,6 +33,18 @@ pub struct PluginStats {
     pub rate_limit_keys: AtomicI64,
     /// Requests `fault-injection` held back (its aborts are plugin rejections).
     pub fault_delays: AtomicU64,
+    /// Rate limiters with `policy: redis` that cannot reach their store right now (they follow
+    /// their `on_store_failure`).
+    pub rate_limit_store_unreachable: AtomicI64,
+    /// Commands sent to the rate limiters' store (Redis).
+    pub rate_limit_store_operations: AtomicU64,
+    /// Syncs with the rate limiters' store that completed.
+    pub rate_limit_store_syncs: AtomicU64,
+    /// Syncs with the rate limiters' store that failed (unreachable, timed out, refused).
+    pub rate_limit_store_sync_failures: AtomicU64,
+    /// Gateways the rate limiters' store last counted in the fleet (this one included; 0 before
+    /// the first count).
+    pub rate_limit_fleet_gateways: AtomicU64,
 }
 
 impl PluginStats {
@@ -55,6 +71,36 @@ impl PluginStats {
         );
         let keys = self.rate_limit_keys.load(Ordering::Relaxed).max(0);
         w.sample(RATE_LIMIT_KEYS, &[], keys.unsigned_abs());
+        w.family(
+            STORE_UNREACHABLE,
+            "Rate limiters with policy redis that cannot reach their store right now.",
+            Kind::Gauge,
+        );
+        let unreachable = self.rate_limit_store_unreachable.load(Ordering::Relaxed);
+        w.sample(STORE_UNREACHABLE, &[], unreachable.max(0).unsigned_abs());
+        w.family(
+            STORE_OPERATIONS,
+            "Commands the rate limiters sent to their store (Redis).",
+            Kind::Counter,
+        );
+        let operations = self.rate_limit_store_operations.load(Ordering::Relaxed);
+        w.sample(STORE_OPERATIONS, &[], operations);
+        w.family(
+            STORE_SYNCS,
+            "Syncs of the rate limiters with their store, by result.",
+            Kind::Counter,
+        );
+        let failures = self.rate_limit_store_sync_failures.load(Ordering::Relaxed);
+        w.sample(STORE_SYNCS, &[("result", "error")], failures);
+        let syncs = self.rate_limit_store_syncs.load(Ordering::Relaxed);
+        w.sample(STORE_SYNCS, &[("result", "ok")], syncs);
+        w.family(
+            FLEET,
+            "Gateways the rate limiters' store last counted in the fleet.",
+            Kind::Gauge,
+        );
+        let fleet = self.rate_limit_fleet_gateways.load(Ordering::Relaxed);
+        w.sample(FLEET, &[], fleet);
         w.family(
             FAULT_DELAYS,
             "Requests the fault-injection plugin held back before forwarding.",

@@ -1,7 +1,6 @@
 //! [`LimitKey`]: what a limiter counts by (`key:`), parsed once, hashed per request without allocating.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::Hasher;
 use std::net::IpAddr;
 
 use floodgate_config::FieldError;
@@ -134,7 +133,7 @@ impl LimitKey {
     /// with every other unidentified client, nor escaping the limit.
     pub(crate) fn hash(
         &self,
-        hasher: &RandomState,
+        hasher: &impl std::hash::BuildHasher,
         req: &RequestHead<'_>,
         ctx: &RequestCtx,
     ) -> u64 {

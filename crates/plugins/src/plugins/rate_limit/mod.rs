@@ -6,6 +6,7 @@
 
 pub(crate) mod gcra;
 pub(crate) mod key;
+mod shared;
 mod sliding_window;
 
 use std::sync::{Arc, OnceLock};
@@ -22,10 +23,14 @@ use crate::heads::RequestHead;
 use crate::policy::NoCredential;
 use crate::policy::{Flow, Policy};
 
+use crate::build_ctx::Scope;
 use crate::key_table::{self, KeyTable};
+use floodgate_counter_store::RedisConfig;
 use gcra::Gcra;
 pub use key::KeyConfig;
 use key::LimitKey;
+pub use shared::OnStoreFailure;
+use shared::Shared;
 use sliding_window::SlidingWindow;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): the quota and its window.
@@ -70,9 +75,33 @@ pub struct RateLimitConfig {
     /// Send `RateLimit-Policy` and `RateLimit` on every response of the route. Default `true`.
     #[serde(default = "default_true")]
     pub headers: bool,
-    /// Where the counters live: only `local` (this process). Default `local`.
-    #[serde(default = "default_policy")]
-    pub policy: String,
+    /// Where the counters live: `local` (this process, default) or `redis` (one limit for every
+    /// gateway configured alike, kept in Redis; needs `algorithm: sliding_window` and `redis`).
+    #[serde(default)]
+    pub policy: CounterPolicy,
+    /// `policy: redis`: the store.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+    /// `policy: redis`: how often this gateway adds its admissions to the store and reads the
+    /// fleet's; at most one round trip per interval for all keys. Default `100ms`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub sync_interval: Option<HumanDuration>,
+    /// `policy: redis`: what happens while the store is unreachable: `local` (default; each gateway
+    /// holds the limit divided by the gateways last seen), `fail_open` or `fail_closed` (503).
+    #[serde(default)]
+    pub on_store_failure: Option<OnStoreFailure>,
+}
+
+/// Where a rate limit's counters live.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CounterPolicy {
+    /// In this process.
+    #[default]
+    Local,
+    /// In Redis, shared by the gateways.
+    Redis,
 }
 
 /// How a rate is kept.
@@ -92,10 +121,6 @@ pub(crate) fn default_max_keys() -> usize {
 
 fn default_true() -> bool {
     true
-}
-
-fn default_policy() -> String {
-    "local".to_string()
 }
 
 /// What a limiter decided for one request.
@@ -130,6 +155,8 @@ pub struct RateLimit {
     table: Arc<KeyTable>,
     /// `RateLimit-Policy`, made once; `None` when `headers: false`.
     policy_header: Option<HeaderValue>,
+    /// `policy: redis`: the counts shared with the fleet (`table` is its table).
+    shared: Option<Arc<Shared>>,
 }
 
 impl Policy for RateLimit {
@@ -142,9 +169,7 @@ impl Policy for RateLimit {
 
     fn build(config: RateLimitConfig, cx: &mut BuildCtx<'_>) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        if config.policy != "local" {
-            errors.push(cx.error("policy", "only \"local\" is supported"));
-        }
+        check_policy(&config, cx, &mut errors);
         if !(1..=key_table::MAX_SLOTS).contains(&config.max_keys) {
             errors.push(cx.error(
                 "max_keys",
@@ -165,13 +190,38 @@ impl Policy for RateLimit {
             return Err(errors);
         };
         let stats = cx.stats.clone();
-        let table = cx.state("table", || KeyTable::new(config.max_keys, stats));
+        let (table, shared) = match (&limiter, config.redis) {
+            (Limiter::SlidingWindow(window), Some(redis))
+                if config.policy == CounterPolicy::Redis =>
+            {
+                let settings = shared::Settings {
+                    namespace: namespace(&redis.key_prefix, cx.scope),
+                    fleet_key: format!("{}:gateways", redis.key_prefix),
+                    redis,
+                    sync_interval: config
+                        .sync_interval
+                        .map_or(DEFAULT_SYNC_INTERVAL, |d| d.get()),
+                    on_failure: config.on_store_failure.unwrap_or_default(),
+                };
+                let (window, max_keys) = (*window, config.max_keys);
+                let shared = cx.state("shared", || Shared::new(window, max_keys, settings, stats));
+                if let Some(runtime) = &cx.runtime {
+                    shared.start(runtime);
+                }
+                (shared.table.clone(), Some(shared))
+            }
+            _ => (
+                cx.state("table", || KeyTable::new(config.max_keys, stats)),
+                None,
+            ),
+        };
         Ok(Self {
             priority,
             limiter,
             key,
             table,
             policy_header: config.headers.then(|| policy_header(quota, per)),
+            shared,
         })
     }
 
@@ -181,7 +231,20 @@ impl Policy for RateLimit {
 
     fn request(&self, req: &mut RequestHead<'_>, ctx: &mut RequestCtx) -> Flow {
         let hash = self.key.hash(self.table.hasher(), req, ctx);
-        let verdict = self.check(hash, now_nanos());
+        let verdict = match &self.shared {
+            None => self.check(hash, now_nanos()),
+            Some(shared) if shared.refuses_all() => {
+                return Flow::Respond(
+                    Answer::error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "rate limit store unavailable",
+                        "rate_limit_store_unavailable",
+                    )
+                    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+                );
+            }
+            Some(shared) => shared.check(hash, shared::unix_nanos()),
+        };
         if verdict.allowed {
             if let Some(policy) = &self.policy_header {
                 ctx.response_headers
@@ -223,6 +286,63 @@ impl RateLimit {
             }
         }
     }
+}
+
+/// The default of `sync_interval`.
+const DEFAULT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The fields of `policy: redis` hold together, and are absent without it.
+fn check_policy(config: &RateLimitConfig, cx: &BuildCtx<'_>, errors: &mut Vec<FieldError>) {
+    let redis_fields = [
+        ("redis", config.redis.is_some()),
+        ("sync_interval", config.sync_interval.is_some()),
+        ("on_store_failure", config.on_store_failure.is_some()),
+    ];
+    if config.policy == CounterPolicy::Local {
+        for (field, set) in redis_fields {
+            if set {
+                errors.push(cx.error(field, "only with policy redis"));
+            }
+        }
+        return;
+    }
+    if config.algorithm != Algorithm::SlidingWindow {
+        errors.push(cx.error(
+            "policy",
+            "redis counts need algorithm sliding_window (a token bucket cannot be summed across gateways)",
+        ));
+    }
+    match &config.redis {
+        None => errors.push(cx.error("redis", "required by policy redis")),
+        Some(redis) => {
+            for (field, message) in redis.problems() {
+                let at = if field.is_empty() {
+                    "redis".to_string()
+                } else {
+                    format!("redis.{field}")
+                };
+                errors.push(cx.error(&at, message));
+            }
+        }
+    }
+    if let Some(interval) = config.sync_interval {
+        let window = config.window.map(|w| w.get());
+        if interval.get() < std::time::Duration::from_millis(10) {
+            errors.push(cx.error("sync_interval", "must be at least 10ms"));
+        } else if window.is_some_and(|w| interval.get() >= w) {
+            errors.push(cx.error("sync_interval", "must be shorter than window"));
+        }
+    }
+}
+
+/// `{<key_prefix>:<scope>}`: braces make it the Cluster hash tag, so they are kept out of ids.
+fn namespace(prefix: &str, scope: Scope<'_>) -> String {
+    let scope = match scope {
+        Scope::Global => "global".to_string(),
+        Scope::Route { id, .. } => format!("route:{id}"),
+        Scope::Consumer { id } => format!("consumer:{id}"),
+    };
+    format!("{{{prefix}:{}}}", scope.replace(['{', '}'], "_"))
 }
 
 /// The limiter of a configuration, with its quota and the nanoseconds it is given per, for

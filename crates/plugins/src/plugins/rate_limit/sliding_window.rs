@@ -31,6 +31,23 @@ pub(crate) struct SlidingWindow {
     window_mask: u64,
 }
 
+/// Requests other gateways admitted, in the previous and the current window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Others {
+    /// In the previous window.
+    pub previous: u64,
+    /// In the current window so far.
+    pub current: u64,
+}
+
+impl Others {
+    /// No other gateway.
+    pub(crate) const NONE: Others = Others {
+        previous: 0,
+        current: 0,
+    };
+}
+
 struct Unpacked {
     number: u64,
     previous: u64,
@@ -81,24 +98,42 @@ impl SlidingWindow {
 
     /// The decision for a request at `now` (nanoseconds) on `state`: the new state when allowed.
     pub(crate) fn decide(&self, state: u64, now: u64) -> (Option<u64>, Verdict) {
+        self.decide_with(state, now, Others::NONE, self.limit)
+    }
+
+    /// [`Self::decide`] for a limit shared with other gateways: `others` are the requests they
+    /// admitted in the previous and the current window (counted in no state here), and `limit` the
+    /// limit to hold (the configured one, or this gateway's share of it).
+    pub(crate) fn decide_with(
+        &self,
+        state: u64,
+        now: u64,
+        others: Others,
+        limit: u64,
+    ) -> (Option<u64>, Verdict) {
         let w = u128::from(self.window);
-        let limit = u128::from(self.limit);
         let number = now / self.window;
         let into = now % self.window;
         let window_end = self.window - into;
-        let (previous, current) = self.counts_at(state, number);
+        let (mine_previous, mine_current) = self.counts_at(state, number);
+        // The packed counts hold at most the configured limit; a lower share never fills them past it.
+        let limit = limit.min(self.limit);
+        let previous = mine_previous.saturating_add(others.previous);
+        let current = mine_current.saturating_add(others.current);
+        let wide_limit = u128::from(limit);
         // Everything times W, to stay in integers: previous * (W - e) + (current + 1) * W <= limit * W.
         let weighted = u128::from(previous) * u128::from(window_end);
-        let used = weighted + u128::from(current + 1) * w;
-        if used <= limit * w {
+        let used = weighted + u128::from(current.saturating_add(1)) * w;
+        if used <= wide_limit * w && mine_current < self.limit {
             let verdict = Verdict {
                 allowed: true,
-                remaining: u64::try_from((limit * w - used) / w).unwrap_or(0),
+                remaining: u64::try_from((wide_limit * w - used) / w).unwrap_or(0),
                 // The requests of this window weigh on until the end of the next one.
                 reset_nanos: window_end + self.window,
                 retry_nanos: 0,
             };
-            return (Some(self.pack(number, previous, current + 1)), verdict);
+            let next = self.pack(number, mine_previous, mine_current + 1);
+            return (Some(next), verdict);
         }
         let reset_nanos = match (previous, current) {
             (_, c) if c > 0 => window_end + self.window,
@@ -109,18 +144,33 @@ impl SlidingWindow {
             allowed: false,
             remaining: 0,
             reset_nanos,
-            retry_nanos: self.wait(previous, current, into),
+            retry_nanos: self.wait(previous, current, into, limit),
         };
         (None, verdict)
     }
 
+    /// The counts this gateway admitted in window `number` and the one before, from its state.
+    pub(crate) fn own_counts(&self, state: u64, number: u64) -> (u64, u64) {
+        self.counts_at(state, number)
+    }
+
+    /// The window's length in nanoseconds.
+    pub(crate) fn window_nanos(&self) -> u64 {
+        self.window
+    }
+
+    /// The configured limit.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// How long until a request is admitted after one refused at `into` ns into a window with these
     /// counts.
-    fn wait(&self, previous: u64, current: u64, into: u64) -> u64 {
+    fn wait(&self, previous: u64, current: u64, into: u64, limit: u64) -> u64 {
         let w = u128::from(self.window);
-        let limit = u128::from(self.limit);
+        let limit = u128::from(limit.max(1));
         // Later in this window, once enough of the previous window has slid out.
-        if current < self.limit && previous > 0 {
+        if u128::from(current) < limit && previous > 0 {
             let room = (limit - u128::from(current) - 1) * w / u128::from(previous);
             let at = w.saturating_sub(room);
             if at < w {

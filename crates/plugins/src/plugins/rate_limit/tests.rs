@@ -281,6 +281,7 @@ fn hammer(limiter: Limiter, expected: usize) {
         key: LimitKey::parse_parts(&KeyConfig::default()).expect("key"),
         table: Arc::new(KeyTable::new(1024, stats)),
         policy_header: None,
+        shared: None,
     };
     let now = 50 * SECOND;
     let admitted: usize = std::thread::scope(|s| {
@@ -315,6 +316,7 @@ fn an_idle_key_gives_its_slot_to_a_new_one_in_a_full_table() {
         key: LimitKey::parse_parts(&KeyConfig::default()).expect("key"),
         table: Arc::new(KeyTable::new(1, Arc::new(PluginStats::default()))),
         policy_header: None,
+        shared: None,
     };
     let t = 10 * SECOND;
     assert!(plugin.check(1, t).allowed);
