@@ -309,3 +309,71 @@ async fn with_redis_gone_each_policy_does_what_it_says_and_redis_back_restores_t
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limiter_reaches_redis_over_tls() {
+    let redis = TestRedis::start_tls().await;
+    let upstream = MockUpstream::http("app").await;
+    let target = upstream.address();
+    let url = redis.tls_url().expect("a TLS port");
+    let ca = redis
+        .certs()
+        .expect("certificates")
+        .cert_path
+        .display()
+        .to_string();
+    let gateway = Floodgate::start(BIN, move |listener, admin| {
+        format!(
+            r#"
+workers: 1
+listeners: [{{ name: main, address: "{listener}" }}]
+admin: {{ address: "{admin}" }}
+upstreams: [{{ id: app, targets: [{{ address: "{target}" }}] }}]
+routes:
+  - id: app
+    paths: ["/*"]
+    upstream: app
+    plugins:
+      rate-limit:
+        algorithm: sliding_window
+        limit: 5
+        window: 60s
+        key: route
+        policy: redis
+        redis: {{ url: "{url}", tls: {{ ca: "{ca}" }} }}
+"#
+        )
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(
+            get(gateway.listener, "/")
+                .await
+                .expect("request")
+                .status
+                .as_u16(),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    let synced = "floodgate_rate_limit_store_syncs_total{result=\"ok\"} ";
+    gateway
+        .poll("a sync over TLS", || {
+            let gateway = &gateway;
+            async move {
+                let metrics = gateway.metrics().await;
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with(synced) && !l.ends_with(" 0"))
+            }
+        })
+        .await;
+    // The counter is in Redis, read over the plain port.
+    let keys = redis.keys("{floodgate:rate-limit:route:app}:*").await;
+    assert!(!keys.is_empty());
+    assert!(gateway
+        .metrics()
+        .await
+        .contains("floodgate_rate_limit_store_unreachable 0"));
+}

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::free_port;
+use crate::{free_port, TestCerts};
 
 /// A `redis-server` process; killed when dropped.
 pub struct TestRedis {
@@ -13,6 +13,8 @@ pub struct TestRedis {
     dir: tempfile::TempDir,
     port: u16,
     password: Option<String>,
+    /// The TLS port and its certificate, when it serves TLS too.
+    tls: Option<(u16, TestCerts)>,
 }
 
 impl TestRedis {
@@ -27,12 +29,24 @@ impl TestRedis {
         Self::start_with(Some(password.to_string())).await
     }
 
+    /// Starts one that also serves TLS ([`TestRedis::tls_url`]) with a certificate for `localhost`
+    /// and `127.0.0.1` ([`TestRedis::certs`]).
+    pub async fn start_tls() -> TestRedis {
+        let certs = TestCerts::new(&["localhost", "127.0.0.1"]);
+        Self::start_with_tls(None, Some((free_port(), certs))).await
+    }
+
     async fn start_with(password: Option<String>) -> TestRedis {
+        Self::start_with_tls(password, None).await
+    }
+
+    async fn start_with_tls(password: Option<String>, tls: Option<(u16, TestCerts)>) -> TestRedis {
         let mut redis = TestRedis {
             child: None,
             dir: tempfile::tempdir().expect("redis dir"),
             port: free_port(),
             password,
+            tls,
         };
         redis.resume().await;
         redis
@@ -49,6 +63,18 @@ impl TestRedis {
             Some(password) => format!("redis://:{password}@{}/0", self.address()),
             None => format!("redis://{}/0", self.address()),
         }
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT/0`, when it serves TLS.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|(port, _)| format!("rediss://127.0.0.1:{port}/0"))
+    }
+
+    /// The certificate its TLS port presents (clients trust it as their CA).
+    pub fn certs(&self) -> Option<&TestCerts> {
+        self.tls.as_ref().map(|(_, certs)| certs)
     }
 
     /// Kills the server (SIGKILL: as a crash would). Its counters are lost, as with a crash of a
@@ -72,6 +98,16 @@ impl TestRedis {
             .arg(self.dir.path().join("redis.log"));
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
+        }
+        if let Some((port, certs)) = &self.tls {
+            command
+                .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(&certs.cert_path)
+                .arg("--tls-key-file")
+                .arg(&certs.key_path)
+                .arg("--tls-ca-cert-file")
+                .arg(&certs.cert_path);
         }
         let child = command
             .stdout(Stdio::null())

@@ -97,7 +97,44 @@ fn configuration_errors_name_their_field() {
     let at = "routes[0].plugins.rate-limit";
     assert_eq!(
         errors(json!({ "rate": 10, "policy": "redis" })),
-        [format!("{at}.policy")]
+        [format!("{at}.policy"), format!("{at}.redis")]
+    );
+    let window = json!({ "algorithm": "sliding_window", "limit": 5, "window": "1s" });
+    let with = |extra: serde_json::Value| {
+        let mut config = window.clone();
+        for (k, v) in extra.as_object().expect("an object") {
+            config[k] = v.clone();
+        }
+        errors(config)
+    };
+    assert_eq!(
+        with(json!({ "redis": { "url": "redis://127.0.0.1" } })),
+        [format!("{at}.redis")]
+    );
+    assert_eq!(
+        with(json!({ "on_store_failure": "local" })),
+        [format!("{at}.on_store_failure")]
+    );
+    assert_eq!(
+        with(json!({ "policy": "redis", "redis": { "url": "http://127.0.0.1" } })),
+        [format!("{at}.redis.url")]
+    );
+    assert_eq!(
+        with(json!({ "policy": "redis", "redis": {} })),
+        [format!("{at}.redis")]
+    );
+    assert_eq!(
+        with(
+            json!({ "policy": "redis", "redis": { "url": "redis://h", "cluster": ["redis://h"] } })
+        ),
+        [format!("{at}.redis")]
+    );
+    assert_eq!(
+        with(json!({ "policy": "redis", "sync_interval": "1s", "redis": { "url": "redis://h" } })),
+        [format!("{at}.sync_interval")]
+    );
+    assert!(
+        with(json!({ "policy": "redis", "redis": { "url": "redis://:pw@h:6379/2" } })).is_empty()
     );
     assert_eq!(
         errors(json!({ "rate": 10, "window": "1s" })),

@@ -226,7 +226,7 @@ pub(super) fn apply(
         let mine = u128::from(p.mine.0 + p.mine.1);
         let fleet = mine + u128::from(others_previous + others_current);
         let one = u128::from(SHARE_ONE);
-        let part = if fleet == 0 { one } else { mine * one / fleet };
+        let part = (mine * one).checked_div(fleet).unwrap_or(one);
         let floor = one / u128::from(fleet_size.max(1));
         let share = u32::try_from(part.max(floor).clamp(1, one)).unwrap_or(SHARE_ONE);
         // The others send their admissions at their own moments, on average half an interval before
