@@ -16,6 +16,8 @@ command -v etcd >/dev/null 2>&1 || need_packages+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_packages+=(etcd-client)
 # The cluster-wide rate limit tests run a real Redis.
 command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+# docs/operations.md's cluster walk-through, run by a test, uses curl.
+command -v curl >/dev/null 2>&1 || need_packages+=(curl)
 if [ ${#need_packages[@]} -gt 0 ]; then
     echo "installing: ${need_packages[*]}"
     export DEBIAN_FRONTEND=noninteractive
