@@ -383,3 +383,51 @@ async fn a_cluster_over_tls_is_followed_only_with_its_certificate_authority() {
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(log.contains("etcd cannot be reached"), "{log}");
 }
+
+#[tokio::test]
+async fn a_watch_outrun_by_a_compaction_lists_again_and_applies_what_changed() {
+    let (etcd, _upstream, _dir, gw) = seeded().await;
+    assert_eq!(status(&gw, "/api/x").await, Some(200));
+    // A stopped gateway reads nothing: etcd's stream to it fills (25 MiB of values under the prefix
+    // that name no resource: more than the HTTP/2 windows and etcd's watch buffers hold), its
+    // watcher falls behind, and a compaction past it ends the watch. The listing that follows is
+    // larger than gRPC's default 4 MiB message: it is read in pages.
+    gw.signal("STOP");
+    let filler = "x".repeat(64 * 1024);
+    let client = etcd.client().await.expect("an etcd client");
+    // Written 16 at a time: etcd commits concurrent writes with one fsync.
+    for batch in 0..25 {
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..16 {
+            let (mut client, filler) = (client.clone(), filler.clone());
+            let key = format!("{PREFIX}/filler/{batch}-{i}");
+            writes.spawn(async move { client.put(key, filler, None).await });
+        }
+        while let Some(written) = writes.join_next().await {
+            written.expect("a write task").expect("a write");
+        }
+    }
+    etcd.put(
+        &format!("{PREFIX}/routes/v3"),
+        r#"{"paths": ["/v3/*"], "upstream": "backend"}"#,
+    )
+    .await;
+    let last = etcd.put(&format!("{PREFIX}/filler/last"), "x").await;
+    etcd.compact(last).await;
+    gw.signal("CONT");
+    wait_status(&gw, "/v3/x", 200).await;
+    gw.poll("the watch never ended on the compaction", || async {
+        gw.log().contains("etcd watch ended: listing again")
+    })
+    .await;
+    assert!(
+        gw.log().contains(&format!("compacted_to={last}")),
+        "{}",
+        gw.log()
+    );
+    gw.poll("the revision metric never caught up", || async {
+        metric(&gw, "floodgate_config_revision").await == Some(last.to_string())
+    })
+    .await;
+    assert_eq!(status(&gw, "/api/x").await, Some(200));
+}

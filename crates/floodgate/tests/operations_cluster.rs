@@ -144,7 +144,7 @@ async fn the_cluster_walk_through_runs_as_written() {
         {
             let expected = with_ports(expected, &ports);
             assert!(
-                printed.iter().any(|l| *l == expected),
+                printed.contains(&expected),
                 "step {}: expected the line {expected:?}, printed:\n{stdout}\nstderr:\n{stderr}\n{logs}",
                 step + 1
             );

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions, WatchOptions,
+    WatchStream,
+};
 use floodgate_config::{EtcdDiscoveryConfig, EtcdSourceConfig, EtcdTlsConfig};
 
 /// How to reach a cluster.
@@ -80,4 +83,88 @@ fn tls_options(tls: &EtcdTlsConfig) -> Result<TlsOptions, etcd_client::Error> {
         options = options.domain_name(name.clone());
     }
     Ok(options)
+}
+
+/// The largest message read from etcd: one page of a listing, or one watch response (a transaction
+/// of many large values arrives as one). gRPC's default of 4 MiB would make a prefix holding more
+/// than that impossible to list or follow.
+const MAX_MESSAGE: usize = 256 << 20;
+/// Keys read per page of a listing (each value at most etcd's request limit, 1.5 MiB by default).
+const PAGE: i64 = 128;
+
+/// Every key under `prefix` with its value, and the revision they were read at: read in pages, all
+/// at the first page's revision, so the listing is one consistent snapshot however large.
+pub async fn list_prefix(
+    client: &Client,
+    prefix: &str,
+) -> Result<(i64, Vec<(Vec<u8>, Vec<u8>)>), etcd_client::Error> {
+    let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+    let end = prefix_end(prefix.as_bytes());
+    let mut from = prefix.as_bytes().to_vec();
+    let mut revision = 0;
+    let mut listed = Vec::new();
+    loop {
+        let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        let response = kv.get(from.clone(), Some(options)).await?;
+        if revision == 0 {
+            revision = response.header().map_or(0, |h| h.revision());
+        }
+        let kvs = response.kvs();
+        listed.extend(
+            kvs.iter()
+                .map(|kv| (kv.key().to_vec(), kv.value().to_vec())),
+        );
+        match kvs.last() {
+            Some(last) if response.more() => {
+                // The next page starts just after the last key read.
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => return Ok((revision, listed)),
+        }
+    }
+}
+
+/// Watches every key under `prefix` from `revision` on, reading responses of any size.
+pub async fn watch_prefix(
+    client: &Client,
+    prefix: &str,
+    revision: i64,
+) -> Result<WatchStream, etcd_client::Error> {
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(revision);
+    client
+        .watch_client()
+        .max_decoding_message_size(MAX_MESSAGE)
+        .watch(prefix, Some(options))
+        .await
+}
+
+/// The end of the range of keys starting with `prefix` (etcd's convention: the prefix with its
+/// last byte below 0xff incremented and what follows dropped; `\0` for every key).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn a_prefix_ends_past_its_last_incrementable_byte() {
+        assert_eq!(prefix_end(b"/fg/"), b"/fg0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    }
 }

@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{Client, EventType, PutOptions};
 use floodgate_config::{Config, EtcdDiscoveryConfig, TargetConfig};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::cluster::Cluster;
+use crate::cluster::{list_prefix, watch_prefix, Cluster};
 
 /// Longest pause between two attempts to reach etcd.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -103,31 +103,14 @@ async fn watch_once(
     settings: &EtcdDiscoveryConfig,
     on_instances: &OnInstances,
 ) -> Result<(), etcd_client::Error> {
-    let mut client = connect(settings).await?;
-    let listed = client
-        .get(
-            settings.prefix.as_str(),
-            Some(GetOptions::new().with_prefix()),
-        )
-        .await?;
-    let revision = listed.header().map_or(0, |h| h.revision());
+    let client = connect(settings).await?;
+    let (revision, listed) = list_prefix(&client, &settings.prefix).await?;
     let mut values: BTreeMap<String, Vec<u8>> = listed
-        .kvs()
-        .iter()
-        .map(|kv| {
-            (
-                String::from_utf8_lossy(kv.key()).into_owned(),
-                kv.value().to_vec(),
-            )
-        })
+        .into_iter()
+        .map(|(key, value)| (String::from_utf8_lossy(&key).into_owned(), value))
         .collect();
     on_instances(id, instances(id, &values));
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(revision + 1);
-    let mut stream = client
-        .watch(settings.prefix.as_str(), Some(options))
-        .await?;
+    let mut stream = watch_prefix(&client, &settings.prefix, revision + 1).await?;
     while let Some(response) = stream.message().await? {
         if response.canceled() || response.compact_revision() > 0 {
             return Ok(());

@@ -12,14 +12,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use etcd_client::{Client, EventType};
 use floodgate_config::{Config, EtcdSourceConfig};
 use floodgate_observe::Metrics;
 
 pub use assemble::{assemble, Resources, Skipped, Validator};
 pub use writer::{Condition, EtcdWriter, Stored, WriteError};
 
-use crate::cluster::Cluster;
+use crate::cluster::{list_prefix, watch_prefix, Cluster};
 use crate::{Applier, ApplyError, ChangeSource};
 
 /// Longest pause between two attempts to reach etcd.
@@ -144,10 +144,7 @@ impl EtcdSource {
         self.resources = resources;
         self.apply(applier, revision).await;
         on_sync();
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(revision + 1);
-        let mut stream = client.watch(self.root(), Some(options)).await?;
+        let mut stream = watch_prefix(&client, &self.root(), revision + 1).await?;
         while let Some(response) = stream.message().await? {
             if response.canceled() || response.compact_revision() > 0 {
                 tracing::warn!(
@@ -189,14 +186,10 @@ impl EtcdSource {
 
     /// Every key under the prefix and the revision they were read at.
     async fn list(&self, client: &mut Client) -> Result<(i64, Resources), etcd_client::Error> {
-        let response = client
-            .get(self.root(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let revision = response.header().map_or(0, |h| h.revision());
-        let resources = response
-            .kvs()
-            .iter()
-            .filter_map(|kv| Some((self.relative(kv.key())?, kv.value().to_vec())))
+        let (revision, listed) = list_prefix(client, &self.root()).await?;
+        let resources = listed
+            .into_iter()
+            .filter_map(|(key, value)| Some((self.relative(&key)?, value)))
             .collect();
         Ok((revision, resources))
     }

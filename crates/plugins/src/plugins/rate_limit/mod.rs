@@ -194,9 +194,11 @@ impl Policy for RateLimit {
             (Limiter::SlidingWindow(window), Some(redis))
                 if config.policy == CounterPolicy::Redis =>
             {
+                let namespace = namespace(&redis.key_prefix, cx.scope);
                 let settings = shared::Settings {
-                    namespace: namespace(&redis.key_prefix, cx.scope),
-                    fleet_key: format!("{}:gateways", redis.key_prefix),
+                    // Under the limiter's hash tag: a Cluster takes a pipeline within one slot only.
+                    fleet_key: format!("{namespace}:gateways"),
+                    namespace,
                     redis,
                     sync_interval: config
                         .sync_interval

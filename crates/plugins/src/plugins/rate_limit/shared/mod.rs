@@ -70,7 +70,7 @@ pub(crate) struct Settings {
     pub on_failure: OnStoreFailure,
     /// `{<key_prefix>:<scope>}`: the start of every counter's name.
     pub namespace: String,
-    /// `<key_prefix>:gateways`: the sorted set of gateways seen lately.
+    /// `<namespace>:gateways`: the sorted set of the gateways running this limiter seen lately.
     pub fleet_key: String,
 }
 
