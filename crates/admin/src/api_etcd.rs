@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use floodgate_config::{parse_json, FieldError};
+use floodgate_config::{Config, FieldError};
 use floodgate_observe::Metrics;
 use floodgate_store::etcd::{Condition, EtcdWriter, Validator, WriteError};
 use floodgate_store::{keep_masked, mask, ConfigVersions, Kind};
@@ -138,17 +138,21 @@ impl EtcdWrites {
                 }
             }
         }
-        let running = config_json(&versions.current().config);
-        let existed = kind.get(&running, id).is_ok();
-        let mut candidate = running.clone();
-        let path = kind.put(&mut candidate, id, resource);
-        if let Err(errors) = keep_masked(&mut candidate, &running) {
+        // One resource read, checked and put in a copy of the running configuration: no
+        // configuration-wide JSON, which at ten thousand routes costs more than the rest together.
+        let current = versions.current();
+        let running = kind.get_in(&current.config, id);
+        let existed = running.is_some();
+        let path = kind.path_in(&current.config, id);
+        if let Err(errors) = keep_masked_in(kind, id, &path, &mut resource, running) {
             return refused(errors, &path);
         }
-        if let Err(errors) = self.check(&candidate) {
+        let mut candidate = (*current.config).clone();
+        let (path, parsed) = kind.put_in(&mut candidate, id, &resource);
+        if let Err(errors) = parsed.and_then(|()| self.check(&candidate)) {
             return refused(errors, &path);
         }
-        let value = kind.get(&candidate, id).unwrap_or(Value::Null);
+        let value = resource;
         match self.writer.put(kind, id, &value, condition).await {
             Ok(revision) => {
                 self.wait_applied(revision).await;
@@ -185,8 +189,8 @@ impl EtcdWrites {
             Ok(None) => return not_found(kind, id),
             Err(e) => return unreachable(&e),
         }
-        let mut candidate = config_json(&versions.current().config);
-        kind.remove(&mut candidate, id);
+        let mut candidate = (*versions.current().config).clone();
+        kind.remove_in(&mut candidate, id);
         if let Err(errors) = self.check(&candidate) {
             return error(
                 StatusCode::CONFLICT,
@@ -209,19 +213,53 @@ impl EtcdWrites {
     }
 
     /// The configuration `candidate` would be, checked as applying it would check it.
-    fn check(&self, candidate: &Value) -> Result<(), Vec<FieldError>> {
-        let text = serde_json::to_vec(candidate).unwrap_or_default();
-        let config = parse_json(&text).map_err(|e| e.field_errors().to_vec())?;
-        (self.validate)(&config)
+    fn check(&self, candidate: &Config) -> Result<(), Vec<FieldError>> {
+        candidate
+            .validate()
+            .map_err(|e| e.field_errors().to_vec())?;
+        (self.validate)(candidate)
     }
 
     async fn wait_applied(&self, revision: i64) {
         let deadline = Instant::now() + self.wait;
         let revision = u64::try_from(revision).unwrap_or_default();
         while self.metrics.config_source.revision() < revision && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // A write is in service within milliseconds: a coarser poll would be most of the wait.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+}
+
+/// Secrets of `resource` written back masked take `running`'s (the stored resource's), as
+/// [`keep_masked`] does for a whole configuration; errors are at the resource's place.
+fn keep_masked_in(
+    kind: Kind,
+    id: &str,
+    path: &str,
+    resource: &mut Value,
+    running: Option<Value>,
+) -> Result<(), Vec<FieldError>> {
+    // The resource alone in a configuration of its own, where it is the first of its kind.
+    let alone = |value: Value| match kind {
+        Kind::GlobalPlugins => json!({ "global_plugins": { id: value } }),
+        _ => json!({ kind.segment(): [value] }),
+    };
+    let first = match kind {
+        Kind::GlobalPlugins => path.to_string(),
+        _ => format!("{}[0]", kind.segment()),
+    };
+    let mut new = alone(std::mem::take(resource));
+    let kept = keep_masked(&mut new, &alone(running.unwrap_or(Value::Null)));
+    *resource = kind.get(&new, id).unwrap_or(Value::Null);
+    kept.map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| match e.path.strip_prefix(&first) {
+                Some(within) => FieldError::new(format!("{path}{within}"), e.message),
+                None => e,
+            })
+            .collect()
+    })
 }
 
 /// A refused change: 400 when only the resource itself is at fault in itself, 409 when it names what

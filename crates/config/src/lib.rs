@@ -43,7 +43,9 @@ pub use health::{
 };
 pub use http2::Http2Config;
 pub use listener::{CertificateConfig, ListenerConfig, ListenerTlsConfig, UnderscoresInHeaders};
-pub use load::{default_config, parse_json, parse_yaml, DEFAULT_CONFIG_YAML, TOP_LEVEL_FIELDS};
+pub use load::{
+    default_config, parse_item_json, parse_json, parse_yaml, DEFAULT_CONFIG_YAML, TOP_LEVEL_FIELDS,
+};
 pub use path_normalization::{EscapedSlashes, ForwardPath, PathNormalizationConfig, Semicolons};
 pub use path_pattern::{PathPattern, PathSegment};
 pub use retries::{BackoffConfig, RetriesConfig, RetryBudgetConfig, RetryOn};

@@ -80,6 +80,18 @@ pub fn parse_json(text: &[u8]) -> Result<Config, ConfigError> {
     parse_document(document)
 }
 
+/// One item of a section (a route, an upstream, a consumer) read from JSON as [`parse_json`] reads
+/// it inside a whole configuration, its errors named under `path` (`routes[3]`). The checks between
+/// items (references, unique ids) are [`Config::validate`]'s.
+pub fn parse_item_json<T: DeserializeOwned>(path: &str, text: &[u8]) -> Result<T, Vec<FieldError>> {
+    let invalid =
+        |e: &dyn std::fmt::Display| vec![FieldError::new(path, format!("not valid JSON: {e}"))];
+    let document: serde_json::Value = serde_json::from_slice(text).map_err(|e| invalid(&e))?;
+    let document = serde_yaml_ng::to_value(document).map_err(|e| invalid(&e))?;
+    let mut errors = Vec::new();
+    decode(path, document, &mut errors).ok_or(errors)
+}
+
 fn parse_document(document: Value) -> Result<Config, ConfigError> {
     let mapping = match document {
         Value::Mapping(m) => m,

@@ -51,9 +51,10 @@ pub fn run(path: Option<&Path>) -> Result<()> {
         .build()
         .context("cannot start the main runtime")?;
     // What applying would check beyond the schema (plugins, certificates): etcd's resources are held
-    // to it before they are applied, and the admin API's writes before they reach etcd.
+    // to it before they are applied, and the admin API's writes before they reach etcd. Both run
+    // `Config::validate` first, so the route table need not be built to check it again.
     let validate: Arc<Validator> = Arc::new(|config: &Config| {
-        Snapshot::build(config, &Metrics::new(1), 1, None, BuildInputs::validating()).map(drop)
+        Snapshot::build(config, &Metrics::new(1), 1, None, BuildInputs::checking()).map(drop)
     });
     let etcd_writes = file_config.config_source.etcd().map(|settings| EtcdWrites {
         writer: EtcdWriter::new(settings.clone()),

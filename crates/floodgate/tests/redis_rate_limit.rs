@@ -247,8 +247,10 @@ async fn with_redis_gone_each_policy_does_what_it_says_and_redis_back_restores_t
         gateways
             .push(Floodgate::start(BIN, failure_config(&upstream.address(), &redis.url())).await);
     }
-    // Every gateway has counted the fleet (heartbeats every 2s).
+    // Every gateway has counted the fleet (heartbeats every 2s, each limiter its own): once one has
+    // seen all three, every limiter has after one more heartbeat.
     until_metric(&gateways, "floodgate_rate_limit_fleet_gateways", 3).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
 
     redis.kill();
     until_metric(&gateways, "floodgate_rate_limit_store_unreachable", 3).await;

@@ -107,6 +107,7 @@ impl Gateway {
                 previous: None,
                 runtime: background.handle(),
                 names: Some(&plan.answers),
+                check_only: false,
             },
         )
         .map_err(GatewayError::Invalid)?;
@@ -185,6 +186,7 @@ impl Gateway {
                 previous: Some(&running),
                 runtime: self.background.handle(),
                 names: Some(&plan.answers),
+                check_only: false,
             },
         )
         .map_err(GatewayError::Invalid)?;

@@ -15,6 +15,7 @@ pub mod etcd;
 pub mod registry;
 mod resources;
 mod secrets;
+mod typed_resources;
 mod versions;
 
 pub use apply::{Applier, ApplyError, ApplyRequest};

@@ -6,6 +6,7 @@
 
 mod assemble;
 mod copy;
+mod parsed;
 mod writer;
 
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use floodgate_config::{Config, EtcdSourceConfig};
 use floodgate_observe::Metrics;
 
 pub use assemble::{assemble, Resources, Skipped, Validator};
+use parsed::Parsed;
 pub use writer::{Condition, EtcdWriter, Stored, WriteError};
 
 use crate::cluster::{list_prefix, watch_prefix, Cluster};
@@ -44,7 +46,10 @@ pub struct EtcdSource {
     validate: Arc<Validator>,
     metrics: Arc<Metrics>,
     resources: Resources,
-    last_applied: Option<Config>,
+    /// `resources`, each parsed when it changed.
+    parsed: Parsed,
+    /// The configuration in service, as the history holds it.
+    last_applied: Option<Arc<Config>>,
 }
 
 impl EtcdSource {
@@ -64,6 +69,7 @@ impl EtcdSource {
             validate,
             metrics,
             resources: Resources::new(),
+            parsed: Parsed::default(),
             last_applied: None,
         }
     }
@@ -79,6 +85,7 @@ impl EtcdSource {
         let started = match listed {
             Ok(Ok((revision, resources))) => {
                 self.metrics.config_source.set_connected(true);
+                self.parsed = Parsed::of(&resources);
                 self.resources = resources;
                 self.keep_copy(revision);
                 self.metrics.config_source.synced(revision.max(0) as u64);
@@ -93,6 +100,7 @@ impl EtcdSource {
                 match copy::read(&self.copy_file, &self.settings.prefix) {
                     Some((revision, resources)) => {
                         tracing::warn!(error = %why, copy = %self.copy_file.display(), revision, "etcd cannot be reached: starting from the copy on disk");
+                        self.parsed = Parsed::of(&resources);
                         self.resources = resources;
                         self.metrics.config_source.synced(revision.max(0) as u64);
                         StartedFrom::Copy(revision)
@@ -105,7 +113,7 @@ impl EtcdSource {
             }
         };
         let config = self.assembled().unwrap_or_else(|| self.bootstrap.clone());
-        self.last_applied = Some(config.clone());
+        self.last_applied = Some(Arc::new(config.clone()));
         (config, started)
     }
 
@@ -141,6 +149,7 @@ impl EtcdSource {
             tracing::info!(revision, "etcd reached: following its changes");
         }
         self.metrics.config_source.set_connected(true);
+        self.parsed = Parsed::of(&resources);
         self.resources = resources;
         self.apply(applier, revision).await;
         on_sync();
@@ -164,9 +173,11 @@ impl EtcdSource {
                 };
                 match event.event_type() {
                     EventType::Put => {
+                        self.parsed.set(&key, Some(kv.value()));
                         self.resources.insert(key, kv.value().to_vec());
                     }
                     EventType::Delete => {
+                        self.parsed.set(&key, None);
                         self.resources.remove(&key);
                     }
                 }
@@ -223,30 +234,51 @@ impl EtcdSource {
         }
     }
 
-    /// Applies what the resources make now, unless it is what is already in service.
+    /// Applies what the resources make now, unless it is what is already in service. The copy on
+    /// disk is written after, off the change's way into service.
+    ///
+    /// The configuration is first made from the resources parsed one by one, the gateway's own apply
+    /// being its only full check; only when that fails (a resource at fault) is it assembled again
+    /// resource by resource, leaving out those at fault.
     async fn apply(&mut self, applier: &Applier, revision: i64) {
-        self.keep_copy(revision);
-        let Some(config) = self.assembled() else {
-            return;
-        };
-        if self.last_applied.as_ref() != Some(&config) {
-            match applier.apply(config.clone(), ChangeSource::Etcd).await {
-                Ok(applied) => {
-                    tracing::info!(
-                        revision,
-                        version = applied.version,
-                        "configuration from etcd applied"
-                    );
-                    self.last_applied = Some(config);
-                }
-                Err(ApplyError::ShuttingDown) => return,
-                Err(e) => {
-                    tracing::error!(revision, "configuration from etcd refused: {e}");
-                    return;
-                }
-            }
+        let mut outcome = Err(ApplyError::Invalid(Vec::new()));
+        if let Some(config) = self.parsed.config(&self.bootstrap) {
+            outcome = self.offer(applier, config, revision).await;
         }
-        self.metrics.config_source.synced(revision.max(0) as u64);
+        if matches!(outcome, Err(ApplyError::Invalid(_))) {
+            let Some(config) = self.assembled() else {
+                // Even the file's own settings do not make a configuration: logged by `assembled`.
+                self.keep_copy(revision);
+                return;
+            };
+            outcome = self.offer(applier, config, revision).await;
+        }
+        match outcome {
+            Ok(()) => self.metrics.config_source.synced(revision.max(0) as u64),
+            Err(ApplyError::ShuttingDown) => return,
+            Err(e) => tracing::error!(revision, "configuration from etcd refused: {e}"),
+        }
+        self.keep_copy(revision);
+    }
+
+    /// Applies `config` unless it is the one in service.
+    async fn offer(
+        &mut self,
+        applier: &Applier,
+        config: Config,
+        revision: i64,
+    ) -> Result<(), ApplyError> {
+        if self.last_applied.as_deref() == Some(&config) {
+            return Ok(());
+        }
+        let applied = applier.apply(config, ChangeSource::Etcd).await?;
+        tracing::info!(
+            revision,
+            version = applied.version,
+            "configuration from etcd applied"
+        );
+        self.last_applied = Some(applied.config.clone());
+        Ok(())
     }
 
     fn keep_copy(&self, revision: i64) {
