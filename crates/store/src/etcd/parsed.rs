@@ -17,9 +17,9 @@ use crate::Kind;
 /// One key's resource, parsed.
 #[derive(Debug, Clone)]
 enum Item {
-    Route(RouteConfig),
-    Upstream(UpstreamConfig),
-    Consumer(ConsumerConfig),
+    Route(Box<RouteConfig>),
+    Upstream(Box<UpstreamConfig>),
+    Consumer(Box<ConsumerConfig>),
     /// A global plugin: its name and configuration.
     Plugin(String, Value),
     /// A key that names no kind of resource: not the gateway's business.
@@ -67,9 +67,9 @@ impl Parsed {
         let (mut routes, mut upstreams, mut consumers) = (Vec::new(), Vec::new(), Vec::new());
         for item in self.items.values() {
             match item {
-                Item::Route(route) => routes.push(route.clone()),
-                Item::Upstream(upstream) => upstreams.push(upstream.clone()),
-                Item::Consumer(consumer) => consumers.push(consumer.clone()),
+                Item::Route(route) => routes.push((**route).clone()),
+                Item::Upstream(upstream) => upstreams.push((**upstream).clone()),
+                Item::Consumer(consumer) => consumers.push((**consumer).clone()),
                 Item::Plugin(name, value) => {
                     config.global_plugins.insert(name.clone(), value.clone());
                 }
@@ -114,9 +114,13 @@ fn parse(key: &str, value: &[u8]) -> Item {
     let text = value.to_string();
     let path = kind.segment();
     let item = match kind {
-        Kind::Routes => parse_item_json(path, text.as_bytes()).map(Item::Route),
-        Kind::Upstreams => parse_item_json(path, text.as_bytes()).map(Item::Upstream),
-        Kind::Consumers => parse_item_json(path, text.as_bytes()).map(Item::Consumer),
+        Kind::Routes => parse_item_json(path, text.as_bytes()).map(|r| Item::Route(Box::new(r))),
+        Kind::Upstreams => {
+            parse_item_json(path, text.as_bytes()).map(|u| Item::Upstream(Box::new(u)))
+        }
+        Kind::Consumers => {
+            parse_item_json(path, text.as_bytes()).map(|c| Item::Consumer(Box::new(c)))
+        }
         Kind::GlobalPlugins => unreachable!("returned above"),
     };
     item.unwrap_or(Item::Unsound)
