@@ -6,6 +6,9 @@
 #
 #   bench/routes.sh [FLOODGATE_BIN]      N=10000 by default (ROUTES=N to change)
 #
+# Then the same table in etcd (etcd-server and etcd-client needed), one route changed at a time
+# through the admin API: the PUT round trip, and the p99 of traffic while 100 such changes apply.
+#
 # floodgate runs unpinned here, so a rebuild can use the core the worker is not on, as on a machine with
 # cores to spare. The N routes mix the kinds a large deployment has: 40% prefixes (/svcI/*), 30% with a parameter
 # (/api/vI/users/{id}), 20% exact paths (/exact/I) and 10% bound to a host (hI.example.com, /*). The
@@ -18,7 +21,7 @@ OUT=bench/out
 [[ -f $OUT/upstream/nginx.conf ]] || { echo "run bench/run.sh once first" >&2; exit 1; }
 command -v wrk >/dev/null || apt-get install -y -qq wrk
 WORK=$(mktemp -d)
-trap 'kill "$(cat "$PWD/$OUT/upstream/nginx.pid" 2>/dev/null)" 2>/dev/null || true; [[ -n ${FG:-} ]] && kill "$FG" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill "$(cat "$PWD/$OUT/upstream/nginx.pid" 2>/dev/null)" 2>/dev/null || true; [[ -n ${FG:-} ]] && kill "$FG" 2>/dev/null; [[ -n ${ETCD:-} ]] && kill "$ETCD" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 # A configuration with the bench route and N more; $2 names the generation, so two differ by one route.
 config() {
@@ -78,3 +81,59 @@ wait "$WRK"
 busy=$(awk '/ 99%/ {print $2}' "$WORK/wrk.txt")
 errors=$(awk '/Non-2xx|Socket errors/' "$WORK/wrk.txt")
 echo "p99 without applies: $quiet   with 100 applies (in ${took}s): $busy   ${errors:-no errors}"
+kill "$FG"; wait "$FG" 2>/dev/null || true; FG=
+
+# The same table in etcd, and one route changed at a time through the admin API: the change is
+# checked, written to etcd, watched and applied, and the answer comes once it is in service here.
+echo "== one route changed through the admin API, configuration in etcd ($N routes)"
+command -v etcd >/dev/null || apt-get install -y -qq etcd-server etcd-client
+etcd --name bench --data-dir "$WORK/etcd" \
+  --listen-client-urls http://127.0.0.1:12379 --advertise-client-urls http://127.0.0.1:12379 \
+  --listen-peer-urls http://127.0.0.1:12380 --initial-advertise-peer-urls http://127.0.0.1:12380 \
+  --initial-cluster bench=http://127.0.0.1:12380 > "$WORK/etcd.log" 2>&1 &
+ETCD=$!
+until etcdctl --endpoints http://127.0.0.1:12379 endpoint health >/dev/null 2>&1; do sleep 0.2; done
+{
+  echo '/floodgate/upstreams/origin {"targets":[{"address":"127.0.0.1:18000"}]}'
+  echo '/floodgate/routes/bench {"paths":["/bench/*"],"upstream":"origin"}'
+  awk -v n="$N" 'BEGIN { for (i = 0; i < n; i++) { k = i % 10
+    if (k < 4)      printf "/floodgate/routes/p%d {\"paths\":[\"/svc%d/*\"],\"upstream\":\"origin\"}\n", i, i
+    else if (k < 7) printf "/floodgate/routes/m%d {\"paths\":[\"/api/v%d/users/{id}\"],\"upstream\":\"origin\"}\n", i, i
+    else if (k < 9) printf "/floodgate/routes/e%d {\"paths\":[\"/exact/%d\"],\"upstream\":\"origin\"}\n", i, i
+    else            printf "/floodgate/routes/h%d {\"hosts\":[\"h%d.example.com\"],\"paths\":[\"/*\"],\"upstream\":\"origin\"}\n", i, i } }'
+} > "$WORK/keys.txt"
+# 64 writers at once: etcd commits concurrent writes with one fsync.
+split -n l/64 "$WORK/keys.txt" "$WORK/keys."
+for part in "$WORK"/keys.??; do
+  (while read -r key value; do etcdctl --endpoints http://127.0.0.1:12379 put "$key" "$value" >/dev/null; done < "$part") &
+done
+wait $(jobs -p | grep -vx "$ETCD")
+cat > "$WORK/etcd.yaml" <<YAML
+workers: 1
+listeners: [{ name: plain, address: "127.0.0.1:18081" }]
+admin: { address: "127.0.0.1:19181" }
+config_source: { type: etcd, etcd: { endpoints: ["http://127.0.0.1:12379"], copy_file: "$WORK/copy.json", timeout: 10s } }
+YAML
+"$BIN" run --config "$WORK/etcd.yaml" >"$WORK/floodgate-etcd.log" 2>&1 &
+FG=$!
+for _ in $(seq 300); do curl -sf 127.0.0.1:19181/readyz >/dev/null && break; sleep 0.1; done
+put_route() {
+  curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X PUT 127.0.0.1:19181/floodgate/admin/routes/marked \
+    -d "{\"paths\": [\"/marked-$1/*\"], \"upstream\": \"origin\"}"
+}
+put_route 0 >/dev/null
+for i in $(seq 10); do put_route "$i"; done > "$WORK/puts.txt"
+refused=$(awk '$1 != 200' "$WORK/puts.txt" | wc -l)
+awk '{ print $2 * 1000 }' "$WORK/puts.txt" | sort -n | awk -v refused="$refused" '
+  { t[NR] = $1 } END { printf "10 PUTs (check, etcd commit, watch, apply): median %.0f ms, max %.0f ms, %d refused\n", t[int((NR+1)/2)], t[NR], refused }'
+grep -o 'configuration applied version=[0-9]*' "$WORK/floodgate-etcd.log" | tail -1
+quiet=$(wrk -t1 -c16 -d20s --latency http://127.0.0.1:18081/bench/x | awk '/ 99%/ {print $2}')
+wrk -t1 -c16 -d20s --latency http://127.0.0.1:18081/bench/x > "$WORK/wrk-etcd.txt" &
+WRK=$!
+start=$(date +%s.%N)
+for i in $(seq 100 199); do put_route "$i" >/dev/null; done
+took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+wait "$WRK"
+busy=$(awk '/ 99%/ {print $2}' "$WORK/wrk-etcd.txt")
+errors=$(awk '/Non-2xx|Socket errors/' "$WORK/wrk-etcd.txt")
+echo "p99 without changes: $quiet   with 100 route PUTs (in ${took}s): $busy   ${errors:-no errors}"
