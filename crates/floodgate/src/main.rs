@@ -71,29 +71,7 @@ enum Command {
     },
     /// Register one instance of a service in the etcd registry and keep it there until stopped
     /// (SIGTERM or SIGINT revoke it at once; a crash lets its lease expire after --ttl).
-    Register {
-        /// etcd client endpoints (`http://host:port`), comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
-        etcd: Vec<String>,
-        /// The service's prefix, as the upstream's `discovery.etcd.prefix` names it (`/services/users/`).
-        #[arg(long)]
-        prefix: String,
-        /// The instance's address, `ip:port`.
-        #[arg(long)]
-        address: String,
-        /// Its relative share of requests (1 to 10000).
-        #[arg(long, default_value_t = 1)]
-        weight: u32,
-        /// Its priority level (0 is the first).
-        #[arg(long, default_value_t = 0)]
-        priority: u32,
-        /// How long the registration outlives the process if it dies without unregistering.
-        #[arg(long, default_value = "10s")]
-        ttl: humantime::Duration,
-        /// The key below the prefix (default: the address).
-        #[arg(long)]
-        id: Option<String>,
-    },
+    Register(RegisterArgs),
     /// Validate a configuration file, then apply it to a running gateway through its admin API: whole
     /// when its configuration comes from a file, resource by resource when it comes from etcd. Exit 0
     /// when applied, 1 when the file or the gateway refused it, 2 when the gateway cannot be reached.
@@ -144,17 +122,9 @@ fn main() -> ExitCode {
             version,
             api_key,
         } => return client_command(diff(files, admin, version, api_key)),
-        Command::Register {
-            etcd,
-            prefix,
-            address,
-            weight,
-            priority,
-            ttl,
-            id,
-        } => {
+        Command::Register(args) => {
             return client_command(async move {
-                register(etcd, prefix, address, weight, priority, ttl.into(), id).await?;
+                register(args).await?;
                 Ok(Outcome::Done)
             })
         }
@@ -196,15 +166,60 @@ fn client_command(command: impl std::future::Future<Output = Result<Outcome>>) -
 }
 
 /// `floodgate register`: keeps one instance in the registry until SIGTERM or SIGINT.
-async fn register(
-    endpoints: Vec<String>,
+/// `floodgate register`'s arguments (etcdctl's names for the connection's).
+#[derive(clap::Args)]
+struct RegisterArgs {
+    /// etcd client endpoints (`http://host:port`, `https://` with TLS), comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    etcd: Vec<String>,
+    /// The service's prefix, as the upstream's `discovery.etcd.prefix` names it (`/services/users/`).
+    #[arg(long)]
     prefix: String,
+    /// The instance's address, `ip:port`.
+    #[arg(long)]
     address: String,
+    /// Its relative share of requests (1 to 10000).
+    #[arg(long, default_value_t = 1)]
     weight: u32,
+    /// Its priority level (0 is the first).
+    #[arg(long, default_value_t = 0)]
     priority: u32,
-    ttl: std::time::Duration,
+    /// How long the registration outlives the process if it dies without unregistering.
+    #[arg(long, default_value = "10s")]
+    ttl: humantime::Duration,
+    /// The key below the prefix (default: the address).
+    #[arg(long)]
     id: Option<String>,
-) -> Result<()> {
+    /// PEM file of the certificate authority that signed etcd's certificate (TLS to etcd).
+    #[arg(long)]
+    cacert: Option<String>,
+    /// PEM client certificate, for a cluster started with `--client-cert-auth` (with `--key`).
+    #[arg(long, requires = "key")]
+    cert: Option<String>,
+    /// The client certificate's PEM private key.
+    #[arg(long, requires = "cert")]
+    key: Option<String>,
+    /// `user:password` for a cluster with authentication (else the environment's
+    /// FLOODGATE_ETCD_USER, which keeps the password off the command line).
+    #[arg(long, env = "FLOODGATE_ETCD_USER", hide_env_values = true)]
+    user: Option<String>,
+}
+
+async fn register(args: RegisterArgs) -> Result<()> {
+    let RegisterArgs {
+        etcd: endpoints,
+        prefix,
+        address,
+        weight,
+        priority,
+        ttl,
+        id,
+        cacert,
+        cert,
+        key,
+        user,
+    } = args;
+    let ttl: std::time::Duration = ttl.into();
     floodgate_observe::init_logging();
     if !prefix.starts_with('/') || !prefix.ends_with('/') {
         return Err(anyhow!("--prefix: must start and end with \"/\""));
@@ -212,13 +227,27 @@ async fn register(
     address
         .parse::<std::net::SocketAddr>()
         .map_err(|_| anyhow!("--address: {address:?} is not ip:port"))?;
+    let (username, password) = match user.as_deref().map(|u| u.split_once(':')) {
+        None => (None, None),
+        Some(Some((name, password))) => (Some(name.to_string()), Some(password.to_string())),
+        Some(None) => return Err(anyhow!("--user: expected user:password")),
+    };
+    if cert.is_some() && cacert.is_none() {
+        return Err(anyhow!("--cert: needs --cacert (TLS to etcd)"));
+    }
+    let tls = cacert.map(|ca| floodgate_config::EtcdTlsConfig {
+        ca,
+        cert,
+        key,
+        server_name: None,
+    });
     let settings = floodgate_config::EtcdDiscoveryConfig {
         prefix: prefix.clone(),
         endpoints,
-        username: None,
-        password: None,
+        username,
+        password,
         timeout: floodgate_config::HumanDuration::from_secs(5),
-        tls: None,
+        tls,
     };
     let key = format!("{prefix}{}", id.unwrap_or_else(|| address.clone()));
     let value = serde_json::json!({ "address": address, "weight": weight, "priority": priority })

@@ -137,3 +137,45 @@ async fn registered_instances_get_traffic_and_lose_it_when_they_go() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn register_reaches_an_etcd_over_tls_with_its_certificate_authority() {
+    let etcd = TestEtcd::start_tls().await;
+    let ca = etcd.certs().expect("tls").cert_path.display().to_string();
+    let key = format!("{PREFIX}10.0.0.7:8000");
+    let mut client = etcd.client().await.expect("an etcd client");
+    let registered = |with_ca: bool| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["register", "--etcd", &etcd.endpoint(), "--prefix", PREFIX])
+            .args(["--address", "10.0.0.7:8000", "--ttl", "2s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if with_ca {
+            command.args(["--cacert", &ca]);
+        }
+        Registration(command.spawn().expect("run floodgate register"))
+    };
+    // Without the certificate authority the registration never lands.
+    let without = registered(false);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let found = client.get(key.as_str(), None).await.expect("get");
+    assert!(found.kvs().is_empty());
+    drop(without);
+    // With it, it does.
+    let _with = registered(true);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let found = client.get(key.as_str(), None).await.expect("get");
+        if let Some(kv) = found.kvs().first() {
+            let value: serde_json::Value = serde_json::from_slice(kv.value()).expect("JSON");
+            assert_eq!(value["address"], "10.0.0.7:8000");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never registered over TLS"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
