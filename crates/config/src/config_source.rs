@@ -166,6 +166,7 @@ impl Config {
         check("routes", self.routes.is_empty());
         check("consumers", self.consumers.is_empty());
         check("global_plugins", self.global_plugins.is_empty());
+        check("certificates", self.certificates.is_empty());
         errors
     }
 }

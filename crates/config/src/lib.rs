@@ -10,6 +10,7 @@
 
 mod admin;
 mod breaker;
+mod certificate;
 mod config_source;
 mod consumer;
 mod discovery;
@@ -32,6 +33,7 @@ mod validate;
 
 pub use admin::AdminConfig;
 pub use breaker::{BreakerRatioConfig, CircuitBreakerConfig};
+pub use certificate::CertificateResource;
 pub use config_source::{ConfigSource, EtcdSourceConfig, EtcdTlsConfig, SourceKind};
 pub use consumer::{ConsumerConfig, RealIpConfig};
 pub use discovery::{DiscoveryConfig, EtcdDiscoveryConfig};
@@ -104,6 +106,9 @@ pub struct Config {
     /// Clients that authentication plugins identify.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<ConsumerConfig>,
+    /// Certificates given inline, served by every TLS listener for their names (SNI).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateResource>,
     /// How the client's address is found behind trusted proxies.
     #[serde(default)]
     pub real_ip: RealIpConfig,

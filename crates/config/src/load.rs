@@ -36,6 +36,7 @@ fn empty_config() -> Config {
         routes: Vec::new(),
         global_plugins: Default::default(),
         consumers: Vec::new(),
+        certificates: Vec::new(),
         real_ip: Default::default(),
         config_source: Default::default(),
     }
@@ -56,6 +57,7 @@ pub const TOP_LEVEL_FIELDS: &[&str] = &[
     "routes",
     "global_plugins",
     "consumers",
+    "certificates",
     "real_ip",
     "config_source",
 ];
@@ -156,6 +158,7 @@ fn parse_document(document: Value) -> Result<Config, ConfigError> {
             "upstreams" => config.upstreams = decode_list(&key, value, &mut errors),
             "routes" => config.routes = decode_list(&key, value, &mut errors),
             "consumers" => config.consumers = decode_list(&key, value, &mut errors),
+            "certificates" => config.certificates = decode_list(&key, value, &mut errors),
             "global_plugins" => {
                 config.global_plugins = decode::<Option<_>>(&key, value, &mut errors)
                     .flatten()

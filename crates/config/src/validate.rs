@@ -41,6 +41,7 @@ impl Config {
         self.validate_upstreams(&mut errors);
         self.validate_routes(&mut errors);
         self.validate_consumers(&mut errors);
+        self.validate_certificates(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -331,6 +332,34 @@ impl Config {
                 .timeout
                 .require_nonzero(format!("{at}.timeout"), errors);
             check_conflicts(i, route, &mut seen, errors);
+        }
+    }
+}
+
+impl Config {
+    /// `certificates[]`: unique ids, PEM text in `cert` and `key` (that they parse and match is
+    /// checked when the listeners' TLS is built), and names as hosts are written.
+    fn validate_certificates(&self, errors: &mut Vec<FieldError>) {
+        let mut ids = HashSet::new();
+        for (i, certificate) in self.certificates.iter().enumerate() {
+            let at = format!("certificates[{i}]");
+            check_id(
+                &format!("{at}.id"),
+                &certificate.id,
+                "certificate",
+                &mut ids,
+                errors,
+            );
+            for (field, pem) in [("cert", &certificate.cert), ("key", &certificate.key)] {
+                if !pem.contains("-----BEGIN ") {
+                    errors.push(FieldError::new(format!("{at}.{field}"), "must be PEM text"));
+                }
+            }
+            for (n, name) in certificate.snis.iter().enumerate() {
+                if let Err(message) = check_host_pattern(name) {
+                    errors.push(FieldError::new(format!("{at}.snis[{n}]"), message));
+                }
+            }
         }
     }
 }

@@ -291,3 +291,168 @@ async fn onboarding_an_api_client_is_one_call() {
     let res = send(gw.listener, Proto::H1, req).await.expect("request");
     assert_eq!(res.status, 401);
 }
+
+/// Accepts any certificate: the test looks at which one is presented, not whether to trust it.
+#[derive(Debug)]
+struct AnyCertificate(rustls::crypto::CryptoProvider);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The certificate a TLS listener presents to a client asking for `name` (SNI).
+async fn presented(listener: SocketAddr, name: &str) -> Vec<u8> {
+    let provider = rustls::crypto::ring::default_provider();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider.clone()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(listener)
+        .await
+        .expect("connect");
+    let server_name = rustls_pki_types::ServerName::try_from(name.to_string()).expect("a name");
+    let tls = connector
+        .connect(server_name, tcp)
+        .await
+        .expect("TLS handshake");
+    let (_, session) = tls.get_ref();
+    session.peer_certificates().expect("a certificate")[0].to_vec()
+}
+
+#[tokio::test]
+async fn a_certificate_written_through_the_admin_api_is_served_for_its_name_and_its_key_never_shown(
+) {
+    let etcd = TestEtcd::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let default = floodgate_testkit::TestCerts::new(&["default.test"]);
+    let site = floodgate_testkit::TestCerts::new(&["site.example"]);
+    let tls_listener = format!(
+        "tls: {{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }} }}]",
+        default.cert_path.display(),
+        default.key_path.display()
+    );
+    let gw = Floodgate::start(bin(), |l, a| {
+        bootstrap(l, a, &etcd, dir.path()).replace(
+            &format!("address: \"{l}\" }}]"),
+            &format!("address: \"{l}\", {tls_listener}"),
+        )
+    })
+    .await;
+    assert_eq!(
+        presented(gw.listener, "site.example").await,
+        default.cert_der.to_vec()
+    );
+
+    let certificate = json!({ "cert": site.cert_pem, "key": site.key_pem });
+    let res = admin(
+        &gw,
+        Method::PUT,
+        "/certificates/site",
+        Some(certificate),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    assert_eq!(res.json()["key"], "******");
+    assert_eq!(res.json()["cert"], site.cert_pem.as_str());
+    // etcd holds the key itself; the admin API never shows it.
+    assert_eq!(
+        in_etcd(&etcd, "certificates/site").await.expect("stored")["key"],
+        site.key_pem.as_str()
+    );
+    let read = admin(&gw, Method::GET, "/certificates/site", None, None).await;
+    assert_eq!(read.json()["key"], "******");
+    let listed = admin(&gw, Method::GET, "/certificates", None, None).await;
+    assert_eq!(listed.json()["items"][0]["key"], "******");
+    // Served for its name; the listener's own certificate stays the default.
+    assert_eq!(
+        presented(gw.listener, "site.example").await,
+        site.cert_der.to_vec()
+    );
+    assert_eq!(
+        presented(gw.listener, "other.test").await,
+        default.cert_der.to_vec()
+    );
+
+    // Written back masked, the key is kept: only the names change.
+    let renamed = json!({ "cert": site.cert_pem, "key": "******", "snis": ["alias.example"] });
+    let res = admin(&gw, Method::PUT, "/certificates/site", Some(renamed), None).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        in_etcd(&etcd, "certificates/site").await.expect("stored")["key"],
+        site.key_pem.as_str()
+    );
+    // A key that is not the certificate's, and text that is not PEM, never reach etcd.
+    let mismatched = json!({ "cert": site.cert_pem, "key": default.key_pem });
+    let res = admin(
+        &gw,
+        Method::PUT,
+        "/certificates/bad",
+        Some(mismatched),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert_eq!(res.json()["errors"][0]["path"], "certificates[1].key");
+    let res = admin(
+        &gw,
+        Method::PUT,
+        "/certificates/bad",
+        Some(json!({ "cert": "x", "key": "y" })),
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(in_etcd(&etcd, "certificates/bad").await.is_none());
+
+    let res = admin(&gw, Method::DELETE, "/certificates/site", None, None).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        presented(gw.listener, "site.example").await,
+        default.cert_der.to_vec()
+    );
+}

@@ -344,12 +344,16 @@ impl Snapshot {
                 }
             }
         }
+        let served = tls::server::served_certificates(&config.certificates).unwrap_or_else(|e| {
+            errors.extend(e);
+            Vec::new()
+        });
         let mut listeners = HashMap::new();
         for (i, listener) in config.listeners.iter().enumerate() {
             let tls = match &listener.tls {
                 None => None,
                 Some(tls) => {
-                    match tls::server::server_config(tls, &format!("listeners[{i}].tls")) {
+                    match tls::server::server_config(tls, &served, &format!("listeners[{i}].tls")) {
                         Ok(server) => Some(TlsAcceptor::from(server)),
                         Err((path, message)) => {
                             errors.push(FieldError::new(path, message));

@@ -15,6 +15,8 @@ pub enum Kind {
     Consumers,
     /// `global_plugins`: each plugin's configuration, by plugin name.
     GlobalPlugins,
+    /// `certificates`: certificates with their keys, served by TLS listeners for their names.
+    Certificates,
 }
 
 /// Why a resource could not be read.
@@ -32,11 +34,12 @@ pub enum ResourceError {
 
 impl Kind {
     /// Every kind, in the order the configuration lists them.
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::Upstreams,
         Kind::Routes,
         Kind::Consumers,
         Kind::GlobalPlugins,
+        Kind::Certificates,
     ];
 
     /// The kind a path segment names.
@@ -51,6 +54,7 @@ impl Kind {
             Kind::Upstreams => "upstreams",
             Kind::Consumers => "consumers",
             Kind::GlobalPlugins => "global_plugins",
+            Kind::Certificates => "certificates",
         }
     }
 
@@ -141,6 +145,7 @@ impl Kind {
             Kind::Upstreams => "upstream",
             Kind::Consumers => "consumer",
             Kind::GlobalPlugins => "global plugin",
+            Kind::Certificates => "certificate",
         }
     }
 }
@@ -156,7 +161,8 @@ mod tests {
             "global_plugins": { "cors": { "allow_origins": ["*"] } }
         });
         assert_eq!(Kind::from_segment("routes"), Some(Kind::Routes));
-        assert_eq!(Kind::from_segment("certificates"), None);
+        assert_eq!(Kind::from_segment("certificates"), Some(Kind::Certificates));
+        assert_eq!(Kind::from_segment("ssls"), None);
         let routes = Kind::Routes.list(&config);
         assert_eq!(routes["total"], 2);
         assert_eq!(routes["items"][1]["id"], "b");

@@ -1,5 +1,5 @@
-//! Secrets in a configuration, which the admin API never returns: the admin key, plugins' shared secrets
-//! and consumers' credentials. A GET shows [`MASK`] in their place; a configuration written back with
+//! Secrets in a configuration, which the admin API never returns: the admin key, plugins' shared secrets,
+//! consumers' credentials and certificates' private keys. A GET shows [`MASK`] in their place; a configuration written back with
 //! [`MASK`] where a secret was keeps the secret it replaced, so a read, edit and write round trip loses
 //! nothing.
 
@@ -98,6 +98,22 @@ fn each_secret(config: &mut Value, f: &mut dyn FnMut(&str, &str, &mut Value)) {
             }
         }
     }
+    if let Some(Value::Array(certificates)) = config.get_mut("certificates") {
+        for (i, certificate) in certificates.iter_mut().enumerate() {
+            let id = certificate
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if let Some(key) = certificate.get_mut("key") {
+                f(
+                    &format!("certificates[{i}].key"),
+                    &format!("certificates/{id}/key"),
+                    key,
+                );
+            }
+        }
+    }
     for section in ["routes", "consumers"] {
         let Some(Value::Array(items)) = config.get_mut(section) else {
             continue;
@@ -175,7 +191,8 @@ mod tests {
                     "key-auth": { "key": "alice-key" },
                     "basic-auth": { "username": "alice", "password_hash": "$2b$hash" }
                 } }
-            ]
+            ],
+            "certificates": [ { "id": "site", "cert": "-----BEGIN CERTIFICATE-----", "key": "private-key-pem" } ]
         })
     }
 
@@ -190,10 +207,16 @@ mod tests {
             "route-secret",
             "alice-key",
             "$2b$hash",
+            "private-key-pem",
         ] {
             assert!(!text.contains(secret), "{secret} shown in {text}");
         }
         assert_eq!(config["admin"]["api_key"], MASK);
+        assert_eq!(config["certificates"][0]["key"], MASK);
+        assert_eq!(
+            config["certificates"][0]["cert"],
+            "-----BEGIN CERTIFICATE-----"
+        );
         assert_eq!(config["config_source"]["etcd"]["username"], "fg");
         assert_eq!(
             config["consumers"][0]["credentials"]["key-auth"]["key"],

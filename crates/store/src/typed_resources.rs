@@ -6,41 +6,47 @@ use serde_json::Value;
 
 use crate::Kind;
 
-/// The position of the resource `id` of `kind` in `config`'s list of them.
-fn position(kind: Kind, config: &Config, id: &str) -> Option<usize> {
-    match kind {
-        Kind::Routes => config.routes.iter().position(|r| r.id == id),
-        Kind::Upstreams => config.upstreams.iter().position(|u| u.id == id),
-        Kind::Consumers => config.consumers.iter().position(|c| c.id == id),
-        Kind::GlobalPlugins => None,
+/// The position of the resource `id` of `kind` in `config`'s list of them, and the list's length.
+fn position(kind: Kind, config: &Config, id: &str) -> (Option<usize>, usize) {
+    fn find<T>(items: &[T], id: &str, id_of: impl Fn(&T) -> &str) -> (Option<usize>, usize) {
+        (items.iter().position(|item| id_of(item) == id), items.len())
     }
+    match kind {
+        Kind::Routes => find(&config.routes, id, |r| &r.id),
+        Kind::Upstreams => find(&config.upstreams, id, |u| &u.id),
+        Kind::Consumers => find(&config.consumers, id, |c| &c.id),
+        Kind::Certificates => find(&config.certificates, id, |c| &c.id),
+        Kind::GlobalPlugins => (None, 0),
+    }
+}
+
+/// Serialises one item, when there is one at `at`.
+fn item_json<T: serde::Serialize>(items: &[T], at: Option<usize>) -> Option<Value> {
+    serde_json::to_value(items.get(at?)?).ok()
 }
 
 impl Kind {
     /// The resource `id` of `config` as JSON (for a global plugin, its configuration), the same value
     /// [`Kind::get`] finds in the configuration written as JSON.
     pub fn get_in(self, config: &Config, id: &str) -> Option<Value> {
-        let at = position(self, config, id);
-        let value = match self {
-            Kind::Routes => serde_json::to_value(&config.routes[at?]),
-            Kind::Upstreams => serde_json::to_value(&config.upstreams[at?]),
-            Kind::Consumers => serde_json::to_value(&config.consumers[at?]),
-            Kind::GlobalPlugins => return config.global_plugins.get(id).cloned(),
-        };
-        value.ok()
+        let (at, _) = position(self, config, id);
+        match self {
+            Kind::Routes => item_json(&config.routes, at),
+            Kind::Upstreams => item_json(&config.upstreams, at),
+            Kind::Consumers => item_json(&config.consumers, at),
+            Kind::Certificates => item_json(&config.certificates, at),
+            Kind::GlobalPlugins => config.global_plugins.get(id).cloned(),
+        }
     }
 
     /// The field path the resource `id` has in `config`, or would have once added
     /// (`routes[3]`, `global_plugins.cors`).
     pub fn path_in(self, config: &Config, id: &str) -> String {
-        let len = match self {
-            Kind::Routes => config.routes.len(),
-            Kind::Upstreams => config.upstreams.len(),
-            Kind::Consumers => config.consumers.len(),
-            Kind::GlobalPlugins => return format!("global_plugins.{id}"),
-        };
-        let at = position(self, config, id).unwrap_or(len);
-        format!("{}[{at}]", self.segment())
+        if self == Kind::GlobalPlugins {
+            return format!("global_plugins.{id}");
+        }
+        let (at, len) = position(self, config, id);
+        format!("{}[{}]", self.segment(), at.unwrap_or(len))
     }
 
     /// Puts `resource` (JSON, its `id` set) in `config` as the resource `id`, parsed as a file's
@@ -52,44 +58,43 @@ impl Kind {
         id: &str,
         resource: &Value,
     ) -> (String, Result<(), Vec<FieldError>>) {
-        if self == Kind::GlobalPlugins {
-            config
-                .global_plugins
-                .insert(id.to_string(), resource.clone());
-            return (format!("global_plugins.{id}"), Ok(()));
-        }
         let path = self.path_in(config, id);
-        let at = match self {
-            Kind::Routes => config.routes.len(),
-            Kind::Upstreams => config.upstreams.len(),
-            _ => config.consumers.len(),
-        };
-        let at = position(self, config, id).unwrap_or(at);
+        let (at, len) = position(self, config, id);
+        let at = at.unwrap_or(len);
         let text = resource.to_string();
-        let parsed =
-            match self {
-                Kind::Routes => parse_item_json(&path, text.as_bytes())
-                    .map(|r| place(&mut config.routes, at, r)),
-                Kind::Upstreams => parse_item_json(&path, text.as_bytes())
-                    .map(|u| place(&mut config.upstreams, at, u)),
-                _ => parse_item_json(&path, text.as_bytes())
-                    .map(|c| place(&mut config.consumers, at, c)),
-            };
+        let text = text.as_bytes();
+        let parsed = match self {
+            Kind::Routes => parse_item_json(&path, text).map(|r| place(&mut config.routes, at, r)),
+            Kind::Upstreams => {
+                parse_item_json(&path, text).map(|u| place(&mut config.upstreams, at, u))
+            }
+            Kind::Consumers => {
+                parse_item_json(&path, text).map(|c| place(&mut config.consumers, at, c))
+            }
+            Kind::Certificates => {
+                parse_item_json(&path, text).map(|c| place(&mut config.certificates, at, c))
+            }
+            Kind::GlobalPlugins => {
+                config
+                    .global_plugins
+                    .insert(id.to_string(), resource.clone());
+                Ok(())
+            }
+        };
         (path, parsed)
     }
 
     /// Takes the resource `id` out of `config`; whether it was there.
     pub fn remove_in(self, config: &mut Config, id: &str) -> bool {
-        if self == Kind::GlobalPlugins {
-            return config.global_plugins.remove(id).is_some();
-        }
-        let Some(at) = position(self, config, id) else {
-            return false;
+        let (Some(at), _) = position(self, config, id) else {
+            return self == Kind::GlobalPlugins && config.global_plugins.remove(id).is_some();
         };
         match self {
             Kind::Routes => drop(config.routes.remove(at)),
             Kind::Upstreams => drop(config.upstreams.remove(at)),
-            _ => drop(config.consumers.remove(at)),
+            Kind::Consumers => drop(config.consumers.remove(at)),
+            Kind::Certificates => drop(config.certificates.remove(at)),
+            Kind::GlobalPlugins => {}
         }
         true
     }

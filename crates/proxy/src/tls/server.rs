@@ -3,10 +3,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use floodgate_config::ListenerTlsConfig;
+use floodgate_config::{CertificateResource, FieldError, ListenerTlsConfig};
+use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::extensions::GeneralName;
 
 use super::{read_certificates, read_private_key};
@@ -36,10 +39,117 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// Builds a listener's TLS config. Errors name the certificate at fault, relative to `path`
+/// A certificate resource ready to serve: its key pair and the names it answers.
+#[derive(Debug, Clone)]
+pub struct ServedCertificate {
+    names: Vec<String>,
+    key: Arc<CertifiedKey>,
+}
+
+/// The `certificates[]` resources parsed once, for every TLS listener. Errors name the field at
+/// fault (`certificates[2].key`).
+pub fn served_certificates(
+    resources: &[CertificateResource],
+) -> Result<Vec<ServedCertificate>, Vec<FieldError>> {
+    let provider = rustls::crypto::ring::default_provider();
+    let mut served = Vec::new();
+    let mut errors = Vec::new();
+    for (i, resource) in resources.iter().enumerate() {
+        let at = format!("certificates[{i}]");
+        let chain: Result<Vec<_>, _> =
+            CertificateDer::pem_slice_iter(resource.cert.as_bytes()).collect();
+        let chain = match chain {
+            Ok(chain) if !chain.is_empty() => chain,
+            Ok(_) => {
+                errors.push(FieldError::new(
+                    format!("{at}.cert"),
+                    "holds no PEM certificate",
+                ));
+                continue;
+            }
+            Err(e) => {
+                errors.push(FieldError::new(
+                    format!("{at}.cert"),
+                    format!("not a valid PEM certificate: {e}"),
+                ));
+                continue;
+            }
+        };
+        let key = match PrivateKeyDer::from_pem_slice(resource.key.as_bytes()) {
+            Ok(key) => key,
+            Err(e) => {
+                errors.push(FieldError::new(
+                    format!("{at}.key"),
+                    format!("no usable PEM private key: {e}"),
+                ));
+                continue;
+            }
+        };
+        match certified(&provider, chain, key, &at) {
+            Ok(key) => {
+                let names = if resource.snis.is_empty() {
+                    dns_names(&key.cert[0])
+                } else {
+                    resource.snis.clone()
+                };
+                served.push(ServedCertificate {
+                    names,
+                    key: Arc::new(key),
+                });
+            }
+            Err((path, message)) => errors.push(FieldError::new(path, message)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(served)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A certificate chain with its key, checked to belong together; errors at `{at}.key`.
+fn certified(
+    provider: &CryptoProvider,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    at: &str,
+) -> Result<CertifiedKey, (String, String)> {
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| (format!("{at}.key"), format!("unsupported private key: {e}")))?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified.keys_match().map_err(|e| {
+        (
+            format!("{at}.key"),
+            format!("the key does not belong to the certificate: {e}"),
+        )
+    })?;
+    Ok(certified)
+}
+
+impl SniResolver {
+    /// Serves `key` for `names`, unless a certificate added before already answers a name.
+    fn add(&mut self, names: impl IntoIterator<Item = String>, key: Arc<CertifiedKey>) {
+        let index = self.certificates.len();
+        for name in names {
+            let name = name.to_ascii_lowercase();
+            if let Some(suffix) = name.strip_prefix("*.") {
+                self.wildcard.entry(suffix.to_string()).or_insert(index);
+            } else {
+                self.exact.entry(name).or_insert(index);
+            }
+        }
+        self.certificates.push(key);
+    }
+}
+
+/// Builds a listener's TLS config: its own certificates (the first is its default), then the
+/// certificate resources `served`. Errors name the certificate at fault, relative to `path`
 /// (e.g. `listeners[1].tls.certificates[0].key`).
 pub fn server_config(
     config: &ListenerTlsConfig,
+    served: &[ServedCertificate],
     path: &str,
 ) -> Result<Arc<ServerConfig>, (String, String)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -52,27 +162,12 @@ pub fn server_config(
         let at = format!("{path}.certificates[{i}]");
         let chain = read_certificates(&entry.cert).map_err(|e| (format!("{at}.cert"), e))?;
         let key = read_private_key(&entry.key).map_err(|e| (format!("{at}.key"), e))?;
-        let signing_key = provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| (format!("{at}.key"), format!("unsupported private key: {e}")))?;
-        let certified = CertifiedKey::new(chain, signing_key);
-        certified.keys_match().map_err(|e| {
-            (
-                format!("{at}.key"),
-                format!("the key does not belong to the certificate: {e}"),
-            )
-        })?;
-        for name in dns_names(&certified.cert[0]) {
-            let name = name.to_ascii_lowercase();
-            let index = resolver.certificates.len();
-            if let Some(suffix) = name.strip_prefix("*.") {
-                resolver.wildcard.entry(suffix.to_string()).or_insert(index);
-            } else {
-                resolver.exact.entry(name).or_insert(index);
-            }
-        }
-        resolver.certificates.push(Arc::new(certified));
+        let certified = certified(&provider, chain, key, &at)?;
+        let names = dns_names(&certified.cert[0]);
+        resolver.add(names, Arc::new(certified));
+    }
+    for certificate in served {
+        resolver.add(certificate.names.iter().cloned(), certificate.key.clone());
     }
     let mut server = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use floodgate_config::{parse_item_json, Config, ConsumerConfig, RouteConfig, UpstreamConfig};
+use floodgate_config::{
+    parse_item_json, CertificateResource, Config, ConsumerConfig, RouteConfig, UpstreamConfig,
+};
 use serde_json::Value;
 
 use super::Resources;
@@ -20,6 +22,7 @@ enum Item {
     Route(Box<RouteConfig>),
     Upstream(Box<UpstreamConfig>),
     Consumer(Box<ConsumerConfig>),
+    Certificate(Box<CertificateResource>),
     /// A global plugin: its name and configuration.
     Plugin(String, Value),
     /// A key that names no kind of resource: not the gateway's business.
@@ -65,11 +68,13 @@ impl Parsed {
         }
         let mut config = bootstrap.clone();
         let (mut routes, mut upstreams, mut consumers) = (Vec::new(), Vec::new(), Vec::new());
+        let mut certificates = Vec::new();
         for item in self.items.values() {
             match item {
                 Item::Route(route) => routes.push((**route).clone()),
                 Item::Upstream(upstream) => upstreams.push((**upstream).clone()),
                 Item::Consumer(consumer) => consumers.push((**consumer).clone()),
+                Item::Certificate(certificate) => certificates.push((**certificate).clone()),
                 Item::Plugin(name, value) => {
                     config.global_plugins.insert(name.clone(), value.clone());
                 }
@@ -85,6 +90,9 @@ impl Parsed {
         }
         if !consumers.is_empty() {
             config.consumers = consumers;
+        }
+        if !certificates.is_empty() {
+            config.certificates = certificates;
         }
         config.validate().ok()?;
         Some(config)
@@ -120,6 +128,9 @@ fn parse(key: &str, value: &[u8]) -> Item {
         }
         Kind::Consumers => {
             parse_item_json(path, text.as_bytes()).map(|c| Item::Consumer(Box::new(c)))
+        }
+        Kind::Certificates => {
+            parse_item_json(path, text.as_bytes()).map(|c| Item::Certificate(Box::new(c)))
         }
         Kind::GlobalPlugins => unreachable!("returned above"),
     };
