@@ -1,11 +1,12 @@
-//! `rate-limit` with `policy: redis` on the Redis topologies other than one server: a limiter
-//! whose store is a real Redis Cluster of three masters, and one that finds its master through a
-//! real Sentinel. Each admits its limit, syncs its counts into the store, and its counter is where
+//! `rate-limit` with `policy: redis` on Redis topologies beyond one plain server: a real Redis
+//! over TLS, a real Redis Cluster of three masters, and a master found through a real Sentinel. Each admits its limit, syncs its counts into the store, and its counter is where
 //! the topology says it is.
 
 use std::time::Duration;
 
-use floodgate_testkit::{get, Floodgate, MockUpstream, TestRedisCluster, TestRedisSentinel};
+use floodgate_testkit::{
+    get, Floodgate, MockUpstream, TestRedis, TestRedisCluster, TestRedisSentinel,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_floodgate");
 
@@ -83,6 +84,31 @@ async fn until_synced(gateway: &Floodgate, what: &str) {
             gateway.log()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limiter_reaches_redis_over_tls() {
+    let redis = TestRedis::start_tls().await;
+    let upstream = MockUpstream::http("app").await;
+    let url = redis.tls_url().expect("a TLS port");
+    let ca = redis
+        .certs()
+        .expect("certificates")
+        .cert_path
+        .display()
+        .to_string();
+    let gateway = gateway(
+        &upstream,
+        format!("url: \"{url}\", tls: {{ ca: \"{ca}\" }}"),
+    )
+    .await;
+    assert_eq!(
+        eight_requests(&gateway).await,
+        [200, 200, 200, 200, 200, 429, 429, 429]
+    );
+    until_synced(&gateway, "a sync over TLS").await;
+    // The counter is in Redis (read over its plain port).
+    assert!(!redis.keys(COUNTERS).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

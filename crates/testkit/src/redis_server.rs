@@ -137,38 +137,53 @@ impl TestRedis {
 
     /// A connection to this server (authenticated).
     pub async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        let client = redis::Client::open(self.url())?;
-        let mut connection = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await?;
-        Ok(connection)
+        connection(&self.url()).await
     }
 
     /// `INFO stats`' `total_commands_processed`: every command the server ran, pipelined ones
     /// one by one (the `INFO` asking is counted after it answers).
     pub async fn commands_processed(&self) -> u64 {
-        let mut connection = self.connection().await.expect("redis connection");
-        let info: String = redis::cmd("INFO")
-            .arg("stats")
-            .query_async(&mut connection)
-            .await
-            .expect("INFO stats");
-        info.lines()
-            .find_map(|line| line.strip_prefix("total_commands_processed:"))
-            .and_then(|n| n.trim().parse().ok())
-            .expect("total_commands_processed in INFO stats")
+        commands_processed(&self.url()).await
     }
 
     /// The keys under `pattern` (`KEYS`).
     pub async fn keys(&self, pattern: &str) -> Vec<String> {
-        let mut connection = self.connection().await.expect("redis connection");
-        redis::cmd("KEYS")
-            .arg(pattern)
-            .query_async(&mut connection)
-            .await
-            .expect("KEYS")
+        keys(&self.url(), pattern).await
     }
+}
+
+/// A connection to the server at `url` that has answered `PING`.
+pub(crate) async fn connection(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url)?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    redis::cmd("PING")
+        .query_async::<String>(&mut connection)
+        .await?;
+    Ok(connection)
+}
+
+/// `INFO stats`' `total_commands_processed` of the server at `url`.
+pub(crate) async fn commands_processed(url: &str) -> u64 {
+    let mut connection = connection(url).await.expect("redis connection");
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut connection)
+        .await
+        .expect("INFO stats");
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_commands_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_commands_processed in INFO stats")
+}
+
+/// The keys under `pattern` (`KEYS`) of the server at `url`.
+pub(crate) async fn keys(url: &str, pattern: &str) -> Vec<String> {
+    let mut connection = connection(url).await.expect("redis connection");
+    redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut connection)
+        .await
+        .expect("KEYS")
 }
 
 impl Drop for TestRedis {

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::free_port;
+use crate::redis_server::{commands_processed, connection, keys};
 
 /// How long a topology may take to form before the test gives up.
 const READY: Duration = Duration::from_secs(30);
@@ -23,40 +24,6 @@ fn spawn_redis(args: &[String], log: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("cannot run redis-server: install Debian's redis-server (scripts/test.sh does)")
-}
-
-/// A connection to the server at `url` that has answered `PING`.
-async fn connection(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(url)?;
-    let mut connection = client.get_multiplexed_async_connection().await?;
-    redis::cmd("PING")
-        .query_async::<String>(&mut connection)
-        .await?;
-    Ok(connection)
-}
-
-/// `INFO stats`' `total_commands_processed` of the server at `url`.
-async fn commands_processed(url: &str) -> u64 {
-    let mut connection = connection(url).await.expect("redis connection");
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(&mut connection)
-        .await
-        .expect("INFO stats");
-    info.lines()
-        .find_map(|line| line.strip_prefix("total_commands_processed:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("total_commands_processed in INFO stats")
-}
-
-/// The keys under `pattern` (`KEYS`) of the server at `url`.
-async fn keys(url: &str, pattern: &str) -> Vec<String> {
-    let mut connection = connection(url).await.expect("redis connection");
-    redis::cmd("KEYS")
-        .arg(pattern)
-        .query_async(&mut connection)
-        .await
-        .expect("KEYS")
 }
 
 fn kill(child: &mut Child) {

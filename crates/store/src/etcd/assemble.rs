@@ -159,15 +159,17 @@ fn document(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn bootstrap() -> Config {
+    /// The file's settings of the tests: one listener.
+    pub(in crate::etcd) fn bootstrap() -> Config {
         floodgate_config::parse_yaml("listeners: [{ name: a, address: \"127.0.0.1:0\" }]\n")
             .unwrap()
     }
 
-    fn resources(pairs: &[(&str, &str)]) -> Resources {
+    /// Resources from (key, value) pairs.
+    pub(in crate::etcd) fn resources(pairs: &[(&str, &str)]) -> Resources {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))

@@ -141,18 +141,7 @@ fn parse(key: &str, value: &[u8]) -> Item {
 mod tests {
     use super::*;
     use crate::etcd::assemble;
-
-    fn bootstrap() -> Config {
-        floodgate_config::parse_yaml("listeners: [{ name: a, address: \"127.0.0.1:0\" }]\n")
-            .unwrap()
-    }
-
-    fn resources(pairs: &[(&str, &str)]) -> Resources {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect()
-    }
+    use crate::etcd::assemble::tests::{bootstrap, resources};
 
     #[test]
     fn sound_resources_make_the_configuration_assemble_makes() {
