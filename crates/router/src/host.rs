@@ -67,17 +67,29 @@ impl HostPattern {
     }
 }
 
-/// The request's host, without port or trailing dot, lowercased into a fixed buffer.
+/// The request's host, without port or trailing dot, lowercased.
 ///
-/// The buffer lives on the stack so that a lookup does not allocate.
-pub(crate) struct RequestHost {
-    buf: [u8; MAX_HOST_LEN],
-    len: usize,
+/// A host already in lowercase (nearly every one) is borrowed from the request; another is
+/// lowercased into a buffer on the stack. Neither allocates, and the common case does not even fill
+/// the buffer (253 bytes zeroed and copied per request were most of what a table with host-bound
+/// routes cost over one without).
+// Boxing the buffer would allocate per request; the value lives on the stack for one lookup.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum RequestHost<'a> {
+    /// Already lowercase: the request's own bytes.
+    Borrowed(&'a [u8]),
+    /// Lowercased into a buffer.
+    Lowered {
+        /// The buffer.
+        buf: [u8; MAX_HOST_LEN],
+        /// How much of it is the name.
+        len: usize,
+    },
 }
 
-impl RequestHost {
+impl<'a> RequestHost<'a> {
     /// Normalises a `Host` header or `:authority` value; `None` when no configured host could match it.
-    pub(crate) fn new(raw: &str) -> Option<Self> {
+    pub(crate) fn new(raw: &'a str) -> Option<Self> {
         let name = if let Some(bracketed) = raw.strip_prefix('[') {
             // RFC 3986 §3.2.2: an IPv6 literal is bracketed, and its colons are not a port separator.
             bracketed.split_once(']')?.0
@@ -92,11 +104,14 @@ impl RequestHost {
         if name.is_empty() || name.len() > MAX_HOST_LEN {
             return None;
         }
+        if !name.iter().any(u8::is_ascii_uppercase) {
+            return Some(RequestHost::Borrowed(name));
+        }
         let mut buf = [0; MAX_HOST_LEN];
         let slot = buf.get_mut(..name.len())?;
         slot.copy_from_slice(name);
         slot.make_ascii_lowercase();
-        Some(RequestHost {
+        Some(RequestHost::Lowered {
             buf,
             len: name.len(),
         })
@@ -104,7 +119,10 @@ impl RequestHost {
 
     /// The normalised name, the key for exact hosts.
     pub(crate) fn name(&self) -> &[u8] {
-        self.buf.get(..self.len).unwrap_or_default()
+        match self {
+            RequestHost::Borrowed(name) => name,
+            RequestHost::Lowered { buf, len } => buf.get(..*len).unwrap_or_default(),
+        }
     }
 
     /// Keys for wildcard hosts, longest suffix first: `a.b.example.com` gives `b.example.com`,

@@ -175,7 +175,7 @@ impl<T> RouteTable<T> {
     /// tried only when no route in the one before matches.
     fn find_by_host(
         &self,
-        host: &RequestHost,
+        host: &RequestHost<'_>,
         path: &str,
         accept: &mut impl FnMut(&Candidates) -> Option<usize>,
     ) -> Option<usize> {
