@@ -42,6 +42,7 @@ SKIP_MEMORY=${SKIP_MEMORY:-0}
 BENCH_ONLY=${BENCH_ONLY:-both} # both | nginx | floodgate
 SECTIONS=${SECTIONS:-"h1 h1-resilient h2c h1-tls h2-tls policy-hs256 policy-rs256"}  # which load sections to run
 POLICY_ROUNDS=${POLICY_ROUNDS:-3}  # rounds of each policy section
+EXTRA_ROUTES=${EXTRA_ROUTES:-0}    # routes added to floodgate's table (bench/routes.sh's mix): its size's cost
 # Floodgate-only sections, one plugin each, for each plugin's own cost (A/B against h1):
 #   SECTIONS="h1 plugin-jwt-hs256 plugin-jwt-rs256 plugin-rate plugin-cors" BENCH_ONLY=floodgate
 
@@ -324,6 +325,17 @@ routes:
       rate-limit: { algorithm: token_bucket, rate: 100000000, burst: 100000000, key: client_ip }
       cors: { allow_origins: ["https://app.example.com"] }
 EOF
+  # A large table, as bench/routes.sh builds it: 40% prefixes, 30% with a parameter, 20% exact
+  # paths, 10% bound to a host. None of them matches the measured requests.
+  awk -v n="$EXTRA_ROUTES" 'BEGIN {
+    for (i = 0; i < n; i++) {
+      k = i % 10
+      if (k < 4)      printf "  - { id: x-p%d, paths: [\"/svc%d/*\"], upstream: origin }\n", i, i
+      else if (k < 7) printf "  - { id: x-m%d, paths: [\"/api/v%d/users/{id}\"], upstream: origin }\n", i, i
+      else if (k < 9) printf "  - { id: x-e%d, paths: [\"/exact/%d\"], upstream: origin }\n", i, i
+      else            printf "  - { id: x-h%d, hosts: [\"h%d.example.com\"], paths: [\"/*\"], upstream: origin }\n", i, i
+    }
+  }' >> "$OUT/floodgate.yaml"
 }
 
 # ---------------------------------------------------------------------------------------------
