@@ -4,7 +4,7 @@
 # parameters and configurations (YAML and the admin API's JSON) as the plugins read them; crates/load-report/fuzz: the load reports
 # targets send) for SECONDS each (default 60). CI runs
 # `./scripts/fuzz.sh 15` from scripts/test.sh, so the whole run takes about SECONDS times the number of
-# targets (eighteen) plus the builds.
+# targets (nineteen) plus the builds.
 #
 # libFuzzer needs a nightly toolchain. Without one this says so and succeeds: the same properties have
 # already run on stable over the committed corpus (crates/*/tests/fuzz_corpus.rs). Inputs the fuzzer

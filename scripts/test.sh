@@ -47,7 +47,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 # The fuzz targets of the HTTP/1.1 codec and of the plugins, for a bounded time each (skipped without a
 # nightly toolchain; the same properties also run on stable in the suite below, over the committed
-# corpus). 15 s for each of the sixteen targets keeps this near 4.5 minutes warm and 8 from nothing
+# corpus). 15 s for each of the nineteen targets keeps this near 5 minutes warm and 8 from nothing
 # (installing cargo-fuzz and building included), so the whole run stays well under 20 minutes on two
 # cores; longer runs are `./scripts/fuzz.sh 600` by hand.
 ./scripts/fuzz.sh 15

@@ -69,4 +69,5 @@ properties! {
     path_params = 0x5eed_0107, 20_000;
     jwks_document = 0x5eed_0108, 5_000;
     config_json = 0x5eed_0109, 2_000;
+    config_resource_json = 0x5eed_010a, 3_000;
 }

@@ -14,7 +14,10 @@ mod fields;
 
 use std::sync::Arc;
 
-use floodgate_config::{parse_json, parse_yaml, Config};
+use floodgate_config::{
+    parse_item_json, parse_json, parse_yaml, CertificateResource, Config, ConsumerConfig,
+    RouteConfig, UpstreamConfig,
+};
 
 pub use auth::{basic_authorization, jwks_document, jwt_token};
 pub use fields::{forwarded_for, path_params, query_param, token_sources};
@@ -54,6 +57,51 @@ pub fn config_json(data: &[u8]) {
         Err(e) => panic!("an accepted configuration, written out, is refused: {e}"),
     }
     check_build(&config);
+}
+
+/// One resource as the admin API's writes and the etcd source read it (`parse_item_json`, one
+/// route, upstream, consumer or certificate alone): parsing never panics; an accepted resource written
+/// out reads back the same; and a resource refused alone is refused inside a whole configuration too,
+/// so the two ways of reading a resource never disagree on what is well formed.
+pub fn config_resource_json(data: &[u8]) {
+    if data.windows(5).any(|w| w == b"_file") {
+        return;
+    }
+    resource_round_trip::<RouteConfig>("routes", data);
+    resource_round_trip::<UpstreamConfig>("upstreams", data);
+    resource_round_trip::<ConsumerConfig>("consumers", data);
+    resource_round_trip::<CertificateResource>("certificates", data);
+}
+
+fn resource_round_trip<T>(section: &str, data: &[u8])
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + PartialEq + std::fmt::Debug,
+{
+    let path = format!("{section}[0]");
+    match parse_item_json::<T>(&path, data) {
+        Ok(item) => {
+            let written = serde_json::to_vec(&item).expect("a resource always serializes");
+            match parse_item_json::<T>(&path, &written) {
+                Ok(again) => assert_eq!(again, item, "JSON round trip changed the {section} item"),
+                Err(e) => panic!("an accepted {section} item, written out, is refused: {e:?}"),
+            }
+        }
+        Err(errors) => {
+            assert!(!errors.is_empty(), "a refused item says why");
+            let Ok(item) = serde_json::from_slice::<serde_json::Value>(data) else {
+                return;
+            };
+            let whole = serde_json::json!({
+                "listeners": [{ "name": "a", "address": "127.0.0.1:1" }],
+                section: [item],
+            });
+            let text = serde_json::to_vec(&whole).expect("JSON");
+            assert!(
+                parse_json(&text).is_err(),
+                "a {section} item refused alone ({errors:?}) is accepted in a configuration"
+            );
+        }
+    }
 }
 
 fn check_build(config: &Config) {
