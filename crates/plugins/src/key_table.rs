@@ -41,7 +41,7 @@ struct Slot {
 }
 
 /// Which slot a key's state lives in, to come back to it (a held connection slot).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum SlotId {
     /// A slot of its own.
     Own(usize),

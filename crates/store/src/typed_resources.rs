@@ -58,9 +58,15 @@ impl Kind {
         id: &str,
         resource: &Value,
     ) -> (String, Result<(), Vec<FieldError>>) {
-        let path = self.path_in(config, id);
+        if self == Kind::GlobalPlugins {
+            config
+                .global_plugins
+                .insert(id.to_string(), resource.clone());
+            return (format!("global_plugins.{id}"), Ok(()));
+        }
         let (at, len) = position(self, config, id);
         let at = at.unwrap_or(len);
+        let path = format!("{}[{at}]", self.segment());
         let text = resource.to_string();
         let text = text.as_bytes();
         let parsed = match self {

@@ -1,7 +1,7 @@
 //! The sync task of a shared limiter: every `sync_interval`, one pipelined batch that adds this
 //! gateway's new admissions to the store and reads the fleet's totals back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{OnceLock, Weak};
 use std::time::Duration;
 
@@ -34,7 +34,8 @@ pub(super) struct Synced {
 
 /// The replies one key waits for.
 pub(super) struct Pending {
-    index: usize,
+    slot: SlotId,
+    /// The key's hash (0 for the overflow slot's shared counter).
     key: u64,
     window: u64,
     /// This gateway's counts when the batch was made: in `window - 1` and `window`.
@@ -58,7 +59,7 @@ pub(super) async fn run(shared: Weak<Shared>) {
     let mut ticker = tokio::time::interval(settings.sync_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut store: Option<Store> = None;
-    let mut book: HashMap<usize, Synced> = HashMap::new();
+    let mut book: HashMap<SlotId, Synced> = HashMap::new();
     let mut next_heartbeat = tokio::time::Instant::now();
     loop {
         ticker.tick().await;
@@ -132,7 +133,7 @@ pub(super) async fn run(shared: Weak<Shared>) {
 /// The batch for the keys requested lately, and what each waits for.
 pub(super) fn plan(
     shared: &Shared,
-    book: &mut HashMap<usize, Synced>,
+    book: &mut HashMap<SlotId, Synced>,
     now: u64,
 ) -> (Batch, Vec<Pending>) {
     let w = &shared.window;
@@ -141,22 +142,18 @@ pub(super) fn plan(
     let expire_millis = 2 * window_nanos.div_ceil(1_000_000) + 1_000;
     let mut batch = Batch::new();
     let mut pending = Vec::new();
-    let mut active = Vec::new();
+    let mut active = HashSet::new();
+    let into_window = now - number * window_nanos;
+    let interval = u64::try_from(shared.settings.sync_interval.as_nanos()).unwrap_or(u64::MAX);
     shared.table.for_each_taken(|slot, key, state| {
         let (mine_previous, mine_current) = w.own_counts(state, number);
         let requested = shared.views.get(slot).requested_in();
         if mine_previous + mine_current == 0 && requested + 1 < number {
             return;
         }
-        let index = match slot {
-            SlotId::Own(i) => i,
-            SlotId::Overflow => usize::MAX,
-        };
-        active.push(index);
-        let known = book.get(&index).filter(|s| s.key == key).copied();
+        active.insert(slot);
+        let known = book.get(&slot).filter(|s| s.key == key).copied();
         let name = |n: u64| counter_name(&shared.settings.namespace, slot, key, n);
-        let into_window = now - number * window_nanos;
-        let interval = u64::try_from(shared.settings.sync_interval.as_nanos()).unwrap_or(u64::MAX);
         let previous = match known {
             // The window turned since the last sync: what of the old one is unsent goes now.
             Some(s) if s.window + 1 == number => {
@@ -182,34 +179,33 @@ pub(super) fn plan(
                 PreviousCount::Total(reply)
             }
         };
-        let (sent, expiring) = match known {
+        let (sent, was_expiring) = match known {
             Some(s) if s.window == number => (s.sent, s.expiring),
             _ => (0, false),
         };
         let delta = mine_current.saturating_sub(sent);
         let current = batch.add(&name(number), delta);
-        let expiring = expiring || delta > 0;
-        if delta > 0 && !(known.is_some_and(|s| s.window == number && s.expiring)) {
+        if delta > 0 && !was_expiring {
             batch.expire(&name(number), expire_millis);
         }
         pending.push(Pending {
-            index,
+            slot,
             key,
             window: number,
             mine: (mine_previous, mine_current),
             previous,
             current,
-            expiring,
+            expiring: was_expiring || delta > 0,
         });
     });
     // Keys no longer requested are forgotten; they start over if they come back.
-    book.retain(|index, _| active.contains(index));
+    book.retain(|slot, _| active.contains(slot));
     (batch, pending)
 }
 
 /// Writes what the replies say into the views and the book.
 pub(super) fn apply(
-    book: &mut HashMap<usize, Synced>,
+    book: &mut HashMap<SlotId, Synced>,
     shared: &Shared,
     pending: &[Pending],
     replies: &Replies,
@@ -233,27 +229,22 @@ pub(super) fn apply(
         // this sync: what they admitted since is presumed alongside what this gateway admitted
         // since then (about halfway between its last sync's count and this one's).
         let last_sent = book
-            .get(&p.index)
+            .get(&p.slot)
             .filter(|s| s.key == p.key && s.window == p.window)
             .map_or(0, |s| s.sent);
         let mine_then = (last_sent + p.mine.1) / 2;
         let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         let seen = Seen {
-            key: if p.index == usize::MAX { 0 } else { p.key },
+            key: p.key,
             window: p.window,
             previous: clamp(others_previous),
             current: clamp(others_current),
             mine: clamp(mine_then),
             share,
         };
-        let slot = if p.index == usize::MAX {
-            SlotId::Overflow
-        } else {
-            SlotId::Own(p.index)
-        };
-        shared.views.get(slot).write(&seen);
+        shared.views.get(p.slot).write(&seen);
         book.insert(
-            p.index,
+            p.slot,
             Synced {
                 key: p.key,
                 window: p.window,

@@ -32,7 +32,7 @@ fn simulate(batch: &Batch, store: &mut HashMap<String, u64>) -> Replies {
 
 struct Gateway {
     shared: Arc<Shared>,
-    book: HashMap<usize, Synced>,
+    book: HashMap<crate::key_table::SlotId, Synced>,
     /// When its syncs happen within each interval.
     phase: u64,
     admitted: Vec<u64>,
