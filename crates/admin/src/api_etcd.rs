@@ -149,7 +149,7 @@ impl EtcdWrites {
         }
         let mut candidate = (*current.config).clone();
         let (path, parsed) = kind.put_in(&mut candidate, id, &resource);
-        if let Err(errors) = parsed.and_then(|()| self.check(&candidate)) {
+        if let Err(errors) = parsed.and_then(|()| self.check(&candidate, &current.config)) {
             return refused(errors, &path);
         }
         let value = resource;
@@ -189,9 +189,10 @@ impl EtcdWrites {
             Ok(None) => return not_found(kind, id),
             Err(e) => return unreachable(&e),
         }
-        let mut candidate = (*versions.current().config).clone();
+        let current = versions.current();
+        let mut candidate = (*current.config).clone();
         kind.remove_in(&mut candidate, id);
-        if let Err(errors) = self.check(&candidate) {
+        if let Err(errors) = self.check(&candidate, &current.config) {
             return error(
                 StatusCode::CONFLICT,
                 &format!("the {} {id:?} is in use", kind.singular()),
@@ -212,10 +213,11 @@ impl EtcdWrites {
         }
     }
 
-    /// The configuration `candidate` would be, checked as applying it would check it.
-    fn check(&self, candidate: &Config) -> Result<(), Vec<FieldError>> {
+    /// The configuration `candidate` would be, checked as applying it would check it; it is the
+    /// running configuration with one resource changed, and checked as such.
+    fn check(&self, candidate: &Config, running: &Config) -> Result<(), Vec<FieldError>> {
         candidate
-            .validate()
+            .validate_change(running)
             .map_err(|e| e.field_errors().to_vec())?;
         (self.validate)(candidate)
     }

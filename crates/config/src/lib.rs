@@ -30,6 +30,9 @@ mod size;
 mod timeouts;
 mod upstream;
 mod validate;
+mod validate_change;
+
+use std::sync::Arc;
 
 pub use admin::AdminConfig;
 pub use breaker::{BreakerRatioConfig, CircuitBreakerConfig};
@@ -95,20 +98,20 @@ pub struct Config {
     pub dns: DnsConfig,
     /// Groups of targets that routes forward to.
     #[serde(default)]
-    pub upstreams: Vec<UpstreamConfig>,
+    pub upstreams: Vec<Arc<UpstreamConfig>>,
     /// Rules that map requests to upstreams.
     #[serde(default)]
-    pub routes: Vec<RouteConfig>,
+    pub routes: Vec<Arc<RouteConfig>>,
     /// Plugins that run on every route (a route's plugin of the same name replaces the global one);
     /// see docs/plugins.md.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub global_plugins: std::collections::BTreeMap<String, serde_json::Value>,
     /// Clients that authentication plugins identify.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub consumers: Vec<ConsumerConfig>,
+    pub consumers: Vec<Arc<ConsumerConfig>>,
     /// Certificates given inline, served by every TLS listener for their names (SNI).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub certificates: Vec<CertificateResource>,
+    pub certificates: Vec<Arc<CertificateResource>>,
     /// How the client's address is found behind trusted proxies.
     #[serde(default)]
     pub real_ip: RealIpConfig,

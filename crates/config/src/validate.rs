@@ -3,7 +3,10 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::{Balancer, Config, ConfigError, FieldError, HashOn, PathPattern, RouteConfig};
+use crate::{
+    Balancer, CertificateResource, Config, ConfigError, FieldError, HashOn, PathPattern,
+    RouteConfig, UpstreamConfig,
+};
 
 const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
@@ -145,104 +148,114 @@ impl Config {
     fn validate_upstreams(&self, errors: &mut Vec<FieldError>) {
         let mut ids = HashSet::new();
         for (i, upstream) in self.upstreams.iter().enumerate() {
-            let at = format!("upstreams[{i}]");
             check_id(
-                &format!("{at}.id"),
+                &format!("upstreams[{i}].id"),
                 &upstream.id,
                 "upstream",
                 &mut ids,
                 errors,
             );
-            self.validate_discovery(&at, upstream, errors);
-            for (t, target) in upstream.targets.iter().enumerate() {
-                if let Err(message) = check_host_port(&target.address) {
-                    errors.push(FieldError::new(
-                        format!("{at}.targets[{t}].address"),
-                        message,
-                    ));
-                }
-                if target.weight == 0 || target.weight > MAX_WEIGHT {
-                    errors.push(FieldError::new(
-                        format!("{at}.targets[{t}].weight"),
-                        format!("must be between 1 and {MAX_WEIGHT}"),
-                    ));
-                }
-            }
-            match (&upstream.balancer, &upstream.hash_on) {
-                (Balancer::ConsistentHash, None) => errors.push(FieldError::new(
-                    format!("{at}.hash_on"),
-                    "required with balancer consistent_hash (header, cookie, client_ip or path)",
-                )),
-                (Balancer::ConsistentHash, Some(HashOn::Header | HashOn::Cookie))
-                    if upstream.hash_key.as_deref().unwrap_or("").is_empty() =>
-                {
-                    errors.push(FieldError::new(
-                        format!("{at}.hash_key"),
-                        "required when hash_on is header or cookie: the header or cookie name",
-                    ))
-                }
-                (Balancer::ConsistentHash, _) | (_, None) => {}
-                (_, Some(_)) => errors.push(FieldError::new(
-                    format!("{at}.hash_on"),
-                    "only used with balancer consistent_hash",
-                )),
-            }
-            upstream
-                .read_timeout
-                .require_nonzero(format!("{at}.read_timeout"), errors);
-            upstream
-                .connect_timeout
-                .require_nonzero(format!("{at}.connect_timeout"), errors);
-            if upstream.max_connections_per_target == Some(0) {
+            self.validate_upstream(i, upstream, errors);
+        }
+    }
+
+    /// What one upstream, the `i`th, must be on its own (its id's uniqueness aside).
+    pub(crate) fn validate_upstream(
+        &self,
+        i: usize,
+        upstream: &UpstreamConfig,
+        errors: &mut Vec<FieldError>,
+    ) {
+        let at = format!("upstreams[{i}]");
+        self.validate_discovery(&at, upstream, errors);
+        for (t, target) in upstream.targets.iter().enumerate() {
+            if let Err(message) = check_host_port(&target.address) {
                 errors.push(FieldError::new(
-                    format!("{at}.max_connections_per_target"),
-                    "must be at least 1 (omit it for no limit)",
+                    format!("{at}.targets[{t}].address"),
+                    message,
                 ));
             }
-            upstream
-                .health_checks
-                .validate_into(&format!("{at}.health_checks"), errors);
-            upstream
-                .ewma
-                .decay
-                .require_nonzero(format!("{at}.ewma.decay"), errors);
-            if let Some(reports) = &upstream.load_reports {
-                reports
-                    .period
-                    .require_nonzero(format!("{at}.load_reports.period"), errors);
-                if !(1..=100).contains(&reports.min_weight_percent) {
-                    errors.push(FieldError::new(
-                        format!("{at}.load_reports.min_weight_percent"),
-                        "must be a percentage, 1 to 100: a target never goes to zero",
-                    ));
-                }
+            if target.weight == 0 || target.weight > MAX_WEIGHT {
+                errors.push(FieldError::new(
+                    format!("{at}.targets[{t}].weight"),
+                    format!("must be between 1 and {MAX_WEIGHT}"),
+                ));
             }
-            if let Some(slow) = &upstream.slow_start {
-                slow.window
-                    .require_nonzero(format!("{at}.slow_start.window"), errors);
-                if !(slow.aggression > 0.0 && slow.aggression.is_finite()) {
-                    errors.push(FieldError::new(
-                        format!("{at}.slow_start.aggression"),
-                        "must be a number above 0",
-                    ));
-                }
-                if slow.min_weight_percent > 100 {
-                    errors.push(FieldError::new(
-                        format!("{at}.slow_start.min_weight_percent"),
-                        "must be a percentage, 0 to 100",
-                    ));
-                }
+        }
+        match (&upstream.balancer, &upstream.hash_on) {
+            (Balancer::ConsistentHash, None) => errors.push(FieldError::new(
+                format!("{at}.hash_on"),
+                "required with balancer consistent_hash (header, cookie, client_ip or path)",
+            )),
+            (Balancer::ConsistentHash, Some(HashOn::Header | HashOn::Cookie))
+                if upstream.hash_key.as_deref().unwrap_or("").is_empty() =>
+            {
+                errors.push(FieldError::new(
+                    format!("{at}.hash_key"),
+                    "required when hash_on is header or cookie: the header or cookie name",
+                ))
             }
-            if let Some(breaker) = &upstream.circuit_breaker {
-                breaker.validate_into(&format!("{at}.circuit_breaker"), errors);
+            (Balancer::ConsistentHash, _) | (_, None) => {}
+            (_, Some(_)) => errors.push(FieldError::new(
+                format!("{at}.hash_on"),
+                "only used with balancer consistent_hash",
+            )),
+        }
+        upstream
+            .read_timeout
+            .require_nonzero(format!("{at}.read_timeout"), errors);
+        upstream
+            .connect_timeout
+            .require_nonzero(format!("{at}.connect_timeout"), errors);
+        if upstream.max_connections_per_target == Some(0) {
+            errors.push(FieldError::new(
+                format!("{at}.max_connections_per_target"),
+                "must be at least 1 (omit it for no limit)",
+            ));
+        }
+        upstream
+            .health_checks
+            .validate_into(&format!("{at}.health_checks"), errors);
+        upstream
+            .ewma
+            .decay
+            .require_nonzero(format!("{at}.ewma.decay"), errors);
+        if let Some(reports) = &upstream.load_reports {
+            reports
+                .period
+                .require_nonzero(format!("{at}.load_reports.period"), errors);
+            if !(1..=100).contains(&reports.min_weight_percent) {
+                errors.push(FieldError::new(
+                    format!("{at}.load_reports.min_weight_percent"),
+                    "must be a percentage, 1 to 100: a target never goes to zero",
+                ));
             }
-            if let Some(tls) = &upstream.tls {
-                if tls.ca_file.as_deref() == Some("") {
-                    errors.push(FieldError::new(
-                        format!("{at}.tls.ca_file"),
-                        "must name a PEM file",
-                    ));
-                }
+        }
+        if let Some(slow) = &upstream.slow_start {
+            slow.window
+                .require_nonzero(format!("{at}.slow_start.window"), errors);
+            if !(slow.aggression > 0.0 && slow.aggression.is_finite()) {
+                errors.push(FieldError::new(
+                    format!("{at}.slow_start.aggression"),
+                    "must be a number above 0",
+                ));
+            }
+            if slow.min_weight_percent > 100 {
+                errors.push(FieldError::new(
+                    format!("{at}.slow_start.min_weight_percent"),
+                    "must be a percentage, 0 to 100",
+                ));
+            }
+        }
+        if let Some(breaker) = &upstream.circuit_breaker {
+            breaker.validate_into(&format!("{at}.circuit_breaker"), errors);
+        }
+        if let Some(tls) = &upstream.tls {
+            if tls.ca_file.as_deref() == Some("") {
+                errors.push(FieldError::new(
+                    format!("{at}.tls.ca_file"),
+                    "must name a PEM file",
+                ));
             }
         }
     }
@@ -252,88 +265,105 @@ impl Config {
         let mut ids = HashSet::new();
         let mut seen: HashMap<RouteIdentity, &str> = HashMap::new();
         for (i, route) in self.routes.iter().enumerate() {
-            let at = format!("routes[{i}]");
-            check_id(&format!("{at}.id"), &route.id, "route", &mut ids, errors);
-            match (&route.upstream, &route.respond) {
-                (Some(upstream), None) => {
-                    if !upstream_ids.contains(upstream.as_str()) {
-                        errors.push(FieldError::new(
-                            format!("{at}.upstream"),
-                            format!("no upstream with id {upstream:?}"),
-                        ));
-                    }
-                }
-                (None, Some(respond)) => {
-                    if !(100..=999).contains(&respond.status) {
-                        errors.push(FieldError::new(
-                            format!("{at}.respond.status"),
-                            "must be a status code between 100 and 999",
-                        ));
-                    }
-                }
-                (None, None) => errors.push(FieldError::new(
-                    format!("{at}.upstream"),
-                    "required (or give `respond` to answer directly)",
-                )),
-                (Some(_), Some(_)) => errors.push(FieldError::new(
-                    format!("{at}.respond"),
-                    "give either `upstream` or `respond`, not both",
-                )),
-            }
-            if let Some(retries) = &route.retries {
-                retries.validate_into(&format!("{at}.retries"), errors);
-            }
-            if route.paths.is_empty() {
-                errors.push(FieldError::new(
-                    format!("{at}.paths"),
-                    "at least one path is required",
-                ));
-            }
-            for (p, path) in route.paths.iter().enumerate() {
-                if let Err(message) = PathPattern::parse(path) {
-                    errors.push(FieldError::new(format!("{at}.paths[{p}]"), message));
-                }
-            }
-            for (h, host) in route.hosts.iter().enumerate() {
-                if let Err(message) = check_host_pattern(host) {
-                    errors.push(FieldError::new(format!("{at}.hosts[{h}]"), message));
-                }
-            }
-            for (m, method) in route.methods.iter().enumerate() {
-                if !METHODS.contains(&method.as_str()) {
-                    errors.push(FieldError::new(
-                        format!("{at}.methods[{m}]"),
-                        format!(
-                            "unknown method {method:?}, expected one of {}",
-                            METHODS.join(", ")
-                        ),
-                    ));
-                }
-            }
-            for (u, protocol) in route.upgrades.iter().enumerate() {
-                let message = if protocol.eq_ignore_ascii_case("h2c") {
-                    "h2c is never tunnelled: its requests would bypass routing"
-                } else if http_header_name_invalid(protocol) {
-                    "not a protocol name (a token such as \"websocket\")"
-                } else {
-                    continue;
-                };
-                errors.push(FieldError::new(format!("{at}.upgrades[{u}]"), message));
-            }
-            for name in route.headers.keys() {
-                if http_header_name_invalid(name) {
-                    errors.push(FieldError::new(
-                        format!("{at}.headers.{name}"),
-                        "not a valid header name",
-                    ));
-                }
-            }
-            route
-                .timeout
-                .require_nonzero(format!("{at}.timeout"), errors);
+            check_id(
+                &format!("routes[{i}].id"),
+                &route.id,
+                "route",
+                &mut ids,
+                errors,
+            );
+            validate_route(i, route, |id| upstream_ids.contains(id), errors);
             check_conflicts(i, route, &mut seen, errors);
         }
     }
+}
+
+/// What one route, the `i`th, must be on its own and towards the upstreams (`has_upstream` tells
+/// whether an id is one); its id's uniqueness and conflicts with other routes aside.
+pub(crate) fn validate_route(
+    i: usize,
+    route: &RouteConfig,
+    has_upstream: impl Fn(&str) -> bool,
+    errors: &mut Vec<FieldError>,
+) {
+    let at = format!("routes[{i}]");
+    match (&route.upstream, &route.respond) {
+        (Some(upstream), None) => {
+            if !has_upstream(upstream.as_str()) {
+                errors.push(FieldError::new(
+                    format!("{at}.upstream"),
+                    format!("no upstream with id {upstream:?}"),
+                ));
+            }
+        }
+        (None, Some(respond)) => {
+            if !(100..=999).contains(&respond.status) {
+                errors.push(FieldError::new(
+                    format!("{at}.respond.status"),
+                    "must be a status code between 100 and 999",
+                ));
+            }
+        }
+        (None, None) => errors.push(FieldError::new(
+            format!("{at}.upstream"),
+            "required (or give `respond` to answer directly)",
+        )),
+        (Some(_), Some(_)) => errors.push(FieldError::new(
+            format!("{at}.respond"),
+            "give either `upstream` or `respond`, not both",
+        )),
+    }
+    if let Some(retries) = &route.retries {
+        retries.validate_into(&format!("{at}.retries"), errors);
+    }
+    if route.paths.is_empty() {
+        errors.push(FieldError::new(
+            format!("{at}.paths"),
+            "at least one path is required",
+        ));
+    }
+    for (p, path) in route.paths.iter().enumerate() {
+        if let Err(message) = PathPattern::parse(path) {
+            errors.push(FieldError::new(format!("{at}.paths[{p}]"), message));
+        }
+    }
+    for (h, host) in route.hosts.iter().enumerate() {
+        if let Err(message) = check_host_pattern(host) {
+            errors.push(FieldError::new(format!("{at}.hosts[{h}]"), message));
+        }
+    }
+    for (m, method) in route.methods.iter().enumerate() {
+        if !METHODS.contains(&method.as_str()) {
+            errors.push(FieldError::new(
+                format!("{at}.methods[{m}]"),
+                format!(
+                    "unknown method {method:?}, expected one of {}",
+                    METHODS.join(", ")
+                ),
+            ));
+        }
+    }
+    for (u, protocol) in route.upgrades.iter().enumerate() {
+        let message = if protocol.eq_ignore_ascii_case("h2c") {
+            "h2c is never tunnelled: its requests would bypass routing"
+        } else if http_header_name_invalid(protocol) {
+            "not a protocol name (a token such as \"websocket\")"
+        } else {
+            continue;
+        };
+        errors.push(FieldError::new(format!("{at}.upgrades[{u}]"), message));
+    }
+    for name in route.headers.keys() {
+        if http_header_name_invalid(name) {
+            errors.push(FieldError::new(
+                format!("{at}.headers.{name}"),
+                "not a valid header name",
+            ));
+        }
+    }
+    route
+        .timeout
+        .require_nonzero(format!("{at}.timeout"), errors);
 }
 
 impl Config {
@@ -342,32 +372,41 @@ impl Config {
     fn validate_certificates(&self, errors: &mut Vec<FieldError>) {
         let mut ids = HashSet::new();
         for (i, certificate) in self.certificates.iter().enumerate() {
-            let at = format!("certificates[{i}]");
             check_id(
-                &format!("{at}.id"),
+                &format!("certificates[{i}].id"),
                 &certificate.id,
                 "certificate",
                 &mut ids,
                 errors,
             );
-            for (field, pem) in [("cert", &certificate.cert), ("key", &certificate.key)] {
-                if !pem.contains("-----BEGIN ") {
-                    errors.push(FieldError::new(format!("{at}.{field}"), "must be PEM text"));
-                }
-            }
-            for (n, name) in certificate.snis.iter().enumerate() {
-                if let Err(message) = check_host_pattern(name) {
-                    errors.push(FieldError::new(format!("{at}.snis[{n}]"), message));
-                }
-            }
+            validate_certificate(i, certificate, errors);
+        }
+    }
+}
+
+/// What one certificate, the `i`th, must be on its own (its id's uniqueness aside).
+pub(crate) fn validate_certificate(
+    i: usize,
+    certificate: &CertificateResource,
+    errors: &mut Vec<FieldError>,
+) {
+    let at = format!("certificates[{i}]");
+    for (field, pem) in [("cert", &certificate.cert), ("key", &certificate.key)] {
+        if !pem.contains("-----BEGIN ") {
+            errors.push(FieldError::new(format!("{at}.{field}"), "must be PEM text"));
+        }
+    }
+    for (n, name) in certificate.snis.iter().enumerate() {
+        if let Err(message) = check_host_pattern(name) {
+            errors.push(FieldError::new(format!("{at}.snis[{n}]"), message));
         }
     }
 }
 
 /// A route's identity for conflict detection: host, path, and its method and header conditions.
-type RouteIdentity = (String, String, BTreeSet<String>, Vec<(String, String)>);
+pub(crate) type RouteIdentity = (String, String, BTreeSet<String>, Vec<(String, String)>);
 
-fn check_conflicts<'a>(
+pub(crate) fn check_conflicts<'a>(
     index: usize,
     route: &'a RouteConfig,
     seen: &mut HashMap<RouteIdentity, &'a str>,

@@ -234,10 +234,12 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        floodgate_config::parse_yaml(&yaml)
-            .unwrap()
-            .upstreams
-            .remove(0)
+        Arc::unwrap_or_clone(
+            floodgate_config::parse_yaml(&yaml)
+                .unwrap()
+                .upstreams
+                .remove(0),
+        )
     }
 
     fn hosts(entries: &[(&str, &[&str])]) -> Hosts {

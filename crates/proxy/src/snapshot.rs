@@ -401,7 +401,7 @@ impl Snapshot {
                 continue;
             }
             runtimes.push((
-                route,
+                &**route,
                 Arc::new(RouteRuntime {
                     id: route.id.as_str().into(),
                     action,

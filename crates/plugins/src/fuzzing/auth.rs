@@ -46,7 +46,9 @@ routes: [{ id: r, paths: ["/*"], upstream: u }]
 "#,
     )
     .expect("the base configuration");
-    config.routes[0].plugins.insert(name.to_string(), plugin);
+    std::sync::Arc::make_mut(&mut config.routes[0])
+        .plugins
+        .insert(name.to_string(), plugin);
     config.consumers = serde_json::from_value(consumers).expect("the consumers");
     let set = build_plugins(&config, &StateStore::new(), None, &Arc::default())
         .unwrap_or_else(|e| panic!("the {name} configuration: {e:?}"));

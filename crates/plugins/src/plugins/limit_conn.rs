@@ -166,7 +166,7 @@ routes: [{ id: r, paths: ["/*"], upstream: u }]
 
     fn config(limit_conn: Value) -> Config {
         let mut config = floodgate_config::parse_yaml(BASE).expect("the base configuration");
-        config.routes[0]
+        std::sync::Arc::make_mut(&mut config.routes[0])
             .plugins
             .insert("limit-conn".to_string(), limit_conn);
         config

@@ -35,10 +35,13 @@ pub(crate) fn build_with(
     consumers: Vec<Value>,
 ) -> Result<PluginSet, Vec<FieldError>> {
     let mut base = floodgate_config::parse_yaml(BASE).expect("the base configuration is valid");
-    base.routes[0].plugins = serde_json::from_value(plugins).expect("a plugins map");
+    std::sync::Arc::make_mut(&mut base.routes[0]).plugins =
+        serde_json::from_value(plugins).expect("a plugins map");
     base.consumers = consumers
         .into_iter()
-        .map(|c| serde_json::from_value::<ConsumerConfig>(c).expect("a consumer"))
+        .map(|c| {
+            std::sync::Arc::new(serde_json::from_value::<ConsumerConfig>(c).expect("a consumer"))
+        })
         .collect();
     build_plugins(
         &base,

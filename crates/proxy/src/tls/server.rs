@@ -49,7 +49,7 @@ pub struct ServedCertificate {
 /// The `certificates[]` resources parsed once, for every TLS listener. Errors name the field at
 /// fault (`certificates[2].key`).
 pub fn served_certificates(
-    resources: &[CertificateResource],
+    resources: &[Arc<CertificateResource>],
 ) -> Result<Vec<ServedCertificate>, Vec<FieldError>> {
     let provider = rustls::crypto::ring::default_provider();
     let mut served = Vec::new();

@@ -242,7 +242,10 @@ impl EtcdSource {
     /// resource by resource, leaving out those at fault.
     async fn apply(&mut self, applier: &Applier, revision: i64) {
         let mut outcome = Err(ApplyError::Invalid(Vec::new()));
-        if let Some(config) = self.parsed.config(&self.bootstrap) {
+        if let Some(config) = self
+            .parsed
+            .config(&self.bootstrap, self.last_applied.as_deref())
+        {
             outcome = self.offer(applier, config, revision).await;
         }
         if matches!(outcome, Err(ApplyError::Invalid(_))) {

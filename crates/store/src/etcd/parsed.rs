@@ -7,6 +7,7 @@
 //! resources at fault; the common case, every resource sound, never goes through it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use floodgate_config::{
     parse_item_json, CertificateResource, Config, ConsumerConfig, RouteConfig, UpstreamConfig,
@@ -19,10 +20,10 @@ use crate::Kind;
 /// One key's resource, parsed.
 #[derive(Debug, Clone)]
 enum Item {
-    Route(Box<RouteConfig>),
-    Upstream(Box<UpstreamConfig>),
-    Consumer(Box<ConsumerConfig>),
-    Certificate(Box<CertificateResource>),
+    Route(Arc<RouteConfig>),
+    Upstream(Arc<UpstreamConfig>),
+    Consumer(Arc<ConsumerConfig>),
+    Certificate(Arc<CertificateResource>),
     /// A global plugin: its name and configuration.
     Plugin(String, Value),
     /// A key that names no kind of resource: not the gateway's business.
@@ -61,8 +62,9 @@ impl Parsed {
     }
 
     /// The configuration `bootstrap` makes with every resource, when each is sound and together they
-    /// validate; `None` otherwise.
-    pub fn config(&self, bootstrap: &Config) -> Option<Config> {
+    /// validate; `None` otherwise. `valid`, a configuration that passed validation (the one in
+    /// service), makes it a check of what changed since.
+    pub fn config(&self, bootstrap: &Config, valid: Option<&Config>) -> Option<Config> {
         if self.unsound > 0 {
             return None;
         }
@@ -71,10 +73,10 @@ impl Parsed {
         let mut certificates = Vec::new();
         for item in self.items.values() {
             match item {
-                Item::Route(route) => routes.push((**route).clone()),
-                Item::Upstream(upstream) => upstreams.push((**upstream).clone()),
-                Item::Consumer(consumer) => consumers.push((**consumer).clone()),
-                Item::Certificate(certificate) => certificates.push((**certificate).clone()),
+                Item::Route(route) => routes.push(route.clone()),
+                Item::Upstream(upstream) => upstreams.push(upstream.clone()),
+                Item::Consumer(consumer) => consumers.push(consumer.clone()),
+                Item::Certificate(certificate) => certificates.push(certificate.clone()),
                 Item::Plugin(name, value) => {
                     config.global_plugins.insert(name.clone(), value.clone());
                 }
@@ -94,7 +96,10 @@ impl Parsed {
         if !certificates.is_empty() {
             config.certificates = certificates;
         }
-        config.validate().ok()?;
+        match valid {
+            Some(valid) => config.validate_change(valid).ok()?,
+            None => config.validate().ok()?,
+        }
         Some(config)
     }
 }
@@ -122,15 +127,15 @@ fn parse(key: &str, value: &[u8]) -> Item {
     let text = value.to_string();
     let path = kind.segment();
     let item = match kind {
-        Kind::Routes => parse_item_json(path, text.as_bytes()).map(|r| Item::Route(Box::new(r))),
+        Kind::Routes => parse_item_json(path, text.as_bytes()).map(|r| Item::Route(Arc::new(r))),
         Kind::Upstreams => {
-            parse_item_json(path, text.as_bytes()).map(|u| Item::Upstream(Box::new(u)))
+            parse_item_json(path, text.as_bytes()).map(|u| Item::Upstream(Arc::new(u)))
         }
         Kind::Consumers => {
-            parse_item_json(path, text.as_bytes()).map(|c| Item::Consumer(Box::new(c)))
+            parse_item_json(path, text.as_bytes()).map(|c| Item::Consumer(Arc::new(c)))
         }
         Kind::Certificates => {
-            parse_item_json(path, text.as_bytes()).map(|c| Item::Certificate(Box::new(c)))
+            parse_item_json(path, text.as_bytes()).map(|c| Item::Certificate(Arc::new(c)))
         }
         Kind::GlobalPlugins => unreachable!("returned above"),
     };
@@ -163,7 +168,7 @@ mod tests {
         ]);
         let expected = assemble(&bootstrap(), &resources, &|_| Ok(())).unwrap().0;
         let mut parsed = Parsed::of(&resources);
-        assert_eq!(parsed.config(&bootstrap()), Some(expected));
+        assert_eq!(parsed.config(&bootstrap(), None), Some(expected));
         // One change parses one resource, and the result is still what assemble makes.
         let mut changed = resources.clone();
         changed.insert(
@@ -172,7 +177,7 @@ mod tests {
         );
         parsed.set("routes/x", changed.get("routes/x").map(Vec::as_slice));
         let expected = assemble(&bootstrap(), &changed, &|_| Ok(())).unwrap().0;
-        assert_eq!(parsed.config(&bootstrap()), Some(expected));
+        assert_eq!(parsed.config(&bootstrap(), None), Some(expected));
     }
 
     #[test]
@@ -184,22 +189,22 @@ mod tests {
             ),
             ("routes/x", r#"{"paths": ["/x/*"], "upstream": "b"}"#),
         ]));
-        assert!(parsed.config(&bootstrap()).is_some());
+        assert!(parsed.config(&bootstrap(), None).is_some());
         for bad in [
             r#"[1]"#,
             r#"{"id": "y", "paths": ["/x"]}"#,
             r#"{"paths": 3}"#,
         ] {
             parsed.set("routes/x", Some(bad.as_bytes()));
-            assert_eq!(parsed.config(&bootstrap()), None, "{bad}");
+            assert_eq!(parsed.config(&bootstrap(), None), None, "{bad}");
         }
         // A route naming a missing upstream parses, but the whole does not validate.
         parsed.set(
             "routes/x",
             Some(br#"{"paths": ["/x/*"], "upstream": "nope"}"#),
         );
-        assert_eq!(parsed.config(&bootstrap()), None);
+        assert_eq!(parsed.config(&bootstrap(), None), None);
         parsed.set("routes/x", None);
-        assert!(parsed.config(&bootstrap()).is_some());
+        assert!(parsed.config(&bootstrap(), None).is_some());
     }
 }

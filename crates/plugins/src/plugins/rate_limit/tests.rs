@@ -25,7 +25,7 @@ const SECOND: u64 = NANOS_PER_SECOND;
 fn config(plugins: Value, consumers: Value) -> Config {
     let mut config = floodgate_config::parse_yaml(BASE).expect("the base configuration");
     if let Value::Object(map) = plugins {
-        config.routes[0].plugins = map.into_iter().collect();
+        std::sync::Arc::make_mut(&mut config.routes[0]).plugins = map.into_iter().collect();
     }
     config.consumers = serde_json::from_value(consumers).expect("consumers");
     config
@@ -256,7 +256,7 @@ fn counters_survive_an_unrelated_rebuild_and_reset_when_the_config_changes() {
     assert!(allowed(&first, "192.0.2.1", &[]));
     // Another route changes: the same counters, still empty for this client.
     let mut edited = config(limit, json!([]));
-    edited.routes[1].paths = vec!["/elsewhere/*".to_string()];
+    std::sync::Arc::make_mut(&mut edited.routes[1]).paths = vec!["/elsewhere/*".to_string()];
     let second = build_with(&edited, &first.states).expect("valid");
     assert!(!allowed(&second, "192.0.2.1", &[]));
     // Its own configuration changes: fresh counters.
