@@ -28,6 +28,7 @@ mod retries;
 mod route;
 mod size;
 mod timeouts;
+mod unchanged;
 mod upstream;
 mod validate;
 mod validate_change;
@@ -57,6 +58,7 @@ pub use retries::{BackoffConfig, RetriesConfig, RetryBudgetConfig, RetryOn};
 pub use route::{DirectResponse, MethodOverride, RouteConfig};
 pub use size::ByteSize;
 pub use timeouts::TimeoutsConfig;
+pub use unchanged::same_items;
 pub use upstream::{
     Balancer, EwmaConfig, HashOn, KeepaliveConfig, LoadReportsConfig, SlowStartConfig,
     TargetConfig, UpstreamConfig, UpstreamProtocol, UpstreamTlsConfig,

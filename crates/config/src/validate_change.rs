@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::unchanged::same_items;
 use crate::validate::{check_conflicts, validate_certificate, validate_route, RouteIdentity};
 use crate::{Config, ConfigError, FieldError};
 
@@ -39,15 +40,9 @@ impl Config {
             return self.validate();
         }
         let mut errors = Vec::new();
+        let upstream_ids = Ids::of(&valid.upstreams, &self.upstreams, &upstreams, |u| &u.id);
         for &i in &upstreams.new {
-            check_unique(
-                &self.upstreams,
-                i,
-                |u| &u.id,
-                "upstreams",
-                "upstream",
-                &mut errors,
-            );
+            upstream_ids.check(i, "upstreams", "upstream", &mut errors);
             self.validate_upstream(i, &self.upstreams[i], &mut errors);
         }
         let has_upstream = |id: &str| self.upstreams.iter().any(|u| u.id == id);
@@ -71,30 +66,24 @@ impl Config {
                 }
             }
         }
+        let route_ids = Ids::of(&valid.routes, &self.routes, &routes, |r| &r.id);
         for &i in &routes.new {
-            check_unique(&self.routes, i, |r| &r.id, "routes", "route", &mut errors);
+            route_ids.check(i, "routes", "route", &mut errors);
             validate_route(i, &self.routes[i], has_upstream, &mut errors);
         }
         self.check_new_routes_conflicts(&routes.new, &mut errors);
+        let consumer_ids = Ids::of(&valid.consumers, &self.consumers, &consumers, |c| &c.id);
         for &i in &consumers.new {
-            check_unique(
-                &self.consumers,
-                i,
-                |c| &c.id,
-                "consumers",
-                "consumer",
-                &mut errors,
-            );
+            consumer_ids.check(i, "consumers", "consumer", &mut errors);
         }
+        let certificate_ids = Ids::of(
+            &valid.certificates,
+            &self.certificates,
+            &certificates,
+            |c| &c.id,
+        );
         for &i in &certificates.new {
-            check_unique(
-                &self.certificates,
-                i,
-                |c| &c.id,
-                "certificates",
-                "certificate",
-                &mut errors,
-            );
+            certificate_ids.check(i, "certificates", "certificate", &mut errors);
             validate_certificate(i, &self.certificates[i], &mut errors);
         }
         if errors.is_empty() {
@@ -164,44 +153,68 @@ impl Config {
     }
 }
 
-/// The `i`th item's id, unless empty, is no other item's; reported as [`Config::validate`] does, at
-/// each item whose id an earlier one has.
-fn check_unique<T>(
-    items: &[Arc<T>],
-    i: usize,
-    id: impl Fn(&T) -> &str,
-    section: &str,
-    kind: &str,
-    errors: &mut Vec<FieldError>,
-) {
-    let own = id(&items[i]);
-    if own.is_empty() {
-        errors.push(FieldError::new(
-            format!("{section}[{i}].id"),
-            "must not be empty",
-        ));
-        return;
+/// The ids of one section, for checking that new items' ids are unique.
+struct Ids<'a, T> {
+    items: &'a [Arc<T>],
+    id: fn(&T) -> &str,
+    /// New items whose id is that of an item gone: the section has no id more than before.
+    renamed: Vec<usize>,
+}
+
+impl<'a, T> Ids<'a, T> {
+    fn of(valid: &[Arc<T>], items: &'a [Arc<T>], fresh: &Fresh, id: fn(&T) -> &str) -> Self {
+        let mut gone: Vec<&str> = fresh.gone.iter().map(|&g| id(&valid[g])).collect();
+        let mut renamed = Vec::new();
+        for &i in &fresh.new {
+            // Each gone id stands in for one new item only.
+            if let Some(at) = gone.iter().position(|g| *g == id(&items[i])) {
+                gone.swap_remove(at);
+                renamed.push(i);
+            }
+        }
+        Ids { items, id, renamed }
     }
-    // As the whole check has it: every item with an id an earlier item has is at fault.
-    let earlier = items[..i].iter().any(|item| id(item) == own);
-    let later = items
-        .iter()
-        .enumerate()
-        .skip(i + 1)
-        .filter(|(_, item)| id(item) == own)
-        .map(|(j, _)| j);
-    for at in earlier.then_some(i).into_iter().chain(later) {
-        let error = FieldError::new(
-            format!("{section}[{at}].id"),
-            format!("duplicate {kind} id {own:?}"),
-        );
-        if !errors.contains(&error) {
-            errors.push(error);
+
+    /// The `i`th item's id, unless empty, is no other item's; reported as [`Config::validate`]
+    /// does, at each item whose id an earlier one has. An item that takes the place of a gone one
+    /// with its id (a replaced resource) needs no look at the others: the ids of a valid
+    /// configuration were unique, and there are no more of its id than there were.
+    fn check(&self, i: usize, section: &str, kind: &str, errors: &mut Vec<FieldError>) {
+        let own = (self.id)(&self.items[i]);
+        if own.is_empty() {
+            errors.push(FieldError::new(
+                format!("{section}[{i}].id"),
+                "must not be empty",
+            ));
+            return;
+        }
+        if self.renamed.contains(&i) {
+            return;
+        }
+        let id = self.id;
+        // As the whole check has it: every item with an id an earlier item has is at fault.
+        let earlier = self.items[..i].iter().any(|item| id(item) == own);
+        let later = self
+            .items
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .filter(|(_, item)| id(item) == own)
+            .map(|(j, _)| j);
+        for at in earlier.then_some(i).into_iter().chain(later) {
+            let error = FieldError::new(
+                format!("{section}[{at}].id"),
+                format!("duplicate {kind} id {own:?}"),
+            );
+            if !errors.contains(&error) {
+                errors.push(error);
+            }
         }
     }
 }
 
-/// Which items of a section are new since the valid configuration: not the same `Arc` as one of its.
+/// Which items of a section are new since the valid configuration (not the same `Arc` as one of
+/// its, as [`same_items`] finds them), and which of its are gone.
 #[derive(Debug, Default, PartialEq)]
 struct Fresh {
     /// Indices of the new items, ascending.
@@ -211,34 +224,17 @@ struct Fresh {
 }
 
 impl Fresh {
-    /// Walks both lists side by side, as a change leaves them: the same items in the same order but
-    /// for one replaced, inserted or removed here and there. An item out of that order counts as new,
-    /// which costs a check, never a miss.
     fn between<T>(valid: &[Arc<T>], next: &[Arc<T>]) -> Fresh {
-        let same = |i: usize, j: usize| matches!((next.get(i), valid.get(j)), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
+        let found = same_items(valid, next);
+        let mut kept = vec![false; valid.len()];
         let mut fresh = Fresh::default();
-        let (mut i, mut j) = (0, 0);
-        while i < next.len() {
-            if same(i, j) {
-                i += 1;
-                j += 1;
-            } else if same(i, j + 1) {
-                // valid[j] is gone.
-                fresh.gone.push(j);
-                j += 1;
-            } else if same(i + 1, j) || j >= valid.len() {
-                // next[i] is inserted.
-                fresh.new.push(i);
-                i += 1;
-            } else {
-                // next[i] replaces valid[j].
-                fresh.new.push(i);
-                fresh.gone.push(j);
-                i += 1;
-                j += 1;
+        for (i, found) in found.into_iter().enumerate() {
+            match found {
+                Some(j) => kept[j] = true,
+                None => fresh.new.push(i),
             }
         }
-        fresh.gone.extend(j..valid.len());
+        fresh.gone = (0..valid.len()).filter(|&j| !kept[j]).collect();
         fresh
     }
 }

@@ -3,7 +3,7 @@
 //! (SIGHUP, the admin API, etcd) one at a time.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{anyhow, Context, Result};
 use floodgate_admin::{AdminApi, AdminState, ApiKey, EtcdWrites};
@@ -52,10 +52,20 @@ pub fn run(path: Option<&Path>) -> Result<()> {
         .context("cannot start the main runtime")?;
     // What applying would check beyond the schema (plugins, certificates): etcd's resources are held
     // to it before they are applied, and the admin API's writes before they reach etcd. Both run
-    // `Config::validate` first, so the route table need not be built to check it again.
-    let validate: Arc<Validator> = Arc::new(|config: &Config| {
-        Snapshot::build(config, &Metrics::new(1), 1, None, BuildInputs::checking()).map(drop)
-    });
+    // `Config::validate` first, so the route table need not be built to check it again. Once the
+    // gateway runs, the check builds only what differs from the snapshot in service.
+    let running: Arc<OnceLock<RunningSnapshot>> = Arc::default();
+    let validate: Arc<Validator> = {
+        let running = running.clone();
+        Arc::new(move |config: &Config| {
+            let previous = running.get().map(|running| running());
+            let inputs = BuildInputs {
+                previous: previous.as_deref(),
+                ..BuildInputs::checking()
+            };
+            Snapshot::build(config, &Metrics::new(1), 1, None, inputs).map(drop)
+        })
+    };
     let etcd_writes = file_config.config_source.etcd().map(|settings| EtcdWrites {
         writer: EtcdWriter::new(settings.clone()),
         validate: validate.clone(),
@@ -77,6 +87,7 @@ pub fn run(path: Option<&Path>) -> Result<()> {
     };
     let admin_address = config.admin.address.clone();
     let mut gateway = Gateway::start(&config, metrics.clone()).context("cannot start")?;
+    let _ = running.set(Box::new(gateway.running_snapshot()));
     metrics.set_config_loaded_now();
     let mut shutdown_timeout = config.shutdown_timeout.get();
     let from_etcd = etcd.is_some();
@@ -192,6 +203,9 @@ fn admin_api_key(admin: &AdminConfig) -> Result<Option<ApiKey>> {
         .filter(|key| !key.is_empty())
         .map(ApiKey::new))
 }
+
+/// The snapshot in service, when asked.
+type RunningSnapshot = Box<dyn Fn() -> Arc<Snapshot> + Send + Sync>;
 
 /// Applies `config` to the running gateway, counting the reload either way. Returns the new shutdown
 /// timeout when it was applied.

@@ -25,10 +25,128 @@ pub struct PluginSet {
     pub routes: Vec<Option<Arc<Chain>>>,
     /// The consumers.
     pub consumers: Arc<Consumers>,
+    /// Each consumer's own plugins, by its index.
+    pub consumer_plugins: ConsumerPlugins,
+    /// The global plugins, sorted by priority.
+    pub global: Vec<Arc<Plugin>>,
     /// How the client's address is found.
     pub real_ip: RealIp,
     /// The states the plugins use, to hand to the next build.
     pub states: StateStore,
+}
+
+/// The plugins in service and what they were built from, for a build that keeps what is unchanged.
+pub struct RunningPlugins<'a> {
+    /// The configuration they were built from.
+    pub config: &'a Config,
+    /// Each of its routes' chain, by the route's index in `config.routes`.
+    pub chains: &'a dyn Fn(usize) -> Option<Arc<Chain>>,
+    /// Its consumers.
+    pub consumers: &'a Arc<Consumers>,
+    /// Its consumers' own plugins.
+    pub consumer_plugins: &'a ConsumerPlugins,
+    /// Its global plugins.
+    pub global: &'a [Arc<Plugin>],
+    /// How it finds the client's address.
+    pub real_ip: &'a RealIp,
+    /// Its plugins' states.
+    pub states: &'a StateStore,
+}
+
+/// Builds the plugins of `config`, a change of the configuration `running` was built from: a route
+/// whose configuration is that configuration's (the same `Arc`) keeps its chain, and its plugins
+/// their states; only new routes' chains are built. When global plugins, consumers, the `real_ip`
+/// rules or the upstreams' ids changed, which every chain may depend on, everything is built again
+/// ([`build_plugins`]).
+pub fn rebuild_plugins(
+    config: &Config,
+    running: &RunningPlugins<'_>,
+    runtime: Option<tokio::runtime::Handle>,
+    stats: &Arc<PluginStats>,
+) -> Result<PluginSet, Vec<FieldError>> {
+    let before = running.config;
+    let same_consumers = before.consumers.len() == config.consumers.len()
+        && before
+            .consumers
+            .iter()
+            .zip(&config.consumers)
+            .all(|(a, b)| Arc::ptr_eq(a, b));
+    let same_upstream_ids = before.upstreams.len() == config.upstreams.len()
+        && before
+            .upstreams
+            .iter()
+            .zip(&config.upstreams)
+            .all(|(a, b)| a.id == b.id);
+    if !(same_consumers
+        && same_upstream_ids
+        && before.global_plugins == config.global_plugins
+        && before.real_ip == config.real_ip)
+    {
+        return build_plugins(config, running.states, runtime, stats);
+    }
+    let found = floodgate_config::same_items(&before.routes, &config.routes);
+    let mut states = running.states.clone();
+    let mut kept = vec![false; before.routes.len()];
+    for j in found.iter().flatten() {
+        kept[*j] = true;
+    }
+    for (route, _) in before.routes.iter().zip(&kept).filter(|(_, kept)| !**kept) {
+        states.forget_scope(&route_scope(&route.id));
+    }
+    let mut errors = Vec::new();
+    let consumer_plugin_names = consumer_plugin_names(config);
+    let upstream_ids = upstream_ids(config);
+    let mut builder = Builder {
+        consumer_plugin_names: &consumer_plugin_names,
+        upstream_ids: &upstream_ids,
+        previous: running.states,
+        states: &mut states,
+        runtime,
+        stats,
+        errors: &mut errors,
+    };
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for (i, (route, found)) in config.routes.iter().zip(found).enumerate() {
+        routes.push(match found {
+            Some(j) => (running.chains)(j),
+            None => builder.route_chain(
+                i,
+                route,
+                running.global,
+                running.consumers,
+                running.consumer_plugins,
+            ),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(PluginSet {
+        routes,
+        consumers: running.consumers.clone(),
+        consumer_plugins: running.consumer_plugins.clone(),
+        global: running.global.to_vec(),
+        real_ip: running.real_ip.clone(),
+        states,
+    })
+}
+
+fn route_scope(id: &str) -> String {
+    format!("route:{id}")
+}
+
+/// Names of the plugins some consumer carries: a route's or global instance of one of them is
+/// replaced for that consumer, which only authentication can tell.
+fn consumer_plugin_names(config: &Config) -> std::collections::BTreeSet<&str> {
+    config
+        .consumers
+        .iter()
+        .flat_map(|c| c.plugins.keys().map(String::as_str))
+        .collect()
+}
+
+fn upstream_ids(config: &Config) -> std::collections::BTreeSet<&str> {
+    config.upstreams.iter().map(|u| u.id.as_str()).collect()
 }
 
 /// Builds every plugin of `config`. `previous` is the state store of the running snapshot (empty for
@@ -42,15 +160,8 @@ pub fn build_plugins(
 ) -> Result<PluginSet, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut states = StateStore::new();
-    // Names of the plugins some consumer carries: a route's or global instance of one of them is
-    // replaced for that consumer, which only authentication can tell.
-    let consumer_plugin_names: std::collections::BTreeSet<&str> = config
-        .consumers
-        .iter()
-        .flat_map(|c| c.plugins.keys().map(String::as_str))
-        .collect();
-    let upstream_ids: std::collections::BTreeSet<&str> =
-        config.upstreams.iter().map(|u| u.id.as_str()).collect();
+    let consumer_plugin_names = consumer_plugin_names(config);
+    let upstream_ids = upstream_ids(config);
     let mut builder = Builder {
         consumer_plugin_names: &consumer_plugin_names,
         upstream_ids: &upstream_ids,
@@ -71,31 +182,7 @@ pub fn build_plugins(
     );
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, route) in config.routes.iter().enumerate() {
-        let own = builder.plugins(
-            &route.plugins,
-            &format!("routes[{i}].plugins"),
-            Scope::Route {
-                id: &route.id,
-                paths: &route.paths,
-            },
-            &consumers,
-        );
-        let mut chain: Vec<Arc<Plugin>> = global
-            .iter()
-            .filter(|g| !own.iter().any(|p| p.name() == g.name()))
-            .cloned()
-            .collect();
-        chain.extend(own);
-        // A consumer's plugins join only a chain whose authentication plugin named it, so a route
-        // without plugins has no chain at all.
-        routes.push((!chain.is_empty()).then(|| {
-            Arc::new(Chain::new(
-                route.id.as_str().into(),
-                chain,
-                route.paths.iter().map(String::as_str),
-                consumer_plugins.clone(),
-            ))
-        }));
+        routes.push(builder.route_chain(i, route, &global, &consumers, &consumer_plugins));
     }
     if !errors.is_empty() {
         // A consumer's credential is checked by every route that uses its plugin: report it once.
@@ -106,6 +193,8 @@ pub fn build_plugins(
     Ok(PluginSet {
         routes,
         consumers,
+        consumer_plugins,
+        global,
         real_ip,
         states,
     })
@@ -122,6 +211,42 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    /// The chain of the `i`th route: the global plugins its own do not replace, then its own.
+    fn route_chain(
+        &mut self,
+        i: usize,
+        route: &floodgate_config::RouteConfig,
+        global: &[Arc<Plugin>],
+        consumers: &Arc<Consumers>,
+        consumer_plugins: &ConsumerPlugins,
+    ) -> Option<Arc<Chain>> {
+        let own = self.plugins(
+            &route.plugins,
+            &format!("routes[{i}].plugins"),
+            Scope::Route {
+                id: &route.id,
+                paths: &route.paths,
+            },
+            consumers,
+        );
+        let mut chain: Vec<Arc<Plugin>> = global
+            .iter()
+            .filter(|g| !own.iter().any(|p| p.name() == g.name()))
+            .cloned()
+            .collect();
+        chain.extend(own);
+        // A consumer's plugins join only a chain whose authentication plugin named it, so a route
+        // without plugins has no chain at all.
+        (!chain.is_empty()).then(|| {
+            Arc::new(Chain::new(
+                route.id.as_str().into(),
+                chain,
+                route.paths.iter().map(String::as_str),
+                consumer_plugins.clone(),
+            ))
+        })
+    }
+
     fn real_ip(&mut self, config: &Config) -> RealIp {
         let at = "real_ip";
         let mut trusted = Vec::new();
@@ -200,7 +325,7 @@ impl Builder<'_> {
         for (name, value) in configs {
             let scope_key = match scope {
                 Scope::Global => "global".to_string(),
-                Scope::Route { id, .. } => format!("route:{id}"),
+                Scope::Route { id, .. } => route_scope(id),
                 Scope::Consumer { id } => format!("consumer:{id}"),
             };
             let mut cx = BuildCtx {

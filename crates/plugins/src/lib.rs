@@ -56,7 +56,7 @@ mod stats;
 mod template;
 
 pub use answer::Answer;
-pub use build::{build_plugins, PluginSet};
+pub use build::{build_plugins, rebuild_plugins, PluginSet, RunningPlugins};
 pub use build_ctx::{BuildCtx, Scope};
 pub use chain::{Chain, ConsumerPlugins};
 pub use consumer::{Consumer, Consumers};

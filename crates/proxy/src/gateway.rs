@@ -231,6 +231,13 @@ impl Gateway {
         move || crate::status::upstream_status(&shared.snapshot.load()).to_string()
     }
 
+    /// The snapshot in service at each call: what a check of a changed configuration compares it
+    /// with, so that it checks the change, not the whole ([`BuildInputs::previous`]).
+    pub fn running_snapshot(&self) -> impl Fn() -> Arc<Snapshot> + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.snapshot.load_full()
+    }
+
     /// Where the registry's instances of upstreams with `discovery` are handed to the gateway.
     pub fn registered_targets(&self) -> Arc<RegisteredTargets> {
         self.registered.clone()

@@ -46,6 +46,7 @@ mod stream;
 mod tls;
 mod underscore_fields;
 mod upstream;
+mod upstream_runtime;
 mod worker;
 mod worker_ctx;
 mod write_all;

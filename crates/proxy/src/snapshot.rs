@@ -5,29 +5,29 @@
 //! its end, so a reload never changes a request halfway.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use floodgate_config::{
-    Config, FieldError, Http2Config, KeepaliveConfig, MethodOverride, TargetConfig,
-    UnderscoresInHeaders, UpstreamConfig, UpstreamProtocol,
-};
+use floodgate_config::{Config, FieldError, Http2Config, MethodOverride, UnderscoresInHeaders};
 use floodgate_dns::Hosts;
-use floodgate_observe::{AccessLog, Metrics, PerWorker, RouteMetrics, UpstreamMetrics};
+use floodgate_observe::{AccessLog, Metrics, RouteMetrics};
 use floodgate_plugins::real_ip::RealIp;
-use floodgate_plugins::{build_plugins, Chain, Consumers, StateStore};
-use floodgate_router::RouteTable;
-use floodgate_upstream::breaker::CircuitBreaker;
+use floodgate_plugins::{
+    build_plugins, rebuild_plugins, Chain, ConsumerPlugins, Consumers, Plugin, PluginSet,
+    RunningPlugins, StateStore,
+};
+use floodgate_router::{NextRoute, RouteTable};
 use floodgate_upstream::health::HealthStates;
 use http::{HeaderValue, StatusCode};
 use tokio_rustls::TlsAcceptor;
 
-pub use crate::endpoints::{Endpoints, EndpointsCell, Target};
-use crate::forward::retry::{RetryBudget, RetryPolicy};
+pub use crate::endpoints::{Endpoints, Target};
+use crate::forward::retry::RetryPolicy;
 use crate::path_normalize::PathRules;
 use crate::tls;
+use crate::upstream_runtime::build_upstreams;
+pub use crate::upstream_runtime::UpstreamRuntime;
 
 /// One configuration, ready for the request path.
 pub struct Snapshot {
@@ -59,6 +59,12 @@ pub struct Snapshot {
     pub plugin_states: StateStore,
     /// The upstreams, by id.
     pub upstreams: HashMap<Arc<str>, Arc<UpstreamRuntime>>,
+    /// The configuration it was built from: the next build keeps what it finds unchanged in it.
+    pub config: Arc<Config>,
+    /// The global plugins, which routes built again by the next build get.
+    pub global_plugins: Vec<Arc<Plugin>>,
+    /// Each consumer's own plugins, by the consumer's index.
+    pub consumer_plugins: ConsumerPlugins,
 }
 
 /// What building a snapshot needs besides the configuration.
@@ -169,95 +175,6 @@ pub enum RouteAction {
     Forward(Arc<UpstreamRuntime>),
 }
 
-/// An upstream ready to serve.
-pub struct UpstreamRuntime {
-    /// Upstream id.
-    pub id: Arc<str>,
-    /// Its targets with their balancer and health: loaded once per forwarded request, and, for an
-    /// upstream with names, swapped when a name's addresses change, without a new snapshot.
-    pub endpoints: EndpointsCell,
-    /// The configuration the endpoints are built from again when a name's addresses change.
-    pub config: UpstreamConfig,
-    /// Worker threads, which per-worker balancer state is sized for.
-    pub workers: usize,
-    /// Configured protocol (None: HTTP/1.1 in cleartext, ALPN with TLS).
-    pub protocol: Option<UpstreamProtocol>,
-    /// TLS client config, when the upstream uses TLS.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// Connect (TCP + TLS) timeout.
-    pub connect_timeout: Duration,
-    /// Longest wait between two reads of a response body.
-    pub read_timeout: Duration,
-    /// Per-worker connection limit per target.
-    pub max_connections_per_target: Option<u32>,
-    /// Idle connection reuse.
-    pub keepalive: KeepaliveConfig,
-    /// This upstream's metrics.
-    pub metrics: Arc<UpstreamMetrics>,
-    /// Requests and retries in flight, for the routes' retry budgets.
-    pub retry_budget: RetryBudget,
-    /// The upstream's circuit breaker, when it has one.
-    pub breaker: Option<Arc<CircuitBreaker>>,
-    /// Copies waiting on this upstream as a mirror (`proxy-mirror`), per worker.
-    pub mirror_slots: PerWorker<AtomicU32>,
-}
-
-impl UpstreamRuntime {
-    /// Replaces the endpoints with those of `hosts`, answer `generation` of the upstream's names.
-    /// A target the new set still has keeps its health, load and latency; the metric series of
-    /// those it no longer has are dropped, so the scrape lists only targets in use.
-    pub fn refresh_endpoints(&self, hosts: &Hosts, generation: u64, metrics: &Metrics) {
-        let previous = self.endpoints.load().health.states();
-        self.rebuild(&self.config, hosts, generation, &previous, metrics);
-    }
-
-    /// Replaces the targets of an upstream with `discovery` by the registry's `targets`. A target the
-    /// upstream (or `previous`, the snapshot before, for a new snapshot's upstream) already had keeps its
-    /// health, load and latency.
-    pub fn replace_targets(
-        &self,
-        targets: Vec<TargetConfig>,
-        previous: Option<&HealthStates>,
-        metrics: &Metrics,
-    ) {
-        let mut states = self.endpoints.load().health.states();
-        if let Some(previous) = previous {
-            for (key, state) in previous {
-                states.entry(key.clone()).or_insert_with(|| state.clone());
-            }
-        }
-        let config = UpstreamConfig {
-            targets,
-            ..self.config.clone()
-        };
-        let generation = self.endpoints.load().generation + 1;
-        self.rebuild(&config, &Hosts::new(), generation, &states, metrics);
-    }
-
-    fn rebuild(
-        &self,
-        config: &UpstreamConfig,
-        hosts: &Hosts,
-        generation: u64,
-        previous: &HealthStates,
-        metrics: &Metrics,
-    ) {
-        let mut next = HealthStates::new();
-        let endpoints = Endpoints::build(
-            config,
-            hosts,
-            generation,
-            previous,
-            &mut next,
-            metrics,
-            self.workers,
-        );
-        self.endpoints.store(endpoints);
-        let kept: std::collections::HashSet<&str> = next.keys().map(|(_, a)| &**a).collect();
-        metrics.retain_targets(|upstream, address| upstream != &*self.id || kept.contains(address));
-    }
-}
-
 impl Snapshot {
     /// The upstream with this id.
     pub fn upstream(&self, id: &str) -> Option<&Arc<UpstreamRuntime>> {
@@ -275,6 +192,10 @@ impl Snapshot {
 
     /// Builds a snapshot from a validated configuration. Errors name the field at fault (certificates that
     /// cannot be read, keys that do not match).
+    ///
+    /// With a previous snapshot, what the configuration has unchanged from the one that snapshot was
+    /// built from (the same `Arc`s) is taken from it rather than built again: upstreams, plugin chains,
+    /// routes and the route table's untouched parts. A change then costs what it changes.
     pub fn build(
         config: &Config,
         metrics: &Metrics,
@@ -283,67 +204,21 @@ impl Snapshot {
         inputs: BuildInputs<'_>,
     ) -> Result<Snapshot, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let none = StateStore::new();
-        let previous_health = inputs
-            .previous
-            .map_or_else(HealthStates::new, Snapshot::health_states);
-        let mut health_states = HealthStates::new();
-        let no_hosts = (Hosts::new(), 0);
-        let plugins = match build_plugins(
-            config,
-            inputs.previous.map_or(&none, |s| &s.plugin_states),
-            inputs.runtime,
-            &metrics.plugins,
-        ) {
-            Ok(set) => set,
-            Err(plugin_errors) => {
-                errors.extend(plugin_errors);
-                Default::default()
-            }
-        };
-        let mut upstreams = HashMap::new();
-        let mut broken_upstreams = Vec::new();
-        for (i, upstream) in config.upstreams.iter().enumerate() {
-            let (hosts, generation) = inputs
-                .names
-                .and_then(|names| names.get(upstream.id.as_str()))
-                .unwrap_or(&no_hosts);
-            let endpoints = Endpoints::build(
-                upstream,
-                hosts,
-                *generation,
-                &previous_health,
-                &mut health_states,
-                metrics,
-                workers,
-            );
-            // A breaker with unchanged settings keeps its state (and its counts of what is in
-            // flight); one with new settings starts closed.
-            let breaker = upstream.circuit_breaker.as_ref().map(|config| {
-                let kept = inputs
-                    .previous
-                    .and_then(|s| s.upstream(&upstream.id))
-                    .and_then(|u| u.breaker.clone())
-                    .filter(|b| b.config() == config);
-                kept.unwrap_or_else(|| {
-                    Arc::new(CircuitBreaker::new(
-                        &upstream.id,
-                        config,
-                        workers,
-                        metrics.breaker(&upstream.id),
-                    ))
-                })
-            });
-            match build_upstream(upstream, i, metrics, workers, endpoints, breaker) {
-                Ok(runtime) => {
-                    upstreams.insert(upstream.id.clone(), Arc::new(runtime));
-                }
-                Err(e) => {
-                    errors.push(e);
-                    broken_upstreams.push(upstream.id.as_str());
-                }
-            }
-        }
+        // What the routes' runtimes are made of besides their own configuration and upstream.
+        let lender = inputs.previous.filter(|previous| {
+            previous.config.limits == config.limits
+                && previous.routes.len() == previous.config.routes.len()
+        });
+        let plugins = build_plugin_set(config, lender, &inputs, metrics).unwrap_or_else(|e| {
+            errors.extend(e);
+            PluginSet::default()
+        });
+        let (upstreams, rebuilt_upstreams, broken_upstreams) =
+            build_upstreams(config, metrics, workers, &inputs, &mut errors);
+        // Unless one was built again or is gone, every upstream is the very one the previous
+        // snapshot's routes forward to.
+        let upstreams_changed = rebuilt_upstreams > 0
+            || lender.is_none_or(|lender| lender.upstreams.len() != upstreams.len());
         let served = tls::server::served_certificates(&config.certificates).unwrap_or_else(|e| {
             errors.extend(e);
             Vec::new()
@@ -374,10 +249,41 @@ impl Snapshot {
                 },
             );
         }
-        let mut runtimes = Vec::with_capacity(config.routes.len());
-        for (i, route) in config.routes.iter().enumerate() {
+        let found = match lender {
+            Some(lender) if !inputs.check_only => {
+                floodgate_config::same_items(&lender.config.routes, &config.routes)
+            }
+            _ => vec![None; config.routes.len()],
+        };
+        let mut next = Vec::with_capacity(config.routes.len());
+        for (i, (route, found)) in config.routes.iter().zip(found).enumerate() {
+            let chain = plugins.routes.get(i).cloned().flatten();
+            // Kept: its configuration, upstream and chain are what its runtime was made of.
+            let kept = found.filter(|&j| {
+                let Some(old) = lender.and_then(|lender| lender.routes.get(j)) else {
+                    return false;
+                };
+                let same_upstream = !upstreams_changed
+                    || match (&old.action, route.upstream.as_deref()) {
+                        (RouteAction::Forward(old), Some(id)) => {
+                            upstreams.get(id).is_some_and(|new| Arc::ptr_eq(old, new))
+                        }
+                        (RouteAction::Respond { .. }, None) => true,
+                        _ => false,
+                    };
+                let same_chain = match (&old.plugins, &chain) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    _ => false,
+                };
+                same_upstream && same_chain
+            });
+            if let Some(j) = kept {
+                next.push(NextRoute::Kept(j));
+                continue;
+            }
             let action = match (&route.upstream, &route.respond) {
-                (Some(id), _) => match upstreams.get(id) {
+                (Some(id), _) => match upstreams.get(id.as_str()) {
                     Some(upstream) => RouteAction::Forward(upstream.clone()),
                     // Already reported at the upstream itself.
                     None if broken_upstreams.contains(&id.as_str()) => continue,
@@ -400,7 +306,7 @@ impl Snapshot {
             if inputs.check_only {
                 continue;
             }
-            runtimes.push((
+            next.push(NextRoute::New(
                 &**route,
                 Arc::new(RouteRuntime {
                     id: route.id.as_str().into(),
@@ -418,13 +324,20 @@ impl Snapshot {
                         .filter(|p| **p != *b"h2c")
                         .collect(),
                     metrics: metrics.route(&route.id),
-                    plugins: plugins.routes.get(i).cloned().flatten(),
+                    plugins: chain,
                     method_override: route.method_override,
                     retries: route.retries.as_ref().map(RetryPolicy::from),
                 }),
             ));
         }
-        let routes = match RouteTable::build(runtimes) {
+        let routes = match lender {
+            Some(lender) if !inputs.check_only => lender.routes.rebuild(next),
+            _ => RouteTable::build(next.into_iter().filter_map(|route| match route {
+                NextRoute::New(config, runtime) => Some((config, runtime)),
+                NextRoute::Kept(_) => None,
+            })),
+        };
+        let routes = match routes {
             Ok(table) => table,
             Err(e) => {
                 errors.push(FieldError::new("routes", e.to_string()));
@@ -458,46 +371,43 @@ impl Snapshot {
             real_ip: plugins.real_ip,
             consumers: plugins.consumers,
             plugin_states: plugins.states,
-            upstreams: upstreams
-                .into_iter()
-                .map(|(id, upstream)| (Arc::from(id.as_str()), upstream))
-                .collect(),
+            upstreams,
+            config: Arc::new(config.clone()),
+            global_plugins: plugins.global,
+            consumer_plugins: plugins.consumer_plugins,
         })
     }
 }
 
-fn build_upstream(
-    config: &UpstreamConfig,
-    index: usize,
+/// The plugins of `config`: those of `lender`'s (the running snapshot's) unchanged routes kept,
+/// the rest built.
+fn build_plugin_set(
+    config: &Config,
+    lender: Option<&Snapshot>,
+    inputs: &BuildInputs<'_>,
     metrics: &Metrics,
-    workers: usize,
-    endpoints: Endpoints,
-    breaker: Option<Arc<CircuitBreaker>>,
-) -> Result<UpstreamRuntime, FieldError> {
-    let tls = match &config.tls {
-        None => None,
-        Some(tls) => Some(
-            tls::client::client_config(tls, config.protocol, &format!("upstreams[{index}].tls"))
-                .map_err(|(path, message)| FieldError::new(path, message))?,
+) -> Result<PluginSet, Vec<FieldError>> {
+    let none = StateStore::new();
+    let runtime = inputs.runtime.clone();
+    match lender {
+        Some(lender) => {
+            let chains = |j: usize| lender.routes.get(j).and_then(|r| r.plugins.clone());
+            let running = RunningPlugins {
+                config: &lender.config,
+                chains: &chains,
+                consumers: &lender.consumers,
+                consumer_plugins: &lender.consumer_plugins,
+                global: &lender.global_plugins,
+                real_ip: &lender.real_ip,
+                states: &lender.plugin_states,
+            };
+            rebuild_plugins(config, &running, runtime, &metrics.plugins)
+        }
+        None => build_plugins(
+            config,
+            inputs.previous.map_or(&none, |s| &s.plugin_states),
+            runtime,
+            &metrics.plugins,
         ),
-    };
-    Ok(UpstreamRuntime {
-        id: config.id.as_str().into(),
-        endpoints: EndpointsCell::new(
-            endpoints,
-            config.discovery.is_some() || !crate::endpoints::hosts_of(config).is_empty(),
-        ),
-        config: config.clone(),
-        workers,
-        protocol: config.protocol,
-        tls,
-        connect_timeout: config.connect_timeout.get(),
-        read_timeout: config.read_timeout.get(),
-        max_connections_per_target: config.max_connections_per_target,
-        keepalive: config.keepalive.clone(),
-        metrics: metrics.upstream(&config.id),
-        retry_budget: RetryBudget::new(workers),
-        breaker,
-        mirror_slots: PerWorker::new(workers),
-    })
+    }
 }

@@ -1,62 +1,75 @@
 //! The routes that share one host tier and one path pattern, in the order they are tried.
 
 use std::cmp::Reverse;
+use std::sync::Arc;
 
-/// Route indices for one (host tier, path pattern), most conditions first, then config order.
+use crate::route::Route;
+
+/// The routes of one (host tier, path pattern), most conditions first, then config order.
 ///
-/// Ordering happens once at build time, so a lookup only walks the list until a route's methods and
-/// headers match.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Candidates(Vec<usize>);
+/// Kept in that order as routes come and go, so a lookup only walks the list until a route's
+/// methods and headers match. A change makes a new list; the old one stays with the table it is in.
+#[derive(Debug)]
+pub(crate) struct Candidates<T>(Arc<[Arc<Route<T>>]>);
 
-impl Candidates {
-    /// Appends a route; routes arrive in config order, so a route listing the same path or host twice
-    /// shows up as a repeat of the last entry and is kept once.
-    pub(crate) fn push(&mut self, route: usize) {
-        if self.0.last() != Some(&route) {
-            self.0.push(route);
-        }
-    }
-
-    /// Sorts by descending weight; the sort is stable, which keeps config order among equal weights.
-    pub(crate) fn order_by_weight(&mut self, weight: impl Fn(usize) -> usize) {
-        self.0.sort_by_key(|&route| Reverse(weight(route)));
-        self.0.shrink_to_fit();
-    }
-
-    /// The routes in the order they are tried.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.0.iter().copied()
-    }
-
-    /// The route tried first.
-    #[cfg(test)]
-    pub(crate) fn first(&self) -> Option<usize> {
-        self.0.first().copied()
+impl<T> Clone for Candidates<T> {
+    fn clone(&self) -> Self {
+        Candidates(self.0.clone())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repeated_route_is_kept_once() {
-        let mut c = Candidates::default();
-        c.push(3);
-        c.push(3);
-        c.push(5);
-        assert_eq!(c.iter().collect::<Vec<_>>(), [3, 5]);
+impl<T> Default for Candidates<T> {
+    fn default() -> Self {
+        Candidates(Arc::new([]))
     }
+}
 
-    #[test]
-    fn heavier_routes_first_then_config_order() {
-        let mut c = Candidates::default();
-        for route in 0..5 {
-            c.push(route);
+impl<T> Candidates<T> {
+    /// With `route` in its place; a route listing the same path or host twice is kept once.
+    pub(crate) fn with(&self, route: &Arc<Route<T>>) -> Self {
+        if self.0.iter().any(|r| Arc::ptr_eq(r, route)) {
+            return self.clone();
         }
-        let weights = [0, 2, 1, 2, 0];
-        c.order_by_weight(|route| weights[route]);
-        assert_eq!(c.iter().collect::<Vec<_>>(), [1, 3, 2, 0, 4]);
+        let key = |r: &Route<T>| (Reverse(r.weight()), r.order());
+        let at = self.0.partition_point(|r| key(r) < key(route));
+        let mut routes = Vec::with_capacity(self.0.len() + 1);
+        routes.extend(self.0[..at].iter().cloned());
+        routes.push(route.clone());
+        routes.extend(self.0[at..].iter().cloned());
+        Candidates(routes.into())
     }
+
+    /// Without `route`.
+    pub(crate) fn without(&self, route: &Arc<Route<T>>) -> Self {
+        Candidates(
+            self.0
+                .iter()
+                .filter(|r| !Arc::ptr_eq(r, route))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// How many routes.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no route is left.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The routes in the order they are tried.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Route<T>> + '_ {
+        self.0.iter().map(|r| &**r)
+    }
+}
+
+/// `accept` as a lookup takes it: a route it picks lives as long as the list it was picked from.
+/// Spelt out because a closure's own signature would not tie the two lifetimes together.
+pub(crate) fn acceptor<'a, T: 'a>(
+    accept: impl FnMut(&'a Candidates<T>) -> Option<&'a Route<T>>,
+) -> impl FnMut(&'a Candidates<T>) -> Option<&'a Route<T>> {
+    accept
 }

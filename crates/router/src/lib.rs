@@ -59,11 +59,13 @@ mod conditions;
 mod error;
 mod host;
 mod path_index;
+mod route;
 mod segment_trie;
+mod shards;
 mod table;
 
 pub use error::RouterError;
-pub use table::RouteTable;
+pub use table::{NextRoute, RouteTable};
 
 /// The route table's maps (hosts, exact paths, prefixes, literal segments). Fx, not the default
 /// SipHash: their keys come from the configuration and a client only looks them up, so it cannot fill

@@ -1,57 +1,94 @@
 //! The paths of one host tier: exact paths, `{param}` paths and prefixes, each found without a scan.
 
+use std::sync::Arc;
+
 use floodgate_config::PathPattern;
 
 use crate::candidates::Candidates;
+use crate::route::Route;
 use crate::segment_trie::SegmentTrie;
-use crate::Map;
+use crate::shards::ShardedMap;
 
 /// Every path pattern registered under one host tier (one exact host, one wildcard suffix, or no host).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PathIndex {
-    exact: Map<Box<str>, Candidates>,
-    params: SegmentTrie,
+#[derive(Debug)]
+pub(crate) struct PathIndex<T> {
+    exact: ShardedMap<Box<str>, Candidates<T>>,
+    params: SegmentTrie<T>,
     /// Keys keep their trailing `/`, so a request path's prefix up to any `/` is a direct lookup.
-    prefixes: Map<Box<str>, Candidates>,
-    /// Length of the longest key in `prefixes`; boundaries past it cannot match and are not tried.
+    prefixes: ShardedMap<Box<str>, Candidates<T>>,
+    /// At least the length of the longest key in `prefixes`; boundaries past it cannot match and are
+    /// not tried. A removed prefix leaves it as it was: still a bound.
     longest_prefix: usize,
 }
 
-impl PathIndex {
+impl<T> Clone for PathIndex<T> {
+    fn clone(&self) -> Self {
+        PathIndex {
+            exact: self.exact.clone(),
+            params: self.params.clone(),
+            prefixes: self.prefixes.clone(),
+            longest_prefix: self.longest_prefix,
+        }
+    }
+}
+
+impl<T> Default for PathIndex<T> {
+    fn default() -> Self {
+        PathIndex {
+            exact: ShardedMap::default(),
+            params: SegmentTrie::default(),
+            prefixes: ShardedMap::default(),
+            longest_prefix: 0,
+        }
+    }
+}
+
+impl<T> PathIndex<T> {
     /// Registers `route` under `pattern`.
-    pub(crate) fn insert(&mut self, pattern: &PathPattern, route: usize) {
+    pub(crate) fn insert(&mut self, pattern: &PathPattern, route: &Arc<Route<T>>) {
         match pattern {
-            PathPattern::Exact(path) => self
-                .exact
-                .entry(path.as_str().into())
-                .or_default()
-                .push(route),
+            PathPattern::Exact(path) => {
+                let candidates = self.exact.entry_or_default(path.as_str().into());
+                *candidates = candidates.with(route);
+            }
             PathPattern::Params(segments) => self.params.insert(segments, route),
             PathPattern::Prefix(prefix) => {
                 self.longest_prefix = self.longest_prefix.max(prefix.len());
-                self.prefixes
-                    .entry(prefix.as_str().into())
-                    .or_default()
-                    .push(route);
+                let candidates = self.prefixes.entry_or_default(prefix.as_str().into());
+                *candidates = candidates.with(route);
             }
         }
     }
 
-    /// Orders every candidate list once all routes are in.
-    pub(crate) fn order_by_weight(&mut self, weight: &impl Fn(usize) -> usize) {
-        let mut order = |candidates: &mut Candidates| candidates.order_by_weight(weight);
-        self.exact.values_mut().for_each(&mut order);
-        self.prefixes.values_mut().for_each(&mut order);
-        self.params.for_each_candidates_mut(&mut order);
+    /// Takes `route` out from under `pattern`.
+    pub(crate) fn remove(&mut self, pattern: &PathPattern, route: &Arc<Route<T>>) {
+        let map = match pattern {
+            PathPattern::Exact(path) => (&mut self.exact, path.as_str()),
+            PathPattern::Params(segments) => return self.params.remove(segments, route),
+            PathPattern::Prefix(prefix) => (&mut self.prefixes, prefix.as_str()),
+        };
+        let (map, key) = map;
+        let Some(candidates) = map.get_mut(key) else {
+            return;
+        };
+        *candidates = candidates.without(route);
+        if candidates.is_empty() {
+            map.remove(key);
+        }
+    }
+
+    /// Whether no pattern is registered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.params.is_empty() && self.prefixes.is_empty()
     }
 
     /// Finds the first route that `accept` takes, trying the exact path, then `{param}` patterns, then
     /// prefixes from longest to shortest; each step runs only when the ones before it found nothing.
-    pub(crate) fn find(
-        &self,
+    pub(crate) fn find<'a>(
+        &'a self,
         path: &str,
-        accept: &mut impl FnMut(&Candidates) -> Option<usize>,
-    ) -> Option<usize> {
+        accept: &mut impl FnMut(&'a Candidates<T>) -> Option<&'a Route<T>>,
+    ) -> Option<&'a Route<T>> {
         if let Some(route) = self.exact.get(path).and_then(&mut *accept) {
             return Some(route);
         }
@@ -77,16 +114,20 @@ impl PathIndex {
 mod tests {
     use super::*;
 
-    fn index(patterns: &[&str]) -> PathIndex {
+    use crate::route::tests::route;
+
+    fn index(patterns: &[&str]) -> PathIndex<usize> {
         let mut index = PathIndex::default();
-        for (route, pattern) in patterns.iter().enumerate() {
-            index.insert(&PathPattern::parse(pattern).unwrap(), route);
+        for (i, pattern) in patterns.iter().enumerate() {
+            index.insert(&PathPattern::parse(pattern).unwrap(), &route(i));
         }
         index
     }
 
-    fn first(index: &PathIndex, path: &str) -> Option<usize> {
-        index.find(path, &mut |routes| routes.first())
+    fn first(index: &PathIndex<usize>, path: &str) -> Option<usize> {
+        index
+            .find(path, &mut |routes| routes.iter().next())
+            .map(|r| r.value)
     }
 
     #[test]
@@ -135,10 +176,20 @@ mod tests {
     #[test]
     fn rejected_exact_candidates_fall_through_to_params_then_prefixes() {
         let i = index(&["/users/*", "/users/{id}", "/users/me"]);
-        let mut not_exact = |routes: &Candidates| routes.iter().find(|&r| r != 2);
-        assert_eq!(i.find("/users/me", &mut not_exact), Some(1));
-        let mut prefix_only = |routes: &Candidates| routes.iter().find(|&r| r == 0);
-        assert_eq!(i.find("/users/me", &mut prefix_only), Some(0));
+        let mut not_exact = crate::candidates::acceptor(|routes: &Candidates<usize>| {
+            routes.iter().find(|r| r.value != 2)
+        });
+        assert_eq!(
+            i.find("/users/me", &mut not_exact).map(|r| r.value),
+            Some(1)
+        );
+        let mut prefix_only = crate::candidates::acceptor(|routes: &Candidates<usize>| {
+            routes.iter().find(|r| r.value == 0)
+        });
+        assert_eq!(
+            i.find("/users/me", &mut prefix_only).map(|r| r.value),
+            Some(0)
+        );
     }
 
     #[test]

@@ -6,84 +6,166 @@
 //! which fails deeper down, or whose routes all fail their method or header conditions, does not hide
 //! a param branch that succeeds.
 
+use std::sync::Arc;
+
 use floodgate_config::PathSegment;
 
 use crate::candidates::Candidates;
-use crate::Map;
+use crate::route::Route;
+use crate::shards::ShardedMap;
 
-/// The param patterns of one host tier.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SegmentTrie {
-    root: Node,
+/// The param patterns of one host tier. Nodes are shared with the tables this one was made from: a
+/// change copies the nodes on its pattern's way down, not the trie.
+#[derive(Debug)]
+pub(crate) struct SegmentTrie<T> {
+    root: Arc<Node<T>>,
     len: usize,
 }
 
-#[derive(Debug, Clone, Default)]
-struct Node {
-    literals: Map<Box<str>, Node>,
-    param: Option<Box<Node>>,
+#[derive(Debug)]
+struct Node<T> {
+    literals: ShardedMap<Box<str>, Arc<Node<T>>>,
+    param: Option<Arc<Node<T>>>,
     /// Routes whose pattern ends at this node.
-    routes: Candidates,
+    routes: Candidates<T>,
 }
 
-impl SegmentTrie {
-    /// Adds `route` under the pattern `segments` (as parsed from `/a/{b}/c`, without the leading `/`).
-    pub(crate) fn insert(&mut self, segments: &[PathSegment], route: usize) {
-        let mut node = &mut self.root;
-        for segment in segments {
-            node = match segment {
-                PathSegment::Literal(literal) => {
-                    node.literals.entry(literal.as_str().into()).or_default()
-                }
-                PathSegment::Param(_) => node.param.get_or_insert_with(Box::default),
-            };
+impl<T> Clone for SegmentTrie<T> {
+    fn clone(&self) -> Self {
+        SegmentTrie {
+            root: self.root.clone(),
+            len: self.len,
         }
-        node.routes.push(route);
-        self.len += 1;
+    }
+}
+
+impl<T> Default for SegmentTrie<T> {
+    fn default() -> Self {
+        SegmentTrie {
+            root: Arc::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Clone for Node<T> {
+    fn clone(&self) -> Self {
+        Node {
+            literals: self.literals.clone(),
+            param: self.param.clone(),
+            routes: self.routes.clone(),
+        }
+    }
+}
+
+impl<T> Default for Node<T> {
+    fn default() -> Self {
+        Node {
+            literals: ShardedMap::default(),
+            param: None,
+            routes: Candidates::default(),
+        }
+    }
+}
+
+impl<T> SegmentTrie<T> {
+    /// Adds `route` under the pattern `segments` (as parsed from `/a/{b}/c`, without the leading `/`).
+    pub(crate) fn insert(&mut self, segments: &[PathSegment], route: &Arc<Route<T>>) {
+        let mut node = Arc::make_mut(&mut self.root);
+        for segment in segments {
+            let child = match segment {
+                PathSegment::Literal(literal) => {
+                    node.literals.entry_or_default(literal.as_str().into())
+                }
+                PathSegment::Param(_) => node.param.get_or_insert_with(Arc::default),
+            };
+            node = Arc::make_mut(child);
+        }
+        let before = node.routes.len();
+        node.routes = node.routes.with(route);
+        self.len += node.routes.len() - before;
     }
 
-    /// Whether no pattern was inserted, so a lookup can skip the walk.
+    /// Takes `route` out from under `segments`, and the nodes left with nothing below them.
+    pub(crate) fn remove(&mut self, segments: &[PathSegment], route: &Arc<Route<T>>) {
+        if Node::remove(&mut self.root, segments, route) {
+            self.len -= 1;
+        }
+    }
+
+    /// Whether no pattern is registered, so a lookup can skip the walk.
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// Visits every candidate list, to order them once the whole table is known.
-    pub(crate) fn for_each_candidates_mut(&mut self, visit: &mut impl FnMut(&mut Candidates)) {
-        self.root.for_each_candidates_mut(visit);
-    }
-
     /// Finds the first route, in precedence order, that matches `path` and that `accept` takes from
     /// the candidate list at the pattern's end.
-    pub(crate) fn find(
-        &self,
+    pub(crate) fn find<'a>(
+        &'a self,
         path: &str,
-        accept: &mut impl FnMut(&Candidates) -> Option<usize>,
-    ) -> Option<usize> {
+        accept: &mut impl FnMut(&'a Candidates<T>) -> Option<&'a Route<T>>,
+    ) -> Option<&'a Route<T>> {
         // Patterns start with `/`; a path that does not (`*` in `OPTIONS *`) has no segments to match.
         let rest = path.strip_prefix('/')?;
         self.root.find(Some(rest), accept)
     }
 }
 
-impl Node {
-    fn for_each_candidates_mut(&mut self, visit: &mut impl FnMut(&mut Candidates)) {
-        visit(&mut self.routes);
-        for child in self.literals.values_mut() {
-            child.for_each_candidates_mut(visit);
-        }
-        if let Some(child) = &mut self.param {
-            child.for_each_candidates_mut(visit);
+impl<T> Node<T> {
+    fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.literals.is_empty() && self.param.is_none()
+    }
+
+    /// Whether `route` was found (and removed). Only the nodes on `segments`' way are copied.
+    fn remove(node: &mut Arc<Self>, segments: &[PathSegment], route: &Arc<Route<T>>) -> bool {
+        let Some((segment, rest)) = segments.split_first() else {
+            let routes = node.routes.without(route);
+            let found = routes.len() < node.routes.len();
+            if found {
+                Arc::make_mut(node).routes = routes;
+            }
+            return found;
+        };
+        match segment {
+            PathSegment::Literal(literal) => {
+                if node.literals.get(literal.as_str()).is_none() {
+                    return false;
+                }
+                let node = Arc::make_mut(node);
+                let Some(child) = node.literals.get_mut(literal.as_str()) else {
+                    return false;
+                };
+                let found = Node::remove(child, rest, route);
+                if child.is_empty() {
+                    node.literals.remove(literal.as_str());
+                }
+                found
+            }
+            PathSegment::Param(_) => {
+                if node.param.is_none() {
+                    return false;
+                }
+                let node = Arc::make_mut(node);
+                let Some(child) = node.param.as_mut() else {
+                    return false;
+                };
+                let found = Node::remove(child, rest, route);
+                if child.is_empty() {
+                    node.param = None;
+                }
+                found
+            }
         }
     }
 
     /// `rest` is what follows the `/` before the next segment, or `None` once the path is used up.
     ///
     /// Recursion depth is bounded by the trie's depth (the longest pattern), not by the request path.
-    fn find(
-        &self,
+    fn find<'a>(
+        &'a self,
         rest: Option<&str>,
-        accept: &mut impl FnMut(&Candidates) -> Option<usize>,
-    ) -> Option<usize> {
+        accept: &mut impl FnMut(&'a Candidates<T>) -> Option<&'a Route<T>>,
+    ) -> Option<&'a Route<T>> {
         let Some(rest) = rest else {
             return accept(&self.routes);
         };
@@ -110,19 +192,26 @@ mod tests {
 
     use super::*;
 
-    fn trie(patterns: &[&str]) -> SegmentTrie {
+    use crate::route::tests::route;
+
+    fn segments(pattern: &str) -> Vec<PathSegment> {
+        let PathPattern::Params(segments) = PathPattern::parse(pattern).unwrap() else {
+            panic!("{pattern} is not a param pattern");
+        };
+        segments
+    }
+
+    fn trie(patterns: &[&str]) -> SegmentTrie<usize> {
         let mut trie = SegmentTrie::default();
-        for (route, pattern) in patterns.iter().enumerate() {
-            let PathPattern::Params(segments) = PathPattern::parse(pattern).unwrap() else {
-                panic!("{pattern} is not a param pattern");
-            };
-            trie.insert(&segments, route);
+        for (i, pattern) in patterns.iter().enumerate() {
+            trie.insert(&segments(pattern), &route(i));
         }
         trie
     }
 
-    fn first(trie: &SegmentTrie, path: &str) -> Option<usize> {
-        trie.find(path, &mut |routes| routes.first())
+    fn first(trie: &SegmentTrie<usize>, path: &str) -> Option<usize> {
+        trie.find(path, &mut |routes| routes.iter().next())
+            .map(|r| r.value)
     }
 
     #[test]
@@ -160,8 +249,10 @@ mod tests {
     #[test]
     fn rejected_candidates_backtrack_to_param() {
         let t = trie(&["/{kind}/{id}", "/items/{id}"]);
-        let mut skip_one = |routes: &Candidates| routes.iter().find(|&r| r != 1);
-        assert_eq!(t.find("/items/5", &mut skip_one), Some(0));
+        let mut skip_one = crate::candidates::acceptor(|routes: &Candidates<usize>| {
+            routes.iter().find(|r| r.value != 1)
+        });
+        assert_eq!(t.find("/items/5", &mut skip_one).map(|r| r.value), Some(0));
         assert_eq!(first(&t, "/items/5"), Some(1));
     }
 
@@ -170,5 +261,25 @@ mod tests {
         let t = trie(&["/{any}"]);
         assert_eq!(first(&t, "*"), None);
         assert_eq!(first(&t, "/x"), Some(0));
+    }
+
+    #[test]
+    fn a_copy_keeps_its_routes_when_the_original_loses_them() {
+        let mut t = SegmentTrie::default();
+        let (a, b) = (route(0), route(1));
+        t.insert(&segments("/a/{x}/c"), &a);
+        t.insert(&segments("/a/{x}/d"), &b);
+        let copy = t.clone();
+        t.remove(&segments("/a/{x}/c"), &a);
+        assert_eq!(first(&t, "/a/1/c"), None);
+        assert_eq!(first(&t, "/a/1/d"), Some(1));
+        assert_eq!(first(&copy, "/a/1/c"), Some(0));
+        t.remove(&segments("/a/{x}/d"), &b);
+        assert!(t.is_empty());
+        assert!(t.root.is_empty(), "emptied nodes are pruned");
+        assert_eq!(first(&copy, "/a/1/d"), Some(1));
+        // Removing what is not there changes nothing.
+        t.remove(&segments("/a/{x}/d"), &b);
+        assert!(t.is_empty());
     }
 }

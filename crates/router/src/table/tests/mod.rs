@@ -12,6 +12,7 @@ mod filters;
 mod host_tiers;
 mod large_table;
 mod path_precedence;
+mod rebuild;
 
 /// A route with only an id and paths; the other conditions are set through [`RouteBuilder`].
 ///
