@@ -1,6 +1,7 @@
 //! floodgate's compiled route table: host, path, method and header matching.
 //!
-//! [`RouteTable::build`] compiles the `routes` of a configuration once; [`RouteTable::lookup`] then picks
+//! [`RouteTable::build`] compiles the `routes` of a configuration once, and [`RouteTable::rebuild`] a
+//! changed configuration's from the table before at the cost of the change; [`RouteTable::lookup`] then picks
 //! the route for each request without scanning the routes and without allocating. The crate knows
 //! nothing about upstreams, plugins or responses: each route carries a value of the caller's type `T`,
 //! and the lookup hands that value back. It does not rewrite paths, decode percent-escapes or extract
@@ -66,8 +67,3 @@ mod table;
 
 pub use error::RouterError;
 pub use table::{NextRoute, RouteTable};
-
-/// The route table's maps (hosts, exact paths, prefixes, literal segments). Fx, not the default
-/// SipHash: their keys come from the configuration and a client only looks them up, so it cannot fill
-/// a bucket; and a lookup runs for every request, once per path boundary for prefixes.
-type Map<K, V> = rustc_hash::FxHashMap<K, V>;

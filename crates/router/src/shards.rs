@@ -10,18 +10,23 @@ use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
-use crate::Map;
+/// One shard: a table of entries, shared until changed.
+type Shard<K, V> = Arc<HashTable<(K, V)>>;
 
 /// Entries a shard holds on average before the map doubles its shards.
 const SHARD_ENTRIES: usize = 32;
 
 /// A hash map in shards, each shared between the maps copied from one another until changed.
+///
+/// Keys are hashed once per lookup: the high half of the hash picks the shard, and the shard's
+/// table, which takes the hash as given, indexes by the low bits.
 #[derive(Debug)]
 pub(crate) struct ShardedMap<K, V> {
     /// A power of two of them.
-    shards: Box<[Arc<Map<K, V>>]>,
+    shards: Box<[Shard<K, V>]>,
     len: usize,
 }
 
@@ -37,28 +42,33 @@ impl<K, V> Clone for ShardedMap<K, V> {
 impl<K, V> Default for ShardedMap<K, V> {
     fn default() -> Self {
         ShardedMap {
-            shards: Box::new([Arc::default()]),
+            shards: Box::new([Arc::new(HashTable::new())]),
             len: 0,
         }
     }
 }
 
-impl<K: Hash + Eq, V> ShardedMap<K, V> {
-    fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        if self.shards.len() == 1 {
-            return 0;
-        }
-        // The high half: the shard's own table indexes by the low bits of the same hash.
-        (FxBuildHasher.hash_one(key) >> 32) as usize & (self.shards.len() - 1)
-    }
+/// Fx, not SipHash: the keys come from the configuration and a client only looks them up, so it
+/// cannot fill a bucket; and a lookup runs for every request.
+fn hash<Q: Hash + ?Sized>(key: &Q) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
 
+fn shard_index(hash: u64, shards: usize) -> usize {
+    (hash >> 32) as usize & (shards - 1)
+}
+
+impl<K: Hash + Eq, V> ShardedMap<K, V> {
     /// The value at `key`.
     pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.shards[self.shard_of(key)].get(key)
+        let hash = hash(key);
+        self.shards[shard_index(hash, self.shards.len())]
+            .find(hash, |(k, _)| k.borrow() == key)
+            .map(|(_, value)| value)
     }
 
     /// Number of entries.
@@ -75,7 +85,9 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
     /// Every value, in no particular order.
     #[cfg(test)]
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
-        self.shards.iter().flat_map(|shard| shard.values())
+        self.shards
+            .iter()
+            .flat_map(|shard| shard.iter().map(|(_, value)| value))
     }
 }
 
@@ -86,16 +98,25 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
     where
         V: Default,
     {
+        let hash = hash(&key);
         if self.get(&key).is_none() {
             self.len += 1;
             if self.len > self.shards.len() * SHARD_ENTRIES * 2 {
                 self.reshard(self.shards.len() * 2);
             }
         }
-        let shard = self.shard_of(&key);
-        Arc::make_mut(&mut self.shards[shard])
-            .entry(key)
-            .or_default()
+        let shard = shard_index(hash, self.shards.len());
+        let table = Arc::make_mut(&mut self.shards[shard]);
+        match table.find_entry(hash, |(k, _)| *k == key) {
+            Ok(found) => &mut found.into_mut().1,
+            Err(absent) => {
+                &mut absent
+                    .into_table()
+                    .insert_unique(hash, (key, V::default()), |(k, _)| self::hash(k))
+                    .into_mut()
+                    .1
+            }
+        }
     }
 
     /// The value at `key`, to change in place, when present.
@@ -104,11 +125,12 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let shard = self.shard_of(key);
-        if !self.shards[shard].contains_key(key) {
-            return None;
-        }
-        Arc::make_mut(&mut self.shards[shard]).get_mut(key)
+        let hash = hash(key);
+        let shard = shard_index(hash, self.shards.len());
+        self.shards[shard].find(hash, |(k, _)| k.borrow() == key)?;
+        Arc::make_mut(&mut self.shards[shard])
+            .find_mut(hash, |(k, _)| k.borrow() == key)
+            .map(|(_, value)| value)
     }
 
     /// Removes `key`'s entry.
@@ -117,9 +139,18 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let shard = self.shard_of(key);
-        if self.shards[shard].contains_key(key) {
-            Arc::make_mut(&mut self.shards[shard]).remove(key);
+        let hash = hash(key);
+        let shard = shard_index(hash, self.shards.len());
+        if self.shards[shard]
+            .find(hash, |(k, _)| k.borrow() == key)
+            .is_none()
+        {
+            return;
+        }
+        if let Ok(found) =
+            Arc::make_mut(&mut self.shards[shard]).find_entry(hash, |(k, _)| k.borrow() == key)
+        {
+            found.remove();
             self.len -= 1;
         }
     }
@@ -127,11 +158,15 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
     /// Spreads the entries over `count` shards: as many as the map has grown to need, so a shard
     /// stays small whatever the map's size.
     fn reshard(&mut self, count: usize) {
-        let mut shards: Vec<Map<K, V>> = (0..count).map(|_| Map::default()).collect();
+        let mut shards: Vec<HashTable<(K, V)>> = (0..count).map(|_| HashTable::new()).collect();
         for shard in self.shards.iter() {
             for (key, value) in shard.iter() {
-                let index = (FxBuildHasher.hash_one(key) >> 32) as usize & (count - 1);
-                shards[index].insert(key.clone(), value.clone());
+                let hash = hash(key);
+                shards[shard_index(hash, count)].insert_unique(
+                    hash,
+                    (key.clone(), value.clone()),
+                    |(k, _)| self::hash(k),
+                );
             }
         }
         self.shards = shards.into_iter().map(Arc::new).collect();

@@ -77,6 +77,14 @@ impl<T> RouteTable<T> {
             .into_iter()
             .filter(|route| !matches!(route, NextRoute::Kept(j) if *j >= self.routes.len()))
             .collect();
+        let kept_count = next
+            .iter()
+            .filter(|route| matches!(route, NextRoute::Kept(_)))
+            .count();
+        if kept_count * 2 < self.routes.len() {
+            // Most routes are gone: building afresh costs less than taking them out one by one.
+            return self.renumbered(next);
+        }
         let Some(orders) = self.orders_of(&next) else {
             // Out of order, or no room left between two routes: number them all again.
             return self.renumbered(next);
