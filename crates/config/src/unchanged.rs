@@ -37,6 +37,22 @@ pub fn same_items<T>(previous: &[Arc<T>], next: &[Arc<T>]) -> Vec<Option<usize>>
     found
 }
 
+impl crate::Config {
+    /// Whether `other` is the same configuration: [`PartialEq`], but a resource that is the same `Arc`
+    /// in both is not compared field by field, so two configurations that share most resources
+    /// compare at the cost of those they do not.
+    pub fn same_as(&self, other: &crate::Config) -> bool {
+        fn same<T: PartialEq>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| Arc::ptr_eq(a, b) || a == b)
+        }
+        self.same_settings(other)
+            && same(&self.upstreams, &other.upstreams)
+            && same(&self.routes, &other.routes)
+            && same(&self.consumers, &other.consumers)
+            && same(&self.certificates, &other.certificates)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +91,24 @@ mod tests {
         for (i, found) in found(&reversed).into_iter().enumerate() {
             assert!(found.is_none_or(|j| Arc::ptr_eq(&items[j], &reversed[i])));
         }
+    }
+
+    #[test]
+    fn same_as_is_equality() {
+        let config = crate::parse_yaml(
+            "listeners: [{ name: a, address: \"127.0.0.1:0\" }]\n\
+             routes: [{ id: r, paths: [\"/\"], respond: { status: 200 } }]\n",
+        )
+        .unwrap();
+        let mut copy = config.clone();
+        assert!(copy.same_as(&config));
+        // An equal route in another `Arc` is the same; a changed one is not.
+        copy.routes[0] = Arc::new((*config.routes[0]).clone());
+        assert!(copy.same_as(&config) && copy == config);
+        Arc::make_mut(&mut copy.routes[0]).paths = vec!["/x".into()];
+        assert!(!copy.same_as(&config) && copy != config);
+        let mut other = config.clone();
+        other.workers = Some(3);
+        assert!(!other.same_as(&config));
     }
 }

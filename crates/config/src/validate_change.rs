@@ -95,7 +95,7 @@ impl Config {
 
     /// Whether every setting but the resources is `other`'s. Written field by field so that a new
     /// field of [`Config`] cannot be forgotten here.
-    fn same_settings(&self, other: &Config) -> bool {
+    pub(crate) fn same_settings(&self, other: &Config) -> bool {
         let Config {
             workers,
             shutdown_timeout,

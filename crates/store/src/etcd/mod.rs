@@ -271,7 +271,11 @@ impl EtcdSource {
         config: Config,
         revision: i64,
     ) -> Result<(), ApplyError> {
-        if self.last_applied.as_deref() == Some(&config) {
+        if self
+            .last_applied
+            .as_deref()
+            .is_some_and(|applied| applied.same_as(&config))
+        {
             return Ok(());
         }
         let applied = applier.apply(config, ChangeSource::Etcd).await?;
