@@ -163,7 +163,7 @@ impl AdminApi {
     async fn replace_config(&self, req: Request<Incoming>) -> Answer {
         let (parts, body) = req.into_parts();
         let current = self.versions.current();
-        if !if_match(&parts.headers, &current.etag) {
+        if !if_match(&parts.headers, current.etag()) {
             return error(
                 StatusCode::PRECONDITION_FAILED,
                 "the configuration changed since it was read: GET it again and retry",
@@ -184,8 +184,8 @@ impl AdminApi {
     async fn apply(&self, config: Config, source: ChangeSource) -> Answer {
         match self.applier.apply(config, source).await {
             Ok(applied) => {
-                let body = json!({ "version": applied.version, "etag": applied.etag });
-                ok_json(StatusCode::OK, &body, Some(&applied.etag))
+                let body = json!({ "version": applied.version, "etag": applied.etag() });
+                ok_json(StatusCode::OK, &body, Some(applied.etag()))
             }
             Err(ApplyError::Invalid(errors)) => invalid(&errors),
             Err(e @ ApplyError::Failed(_)) => error(StatusCode::CONFLICT, &e.to_string(), &[]),
@@ -207,7 +207,7 @@ impl AdminApi {
                     "version": v.version,
                     "applied_at": humantime::format_rfc3339_seconds(v.applied_at).to_string(),
                     "source": v.source.as_str(),
-                    "etag": v.etag,
+                    "etag": v.etag(),
                     "current": v.version == current,
                 })
             })
@@ -317,7 +317,7 @@ fn config_answer(applied: &Applied) -> Answer {
     let mut answer = ok_json(
         StatusCode::OK,
         &masked(&applied.config),
-        Some(&applied.etag),
+        Some(applied.etag()),
     );
     if let Ok(version) = HeaderValue::from_str(&applied.version.to_string()) {
         answer

@@ -13,6 +13,33 @@ impl Config {
     /// route or in `global_plugins`) whose paths overlap those of a route without one that takes other
     /// methods. Each warning names the restricted route's `methods` and the other route.
     pub fn method_gap_warnings(&self, authenticating: &[&str]) -> Vec<FieldError> {
+        self.method_gaps(authenticating, None)
+    }
+
+    /// The warnings of [`Config::method_gap_warnings`] that this configuration has and `previous`
+    /// (the one it changes) did not: those of a pair of routes one of which is new (not the same
+    /// `Arc` as one of `previous`'s). With the same global plugins, a pair of unchanged routes was
+    /// warned about when `previous` was applied; this looks at the new routes' pairs only, so a
+    /// change to one route of thousands does not compare every route with every other.
+    pub fn new_method_gap_warnings(
+        &self,
+        authenticating: &[&str],
+        previous: &Config,
+    ) -> Vec<FieldError> {
+        if previous.global_plugins != self.global_plugins {
+            return self.method_gap_warnings(authenticating);
+        }
+        let found = crate::same_items(&previous.routes, &self.routes);
+        let new: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
+        if new.is_empty() {
+            return Vec::new();
+        }
+        self.method_gaps(authenticating, Some(&new))
+    }
+
+    /// The warnings about each pair of routes, or with `new` (ascending route indices) about each
+    /// pair one of which is new.
+    fn method_gaps(&self, authenticating: &[&str], new: Option<&[usize]>) -> Vec<FieldError> {
         let global_auth = self
             .global_plugins
             .keys()
@@ -32,7 +59,12 @@ impl Config {
             if guarded.methods.is_empty() || !authenticates(guarded) {
                 continue;
             }
-            for (j, open) in self.routes.iter().enumerate() {
+            let others: Box<dyn Iterator<Item = usize>> = match new {
+                Some(new) if new.binary_search(&i).is_err() => Box::new(new.iter().copied()),
+                _ => Box::new(0..self.routes.len()),
+            };
+            for j in others {
+                let open = &self.routes[j];
                 let other_methods = open.methods.is_empty()
                     || open.methods.iter().any(|m| !allows(&guarded.methods, m));
                 if i == j || authenticates(open) || !other_methods || !overlap(guarded, open) {
@@ -204,5 +236,47 @@ upstreams: [{ id: u, targets: [{ address: "127.0.0.1:2" }] }]
         assert!(!overlap("/a", "/a/*"));
         assert!(hosts_overlap("*.example.com", "api.example.com"));
         assert!(!hosts_overlap("a.test", "b.test"));
+    }
+
+    #[test]
+    fn a_change_reports_the_gaps_it_opens_and_not_those_already_reported() {
+        let guarded = "  - { id: admin, paths: [\"/admin/*\"], methods: [GET], upstream: u, plugins: { key-auth: {} } }\n";
+        let open = "  - { id: all, paths: [\"/*\"], upstream: u }\n";
+        let other = "  - { id: other, paths: [\"/other/*\"], upstream: u }\n";
+        let before = crate::parse_yaml(&format!("{BASE}routes:\n{guarded}{other}")).unwrap();
+        let paths = |w: Vec<FieldError>| w.into_iter().map(|w| w.path).collect::<Vec<_>>();
+        // An open catch-all added: the guarded route, unchanged, now has a gap.
+        let mut added = before.clone();
+        let catch_all = crate::parse_yaml(&format!("{BASE}routes:\n{open}")).unwrap();
+        added.routes.push(catch_all.routes[0].clone());
+        assert_eq!(
+            paths(added.new_method_gap_warnings(AUTH, &before)),
+            ["routes[0].methods"]
+        );
+        assert_eq!(
+            paths(added.method_gap_warnings(AUTH)),
+            ["routes[0].methods"]
+        );
+        // Another route changed after that: the gap was reported already.
+        let mut changed = added.clone();
+        changed.routes[1] = crate::parse_yaml(&format!("{BASE}routes:\n{other}"))
+            .unwrap()
+            .routes[0]
+            .clone();
+        assert!(changed.new_method_gap_warnings(AUTH, &added).is_empty());
+        assert_eq!(
+            paths(changed.method_gap_warnings(AUTH)),
+            ["routes[0].methods"]
+        );
+        // A new guarded route beside the catch-all is reported.
+        let mut guarded_too = added.clone();
+        let mut second = (*added.routes[0]).clone();
+        second.id = "admin2".into();
+        second.paths = vec!["/admin2/*".into()];
+        guarded_too.routes.push(std::sync::Arc::new(second));
+        assert_eq!(
+            paths(guarded_too.new_method_gap_warnings(AUTH, &added)),
+            ["routes[3].methods"]
+        );
     }
 }

@@ -24,3 +24,13 @@ pub fn log_warnings(config: &Config) {
         tracing::warn!("configuration: {warning}");
     }
 }
+
+/// Logs the [`warnings`] of `config` that `running`, the configuration it replaces, did not have
+/// (so a change logs what it brings, not every warning again, and costs what it changes).
+pub fn log_new_warnings(config: &Config, running: &Config) {
+    for warning in
+        config.new_method_gap_warnings(floodgate_plugins::AUTHENTICATING_PLUGINS, running)
+    {
+        tracing::warn!("configuration: {warning}");
+    }
+}

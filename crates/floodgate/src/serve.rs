@@ -15,7 +15,7 @@ use floodgate_store::registry::RegistryFollower;
 use floodgate_store::{Applier, ApplyError, ApplyRequest, ChangeSource, ConfigVersions};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config_file::{load, log_warnings};
+use crate::config_file::{load, log_new_warnings, log_warnings};
 use crate::schema;
 
 /// How many applied configurations the admin API's history keeps, the running one included.
@@ -207,14 +207,15 @@ fn admin_api_key(admin: &AdminConfig) -> Result<Option<ApiKey>> {
 /// The snapshot in service, when asked.
 type RunningSnapshot = Box<dyn Fn() -> Arc<Snapshot> + Send + Sync>;
 
-/// Applies `config` to the running gateway, counting the reload either way. Returns the new shutdown
-/// timeout when it was applied.
+/// Applies `config` to the running gateway (whose configuration is `running`), counting the reload
+/// either way. Returns the new shutdown timeout when it was applied.
 fn apply(
     config: &Config,
+    running: &Config,
     gateway: &mut Gateway,
     metrics: &Arc<Metrics>,
 ) -> Result<std::time::Duration, GatewayError> {
-    log_warnings(config);
+    log_new_warnings(config, running);
     let applied = gateway.reload(config);
     metrics.record_reload(applied.is_ok());
     applied?;
@@ -234,7 +235,7 @@ fn apply_change(
         source,
         reply,
     } = change;
-    let outcome = match apply(&config, gateway, metrics) {
+    let outcome = match apply(&config, &versions.current().config, gateway, metrics) {
         Ok(timeout) => {
             let applied = versions.record(config, source);
             tracing::info!(
@@ -282,7 +283,7 @@ fn reload(
             return None;
         }
     };
-    match apply(&config, gateway, metrics) {
+    match apply(&config, &versions.current().config, gateway, metrics) {
         Ok(timeout) => {
             let applied = versions.record(config, ChangeSource::File);
             tracing::info!(file = %path.display(), version = applied.version, "configuration reloaded");

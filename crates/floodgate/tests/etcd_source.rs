@@ -229,12 +229,29 @@ async fn a_restart_while_etcd_is_down_serves_the_copy_on_disk() {
     let copy = dir.path().join("copy.json");
     let first = Floodgate::start(bin(), |l, a| bootstrap(l, a, &etcd, &copy)).await;
     assert_eq!(status(&first, "/v2/x").await, Some(200));
+    // Changes in a burst: the copy is written at most twice a second, so the last of these is in
+    // it a moment after it is in service, not at once.
+    for path in ["/v3a/*", "/v3/*"] {
+        etcd.put(
+            &format!("{PREFIX}/routes/v3"),
+            &format!(r#"{{"paths": ["{path}"], "upstream": "backend"}}"#),
+        )
+        .await;
+    }
+    wait_status(&first, "/v3/x", 200).await;
+    first
+        .poll("the copy on disk never held the last change", || async {
+            std::fs::read_to_string(&copy).is_ok_and(|text| text.contains("/v3/*"))
+        })
+        .await;
     drop(first);
 
     etcd.kill();
     let second = Floodgate::start(bin(), |l, a| bootstrap(l, a, &etcd, &copy)).await;
     assert_eq!(status(&second, "/api/x").await, Some(200));
     assert_eq!(status(&second, "/v2/x").await, Some(200));
+    assert_eq!(status(&second, "/v3/x").await, Some(200));
+    assert_eq!(status(&second, "/v3a/x").await, Some(404));
     assert_eq!(
         metric(&second, "floodgate_config_source_connected")
             .await

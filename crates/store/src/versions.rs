@@ -1,7 +1,7 @@
 //! The configurations the gateway has applied: the running one and a bounded history of those before it.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use floodgate_config::Config;
@@ -42,12 +42,20 @@ pub struct Applied {
     pub version: u64,
     /// The configuration itself, secrets included.
     pub config: Arc<Config>,
-    /// Its entity tag: the same configuration always has the same one (see [`etag_of`]).
-    pub etag: String,
+    /// Its entity tag, made when first asked for: hashing the whole configuration's JSON is the
+    /// one part of recording a change that grows with the configuration.
+    etag: OnceLock<String>,
     /// When it became the running configuration.
     pub applied_at: SystemTime,
     /// What made it so.
     pub source: ChangeSource,
+}
+
+impl Applied {
+    /// Its entity tag: the same configuration always has the same one (see [`etag_of`]).
+    pub fn etag(&self) -> &str {
+        self.etag.get_or_init(|| etag_of(&*self.config))
+    }
 }
 
 /// The running configuration and up to `capacity - 1` of the versions before it, newest last.
@@ -76,7 +84,7 @@ impl ConfigVersions {
     fn push(&self, version: u64, config: Config, source: ChangeSource) -> Arc<Applied> {
         let applied = Arc::new(Applied {
             version,
-            etag: etag_of(&config),
+            etag: OnceLock::new(),
             config: Arc::new(config),
             applied_at: SystemTime::now(),
             source,

@@ -1,11 +1,32 @@
 //! The copy on disk of what was last applied from etcd, so a gateway restarted while etcd is down starts
 //! from it instead of from nothing.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use super::assemble::Resources;
+
+/// The copy's document: etcd's values as they are, not parsed into a tree and printed again, which
+/// at ten thousand resources cost the change that wrote it more than applying it.
+#[derive(Serialize)]
+struct Document<'a> {
+    prefix: &'a str,
+    revision: i64,
+    resources: BTreeMap<&'a str, Item<'a>>,
+}
+
+/// A value as etcd holds it: JSON in place, anything else (which the gateway skipped) as a string.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Item<'a> {
+    Json(&'a RawValue),
+    Text(Cow<'a, str>),
+}
 
 /// Writes `resources` at `revision` to `path`, whole or not at all (a temporary file renamed over it).
 pub fn write(
@@ -14,20 +35,29 @@ pub fn write(
     revision: i64,
     resources: &Resources,
 ) -> std::io::Result<()> {
-    let items: serde_json::Map<String, Value> = resources
+    let resources = resources
         .iter()
         .map(|(key, value)| {
-            let value = serde_json::from_slice(value)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(value).into_owned()));
-            (key.clone(), value)
+            let item = match std::str::from_utf8(value)
+                .ok()
+                .and_then(|text| serde_json::from_str::<&RawValue>(text).ok())
+            {
+                Some(json) => Item::Json(json),
+                None => Item::Text(String::from_utf8_lossy(value)),
+            };
+            (key.as_str(), item)
         })
         .collect();
-    let document = json!({ "prefix": prefix, "revision": revision, "resources": items });
+    let document = Document {
+        prefix,
+        revision,
+        resources,
+    };
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     std::fs::write(
         &temporary,
-        serde_json::to_vec_pretty(&document).unwrap_or_default(),
+        serde_json::to_vec(&document).unwrap_or_default(),
     )?;
     std::fs::rename(&temporary, path)
 }

@@ -11,7 +11,7 @@ mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_client::{Client, EventType};
 use floodgate_config::{Config, EtcdSourceConfig};
@@ -26,6 +26,17 @@ use crate::{Applier, ApplyError, ChangeSource};
 
 /// Longest pause between two attempts to reach etcd.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Shortest time between two writes of the copy on disk while changes come in.
+const COPY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Waits until `at`, or for ever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Where the configuration the gateway starts with came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +61,17 @@ pub struct EtcdSource {
     parsed: Parsed,
     /// The configuration in service, as the history holds it.
     last_applied: Option<Arc<Config>>,
+    /// The revision whose copy on disk is still to be written, and when the last was.
+    copy_due: Option<i64>,
+    copy_written: Option<Instant>,
+}
+
+impl Drop for EtcdSource {
+    /// A copy still due is written as the gateway stops, so a restart while etcd is down starts
+    /// from the last change.
+    fn drop(&mut self) {
+        self.write_copy();
+    }
 }
 
 impl EtcdSource {
@@ -71,6 +93,8 @@ impl EtcdSource {
             resources: Resources::new(),
             parsed: Parsed::default(),
             last_applied: None,
+            copy_due: None,
+            copy_written: None,
         }
     }
 
@@ -125,6 +149,8 @@ impl EtcdSource {
             match self.follow(&applier, &on_sync).await {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => {
+                    // What etcd said last must be on disk before it is gone for long.
+                    self.write_copy();
                     if self.metrics.config_source.connected() {
                         tracing::warn!(error = %e, "etcd connection lost: serving the last configuration");
                     }
@@ -154,7 +180,16 @@ impl EtcdSource {
         self.apply(applier, revision).await;
         on_sync();
         let mut stream = watch_prefix(&client, &self.root(), revision + 1).await?;
-        while let Some(response) = stream.message().await? {
+        loop {
+            let due = self.copy_written.map(|written| written + COPY_INTERVAL);
+            let response = tokio::select! {
+                message = stream.message() => message?,
+                () = sleep_until(due), if self.copy_due.is_some() => {
+                    self.write_copy();
+                    continue;
+                }
+            };
+            let Some(response) = response else { break };
             if response.canceled() || response.compact_revision() > 0 {
                 tracing::warn!(
                     compacted_to = response.compact_revision(),
@@ -288,7 +323,25 @@ impl EtcdSource {
         Ok(())
     }
 
-    fn keep_copy(&self, revision: i64) {
+    /// Keeps the copy on disk at `revision`: written now, or, within [`COPY_INTERVAL`] of the last
+    /// write, once that has passed (a burst of changes writes a few copies, not one each), and at
+    /// once when etcd is lost.
+    fn keep_copy(&mut self, revision: i64) {
+        self.copy_due = Some(revision);
+        if self
+            .copy_written
+            .is_none_or(|written| written.elapsed() >= COPY_INTERVAL)
+        {
+            self.write_copy();
+        }
+    }
+
+    /// Writes the copy due, if one is.
+    fn write_copy(&mut self) {
+        let Some(revision) = self.copy_due.take() else {
+            return;
+        };
+        self.copy_written = Some(Instant::now());
         if let Err(e) = copy::write(
             &self.copy_file,
             &self.settings.prefix,
