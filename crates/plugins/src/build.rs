@@ -21,8 +21,12 @@ use crate::stats::PluginStats;
 /// The plugins of one configuration, ready for a snapshot.
 #[derive(Default)]
 pub struct PluginSet {
-    /// Each route's chain, by the route's index in `routes`; `None` for a route without plugins.
+    /// Each route's chain, by the route's index in `routes`; `None` for a route without plugins, and,
+    /// when `unchanged_kept`, for a route unchanged since the running plugins (it keeps its chain).
     pub routes: Vec<Option<Arc<Chain>>>,
+    /// Whether the routes unchanged since the running plugins keep their chains ([`rebuild_plugins`]
+    /// without building everything again); their entries in `routes` are then left empty.
+    pub unchanged_kept: bool,
     /// The consumers.
     pub consumers: Arc<Consumers>,
     /// Each consumer's own plugins, by its index.
@@ -39,8 +43,6 @@ pub struct PluginSet {
 pub struct RunningPlugins<'a> {
     /// The configuration they were built from.
     pub config: &'a Config,
-    /// Each of its routes' chain, by the route's index in `config.routes`.
-    pub chains: &'a dyn Fn(usize) -> Option<Arc<Chain>>,
     /// Its consumers.
     pub consumers: &'a Arc<Consumers>,
     /// Its consumers' own plugins.
@@ -54,8 +56,9 @@ pub struct RunningPlugins<'a> {
 }
 
 /// Builds the plugins of `config`, a change of the configuration `running` was built from: a route
-/// whose configuration is that configuration's (the same `Arc`) keeps its chain, and its plugins
-/// their states; only new routes' chains are built. When global plugins, consumers, the `real_ip`
+/// whose configuration is that configuration's (the same `Arc`) keeps its chain (its entry left
+/// empty, [`PluginSet::unchanged_kept`]), and its plugins their states; only new routes' chains are
+/// built. When global plugins, consumers, the `real_ip`
 /// rules or the upstreams' ids changed, which every chain may depend on, everything is built again
 /// ([`build_plugins`]).
 pub fn rebuild_plugins(
@@ -108,7 +111,7 @@ pub fn rebuild_plugins(
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, (route, found)) in config.routes.iter().zip(found).enumerate() {
         routes.push(match found {
-            Some(j) => (running.chains)(j),
+            Some(_) => None,
             None => builder.route_chain(
                 i,
                 route,
@@ -128,6 +131,7 @@ pub fn rebuild_plugins(
         global: running.global.to_vec(),
         real_ip: running.real_ip.clone(),
         states,
+        unchanged_kept: true,
     })
 }
 
@@ -197,6 +201,7 @@ pub fn build_plugins(
         global,
         real_ip,
         states,
+        unchanged_kept: false,
     })
 }
 

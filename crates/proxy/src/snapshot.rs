@@ -250,38 +250,40 @@ impl Snapshot {
             );
         }
         let found = match lender {
-            Some(lender) if !inputs.check_only => {
+            Some(lender) if plugins.unchanged_kept => {
                 floodgate_config::same_items(&lender.config.routes, &config.routes)
             }
             _ => vec![None; config.routes.len()],
         };
         let mut next = Vec::with_capacity(config.routes.len());
         for (i, (route, found)) in config.routes.iter().zip(found).enumerate() {
-            let chain = plugins.routes.get(i).cloned().flatten();
-            // Kept: its configuration, upstream and chain are what its runtime was made of.
+            // Kept: its configuration, upstream and chain are what its runtime was made of. Its
+            // chain is (`unchanged_kept`); its upstream is unless some upstream was built again.
             let kept = found.filter(|&j| {
-                let Some(old) = lender.and_then(|lender| lender.routes.get(j)) else {
-                    return false;
-                };
-                let same_upstream = !upstreams_changed
-                    || match (&old.action, route.upstream.as_deref()) {
-                        (RouteAction::Forward(old), Some(id)) => {
-                            upstreams.get(id).is_some_and(|new| Arc::ptr_eq(old, new))
-                        }
-                        (RouteAction::Respond { .. }, None) => true,
-                        _ => false,
-                    };
-                let same_chain = match (&old.plugins, &chain) {
-                    (None, None) => true,
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                    _ => false,
-                };
-                same_upstream && same_chain
+                !upstreams_changed
+                    || lender
+                        .and_then(|lender| lender.routes.get(j))
+                        .is_some_and(|old| match (&old.action, route.upstream.as_deref()) {
+                            (RouteAction::Forward(old), Some(id)) => {
+                                upstreams.get(id).is_some_and(|new| Arc::ptr_eq(old, new))
+                            }
+                            (RouteAction::Respond { .. }, None) => true,
+                            _ => false,
+                        })
             });
             if let Some(j) = kept {
-                next.push(NextRoute::Kept(j));
+                if !inputs.check_only {
+                    next.push(NextRoute::Kept(j));
+                }
                 continue;
             }
+            let chain = match found.filter(|_| plugins.unchanged_kept) {
+                // Unchanged but for its upstream: the chain it has (its entry is left empty).
+                Some(j) => lender
+                    .and_then(|lender| lender.routes.get(j))
+                    .and_then(|old| old.plugins.clone()),
+                None => plugins.routes.get(i).cloned().flatten(),
+            };
             let action = match (&route.upstream, &route.respond) {
                 (Some(id), _) => match upstreams.get(id.as_str()) {
                     Some(upstream) => RouteAction::Forward(upstream.clone()),
@@ -391,10 +393,8 @@ fn build_plugin_set(
     let runtime = inputs.runtime.clone();
     match lender {
         Some(lender) => {
-            let chains = |j: usize| lender.routes.get(j).and_then(|r| r.plugins.clone());
             let running = RunningPlugins {
                 config: &lender.config,
-                chains: &chains,
                 consumers: &lender.consumers,
                 consumer_plugins: &lender.consumer_plugins,
                 global: &lender.global_plugins,
@@ -411,3 +411,6 @@ fn build_plugin_set(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;
