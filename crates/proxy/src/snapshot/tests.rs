@@ -28,6 +28,14 @@ fn after(previous: &Snapshot) -> BuildInputs<'_> {
     }
 }
 
+/// The id of the route `snapshot` serves `GET path` with.
+fn route_for(snapshot: &Snapshot, path: &str) -> Option<String> {
+    snapshot
+        .routes
+        .lookup(None, path, &http::Method::GET, &http::HeaderMap::new())
+        .map(|route| route.id.to_string())
+}
+
 fn upstream_of(route: &RouteRuntime) -> &Arc<UpstreamRuntime> {
     match &route.action {
         RouteAction::Forward(upstream) => upstream,
@@ -59,14 +67,8 @@ fn an_upstream_changed_is_built_again_with_its_routes_and_the_rest_is_kept() {
         ));
     }
     assert!(Arc::ptr_eq(&built.upstreams["v"], &running.upstreams["v"]));
-    let lookup = |snapshot: &Snapshot, path: &str| {
-        snapshot
-            .routes
-            .lookup(None, path, &http::Method::GET, &http::HeaderMap::new())
-            .map(|route| route.id.to_string())
-    };
-    assert_eq!(lookup(&built, "/a/x").as_deref(), Some("a"));
-    assert_eq!(lookup(&built, "/b").as_deref(), Some("b"));
+    assert_eq!(route_for(&built, "/a/x").as_deref(), Some("a"));
+    assert_eq!(route_for(&built, "/b").as_deref(), Some("b"));
 }
 
 #[test]
@@ -85,14 +87,10 @@ fn a_route_changed_is_built_again_and_its_old_place_is_gone() {
         running.routes.get(1).unwrap(),
         built.routes.get(1).unwrap()
     ));
-    let find = |snapshot: &Snapshot, path: &str| {
-        snapshot
-            .routes
-            .lookup(None, path, &http::Method::GET, &http::HeaderMap::new())
-            .is_some()
-    };
-    assert!(find(&built, "/moved") && !find(&built, "/b"));
-    assert!(find(&running, "/b") && !find(&running, "/moved"));
+    assert_eq!(route_for(&built, "/moved").as_deref(), Some("b"));
+    assert_eq!(route_for(&built, "/b"), None);
+    assert_eq!(route_for(&running, "/b").as_deref(), Some("b"));
+    assert_eq!(route_for(&running, "/moved"), None);
 }
 
 #[test]

@@ -70,6 +70,16 @@ fn answers(table: &RouteTable<String>) -> Vec<Option<String>> {
 /// The routes with `(route, Some(index in the previous list))` for those carried over unchanged.
 type Listed = Vec<(RouteConfig, Option<usize>)>;
 
+/// `routes` as the next configuration's, every one kept.
+fn all_kept(routes: &[RouteConfig]) -> Listed {
+    routes
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, r)| (r, Some(i)))
+        .collect()
+}
+
 fn rebuilt(previous: &RouteTable<String>, next: &Listed) -> RouteTable<String> {
     previous
         .rebuild(next.iter().map(|(route, kept)| match kept {
@@ -90,12 +100,7 @@ fn a_rebuilt_table_answers_as_one_built_whole() {
         let mut next_id = 12;
         for _ in 0..8 {
             let before = answers(&current);
-            let mut listed: Listed = routes
-                .iter()
-                .cloned()
-                .enumerate()
-                .map(|(i, r)| (r, Some(i)))
-                .collect();
+            let mut listed: Listed = all_kept(&routes);
             for _ in 0..1 + draw.below(3) {
                 match draw.below(3) {
                     0 if !listed.is_empty() => {
@@ -136,24 +141,14 @@ fn routes_inserted_at_one_place_again_and_again_keep_config_order() {
     let mut current = table(routes.clone());
     for i in 0..40 {
         let newest = route(&format!("n{i}"), &["/a"]).methods(&["GET", "POST"]);
-        let mut listed: Listed = routes
-            .iter()
-            .cloned()
-            .enumerate()
-            .map(|(j, r)| (r, Some(j)))
-            .collect();
+        let mut listed: Listed = all_kept(&routes);
         // Each goes right after `first`: between `first` and the one inserted before it.
         listed.insert(1, (newest.methods(&["GET"]), None));
         current = rebuilt(&current, &listed);
         routes = listed.into_iter().map(|(route, _)| route).collect();
         assert_eq!(answers(&current), answers(&table(routes.clone())));
     }
-    let mut removed_first: Listed = routes
-        .iter()
-        .cloned()
-        .enumerate()
-        .map(|(j, r)| (r, Some(j)))
-        .collect();
+    let mut removed_first: Listed = all_kept(&routes);
     removed_first.remove(0);
     let without_first = rebuilt(&current, &removed_first);
     assert_eq!(super::get(&without_first, None, "/a"), Some("n39"));
