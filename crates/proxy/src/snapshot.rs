@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use floodgate_config::{Config, FieldError, Http2Config, MethodOverride, UnderscoresInHeaders};
-use floodgate_dns::Hosts;
 use floodgate_observe::{AccessLog, Metrics, RouteMetrics};
 use floodgate_plugins::real_ip::RealIp;
 use floodgate_plugins::{
@@ -27,7 +26,7 @@ use crate::forward::retry::RetryPolicy;
 use crate::path_normalize::PathRules;
 use crate::tls;
 use crate::upstream_runtime::build_upstreams;
-pub use crate::upstream_runtime::UpstreamRuntime;
+pub use crate::upstream_runtime::{NameAnswers, UpstreamRuntime};
 
 /// One configuration, ready for the request path.
 pub struct Snapshot {
@@ -82,10 +81,6 @@ pub struct BuildInputs<'a> {
     /// not built, nor the routes' metrics made. The snapshot has no routes.
     pub check_only: bool,
 }
-
-/// Each upstream's hosts with their last answers, and which answer of the upstream's names they
-/// are, by upstream id.
-pub type NameAnswers = HashMap<Arc<str>, (Hosts, u64)>;
 
 impl BuildInputs<'static> {
     /// For a build that only validates: nothing carried over, no background tasks, no resolution.
@@ -213,8 +208,14 @@ impl Snapshot {
             errors.extend(e);
             PluginSet::default()
         });
-        let (upstreams, rebuilt_upstreams, broken_upstreams) =
-            build_upstreams(config, metrics, workers, &inputs, &mut errors);
+        let (upstreams, rebuilt_upstreams, broken_upstreams) = build_upstreams(
+            config,
+            metrics,
+            workers,
+            inputs.previous.map(|s| &s.upstreams),
+            inputs.names,
+            &mut errors,
+        );
         // Unless one was built again or is gone, every upstream is the very one the previous
         // snapshot's routes forward to.
         let upstreams_changed = rebuilt_upstreams > 0

@@ -16,7 +16,6 @@ use floodgate_upstream::health::HealthStates;
 
 use crate::endpoints::{Endpoints, EndpointsCell};
 use crate::forward::retry::RetryBudget;
-use crate::snapshot::BuildInputs;
 use crate::tls;
 
 /// An upstream ready to serve.
@@ -108,17 +107,25 @@ impl UpstreamRuntime {
     }
 }
 
+/// Each upstream's hosts with their last answers, and which answer of the upstream's names they
+/// are, by upstream id.
+pub type NameAnswers = HashMap<Arc<str>, (Hosts, u64)>;
+
 /// The upstreams of `config` by id, with how many were not taken as they were from the previous
 /// snapshot (built again or new) and the ids of those that could not be built (reported in `errors`).
 ///
 /// An upstream whose configuration is the previous one's (the same `Arc`) is taken as it is: its
 /// endpoints, kept current since by name resolution and the registry, its breaker and its metrics.
 /// One built again keeps the health of its targets and, with unchanged settings, its breaker.
+///
+/// `previous` are the previous snapshot's upstreams (none for the first), `names` each upstream's
+/// last answers (none when only validating).
 pub(crate) fn build_upstreams<'c>(
     config: &'c Config,
     metrics: &Metrics,
     workers: usize,
-    inputs: &BuildInputs<'_>,
+    previous: Option<&HashMap<Arc<str>, Arc<UpstreamRuntime>>>,
+    names: Option<&NameAnswers>,
     errors: &mut Vec<FieldError>,
 ) -> (HashMap<Arc<str>, Arc<UpstreamRuntime>>, usize, Vec<&'c str>) {
     let no_hosts = (Hosts::new(), 0);
@@ -126,11 +133,10 @@ pub(crate) fn build_upstreams<'c>(
     let mut rebuilt = 0;
     let mut broken = Vec::new();
     for (i, upstream) in config.upstreams.iter().enumerate() {
-        let (hosts, generation) = inputs
-            .names
+        let (hosts, generation) = names
             .and_then(|names| names.get(upstream.id.as_str()))
             .unwrap_or(&no_hosts);
-        let previous = inputs.previous.and_then(|s| s.upstream(&upstream.id));
+        let previous = previous.and_then(|upstreams| upstreams.get(upstream.id.as_str()));
         let has_names = !crate::endpoints::hosts_of(upstream).is_empty();
         let same = previous.filter(|old| {
             Arc::ptr_eq(&old.config, upstream)
