@@ -182,6 +182,8 @@ impl EtcdSource {
         let mut stream = watch_prefix(&client, &self.root(), revision + 1).await?;
         loop {
             let due = self.copy_written.map(|written| written + COPY_INTERVAL);
+            // `message` keeps what it has read of a message in the stream, so losing the race to
+            // the copy's timer drops nothing.
             let response = tokio::select! {
                 message = stream.message() => message?,
                 () = sleep_until(due), if self.copy_due.is_some() => {
