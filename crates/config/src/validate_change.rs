@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::unchanged::same_items;
 use crate::validate::{check_conflicts, validate_certificate, validate_route, RouteIdentity};
-use crate::{Config, ConfigError, FieldError};
+use crate::{Config, ConfigError, FieldError, RouteConfig};
 
 /// Past this share of new resources the whole check is as cheap, and simpler.
 const MOST_CHANGED: usize = 8;
@@ -71,7 +71,8 @@ impl Config {
             route_ids.check(i, "routes", "route", &mut errors);
             validate_route(i, &self.routes[i], has_upstream, &mut errors);
         }
-        self.check_new_routes_conflicts(&routes.new, &mut errors);
+        let moved = routes.moved(&valid.routes, &self.routes);
+        self.check_new_routes_conflicts(&moved, &mut errors);
         let consumer_ids = Ids::of(&valid.consumers, &self.consumers, &consumers, |c| &c.id);
         for &i in &consumers.new {
             consumer_ids.check(i, "consumers", "consumer", &mut errors);
@@ -224,6 +225,29 @@ struct Fresh {
 }
 
 impl Fresh {
+    /// The new routes that may route differently from before: all but those that replace a gone
+    /// route of the same id with the same hosts, paths, methods and headers (a change of upstream,
+    /// plugins or timeouts), which cannot conflict with a route they did not conflict with.
+    fn moved(&self, valid: &[Arc<RouteConfig>], routes: &[Arc<RouteConfig>]) -> Vec<usize> {
+        let same_place = |a: &RouteConfig, b: &RouteConfig| {
+            a.id == b.id
+                && a.hosts == b.hosts
+                && a.paths == b.paths
+                && a.methods == b.methods
+                && a.headers == b.headers
+        };
+        let mut gone: Vec<&RouteConfig> = self.gone.iter().map(|&g| &*valid[g]).collect();
+        let mut moved = Vec::new();
+        for &i in &self.new {
+            match gone.iter().position(|g| same_place(g, &routes[i])) {
+                // Each gone route stands in for one new route only.
+                Some(at) => drop(gone.swap_remove(at)),
+                None => moved.push(i),
+            }
+        }
+        moved
+    }
+
     fn between<T>(valid: &[Arc<T>], next: &[Arc<T>]) -> Fresh {
         let found = same_items(valid, next);
         let mut kept = vec![false; valid.len()];

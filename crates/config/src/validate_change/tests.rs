@@ -94,6 +94,12 @@ fn each_change_is_judged_as_the_whole_check_judges_it() {
         ("a route names a missing upstream", |c| {
             c.routes[5] = route("{ id: r5, paths: [\"/shared\"], methods: [POST], upstream: nope }")
         }, &["routes[5].upstream: no upstream with id \"nope\""]),
+        ("a route keeps its place and forwards elsewhere", |c| {
+            c.routes[4] = route("{ id: r4, paths: [\"/p4/*\"], upstream: b, timeout: 5s }")
+        }, &[]),
+        ("a route keeps its place and names a missing upstream", |c| {
+            c.routes[4] = route("{ id: r4, paths: [\"/p4/*\"], upstream: nope }")
+        }, &["routes[4].upstream: no upstream with id \"nope\""]),
         ("a route gets a bad path", |c| c.routes[6] = route("{ id: r6, paths: [\"no-slash\"], upstream: a }"), &[]),
         ("a route takes another's id", |c| c.routes[7] = route("{ id: r2, paths: [\"/x\"], upstream: a }"), &["routes[7].id: duplicate route id \"r2\""]),
         ("an earlier route takes a later one's id", |c| c.routes[1] = route("{ id: r9, paths: [\"/x\"], upstream: a }"), &["routes[9].id: duplicate route id \"r9\""]),
