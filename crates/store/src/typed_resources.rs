@@ -42,11 +42,16 @@ impl Kind {
     /// The field path the resource `id` has in `config`, or would have once added
     /// (`routes[3]`, `global_plugins.cors`).
     pub fn path_in(self, config: &Config, id: &str) -> String {
-        if self == Kind::GlobalPlugins {
-            return format!("global_plugins.{id}");
-        }
         let (at, len) = position(self, config, id);
-        format!("{}[{}]", self.segment(), at.unwrap_or(len))
+        self.path_at(id, at.unwrap_or(len))
+    }
+
+    /// The field path of the resource `id` at place `at` of its list.
+    fn path_at(self, id: &str, at: usize) -> String {
+        match self {
+            Kind::GlobalPlugins => format!("global_plugins.{id}"),
+            _ => format!("{}[{at}]", self.segment()),
+        }
     }
 
     /// Puts `resource` (JSON, its `id` set) in `config` as the resource `id`, parsed as a file's
@@ -58,15 +63,9 @@ impl Kind {
         id: &str,
         resource: &Value,
     ) -> (String, Result<(), Vec<FieldError>>) {
-        if self == Kind::GlobalPlugins {
-            config
-                .global_plugins
-                .insert(id.to_string(), resource.clone());
-            return (format!("global_plugins.{id}"), Ok(()));
-        }
         let (at, len) = position(self, config, id);
         let at = at.unwrap_or(len);
-        let path = format!("{}[{at}]", self.segment());
+        let path = self.path_at(id, at);
         let text = resource.to_string();
         let text = text.as_bytes();
         let parsed = match self {
