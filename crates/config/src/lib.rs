@@ -58,7 +58,7 @@ pub use retries::{BackoffConfig, RetriesConfig, RetryBudgetConfig, RetryOn};
 pub use route::{DirectResponse, MethodOverride, RouteConfig};
 pub use size::ByteSize;
 pub use timeouts::TimeoutsConfig;
-pub use unchanged::same_items;
+pub use unchanged::{gone_items, same_items};
 pub use upstream::{
     Balancer, EwmaConfig, HashOn, KeepaliveConfig, LoadReportsConfig, SlowStartConfig,
     TargetConfig, UpstreamConfig, UpstreamProtocol, UpstreamTlsConfig,

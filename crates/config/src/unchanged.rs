@@ -37,6 +37,16 @@ pub fn same_items<T>(previous: &[Arc<T>], next: &[Arc<T>]) -> Vec<Option<usize>>
     found
 }
 
+/// The indices of `previous`'s items that [`same_items`]' answer `same` (for a list of `next`)
+/// did not find: those gone, or moved out of order.
+pub fn gone_items(previous_len: usize, same: &[Option<usize>]) -> Vec<usize> {
+    let mut kept = vec![false; previous_len];
+    for &j in same.iter().flatten() {
+        kept[j] = true;
+    }
+    (0..previous_len).filter(|&j| !kept[j]).collect()
+}
+
 impl crate::Config {
     /// Whether `other` is the same configuration: [`PartialEq`], but a resource that is the same `Arc`
     /// in both is not compared field by field, so two configurations that share most resources
@@ -81,6 +91,9 @@ mod tests {
             found(&removed),
             [Some(0), Some(2), Some(3), Some(4), Some(5)]
         );
+        assert_eq!(gone_items(items.len(), &found(&removed)), [1]);
+        assert_eq!(gone_items(items.len(), &found(&replaced)), [2]);
+        assert!(gone_items(items.len(), &found(&items)).is_empty());
         let mut appended = items.clone();
         appended.push(Arc::new(7));
         assert_eq!(found(&appended)[6], None);

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::unchanged::same_items;
+use crate::unchanged::{gone_items, same_items};
 use crate::validate::{check_conflicts, validate_certificate, validate_route, RouteIdentity};
 use crate::{Config, ConfigError, FieldError, RouteConfig};
 
@@ -249,17 +249,11 @@ impl Fresh {
     }
 
     fn between<T>(valid: &[Arc<T>], next: &[Arc<T>]) -> Fresh {
-        let found = same_items(valid, next);
-        let mut kept = vec![false; valid.len()];
-        let mut fresh = Fresh::default();
-        for (i, found) in found.into_iter().enumerate() {
-            match found {
-                Some(j) => kept[j] = true,
-                None => fresh.new.push(i),
-            }
+        let same = same_items(valid, next);
+        Fresh {
+            new: (0..same.len()).filter(|&i| same[i].is_none()).collect(),
+            gone: gone_items(valid.len(), &same),
         }
-        fresh.gone = (0..valid.len()).filter(|&j| !kept[j]).collect();
-        fresh
     }
 }
 

@@ -43,6 +43,9 @@ pub struct PluginSet {
 pub struct RunningPlugins<'a> {
     /// The configuration they were built from.
     pub config: &'a Config,
+    /// For each route of the configuration being built, its index in `config.routes` when it is
+    /// the very same (`floodgate_config::same_items`).
+    pub same_routes: &'a [Option<usize>],
     /// Its consumers.
     pub consumers: &'a Arc<Consumers>,
     /// Its consumers' own plugins.
@@ -87,14 +90,9 @@ pub fn rebuild_plugins(
     {
         return build_plugins(config, running.states, runtime, stats);
     }
-    let found = floodgate_config::same_items(&before.routes, &config.routes);
     let mut states = running.states.clone();
-    let mut kept = vec![false; before.routes.len()];
-    for j in found.iter().flatten() {
-        kept[*j] = true;
-    }
-    for (route, _) in before.routes.iter().zip(&kept).filter(|(_, kept)| !**kept) {
-        states.forget_scope(&route_scope(&route.id));
+    for j in floodgate_config::gone_items(before.routes.len(), running.same_routes) {
+        states.forget_scope(&route_scope(&before.routes[j].id));
     }
     let mut errors = Vec::new();
     let consumer_plugin_names = consumer_plugin_names(config);
@@ -109,7 +107,7 @@ pub fn rebuild_plugins(
         errors: &mut errors,
     };
     let mut routes = Vec::with_capacity(config.routes.len());
-    for (i, (route, found)) in config.routes.iter().zip(found).enumerate() {
+    for (i, (route, found)) in config.routes.iter().zip(running.same_routes).enumerate() {
         routes.push(match found {
             Some(_) => None,
             None => builder.route_chain(

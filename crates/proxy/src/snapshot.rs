@@ -204,10 +204,14 @@ impl Snapshot {
             previous.config.limits == config.limits
                 && previous.routes.len() == previous.config.routes.len()
         });
-        let plugins = build_plugin_set(config, lender, &inputs, metrics).unwrap_or_else(|e| {
-            errors.extend(e);
-            PluginSet::default()
-        });
+        // Which routes are the very ones the running snapshot was built from.
+        let same_routes = lender
+            .map(|lender| floodgate_config::same_items(&lender.config.routes, &config.routes));
+        let plugins = build_plugin_set(config, lender, same_routes.as_deref(), &inputs, metrics)
+            .unwrap_or_else(|e| {
+                errors.extend(e);
+                PluginSet::default()
+            });
         let (upstreams, rebuilt_upstreams, broken_upstreams) = build_upstreams(
             config,
             metrics,
@@ -250,10 +254,8 @@ impl Snapshot {
                 },
             );
         }
-        let found = match lender {
-            Some(lender) if plugins.unchanged_kept => {
-                floodgate_config::same_items(&lender.config.routes, &config.routes)
-            }
+        let found = match same_routes {
+            Some(same) if plugins.unchanged_kept => same,
             _ => vec![None; config.routes.len()],
         };
         let mut next = Vec::with_capacity(config.routes.len());
@@ -278,7 +280,7 @@ impl Snapshot {
                 }
                 continue;
             }
-            let chain = match found.filter(|_| plugins.unchanged_kept) {
+            let chain = match found {
                 // Unchanged but for its upstream: the chain it has (its entry is left empty).
                 Some(j) => lender
                     .and_then(|lender| lender.routes.get(j))
@@ -387,15 +389,17 @@ impl Snapshot {
 fn build_plugin_set(
     config: &Config,
     lender: Option<&Snapshot>,
+    same_routes: Option<&[Option<usize>]>,
     inputs: &BuildInputs<'_>,
     metrics: &Metrics,
 ) -> Result<PluginSet, Vec<FieldError>> {
     let none = StateStore::new();
     let runtime = inputs.runtime.clone();
-    match lender {
-        Some(lender) => {
+    match lender.zip(same_routes) {
+        Some((lender, same_routes)) => {
             let running = RunningPlugins {
                 config: &lender.config,
+                same_routes,
                 consumers: &lender.consumers,
                 consumer_plugins: &lender.consumer_plugins,
                 global: &lender.global_plugins,
