@@ -78,53 +78,26 @@ fn each_secret(config: &mut Value, f: &mut dyn FnMut(&str, &str, &mut Value)) {
     if let Some(Value::Object(plugins)) = config.get_mut("global_plugins") {
         plugin_secrets(plugins, "global_plugins", "global_plugins", f);
     }
-    if let Some(Value::Array(upstreams)) = config.get_mut("upstreams") {
-        for (i, upstream) in upstreams.iter_mut().enumerate() {
-            let id = upstream
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if let Some(password) = upstream
-                .get_mut("discovery")
-                .and_then(|d| d.get_mut("etcd"))
-                .and_then(|etcd| etcd.get_mut("password"))
-            {
-                f(
-                    &format!("upstreams[{i}].discovery.etcd.password"),
-                    &format!("upstreams/{id}/discovery/etcd/password"),
-                    password,
-                );
-            }
+    each_item(config, "upstreams", &mut |path, key, upstream| {
+        if let Some(password) = upstream
+            .get_mut("discovery")
+            .and_then(|d| d.get_mut("etcd"))
+            .and_then(|etcd| etcd.get_mut("password"))
+        {
+            f(
+                &format!("{path}.discovery.etcd.password"),
+                &format!("{key}/discovery/etcd/password"),
+                password,
+            );
         }
-    }
-    if let Some(Value::Array(certificates)) = config.get_mut("certificates") {
-        for (i, certificate) in certificates.iter_mut().enumerate() {
-            let id = certificate
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if let Some(key) = certificate.get_mut("key") {
-                f(
-                    &format!("certificates[{i}].key"),
-                    &format!("certificates/{id}/key"),
-                    key,
-                );
-            }
+    });
+    each_item(config, "certificates", &mut |path, key, certificate| {
+        if let Some(private_key) = certificate.get_mut("key") {
+            f(&format!("{path}.key"), &format!("{key}/key"), private_key);
         }
-    }
+    });
     for section in ["routes", "consumers"] {
-        let Some(Value::Array(items)) = config.get_mut(section) else {
-            continue;
-        };
-        for (i, item) in items.iter_mut().enumerate() {
-            let id = item
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let (path, key) = (format!("{section}[{i}]"), format!("{section}/{id}"));
+        each_item(config, section, &mut |path, key, item| {
             if let Some(Value::Object(plugins)) = item.get_mut("plugins") {
                 plugin_secrets(
                     plugins,
@@ -134,7 +107,7 @@ fn each_secret(config: &mut Value, f: &mut dyn FnMut(&str, &str, &mut Value)) {
                 );
             }
             let Some(Value::Object(credentials)) = item.get_mut("credentials") else {
-                continue;
+                return;
             };
             for (plugin, credential) in credentials.iter_mut() {
                 let Some(fields) = credential.as_object_mut() else {
@@ -150,7 +123,27 @@ fn each_secret(config: &mut Value, f: &mut dyn FnMut(&str, &str, &mut Value)) {
                     }
                 }
             }
-        }
+        });
+    }
+}
+
+/// Calls `f(path, key, item)` for each item of the list `section` of `config`: `path` its place
+/// (`routes[2]`), `key` its place by id (`routes/api`).
+fn each_item(
+    config: &mut serde_json::Map<String, Value>,
+    section: &str,
+    f: &mut dyn FnMut(&str, &str, &mut Value),
+) {
+    let Some(Value::Array(items)) = config.get_mut(section) else {
+        return;
+    };
+    for (i, item) in items.iter_mut().enumerate() {
+        let id = item
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        f(&format!("{section}[{i}]"), &format!("{section}/{id}"), item);
     }
 }
 
