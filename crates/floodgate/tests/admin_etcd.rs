@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use floodgate_testkit::{get, send, Floodgate, MockUpstream, Proto, TestEtcd, TestResponse};
+use floodgate_testkit::{
+    get, presented_certificate, send, Floodgate, MockUpstream, Proto, TestEtcd, TestResponse,
+};
 use http::{Method, Request};
 use http_body_util::Full;
 use serde_json::{json, Value};
@@ -292,77 +294,6 @@ async fn onboarding_an_api_client_is_one_call() {
     assert_eq!(res.status, 401);
 }
 
-/// Accepts any certificate: the test looks at which one is presented, not whether to trust it.
-#[derive(Debug)]
-struct AnyCertificate(rustls::crypto::CryptoProvider);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &rustls_pki_types::CertificateDer<'_>,
-        _: &[rustls_pki_types::CertificateDer<'_>],
-        _: &rustls_pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls_pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The certificate a TLS listener presents to a client asking for `name` (SNI).
-async fn presented(listener: SocketAddr, name: &str) -> Vec<u8> {
-    let provider = rustls::crypto::ring::default_provider();
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider.clone()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(listener)
-        .await
-        .expect("connect");
-    let server_name = rustls_pki_types::ServerName::try_from(name.to_string()).expect("a name");
-    let tls = connector
-        .connect(server_name, tcp)
-        .await
-        .expect("TLS handshake");
-    let (_, session) = tls.get_ref();
-    session.peer_certificates().expect("a certificate")[0].to_vec()
-}
-
 #[tokio::test]
 async fn a_certificate_written_through_the_admin_api_is_served_for_its_name_and_its_key_never_shown(
 ) {
@@ -383,8 +314,8 @@ async fn a_certificate_written_through_the_admin_api_is_served_for_its_name_and_
     })
     .await;
     assert_eq!(
-        presented(gw.listener, "site.example").await,
-        default.cert_der.to_vec()
+        presented_certificate(gw.listener, "site.example").await,
+        default.cert_der
     );
 
     let certificate = json!({ "cert": site.cert_pem, "key": site.key_pem });
@@ -410,12 +341,12 @@ async fn a_certificate_written_through_the_admin_api_is_served_for_its_name_and_
     assert_eq!(listed.json()["items"][0]["key"], "******");
     // Served for its name; the listener's own certificate stays the default.
     assert_eq!(
-        presented(gw.listener, "site.example").await,
-        site.cert_der.to_vec()
+        presented_certificate(gw.listener, "site.example").await,
+        site.cert_der
     );
     assert_eq!(
-        presented(gw.listener, "other.test").await,
-        default.cert_der.to_vec()
+        presented_certificate(gw.listener, "other.test").await,
+        default.cert_der
     );
 
     // Written back masked, the key is kept: only the names change.
@@ -452,7 +383,7 @@ async fn a_certificate_written_through_the_admin_api_is_served_for_its_name_and_
     let res = admin(&gw, Method::DELETE, "/certificates/site", None, None).await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(
-        presented(gw.listener, "site.example").await,
-        default.cert_der.to_vec()
+        presented_certificate(gw.listener, "site.example").await,
+        default.cert_der
     );
 }

@@ -222,6 +222,29 @@ where
         .map_err(|e| format!("request: {e}"))
 }
 
+/// The leaf certificate the TLS listener at `addr` presents for `server_name` (a DNS name is sent as
+/// SNI; an IP address makes rustls send no SNI at all). The gateway's own `insecure_skip_verify`
+/// client config accepts any certificate, so a test can look at which one was presented.
+pub async fn presented_certificate(addr: SocketAddr, server_name: &str) -> CertificateDer<'static> {
+    let skip_verify = floodgate_config::UpstreamTlsConfig {
+        insecure_skip_verify: true,
+        ..Default::default()
+    };
+    let config = floodgate_proxy::upstream_tls_config(&skip_verify, None).expect("a client config");
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from(server_name.to_string()).expect("a server name");
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("a certificate")[0]
+        .clone()
+}
+
 /// Writes `bytes` on a new connection and reads until the gateway closes it (at most 10 s, a safety net for
 /// a broken test, not a timing assertion). Returns what was read as text.
 pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {

@@ -25,8 +25,8 @@ pub mod wait;
 
 pub use certs::TestCerts;
 pub use client::{
-    get, get_request, raw_exchange, read_body, read_to_close, request, request_to_host, send,
-    send_on, Proto, TestResponse,
+    get, get_request, presented_certificate, raw_exchange, read_body, read_to_close, request,
+    request_to_host, send, send_on, Proto, TestResponse,
 };
 pub use config::OneRoute;
 pub use connection::KeptConnection;

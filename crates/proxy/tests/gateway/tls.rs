@@ -4,13 +4,12 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use floodgate_config::UpstreamTlsConfig;
 use floodgate_testkit::{
-    free_port, raw_exchange, send, MockUpstream, Proto, TestCerts, TestGateway,
+    free_port, presented_certificate, raw_exchange, send, MockUpstream, Proto, TestCerts,
+    TestGateway,
 };
 use http::{Request, Version};
 use http_body_util::Full;
-use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
 /// A gateway with a TLS listener serving `a.test` (the default) and `b.test`, and a plain listener, both
@@ -84,30 +83,6 @@ fn tls(h2: bool, server_name: &str, trusted: &TestCerts) -> Proto {
         server_name: server_name.to_string(),
         root: trusted.cert_der.clone(),
     }
-}
-
-/// The leaf certificate the gateway presents for `server_name` (a DNS name is sent as SNI; an IP address
-/// makes rustls send no SNI at all).
-async fn presented_certificate(addr: SocketAddr, server_name: &str) -> CertificateDer<'static> {
-    // The gateway's own `insecure_skip_verify` client config accepts any certificate, so the test can
-    // look at which one was presented.
-    let skip_verify = UpstreamTlsConfig {
-        insecure_skip_verify: true,
-        ..Default::default()
-    };
-    let config = floodgate_proxy::upstream_tls_config(&skip_verify, None).unwrap();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from(server_name.to_string()).unwrap();
-    let stream = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .expect("handshake");
-    stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .expect("a certificate")[0]
-        .clone()
 }
 
 #[tokio::test]
