@@ -15,6 +15,7 @@
 # measured requests go to /bench/x, a prefix route every table has.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/route_mix.sh
 BIN=${1:-target/release/floodgate}
 N=${ROUTES:-10000}
 OUT=bench/out
@@ -35,15 +36,32 @@ routes:
   - { id: bench, paths: ["/bench/*"], upstream: origin }
   - { id: marked, paths: ["/marked-$mark/*"], upstream: origin }
 YAML
-  awk -v n="$n" 'BEGIN {
-    for (i = 0; i < n; i++) {
-      k = i % 10
-      if (k < 4)      printf "  - { id: p%d, paths: [\"/svc%d/*\"], upstream: origin }\n", i, i
-      else if (k < 7) printf "  - { id: m%d, paths: [\"/api/v%d/users/{id}\"], upstream: origin }\n", i, i
-      else if (k < 9) printf "  - { id: e%d, paths: [\"/exact/%d\"], upstream: origin }\n", i, i
-      else            printf "  - { id: h%d, hosts: [\"h%d.example.com\"], paths: [\"/*\"], upstream: origin }\n", i, i
-    }
-  }'
+  route_mix "$n"
+}
+
+# The p99 of 20 s of wrk on /bench/x, alone.
+p99_quiet() {
+  wrk -t1 -c16 -d20s --latency http://127.0.0.1:18081/bench/x | awk '/ 99%/ {print $2}'
+}
+
+# The same while "$@" runs once: sets p99, took (the command's seconds) and errors (wrk's).
+p99_during() {
+  wrk -t1 -c16 -d20s --latency http://127.0.0.1:18081/bench/x > "$WORK/wrk.txt" &
+  local wrk=$! start
+  start=$(date +%s.%N)
+  "$@" >/dev/null
+  took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+  wait "$wrk"
+  p99=$(awk '/ 99%/ {print $2}' "$WORK/wrk.txt")
+  errors=$(awk '/Non-2xx|Socket errors/' "$WORK/wrk.txt")
+}
+
+# "$2: median M ms, max X ms, R refused" of curl's `STATUS SECONDS` lines in file $1.
+timings() {
+  local refused
+  refused=$(awk '$1 != 200' "$1" | wc -l)
+  awk '{ print $2 * 1000 }' "$1" | sort -n | awk -v refused="$refused" -v what="$2" '
+    { t[NR] = $1 } END { printf "%s: median %.0f ms, max %.0f ms, %d refused\n", what, t[int((NR+1)/2)], t[NR], refused }'
 }
 
 config 0 > "$WORK/one.yaml"
@@ -66,21 +84,13 @@ apply() {
     --data-binary @"$WORK/next.yaml" 127.0.0.1:19181/floodgate/admin/config
 }
 for i in $(seq 10); do apply "$i"; done > "$WORK/applies.txt"
-refused=$(awk '$1 != 200' "$WORK/applies.txt" | wc -l)
-awk '{ print $2 * 1000 }' "$WORK/applies.txt" | sort -n | awk -v refused="$refused" '
-  { t[NR] = $1 } END { printf "10 applies: median %.0f ms, max %.0f ms, %d refused\n", t[int((NR+1)/2)], t[NR], refused }'
+timings "$WORK/applies.txt" "10 applies"
 
 echo "== p99 of traffic (wrk -c16, 20 s) without and with 100 applies"
-quiet=$(wrk -t1 -c16 -d20s --latency http://127.0.0.1:18081/bench/x | awk '/ 99%/ {print $2}')
-wrk -t1 -c16 -d20s --latency http://127.0.0.1:18081/bench/x > "$WORK/wrk.txt" &
-WRK=$!
-start=$(date +%s.%N)
-for i in $(seq 100 199); do apply "$i" >/dev/null; done
-took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-wait "$WRK"
-busy=$(awk '/ 99%/ {print $2}' "$WORK/wrk.txt")
-errors=$(awk '/Non-2xx|Socket errors/' "$WORK/wrk.txt")
-echo "p99 without applies: $quiet   with 100 applies (in ${took}s): $busy   ${errors:-no errors}"
+quiet=$(p99_quiet)
+apply_100() { for i in $(seq 100 199); do apply "$i"; done; }
+p99_during apply_100
+echo "p99 without applies: $quiet   with 100 applies (in ${took}s): $p99   ${errors:-no errors}"
 kill "$FG"; wait "$FG" 2>/dev/null || true; FG=
 
 # The same table in etcd, and one route changed at a time through the admin API: the change is
@@ -96,11 +106,7 @@ until etcdctl --endpoints http://127.0.0.1:12379 endpoint health >/dev/null 2>&1
 {
   echo '/floodgate/upstreams/origin {"targets":[{"address":"127.0.0.1:18000"}]}'
   echo '/floodgate/routes/bench {"paths":["/bench/*"],"upstream":"origin"}'
-  awk -v n="$N" 'BEGIN { for (i = 0; i < n; i++) { k = i % 10
-    if (k < 4)      printf "/floodgate/routes/p%d {\"paths\":[\"/svc%d/*\"],\"upstream\":\"origin\"}\n", i, i
-    else if (k < 7) printf "/floodgate/routes/m%d {\"paths\":[\"/api/v%d/users/{id}\"],\"upstream\":\"origin\"}\n", i, i
-    else if (k < 9) printf "/floodgate/routes/e%d {\"paths\":[\"/exact/%d\"],\"upstream\":\"origin\"}\n", i, i
-    else            printf "/floodgate/routes/h%d {\"hosts\":[\"h%d.example.com\"],\"paths\":[\"/*\"],\"upstream\":\"origin\"}\n", i, i } }'
+  route_mix "$N" "" etcd
 } > "$WORK/keys.txt"
 # 64 writers at once: etcd commits concurrent writes with one fsync.
 split -n l/64 "$WORK/keys.txt" "$WORK/keys."
@@ -123,20 +129,12 @@ put_route() {
 }
 put_route 0 >/dev/null
 for i in $(seq 10); do put_route "$i"; done > "$WORK/puts.txt"
-refused=$(awk '$1 != 200' "$WORK/puts.txt" | wc -l)
-awk '{ print $2 * 1000 }' "$WORK/puts.txt" | sort -n | awk -v refused="$refused" '
-  { t[NR] = $1 } END { printf "10 PUTs (check, etcd commit, watch, apply): median %.0f ms, max %.0f ms, %d refused\n", t[int((NR+1)/2)], t[NR], refused }'
+timings "$WORK/puts.txt" "10 PUTs (check, etcd commit, watch, apply)"
 grep -o 'configuration applied version=[0-9]*' "$WORK/floodgate-etcd.log" | tail -1
-quiet=$(wrk -t1 -c16 -d20s --latency http://127.0.0.1:18081/bench/x | awk '/ 99%/ {print $2}')
-wrk -t1 -c16 -d20s --latency http://127.0.0.1:18081/bench/x > "$WORK/wrk-etcd.txt" &
-WRK=$!
-start=$(date +%s.%N)
-for i in $(seq 100 199); do put_route "$i" >/dev/null; done
-took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-wait "$WRK"
-busy=$(awk '/ 99%/ {print $2}' "$WORK/wrk-etcd.txt")
-errors=$(awk '/Non-2xx|Socket errors/' "$WORK/wrk-etcd.txt")
-echo "p99 without changes: $quiet   with 100 route PUTs (in ${took}s): $busy   ${errors:-no errors}"
+quiet=$(p99_quiet)
+put_100() { for i in $(seq 100 199); do put_route "$i"; done; }
+p99_during put_100
+echo "p99 without changes: $quiet   with 100 route PUTs (in ${took}s): $p99   ${errors:-no errors}"
 # The control: the same 100 PUTs, of the route as it already is. Each is checked, committed to etcd and
 # watched as a change is, but leaves the configuration as it was, so nothing is applied: what the p99
 # rises by here is what the writes and their processes cost this machine, not applying them.
@@ -145,11 +143,6 @@ put_same() {
     -d '{"paths": ["/marked-same/*"], "upstream": "origin"}'
 }
 put_same >/dev/null
-wrk -t1 -c16 -d20s --latency http://127.0.0.1:18081/bench/x > "$WORK/wrk-same.txt" &
-WRK=$!
-start=$(date +%s.%N)
-for i in $(seq 100); do put_same >/dev/null; done
-took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-wait "$WRK"
-same=$(awk '/ 99%/ {print $2}' "$WORK/wrk-same.txt")
-echo "control, 100 PUTs of the route unchanged (in ${took}s, nothing applied): p99 $same"
+put_same_100() { for _ in $(seq 100); do put_same; done; }
+p99_during put_same_100
+echo "control, 100 PUTs of the route unchanged (in ${took}s, nothing applied): p99 $p99   ${errors:-no errors}"

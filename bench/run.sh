@@ -15,6 +15,8 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+# shellcheck source=bench/route_mix.sh
+source "$SCRIPT_DIR/route_mix.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Settings
@@ -325,17 +327,8 @@ routes:
       rate-limit: { algorithm: token_bucket, rate: 100000000, burst: 100000000, key: client_ip }
       cors: { allow_origins: ["https://app.example.com"] }
 EOF
-  # A large table, as bench/routes.sh builds it: 40% prefixes, 30% with a parameter, 20% exact
-  # paths, 10% bound to a host. None of them matches the measured requests.
-  awk -v n="$EXTRA_ROUTES" 'BEGIN {
-    for (i = 0; i < n; i++) {
-      k = i % 10
-      if (k < 4)      printf "  - { id: x-p%d, paths: [\"/svc%d/*\"], upstream: origin }\n", i, i
-      else if (k < 7) printf "  - { id: x-m%d, paths: [\"/api/v%d/users/{id}\"], upstream: origin }\n", i, i
-      else if (k < 9) printf "  - { id: x-e%d, paths: [\"/exact/%d\"], upstream: origin }\n", i, i
-      else            printf "  - { id: x-h%d, hosts: [\"h%d.example.com\"], paths: [\"/*\"], upstream: origin }\n", i, i
-    }
-  }' >> "$OUT/floodgate.yaml"
+  # A large table, the mix bench/routes.sh measures too (route_mix.sh).
+  route_mix "$EXTRA_ROUTES" x- >> "$OUT/floodgate.yaml"
 }
 
 # ---------------------------------------------------------------------------------------------
