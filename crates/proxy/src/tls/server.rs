@@ -8,11 +8,10 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::extensions::GeneralName;
 
-use super::{read_certificates, read_private_key};
+use super::{parse_certificates, parse_private_key, read_certificates, read_private_key};
 
 /// Picks a certificate by the SNI name: exact names first, then `*.suffix` wildcards, else the first
 /// certificate (also for clients that send no SNI, such as those connecting by IP).
@@ -56,32 +55,17 @@ pub fn served_certificates(
     let mut errors = Vec::new();
     for (i, resource) in resources.iter().enumerate() {
         let at = format!("certificates[{i}]");
-        let chain: Result<Vec<_>, _> =
-            CertificateDer::pem_slice_iter(resource.cert.as_bytes()).collect();
-        let chain = match chain {
-            Ok(chain) if !chain.is_empty() => chain,
-            Ok(_) => {
-                errors.push(FieldError::new(
-                    format!("{at}.cert"),
-                    "holds no PEM certificate",
-                ));
-                continue;
-            }
+        let chain = match parse_certificates(resource.cert.as_bytes()) {
+            Ok(chain) => chain,
             Err(e) => {
-                errors.push(FieldError::new(
-                    format!("{at}.cert"),
-                    format!("not a valid PEM certificate: {e}"),
-                ));
+                errors.push(FieldError::new(format!("{at}.cert"), e));
                 continue;
             }
         };
-        let key = match PrivateKeyDer::from_pem_slice(resource.key.as_bytes()) {
+        let key = match parse_private_key(resource.key.as_bytes()) {
             Ok(key) => key,
             Err(e) => {
-                errors.push(FieldError::new(
-                    format!("{at}.key"),
-                    format!("no usable PEM private key: {e}"),
-                ));
+                errors.push(FieldError::new(format!("{at}.key"), e));
                 continue;
             }
         };
