@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
+mod access_log;
 mod admin;
 mod breaker;
 mod certificate;
@@ -35,6 +36,10 @@ mod validate_change;
 
 use std::sync::Arc;
 
+pub use access_log::{
+    AccessLogConfig, AccessLogFormat, LogPart, LogTemplate, LogVariable, COMBINED_TEMPLATE,
+    COMMON_TEMPLATE,
+};
 pub use admin::AdminConfig;
 pub use breaker::{BreakerRatioConfig, CircuitBreakerConfig};
 pub use certificate::CertificateResource;
@@ -171,14 +176,6 @@ fn default_max_body_bytes() -> ByteSize {
 
 fn default_max_requests_in_flight_per_worker() -> u64 {
     10_000
-}
-
-/// Where the JSON access log goes. Lines are written by a background task, never on the request path.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AccessLogConfig {
-    /// File to append JSON lines to; `-` writes to standard output.
-    pub path: String,
 }
 
 impl Config {

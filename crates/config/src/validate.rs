@@ -41,6 +41,9 @@ impl Config {
         }
         self.http2.validate_into(&mut errors);
         self.dns.validate_into(&mut errors);
+        if let Some(access_log) = &self.access_log {
+            access_log.validate(&mut errors);
+        }
         self.validate_upstreams(&mut errors);
         self.validate_routes(&mut errors);
         self.validate_consumers(&mut errors);

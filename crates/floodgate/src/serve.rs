@@ -124,6 +124,8 @@ pub fn run(path: Option<&Path>) -> Result<()> {
             let mut hangup = signal(SignalKind::hangup())?;
             let mut terminate = signal(SignalKind::terminate())?;
             let mut interrupt = signal(SignalKind::interrupt())?;
+            // Without a handler SIGUSR1 would end the process: logrotate's hook must not do that.
+            let mut reopen = signal(SignalKind::user_defined1())?;
             loop {
                 tokio::select! {
                     _ = hangup.recv() => {
@@ -140,6 +142,7 @@ pub fn run(path: Option<&Path>) -> Result<()> {
                             registry.follow(&versions.current().config);
                         }
                     }
+                    _ = reopen.recv() => gateway.reopen_access_log(),
                     _ = terminate.recv() => break,
                     _ = interrupt.recv() => break,
                 }

@@ -514,3 +514,33 @@ async fn run_without_config_serves_the_builtin_welcome_page() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+#[test]
+fn validate_reports_bad_access_log_settings_with_their_paths() {
+    for (access_log, expected) in [
+        (
+            "{ path: a.log, format: \"$remote_addr $statuss\" }",
+            "access_log.format: unknown variable $statuss",
+        ),
+        (
+            "{ path: a.log, format: jsonl }",
+            "access_log.format: unknown format \"jsonl\"",
+        ),
+        (
+            "{ path: a.log, format: \"${status\" }",
+            "access_log.format: a `${` is not closed by `}`",
+        ),
+        (
+            "{ path: a.log, success_sample_ratio: 1.5 }",
+            "access_log.success_sample_ratio: must be between 0 and 1, got 1.5",
+        ),
+        ("{ path: \"\" }", "access_log.path: must name a file"),
+    ] {
+        let err = validate_fails(&format!("{LISTENER}access_log: {access_log}\n"));
+        assert_reports(&err, expected);
+    }
+    let output = validate(&format!(
+        "{LISTENER}access_log: {{ path: a.log, format: \"$remote_addr ${{status}} $http_x_tenant\", success_sample_ratio: 0.25 }}\n"
+    ));
+    assert!(output.status.success(), "{}", stderr(&output));
+}

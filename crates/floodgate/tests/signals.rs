@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use floodgate_testkit::{
-    free_port, get, get_request, read_body, send_on, Floodgate, MockUpstream, Proto,
+    free_port, get, get_request, read_body, send, send_on, Floodgate, MockUpstream, Proto,
 };
 use tokio::net::TcpStream;
 
@@ -272,4 +272,98 @@ async fn sigterm_gives_up_on_a_stuck_request_after_shutdown_timeout() {
         outcome.as_ref().map_or(true, |r| r.status != 200),
         "a request cut off by shutdown answered 200: {outcome:?}"
     );
+}
+
+/// A `GET` that names its client, as the combined format logs it.
+async fn get_as_probe(addr: SocketAddr, path: &str) -> u16 {
+    let mut req = get_request(path);
+    req.headers_mut()
+        .insert("user-agent", "probe/1 \"x\"".parse().unwrap());
+    send(addr, Proto::H1, req)
+        .await
+        .expect("answer")
+        .status
+        .as_u16()
+}
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn sigusr1_reopens_the_access_log_that_logrotate_moved_and_sighup_changes_its_format() {
+    let upstream = MockUpstream::http("one").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let rotated = dir.path().join("access.log.1");
+    let access_log = |format: &str| format!("access_log: {{ path: {path:?}, format: {format} }}\n");
+    let mut gw = Floodgate::start(env!("CARGO_BIN_EXE_floodgate"), |l, a| {
+        config(
+            l,
+            a,
+            &upstream,
+            &[("api", "/api/*")],
+            &access_log("combined"),
+        )
+    })
+    .await;
+
+    assert_eq!(get_as_probe(gw.listener, "/api/first?x=1").await, 200);
+    gw.poll("the first line was never written", || async {
+        lines(&path).len() == 1
+    })
+    .await;
+    let first = lines(&path).remove(0);
+    assert!(first.starts_with("127.0.0.1 - - ["), "{first}");
+    assert!(
+        first.contains("] \"GET /api/first?x=1 HTTP/1.1\" 200 "),
+        "{first}"
+    );
+    assert!(first.ends_with(" \"-\" \"probe/1 \\x22x\\x22\""), "{first}");
+
+    // logrotate moves the file, then sends SIGUSR1 (until then lines still reach the moved file).
+    std::fs::rename(&path, &rotated).unwrap();
+    gw.signal("USR1");
+    gw.poll("the access log was never reopened", || async {
+        path.exists()
+    })
+    .await;
+    assert_eq!(get_as_probe(gw.listener, "/api/second").await, 200);
+    gw.poll(
+        "the line after the reopen never reached the new file",
+        || async { lines(&path).len() == 1 },
+    )
+    .await;
+    assert!(lines(&path)[0].contains("\"GET /api/second HTTP/1.1\" 200 "));
+    assert_eq!(lines(&rotated), [first]);
+    assert_eq!(
+        status_of(gw.admin, "/readyz").await,
+        Some(200),
+        "still running"
+    );
+
+    // A reload with another format on the same file: the next lines are JSON.
+    gw.write_config(&config(
+        gw.listener,
+        gw.admin,
+        &upstream,
+        &[("api", "/api/*")],
+        &access_log("json"),
+    ));
+    gw.signal("HUP");
+    gw.poll("the reloaded format never took effect", || async {
+        get_as_probe(gw.listener, "/api/third").await;
+        lines(&path).last().is_some_and(|l| l.starts_with('{'))
+    })
+    .await;
+    let last: serde_json::Value = serde_json::from_str(lines(&path).last().unwrap()).unwrap();
+    assert_eq!(last["path"], "/api/third");
+    assert_eq!(last["route"], "api");
+
+    gw.signal("TERM");
+    assert_eq!(gw.wait_exit().await.code(), Some(0), "{}", gw.log());
 }

@@ -1,4 +1,4 @@
-//! floodgate's observability: Prometheus metrics recorded lock-free from the worker threads, the JSON access
+//! floodgate's observability: Prometheus metrics recorded lock-free from the worker threads, the access
 //! log written by a background thread, and the process-wide `tracing` subscriber.
 //!
 //! This crate records and renders; it does not serve. The admin crate exposes [`Metrics::render`] on
@@ -11,13 +11,14 @@
 #![deny(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod access_log;
+pub mod fuzzing;
 mod logging;
 mod metrics;
 
 pub use access_log::{AccessLog, AccessLogEntry};
 pub use logging::init_logging;
 pub use metrics::{
-    BreakerMetrics, ConfigSourceMetrics, EjectionReason, Metrics, PerWorker, PluginRejections,
-    PluginStats, Rejection, RouteMetrics, TargetMetrics, TimeoutKind, TimeoutMetrics,
-    UpstreamMetrics,
+    AccessLogMetrics, BreakerMetrics, ConfigSourceMetrics, EjectionReason, Metrics, PerWorker,
+    PluginRejections, PluginStats, Rejection, RouteMetrics, TargetMetrics, TimeoutKind,
+    TimeoutMetrics, UpstreamMetrics,
 };

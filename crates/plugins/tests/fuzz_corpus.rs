@@ -32,6 +32,9 @@ const INTERESTING_PIECES: &[&[u8]] = &[
     b"\"keys\":[",
     b"\"kty\":\"oct\"",
     b"plugins:\n",
+    b"$http_user_agent",
+    b"${request}",
+    b"$time_local",
 ];
 
 const MUTATIONS: Mutations = Mutations {
@@ -70,4 +73,18 @@ properties! {
     jwks_document = 0x5eed_0108, 5_000;
     config_json = 0x5eed_0109, 2_000;
     config_resource_json = 0x5eed_010a, 3_000;
+}
+
+/// The access log's templates (`floodgate_observe::fuzzing`), fuzzed from this package too: a
+/// configuration's template and the client's values on one line.
+#[test]
+fn access_log_line() {
+    let run = Run {
+        crate_dir: env!("CARGO_MANIFEST_DIR"),
+        target: "access_log_line",
+        min_files: 5,
+        seed: 0x5eed_010b,
+        generated: 20_000,
+    };
+    check(&run, &MUTATIONS, floodgate_observe::fuzzing::access_log_line);
 }

@@ -61,6 +61,16 @@ pub struct AccessDetails {
     pub consumer: Option<Arc<str>>,
     /// The request id.
     pub request_id: HeaderValue,
+    /// The request fields the log's format names, in [`AccessLog::captured_headers`]' order.
+    pub captured: Vec<Option<HeaderValue>>,
+}
+
+/// Copies the request fields `log`'s format names (none for JSON, which allocates nothing).
+pub fn captured_headers(log: &AccessLog, headers: &http::HeaderMap) -> Vec<Option<HeaderValue>> {
+    log.captured_headers()
+        .iter()
+        .map(|name| headers.get(name).cloned())
+        .collect()
 }
 
 impl Drop for Completion {
@@ -77,7 +87,11 @@ impl Drop for Completion {
             None => &self.snapshot.unmatched,
         };
         metrics.record(self.worker, &self.method, self.status, elapsed);
-        if let Some(details) = self.access.take() {
+        let logged = self
+            .access
+            .take()
+            .filter(|d| d.log.keeps(self.status.as_u16()));
+        if let Some(details) = logged {
             let details = *details;
             details.log.log(AccessLogEntry {
                 timestamp: SystemTime::now(),
@@ -94,6 +108,7 @@ impl Drop for Completion {
                 duration: elapsed,
                 request_id: details.request_id.to_str().unwrap_or("").to_string(),
                 bytes_sent: self.bytes_sent,
+                captured: details.captured,
             });
         }
     }

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use floodgate_config::{Config, FieldError};
+use floodgate_config::{AccessLogConfig, Config, FieldError};
 use floodgate_observe::{AccessLog, Metrics};
 use tokio::sync::mpsc;
 
@@ -76,7 +76,8 @@ pub struct Gateway {
     /// Open connections by listener name, kept across reloads (and address changes) for as long as the
     /// listener is configured, so its `max_connections` counts the connections it already has.
     listener_connections: HashMap<String, Arc<ConnectionCount>>,
-    access_log: Option<(String, AccessLog)>,
+    /// The access log open and the settings it was opened with: a reload with the same settings keeps it.
+    access_log: Option<(AccessLogConfig, AccessLog)>,
     /// Runs the plugins' background tasks, the active health probes and the resolution of names.
     background: Background,
     /// The active health probes running; shared with `discovery`, whose new answers they follow.
@@ -93,7 +94,7 @@ impl Gateway {
     /// Builds the first snapshot, binds every listener and starts the workers.
     pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Gateway, GatewayError> {
         let worker_count = config.worker_count();
-        let access_log = open_access_log(config, None)?;
+        let access_log = open_access_log(config, None, &metrics)?;
         let background = Background::start().map_err(GatewayError::Worker)?;
         let probes = Arc::new(parking_lot::Mutex::new(Probes::default()));
         let mut discovery = Discovery::new(metrics.clone(), probes.clone());
@@ -172,7 +173,7 @@ impl Gateway {
                 "changing the number of workers needs a restart; keeping the running count"
             );
         }
-        let access_log = open_access_log(config, self.access_log.as_ref())?;
+        let access_log = open_access_log(config, self.access_log.as_ref(), &self.shared.metrics)?;
         let plan = self
             .discovery
             .plan(config, self.background.handle().as_ref());
@@ -222,6 +223,13 @@ impl Gateway {
         // A listener whose address changed gets its new sockets here; the worker drops the old ones.
         self.hand_out(new_sockets);
         Ok(())
+    }
+
+    /// Has the access log open its file again (SIGUSR1, after logrotate moved it).
+    pub fn reopen_access_log(&self) {
+        if let Some((_, log)) = &self.access_log {
+            log.reopen();
+        }
     }
 
     /// A source of `GET /status/upstreams`' JSON for the admin listener: each call reads the
@@ -374,21 +382,24 @@ fn configured_addresses(config: &Config) -> Vec<(SocketAddr, String, String)> {
         .collect()
 }
 
-/// Opens the access log, reusing the open one when the path did not change.
+/// Opens the access log, reusing the open one when its settings did not change. A changed format or
+/// ratio on the same path opens a second writer on the file; the first finishes its queue and closes
+/// once the snapshots holding it are gone.
 fn open_access_log(
     config: &Config,
-    current: Option<&(String, AccessLog)>,
-) -> Result<Option<(String, AccessLog)>, GatewayError> {
+    current: Option<&(AccessLogConfig, AccessLog)>,
+    metrics: &Metrics,
+) -> Result<Option<(AccessLogConfig, AccessLog)>, GatewayError> {
     let Some(access_log) = &config.access_log else {
         return Ok(None);
     };
-    if let Some((path, log)) = current {
-        if *path == access_log.path {
-            return Ok(Some((path.clone(), log.clone())));
+    if let Some((settings, log)) = current {
+        if settings == access_log {
+            return Ok(Some((settings.clone(), log.clone())));
         }
     }
-    AccessLog::open(&access_log.path)
-        .map(|log| Some((access_log.path.clone(), log)))
+    AccessLog::open(access_log, metrics.access_log.clone())
+        .map(|log| Some((access_log.clone(), log)))
         .map_err(|e| {
             GatewayError::Invalid(vec![FieldError::new(
                 "access_log.path",

@@ -4,14 +4,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::{Method, Version};
+use http::{HeaderValue, Method, Version};
 use serde::Serialize;
 
 use super::timestamp::write_rfc3339_millis;
 
 /// One finished request, as the proxy hands it to [`AccessLog::log`](crate::AccessLog::log).
 ///
-/// Written as one JSON object per line with these snake_case keys, absent values as `null`:
+/// In the `json` format it is written as one JSON object per line with these snake_case keys, absent values as `null`:
 /// `timestamp` (RFC 3339 UTC, milliseconds), `client_ip`, `method`, `host`, `path`, `protocol`
 /// (`"HTTP/1.1"`, `"HTTP/2"`...), `status`, `route`, `upstream_addr`, `upstream_attempts`, `consumer`, `duration_ms` (a number with
 /// microsecond precision), `request_id`, `bytes_sent`.
@@ -47,6 +47,9 @@ pub struct AccessLogEntry {
     pub request_id: String,
     /// Response body bytes sent to the client, when known.
     pub bytes_sent: Option<u64>,
+    /// The request fields a text format names (`$http_user_agent`...), in the order of
+    /// [`AccessLog::captured_headers`](crate::AccessLog::captured_headers); empty for JSON.
+    pub captured: Vec<Option<HeaderValue>>,
 }
 
 /// The serialized shape: borrows the entry, so a line costs one timestamp string and the output buffer.
@@ -135,6 +138,7 @@ pub(crate) mod tests {
             duration: Duration::from_micros(1_234),
             request_id: format!("req-{n}"),
             bytes_sent: Some(512),
+            captured: Vec::new(),
         }
     }
 

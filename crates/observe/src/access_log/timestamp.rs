@@ -1,4 +1,5 @@
-//! RFC 3339 UTC timestamps with millisecond precision, formatted from `SystemTime` without a date library.
+//! Timestamps for log lines, formatted from `SystemTime` without a date library: RFC 3339 UTC with
+//! milliseconds, and the Common Log Format's `08/Dec/2026:10:15:00 +0000`.
 
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +18,29 @@ pub(crate) fn write_rfc3339_millis(out: &mut String, time: SystemTime) {
         second_of_day % 3_600 / 60,
         second_of_day % 60,
         since_epoch.subsec_millis(),
+    );
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Appends `time` as the Common Log Format writes it (nginx's `$time_local`), in UTC:
+/// `DD/Mon/YYYY:HH:MM:SS +0000`.
+pub(crate) fn write_common_log_time(out: &mut String, time: SystemTime) {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let second_of_day = secs % 86_400;
+    let _ = write!(
+        out,
+        "{day:02}/{}/{year:04}:{:02}:{:02}:{:02} +0000",
+        MONTHS[(month - 1) as usize],
+        second_of_day / 3_600,
+        second_of_day % 3_600 / 60,
+        second_of_day % 60,
     );
 }
 
@@ -62,6 +86,22 @@ mod tests {
         assert_eq!(format(1_709_251_200, 0), "2024-03-01T00:00:00.000Z");
         assert_eq!(format(4_102_444_800, 0), "2100-01-01T00:00:00.000Z");
         assert_eq!(format(253_402_300_799, 0), "9999-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn common_log_format_times() {
+        let at = |secs: u64| {
+            let mut out = String::new();
+            write_common_log_time(
+                &mut out,
+                UNIX_EPOCH + Duration::from_millis(secs * 1000 + 999),
+            );
+            out
+        };
+        assert_eq!(at(0), "01/Jan/1970:00:00:00 +0000");
+        assert_eq!(at(1_700_000_000), "14/Nov/2023:22:13:20 +0000");
+        assert_eq!(at(1_709_251_199), "29/Feb/2024:23:59:59 +0000");
+        assert_eq!(at(1_733_616_000 + 31_536_000), "08/Dec/2025:00:00:00 +0000");
     }
 
     #[test]

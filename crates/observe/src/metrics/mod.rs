@@ -5,6 +5,7 @@
 //! cores; a scrape sums the slots. Handles ([`RouteMetrics`], [`UpstreamMetrics`]) are created when a config
 //! snapshot is built, off the hot path, and live as long as the process, so counters survive reloads.
 
+mod access_log;
 mod breaker;
 mod config_source;
 mod exposition;
@@ -19,6 +20,7 @@ mod targets;
 mod timeouts;
 mod upstream;
 
+pub use access_log::AccessLogMetrics;
 pub use breaker::BreakerMetrics;
 pub use config_source::ConfigSourceMetrics;
 pub use overload::Rejection;

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub plugins: Arc<super::plugins::PluginStats>,
     /// The etcd configuration source's state, when it is in use.
     pub config_source: super::ConfigSourceMetrics,
+    /// The access log's dropped lines, shared with every access log opened.
+    pub access_log: Arc<super::AccessLogMetrics>,
     reloads_success: AtomicU64,
     reloads_failure: AtomicU64,
     /// Age is measured on the monotonic clock, so a wall-clock step cannot make it negative or jump.
@@ -72,6 +74,7 @@ impl Metrics {
             connections: PerWorker::new(workers),
             plugins: Arc::default(),
             config_source: Default::default(),
+            access_log: Arc::default(),
             timeouts: TimeoutMetrics::new(workers),
             overload: OverloadMetrics::new(workers),
             reloads_success: AtomicU64::new(0),

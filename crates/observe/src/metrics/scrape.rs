@@ -54,6 +54,7 @@ impl Metrics {
         self.plugins.render(&mut w);
         self.render_process(&mut w);
         self.config_source.render(&mut w);
+        self.access_log.render(&mut w);
         w.finish()
     }
 

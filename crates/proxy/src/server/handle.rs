@@ -12,7 +12,7 @@ use http::uri::PathAndQuery;
 use http::{header, HeaderMap, Method, Request, Response, Uri};
 
 use crate::client_conn::ConnInfo;
-use crate::completion::AccessDetails;
+use crate::completion::{captured_headers, AccessDetails};
 use crate::error::ProxyError;
 use crate::forward::{forward, Outcome};
 use crate::method_override;
@@ -80,6 +80,7 @@ pub fn handle(
                 upstream_attempts: 0,
                 consumer: None,
                 request_id: request_id.clone(),
+                captured: captured_headers(log, req.headers()),
             })
         });
         let logged = access.is_some();

@@ -2,6 +2,7 @@
 //! and asserts what crosses the sockets. One test binary for all of them, so the suite links the gateway
 //! once rather than once per file.
 
+mod access_log_formats;
 mod balancing;
 mod balancing_ewma;
 mod circuit_breaker;
