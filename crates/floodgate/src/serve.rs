@@ -219,7 +219,9 @@ fn apply(
     metrics: &Arc<Metrics>,
 ) -> Result<std::time::Duration, GatewayError> {
     log_new_warnings(config, running);
+    let started = std::time::Instant::now();
     let applied = gateway.reload(config);
+    metrics.record_config_apply(started.elapsed());
     metrics.record_reload(applied.is_ok());
     applied?;
     metrics.set_config_loaded_now();

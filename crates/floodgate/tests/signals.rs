@@ -66,6 +66,14 @@ async fn sighup_with_a_changed_file_changes_routing() {
         metrics.contains(r#"floodgate_config_reloads_total{result="success"} 1"#),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("\nfloodgate_config_apply_duration_seconds_count 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nfloodgate_config_apply_duration_seconds_bucket{le=\"+Inf\"} 1\n"),
+        "{metrics}"
+    );
 
     gw.signal("TERM");
     assert_eq!(gw.wait_exit().await.code(), Some(0), "{}", gw.log());

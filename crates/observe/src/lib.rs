@@ -20,5 +20,5 @@ pub use logging::init_logging;
 pub use metrics::{
     AccessLogMetrics, BreakerMetrics, ConfigSourceMetrics, EjectionReason, Metrics, PerWorker,
     PluginRejections, PluginStats, Rejection, RouteMetrics, TargetMetrics, TimeoutKind,
-    TimeoutMetrics, UpstreamMetrics,
+    TimeoutMetrics, TlsFailure, TlsHandshakeMetrics, UpstreamMetrics, UpstreamTiming,
 };

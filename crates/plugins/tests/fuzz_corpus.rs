@@ -86,5 +86,9 @@ fn access_log_line() {
         seed: 0x5eed_010b,
         generated: 20_000,
     };
-    check(&run, &MUTATIONS, floodgate_observe::fuzzing::access_log_line);
+    check(
+        &run,
+        &MUTATIONS,
+        floodgate_observe::fuzzing::access_log_line,
+    );
 }

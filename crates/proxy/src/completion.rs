@@ -87,6 +87,9 @@ impl Drop for Completion {
             None => &self.snapshot.unmatched,
         };
         metrics.record(self.worker, &self.method, self.status, elapsed);
+        if let Some(bytes) = self.bytes_sent {
+            metrics.sent_body(self.worker, bytes);
+        }
         let logged = self
             .access
             .take()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use floodgate_config::{Config, FieldError, Http2Config, MethodOverride, UnderscoresInHeaders};
-use floodgate_observe::{AccessLog, Metrics, RouteMetrics};
+use floodgate_observe::{AccessLog, Metrics, RouteMetrics, TlsHandshakeMetrics};
 use floodgate_plugins::real_ip::RealIp;
 use floodgate_plugins::{
     build_plugins, rebuild_plugins, Chain, ConsumerPlugins, Consumers, Plugin, PluginSet,
@@ -119,8 +119,8 @@ pub struct ClientTimeouts {
 /// A listener's per-snapshot settings; looked up per connection so certificates and path rules change
 /// on reload.
 pub struct ListenerRuntime {
-    /// TLS acceptor, for TLS listeners.
-    pub tls: Option<TlsAcceptor>,
+    /// TLS acceptor, for TLS listeners, and where their handshakes are counted.
+    pub tls: Option<(TlsAcceptor, Arc<TlsHandshakeMetrics>)>,
     /// How its requests' paths are normalised.
     pub path_rules: PathRules,
     /// Client connections this listener keeps open at once (`0`: no limit of its own).
@@ -234,7 +234,10 @@ impl Snapshot {
                 None => None,
                 Some(tls) => {
                     match tls::server::server_config(tls, &served, &format!("listeners[{i}].tls")) {
-                        Ok(server) => Some(TlsAcceptor::from(server)),
+                        Ok(server) => Some((
+                            TlsAcceptor::from(server),
+                            metrics.tls_listener(&listener.name),
+                        )),
                         Err((path, message)) => {
                             errors.push(FieldError::new(path, message));
                             None

@@ -1,4 +1,5 @@
-//! The request-duration histogram: fixed buckets, counted per worker, made cumulative at scrape.
+//! Duration histograms (requests, upstream connects and first bytes, configuration applies): fixed
+//! buckets, counted per worker, made cumulative at scrape.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -94,6 +95,35 @@ impl HistogramSnapshot {
     pub(crate) fn sum_micros(&self) -> u64 {
         self.sum_micros
     }
+}
+
+/// Writes one histogram's series, each with `labels`: the cumulative `_bucket`s, `_sum` in seconds and
+/// `_count`. Nothing for a histogram that has counted nothing, so an idle label set adds no lines.
+pub(crate) fn write_histogram(
+    w: &mut super::exposition::TextWriter,
+    name: &str,
+    labels: &[(&str, &str)],
+    histogram: &HistogramSnapshot,
+) {
+    if histogram.count() == 0 {
+        return;
+    }
+    let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+    with_le.push(("le", ""));
+    let bucket_name = format!("{name}_bucket");
+    for (le, cumulative) in BUCKET_LABELS.iter().zip(histogram.cumulative()) {
+        if let Some(last) = with_le.last_mut() {
+            *last = ("le", le);
+        }
+        w.sample(&bucket_name, &with_le, cumulative);
+    }
+    let micros = histogram.sum_micros();
+    w.sample(
+        &format!("{name}_sum"),
+        labels,
+        super::exposition::Seconds { micros },
+    );
+    w.sample(&format!("{name}_count"), labels, histogram.count());
 }
 
 #[cfg(test)]

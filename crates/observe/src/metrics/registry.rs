@@ -30,6 +30,8 @@ pub struct Metrics {
     routes: Mutex<HashMap<Arc<str>, Arc<RouteMetrics>>>,
     unmatched: Arc<RouteMetrics>,
     upstreams: Mutex<HashMap<Arc<str>, Arc<UpstreamMetrics>>>,
+    /// TLS handshakes by listener name, for listeners that serve TLS.
+    tls_listeners: Mutex<HashMap<Arc<str>, Arc<super::TlsHandshakeMetrics>>>,
     /// Circuit breakers by upstream id, for upstreams that have one.
     breakers: Mutex<HashMap<Arc<str>, Arc<BreakerMetrics>>>,
     /// The running configuration's targets (see [`Metrics::retain_targets`]).
@@ -48,6 +50,8 @@ pub struct Metrics {
     pub access_log: Arc<super::AccessLogMetrics>,
     reloads_success: AtomicU64,
     reloads_failure: AtomicU64,
+    /// Time to apply a configuration; written by the one task that applies them.
+    config_apply: super::histogram::HistogramCell,
     /// Age is measured on the monotonic clock, so a wall-clock step cannot make it negative or jump.
     clock_origin: Instant,
     /// Nanoseconds from `clock_origin` to the last load, plus one; [`NEVER_LOADED`] before the first.
@@ -71,6 +75,7 @@ impl Metrics {
             upstreams: Mutex::new(HashMap::new()),
             targets: Mutex::default(),
             breakers: Mutex::default(),
+            tls_listeners: Mutex::default(),
             connections: PerWorker::new(workers),
             plugins: Arc::default(),
             config_source: Default::default(),
@@ -79,6 +84,7 @@ impl Metrics {
             overload: OverloadMetrics::new(workers),
             reloads_success: AtomicU64::new(0),
             reloads_failure: AtomicU64::new(0),
+            config_apply: Default::default(),
             clock_origin: Instant::now(),
             loaded_at_nanos: AtomicU64::new(NEVER_LOADED),
             loaded_unix_micros: AtomicU64::new(0),
@@ -115,6 +121,30 @@ impl Metrics {
         let created = Arc::new(UpstreamMetrics::new(self.workers));
         upstreams.insert(Arc::from(upstream_id), Arc::clone(&created));
         created
+    }
+
+    /// The TLS handshake counts of listener `name`, created on first use; the same `Arc` for the same
+    /// name, so the counts survive reloads.
+    pub fn tls_listener(&self, name: &str) -> Arc<super::TlsHandshakeMetrics> {
+        let mut listeners = self.tls_listeners.lock();
+        if let Some(existing) = listeners.get(name) {
+            return Arc::clone(existing);
+        }
+        let created = Arc::new(super::TlsHandshakeMetrics::default());
+        listeners.insert(Arc::from(name), Arc::clone(&created));
+        created
+    }
+
+    /// TLS listeners' handshake counts, sorted by name.
+    pub(super) fn tls_listeners(&self) -> Vec<(Arc<str>, Arc<super::TlsHandshakeMetrics>)> {
+        let mut listeners: Vec<_> = self
+            .tls_listeners
+            .lock()
+            .iter()
+            .map(|(name, m)| (Arc::clone(name), Arc::clone(m)))
+            .collect();
+        listeners.sort_by(|a, b| a.0.cmp(&b.0));
+        listeners
     }
 
     /// The health metrics of target `address` of upstream `upstream_id`, created on first use; the same
@@ -164,6 +194,20 @@ impl Metrics {
             &self.reloads_failure
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Observes the time one configuration took to apply, whatever its outcome
+    /// (`floodgate_config_apply_duration_seconds`). Called by the task that applies configurations, one at
+    /// a time: the histogram has a single writer.
+    pub fn record_config_apply(&self, elapsed: std::time::Duration) {
+        self.config_apply.observe(elapsed);
+    }
+
+    /// The apply-time histogram as of now.
+    pub(super) fn config_apply(&self) -> super::histogram::HistogramSnapshot {
+        let mut snapshot = super::histogram::HistogramSnapshot::default();
+        snapshot.add(&self.config_apply);
+        snapshot
     }
 
     /// Notes that a configuration was loaded and put in service now: `floodgate_config_age_seconds` counts

@@ -1,4 +1,4 @@
-//! Per-route request counts and durations.
+//! Per-route request counts, durations and response bytes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -46,6 +46,7 @@ fn status_class_index(status: StatusCode) -> usize {
 struct RouteCell {
     requests: [[AtomicU64; STATUS_CLASSES]; METHODS],
     duration: HistogramCell,
+    response_body_bytes: AtomicU64,
 }
 
 /// Request metrics of one route (or of the requests that matched none), from
@@ -78,6 +79,12 @@ impl RouteMetrics {
         cell.duration.observe(elapsed);
     }
 
+    /// Counts response body bytes sent to a client on worker `worker`
+    /// (`floodgate_response_body_bytes_total`).
+    pub fn sent_body(&self, worker: usize, bytes: u64) {
+        add_own(&self.cells.get(worker).response_body_bytes, bytes);
+    }
+
     /// Sums all workers' slots.
     pub(crate) fn snapshot(&self) -> RouteSnapshot {
         let mut snap = RouteSnapshot::default();
@@ -88,6 +95,9 @@ impl RouteMetrics {
                 }
             }
             snap.duration.add(&cell.duration);
+            snap.response_body_bytes = snap
+                .response_body_bytes
+                .wrapping_add(cell.response_body_bytes.load(Ordering::Relaxed));
         }
         snap
     }
@@ -99,6 +109,7 @@ pub(crate) struct RouteSnapshot {
     /// Indexed `[method][status class]` like [`METHOD_LABELS`] and [`STATUS_CLASS_LABELS`].
     pub(crate) requests: [[u64; STATUS_CLASSES]; METHODS],
     pub(crate) duration: HistogramSnapshot,
+    pub(crate) response_body_bytes: u64,
 }
 
 #[cfg(test)]
@@ -150,7 +161,10 @@ mod tests {
             StatusCode::BAD_GATEWAY,
             Duration::from_millis(4),
         );
+        route.sent_body(0, 100);
+        route.sent_body(1, 23);
         let snap = route.snapshot();
+        assert_eq!(snap.response_body_bytes, 123);
         assert_eq!(snap.requests[0][1], 2);
         assert_eq!(snap.requests[2][4], 2);
         assert_eq!(snap.duration.count(), 4);

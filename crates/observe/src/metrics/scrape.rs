@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::exposition::{Kind, Seconds, TextWriter};
-use super::histogram::BUCKET_LABELS;
+use super::histogram::write_histogram;
 use super::registry::Metrics;
 use super::route::{RouteSnapshot, METHOD_LABELS, STATUS_CLASS_LABELS};
 use super::timeouts::TimeoutKind;
@@ -11,6 +11,7 @@ use super::upstream::UpstreamMetrics;
 
 const REQUESTS: &str = "floodgate_requests_total";
 const DURATION: &str = "floodgate_request_duration_seconds";
+const RESPONSE_BYTES: &str = "floodgate_response_body_bytes_total";
 const CONNECT_ERRORS: &str = "floodgate_upstream_connect_errors_total";
 const TIMEOUTS: &str = "floodgate_upstream_timeouts_total";
 const RETRIES: &str = "floodgate_upstream_retries_total";
@@ -21,6 +22,7 @@ const DNS_RESOLUTIONS: &str = "floodgate_dns_resolutions_total";
 const CONNECTIONS: &str = "floodgate_downstream_connections_open";
 const CONNECTION_TIMEOUTS: &str = "floodgate_connection_timeouts_total";
 const RELOADS: &str = "floodgate_config_reloads_total";
+const CONFIG_APPLY: &str = "floodgate_config_apply_duration_seconds";
 const CONFIG_AGE: &str = "floodgate_config_age_seconds";
 const LAST_RELOAD: &str = "floodgate_config_last_reload_success_timestamp_seconds";
 
@@ -42,7 +44,9 @@ impl Metrics {
         let mut w = TextWriter::default();
         render_requests(&mut w, &routes);
         render_durations(&mut w, &routes);
-        render_upstreams(&mut w, &self.upstreams_by_id());
+        let upstreams = self.upstreams_by_id();
+        render_upstreams(&mut w, &upstreams);
+        super::upstream_timing::render_upstream_timing(&mut w, &upstreams);
         super::targets::render_targets(&mut w, &self.targets());
         super::breaker::render_breakers(&mut w, &self.breakers_by_id());
         let by_route = self.routes_by_id();
@@ -53,8 +57,10 @@ impl Metrics {
         super::plugins::render_rejections(&mut w, &rejections);
         self.plugins.render(&mut w);
         self.render_process(&mut w);
+        super::tls::render_tls(&mut w, &self.tls_listeners());
         self.config_source.render(&mut w);
         self.access_log.render(&mut w);
+        super::process_stats::ProcessStats::read().render(&mut w);
         w.finish()
     }
 
@@ -93,6 +99,12 @@ impl Metrics {
         );
         w.sample(RELOADS, &[("result", "failure")], failure);
         w.sample(RELOADS, &[("result", "success")], success);
+        w.family(
+            CONFIG_APPLY,
+            "Time to apply a configuration (from a file, the admin API or etcd) once it was validated.",
+            Kind::Histogram,
+        );
+        write_histogram(w, CONFIG_APPLY, &[], &self.config_apply());
 
         let loaded = self.config_loaded();
         w.family(
@@ -154,20 +166,22 @@ fn render_durations(w: &mut TextWriter, routes: &[(Arc<str>, RouteSnapshot)]) {
         "Time taken to answer a request, by route.",
         Kind::Histogram,
     );
-    let bucket_name = format!("{DURATION}_bucket");
-    let sum_name = format!("{DURATION}_sum");
-    let count_name = format!("{DURATION}_count");
     for (route, snap) in routes {
-        let histogram = &snap.duration;
-        if histogram.count() == 0 {
-            continue;
+        write_histogram(w, DURATION, &[("route", route)], &snap.duration);
+    }
+    w.family(
+        RESPONSE_BYTES,
+        "Response body bytes sent to clients, by route.",
+        Kind::Counter,
+    );
+    for (route, snap) in routes {
+        if snap.duration.count() > 0 {
+            w.sample(
+                RESPONSE_BYTES,
+                &[("route", route)],
+                snap.response_body_bytes,
+            );
         }
-        for (le, cumulative) in BUCKET_LABELS.iter().zip(histogram.cumulative()) {
-            w.sample(&bucket_name, &[("route", route), ("le", le)], cumulative);
-        }
-        let micros = histogram.sum_micros();
-        w.sample(&sum_name, &[("route", route)], Seconds { micros });
-        w.sample(&count_name, &[("route", route)], histogram.count());
     }
 }
 

@@ -1,4 +1,4 @@
-//! Per-upstream failure counters.
+//! Per-upstream failure counters; the timing and connection figures are in `upstream_timing.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -37,6 +37,8 @@ pub struct UpstreamMetrics {
     /// Resolutions of its targets' names by result: counted on the background runtime, never by a
     /// worker, so one set is enough.
     dns: [AtomicU64; DNS_RESULTS.len()],
+    /// Connect and first-byte times, and the connections the workers hold.
+    pub timing: super::UpstreamTiming,
 }
 
 impl UpstreamMetrics {
@@ -44,6 +46,7 @@ impl UpstreamMetrics {
         Self {
             cells: PerWorker::new(workers),
             dns: Default::default(),
+            timing: super::UpstreamTiming::new(workers),
         }
     }
 

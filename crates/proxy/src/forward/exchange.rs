@@ -75,7 +75,7 @@ pub(super) fn exchange<'a, 'o>(
             {
                 Some(Conn::H1(conn)) => {
                     match send_h1(ctx, upstream, conn, outgoing, &mut encoded).await {
-                        Ok(answer) => return Ok(answer),
+                        Ok(answer) => return Ok(answered(ctx, upstream, now, answer)),
                         Err(http1::SendError::Upstream {
                             error,
                             retryable: true,
@@ -87,7 +87,7 @@ pub(super) fn exchange<'a, 'o>(
                 }
                 Some(Conn::H2(sender)) => {
                     match Box::pin(send_h2(sender, outgoing, upstream.tls.is_some())).await {
-                        Ok(answer) => return Ok(answer),
+                        Ok(answer) => return Ok(answered(ctx, upstream, now, answer)),
                         Err((error, true)) => {
                             tracing::debug!(target = %target.address, %error, "pooled connection was closed, retrying");
                         }
@@ -117,7 +117,8 @@ pub(super) fn exchange<'a, 'o>(
             .await
             .map_err(ExchangeError::Upstream)?;
         drop(pending);
-        match conn {
+        let sent = Instant::now();
+        let answer = match conn {
             Conn::H1(conn) => send_h1(ctx, upstream, conn, outgoing, &mut encoded)
                 .await
                 .map_err(|e| h1_error(upstream, e)),
@@ -130,8 +131,16 @@ pub(super) fn exchange<'a, 'o>(
                     .await
                     .map_err(|(error, _)| h2_error(upstream, error))
             }
-        }
+        };
+        answer.map(|answer| answered(ctx, upstream, sent, answer))
     }
+}
+
+/// Observes the upstream's time to first byte: from `sent`, when the request started out on its
+/// connection, to now, when its response head is in.
+fn answered(ctx: &WorkerCtx, upstream: &UpstreamRuntime, sent: Instant, answer: Answer) -> Answer {
+    upstream.metrics.timing.answered(ctx.index, sent.elapsed());
+    answer
 }
 
 /// One request on an HTTP/1.1 connection with floodgate's own client (see `upstream/http1`).

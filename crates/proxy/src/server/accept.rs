@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floodgate_config::Http2Config;
-use floodgate_observe::Rejection;
+use floodgate_observe::{Rejection, TlsFailure, TlsHandshakeMetrics};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -171,7 +171,7 @@ async fn serve_connection(
 /// Runs the TLS handshake, then serves the protocol ALPN chose (HTTP/1.1 when the client offered none).
 async fn serve_tls(
     ctx: Rc<WorkerCtx>,
-    acceptor: tokio_rustls::TlsAcceptor,
+    (acceptor, handshakes): (tokio_rustls::TlsAcceptor, Arc<TlsHandshakeMetrics>),
     stream: TcpStream,
     peer: SocketAddr,
     rules: ListenerRules,
@@ -180,9 +180,18 @@ async fn serve_tls(
 ) {
     let tls_stream =
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(tls_stream)) => tls_stream,
-            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            Ok(Ok(tls_stream)) => {
+                handshakes.completed();
+                tls_stream
+            }
+            Ok(Err(e)) => {
+                handshakes.failed(super::tls_failure::classify(&e));
+                return tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                handshakes.failed(TlsFailure::Timeout);
+                return tracing::debug!(%peer, "TLS handshake timed out");
+            }
         };
     let info = ConnInfo::new(peer, true, rules);
     if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {

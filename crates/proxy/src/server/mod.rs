@@ -5,4 +5,5 @@ pub mod h1;
 pub mod h2;
 pub mod handle;
 pub mod io;
+mod tls_failure;
 pub mod tunnel;

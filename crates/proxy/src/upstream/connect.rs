@@ -1,6 +1,7 @@
 //! Opening a connection to a target: TCP, optional TLS with ALPN, then the HTTP/1.1 or HTTP/2 handshake.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use floodgate_config::UpstreamProtocol;
 use hyper::client::conn::http2;
@@ -34,11 +35,11 @@ pub async fn connect(
         let _ = tcp.set_nodelay(true);
         match &upstream.tls {
             None if upstream.protocol == Some(UpstreamProtocol::Http2) => {
-                handshake_h2(TokioIo::new(tcp), target, pools, permit).await
+                handshake_h2(TokioIo::new(tcp), upstream, target, pools, (permit, worker)).await
             }
             None => Ok(Conn::H1(Http1Conn::new(
                 UpstreamIo::Plain(tcp),
-                pools.opened(&target.pool_key, permit),
+                pools.opened(&target.pool_key, permit, &upstream.metrics, worker),
                 ReadTimeout::of(upstream, worker),
             ))),
             Some(tls) => {
@@ -57,19 +58,30 @@ pub async fn connect(
                         AttemptFailure::new(FailureClass::Handshake, e)
                     })?;
                 if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    handshake_h2(TokioIo::new(stream), target, pools, permit).await
+                    handshake_h2(
+                        TokioIo::new(stream),
+                        upstream,
+                        target,
+                        pools,
+                        (permit, worker),
+                    )
+                    .await
                 } else {
                     Ok(Conn::H1(Http1Conn::new(
                         UpstreamIo::Tls(Box::new(stream)),
-                        pools.opened(&target.pool_key, permit),
+                        pools.opened(&target.pool_key, permit, &upstream.metrics, worker),
                         ReadTimeout::of(upstream, worker),
                     )))
                 }
             }
         }
     };
+    let started = Instant::now();
     match tokio::time::timeout(upstream.connect_timeout, attempt).await {
-        Ok(Ok(conn)) => Ok(conn),
+        Ok(Ok(conn)) => {
+            upstream.metrics.timing.connected(worker, started.elapsed());
+            Ok(conn)
+        }
         Ok(Err(e)) => {
             upstream.metrics.connect_error(worker);
             Err(e)
@@ -84,9 +96,10 @@ pub async fn connect(
 /// The HTTP/2 handshake; a task drives the connection, shared by this worker's requests to the target.
 async fn handshake_h2<I>(
     io: I,
+    upstream: &UpstreamRuntime,
     target: &Target,
     pools: &Rc<WorkerPools>,
-    permit: Option<ConnectionPermit>,
+    (permit, worker): (Option<ConnectionPermit>, usize),
 ) -> Result<Conn, AttemptFailure>
 where
     I: Read + Write + Unpin + Send + 'static,
@@ -99,7 +112,7 @@ where
             debug!(target = %target.address, error = %e, "HTTP/2 handshake failed");
             AttemptFailure::new(FailureClass::Handshake, e)
         })?;
-    let open = pools.opened(&target.pool_key, permit);
+    let open = pools.opened(&target.pool_key, permit, &upstream.metrics, worker);
     tokio::task::spawn_local(async move {
         let _ = connection.await;
         drop(open);

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use floodgate_observe::UpstreamMetrics;
 use hyper::client::conn::http2;
 use rustc_hash::FxBuildHasher;
 
@@ -52,10 +53,13 @@ struct OpenCount {
     key: Arc<str>,
 }
 
-/// Counts one open connection of a target for as long as it lives, in its worker's pool and, when
-/// the upstream has a circuit breaker, in the breaker's `max_connections`.
+/// Counts one open connection of a target for as long as it lives, in its worker's pool, in the
+/// upstream's `floodgate_upstream_connections_open` and, when the upstream has a circuit breaker, in
+/// the breaker's `max_connections`.
 pub struct OpenGuard {
     open: Rc<OpenCount>,
+    metrics: Arc<UpstreamMetrics>,
+    worker: usize,
     _permit: Option<ConnectionPermit>,
 }
 
@@ -64,12 +68,22 @@ impl OpenGuard {
     pub(crate) fn pool_key(&self) -> &Arc<str> {
         &self.open.key
     }
+
+    /// The connection went into its pool's idle list (`idle`) or came out of it.
+    pub(crate) fn note_idle(&self, idle: bool) {
+        if idle {
+            self.metrics.timing.connection_idle(self.worker);
+        } else {
+            self.metrics.timing.connection_busy(self.worker);
+        }
+    }
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         let count = &self.open.count;
         count.set(count.get().saturating_sub(1));
+        self.metrics.timing.connection_closed(self.worker);
     }
 }
 
@@ -98,6 +112,7 @@ impl WorkerPools {
             }
             let mut found = None;
             while let Some((mut conn, since)) = pool.idle.pop() {
+                conn.open_guard().note_idle(false);
                 if now.duration_since(since) <= idle_timeout && conn.is_reusable_when_idle() {
                     found = Some(Conn::H1(conn));
                     break;
@@ -124,14 +139,23 @@ impl WorkerPools {
         }
     }
 
-    /// Counts a new connection to `key` until the returned guard is dropped, holding the breaker's
-    /// `permit` as long.
-    pub fn opened(&self, key: &Arc<str>, permit: Option<ConnectionPermit>) -> OpenGuard {
+    /// Counts a new connection to `key`, made by `worker` to an upstream with `metrics`, until the
+    /// returned guard is dropped, holding the breaker's `permit` as long.
+    pub fn opened(
+        &self,
+        key: &Arc<str>,
+        permit: Option<ConnectionPermit>,
+        metrics: &Arc<UpstreamMetrics>,
+        worker: usize,
+    ) -> OpenGuard {
         let mut targets = self.targets.borrow_mut();
         let open = &pool_of(&mut targets, key).open;
         open.count.set(open.count.get() + 1);
+        metrics.timing.connection_opened(worker);
         OpenGuard {
             open: open.clone(),
+            metrics: metrics.clone(),
+            worker,
             _permit: permit,
         }
     }
@@ -153,6 +177,7 @@ impl WorkerPools {
             }
         };
         if pool.idle.len() < max_idle {
+            conn.open_guard().note_idle(true);
             pool.idle.push((conn, Instant::now()));
             return;
         }
@@ -171,6 +196,7 @@ impl WorkerPools {
                 if now.duration_since(since) <= idle_timeout && conn.is_reusable_when_idle() {
                     pool.idle.push((conn, since));
                 } else {
+                    conn.open_guard().note_idle(false);
                     stale.push(conn);
                 }
             }

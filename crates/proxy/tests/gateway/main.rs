@@ -17,6 +17,7 @@ mod health_checks;
 mod http2_limits;
 mod keepalive;
 mod method_routing;
+mod metrics_families;
 mod observability;
 mod overload;
 mod path_normalization;
