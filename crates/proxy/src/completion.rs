@@ -86,10 +86,12 @@ impl Drop for Completion {
             Some(route) => &route.metrics,
             None => &self.snapshot.unmatched,
         };
-        metrics.record(self.worker, &self.method, self.status, elapsed);
-        if let Some(bytes) = self.bytes_sent {
-            metrics.sent_body(self.worker, bytes);
-        }
+        metrics.record(
+            self.worker,
+            (&self.method, self.status),
+            elapsed,
+            self.bytes_sent.unwrap_or(0),
+        );
         let logged = self
             .access
             .take()

@@ -68,21 +68,23 @@ impl RouteMetrics {
     }
 
     /// Records one finished request on worker `worker` (0-based; an index past the last worker is clamped,
-    /// never a panic): counts it under `floodgate_requests_total` by method and status class, and observes
-    /// `elapsed` in `floodgate_request_duration_seconds`. Takes no lock and touches only this worker's slot.
-    pub fn record(&self, worker: usize, method: &Method, status: StatusCode, elapsed: Duration) {
+    /// never a panic): counts it under `floodgate_requests_total` by method and status class, observes
+    /// `elapsed` in `floodgate_request_duration_seconds` and adds the `body_bytes` it sent to
+    /// `floodgate_response_body_bytes_total`. Takes no lock and touches only this worker's slot.
+    pub fn record(
+        &self,
+        worker: usize,
+        (method, status): (&Method, StatusCode),
+        elapsed: Duration,
+        body_bytes: u64,
+    ) {
         let cell = self.cells.get(worker);
         add_own(
             &cell.requests[method_index(method)][status_class_index(status)],
             1,
         );
         cell.duration.observe(elapsed);
-    }
-
-    /// Counts response body bytes sent to a client on worker `worker`
-    /// (`floodgate_response_body_bytes_total`).
-    pub fn sent_body(&self, worker: usize, bytes: u64) {
-        add_own(&self.cells.get(worker).response_body_bytes, bytes);
+        add_own(&cell.response_body_bytes, body_bytes);
     }
 
     /// Sums all workers' slots.
@@ -142,27 +144,30 @@ mod tests {
     #[test]
     fn record_sums_over_workers() {
         let route = RouteMetrics::new(2);
-        route.record(0, &Method::GET, StatusCode::OK, Duration::from_millis(1));
         route.record(
-            1,
-            &Method::GET,
-            StatusCode::CREATED,
-            Duration::from_millis(2),
+            0,
+            (&Method::GET, StatusCode::OK),
+            Duration::from_millis(1),
+            100,
         );
         route.record(
             1,
-            &Method::POST,
-            StatusCode::BAD_GATEWAY,
+            (&Method::GET, StatusCode::CREATED),
+            Duration::from_millis(2),
+            23,
+        );
+        route.record(
+            1,
+            (&Method::POST, StatusCode::BAD_GATEWAY),
             Duration::from_millis(3),
+            0,
         );
         route.record(
             99,
-            &Method::POST,
-            StatusCode::BAD_GATEWAY,
+            (&Method::POST, StatusCode::BAD_GATEWAY),
             Duration::from_millis(4),
+            0,
         );
-        route.sent_body(0, 100);
-        route.sent_body(1, 23);
         let snap = route.snapshot();
         assert_eq!(snap.response_body_bytes, 123);
         assert_eq!(snap.requests[0][1], 2);

@@ -294,18 +294,23 @@ mod tests {
     fn requests_from_two_workers_are_summed() {
         let metrics = Metrics::new(2);
         let users = metrics.route("users");
-        users.record(0, &Method::GET, StatusCode::OK, Duration::from_millis(2));
         users.record(
-            1,
-            &Method::GET,
-            StatusCode::NO_CONTENT,
-            Duration::from_millis(30),
+            0,
+            (&Method::GET, StatusCode::OK),
+            Duration::from_millis(2),
+            0,
         );
         users.record(
             1,
-            &Method::POST,
-            StatusCode::BAD_GATEWAY,
+            (&Method::GET, StatusCode::NO_CONTENT),
+            Duration::from_millis(30),
+            0,
+        );
+        users.record(
+            1,
+            (&Method::POST, StatusCode::BAD_GATEWAY),
             Duration::from_secs(12),
+            0,
         );
         let text = metrics.render();
 
@@ -333,10 +338,30 @@ mod tests {
     fn histogram_buckets_are_cumulative() {
         let metrics = Metrics::new(2);
         let route = metrics.route("r");
-        route.record(0, &Method::GET, StatusCode::OK, Duration::from_micros(300));
-        route.record(1, &Method::GET, StatusCode::OK, Duration::from_millis(2));
-        route.record(1, &Method::GET, StatusCode::OK, Duration::from_millis(2));
-        route.record(0, &Method::GET, StatusCode::OK, Duration::from_secs(11));
+        route.record(
+            0,
+            (&Method::GET, StatusCode::OK),
+            Duration::from_micros(300),
+            0,
+        );
+        route.record(
+            1,
+            (&Method::GET, StatusCode::OK),
+            Duration::from_millis(2),
+            0,
+        );
+        route.record(
+            1,
+            (&Method::GET, StatusCode::OK),
+            Duration::from_millis(2),
+            0,
+        );
+        route.record(
+            0,
+            (&Method::GET, StatusCode::OK),
+            Duration::from_secs(11),
+            0,
+        );
         let text = metrics.render();
 
         let expected = [
@@ -392,9 +417,9 @@ mod tests {
         let metrics = Metrics::new(1);
         metrics.route("we\"ird\\id\nx").record(
             0,
-            &Method::DELETE,
-            StatusCode::NOT_FOUND,
+            (&Method::DELETE, StatusCode::NOT_FOUND),
             Duration::ZERO,
+            0,
         );
         let text = metrics.render();
         assert_has(
@@ -406,12 +431,10 @@ mod tests {
     #[test]
     fn unmatched_requests_have_an_empty_route_label() {
         let metrics = Metrics::new(2);
-        metrics.unmatched().record(
-            1,
-            &Method::from_bytes(b"PURGE").unwrap(),
-            StatusCode::NOT_FOUND,
-            Duration::ZERO,
-        );
+        let purge = Method::from_bytes(b"PURGE").unwrap();
+        metrics
+            .unmatched()
+            .record(1, (&purge, StatusCode::NOT_FOUND), Duration::ZERO, 0);
         let text = metrics.render();
         assert_has(
             &text,
@@ -512,7 +535,7 @@ mod tests {
         for id in ["b", "a", "c"] {
             metrics
                 .route(id)
-                .record(0, &Method::GET, StatusCode::OK, Duration::ZERO);
+                .record(0, (&Method::GET, StatusCode::OK), Duration::ZERO, 0);
         }
         let text = metrics.render();
         let order: Vec<&str> = lines(&text)
@@ -540,9 +563,9 @@ mod tests {
                     for _ in 0..10_000 {
                         route.record(
                             worker,
-                            &Method::GET,
-                            StatusCode::OK,
+                            (&Method::GET, StatusCode::OK),
                             Duration::from_micros(1),
+                            0,
                         );
                     }
                 });

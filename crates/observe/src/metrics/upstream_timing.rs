@@ -61,14 +61,14 @@ impl UpstreamTiming {
         add_own(&self.cells.get(worker).closed, 1);
     }
 
-    /// A connection went back to `worker`'s pool (`floodgate_upstream_connections_idle` goes up).
-    pub fn connection_idle(&self, worker: usize) {
-        add_own(&self.cells.get(worker).idled, 1);
+    /// `n` connections went back to `worker`'s pool (`floodgate_upstream_connections_idle` goes up).
+    pub fn connections_idle(&self, worker: usize, n: u64) {
+        add_own(&self.cells.get(worker).idled, n);
     }
 
-    /// A connection left `worker`'s pool: taken for a request, or closed as stale.
-    pub fn connection_busy(&self, worker: usize) {
-        add_own(&self.cells.get(worker).woken, 1);
+    /// `n` connections left `worker`'s pool: taken for a request, or closed as stale.
+    pub fn connections_busy(&self, worker: usize, n: u64) {
+        add_own(&self.cells.get(worker).woken, n);
     }
 
     /// `(connect, header, open, idle)` summed over workers.
@@ -147,9 +147,8 @@ mod tests {
         timing.connection_opened(1);
         timing.connection_opened(1);
         timing.connection_closed(0);
-        timing.connection_idle(1);
-        timing.connection_idle(1);
-        timing.connection_busy(1);
+        timing.connections_idle(1, 2);
+        timing.connections_busy(1, 1);
         timing.connected(0, Duration::from_millis(3));
         timing.answered(1, Duration::from_micros(700));
         timing.answered(1, Duration::from_micros(300));

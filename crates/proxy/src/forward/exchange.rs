@@ -23,6 +23,7 @@ use crate::upstream::http1::{self, Http1Conn, UpstreamBody};
 use crate::upstream::io::UpstreamTunnel;
 use crate::upstream::{connect, Checkin, Conn};
 use crate::worker_ctx::WorkerCtx;
+use floodgate_observe::UpstreamTiming;
 
 /// The upstream's answer.
 pub(super) enum Answer {
@@ -74,8 +75,8 @@ pub(super) fn exchange<'a, 'o>(
                 .checkout(&target.pool_key, upstream.keepalive.idle_timeout.get(), now)
             {
                 Some(Conn::H1(conn)) => {
-                    match send_h1(ctx, upstream, conn, outgoing, &mut encoded).await {
-                        Ok(answer) => return Ok(answered(ctx, upstream, now, answer)),
+                    match send_h1(ctx, upstream, conn, outgoing, (&mut encoded, now)).await {
+                        Ok(answer) => return Ok(answer),
                         Err(http1::SendError::Upstream {
                             error,
                             retryable: true,
@@ -86,8 +87,10 @@ pub(super) fn exchange<'a, 'o>(
                     }
                 }
                 Some(Conn::H2(sender)) => {
-                    match Box::pin(send_h2(sender, outgoing, upstream.tls.is_some())).await {
-                        Ok(answer) => return Ok(answered(ctx, upstream, now, answer)),
+                    let timing = FirstByte::new(ctx, upstream, now);
+                    match Box::pin(send_h2(sender, outgoing, upstream.tls.is_some(), timing)).await
+                    {
+                        Ok(answer) => return Ok(answer),
                         Err((error, true)) => {
                             tracing::debug!(target = %target.address, %error, "pooled connection was closed, retrying");
                         }
@@ -118,8 +121,8 @@ pub(super) fn exchange<'a, 'o>(
             .map_err(ExchangeError::Upstream)?;
         drop(pending);
         let sent = Instant::now();
-        let answer = match conn {
-            Conn::H1(conn) => send_h1(ctx, upstream, conn, outgoing, &mut encoded)
+        match conn {
+            Conn::H1(conn) => send_h1(ctx, upstream, conn, outgoing, (&mut encoded, sent))
                 .await
                 .map_err(|e| h1_error(upstream, e)),
             Conn::H2(sender) => {
@@ -127,20 +130,36 @@ pub(super) fn exchange<'a, 'o>(
                     // WebSocket over HTTP/2 (RFC 8441) is not spoken upstream: send such a request as a plain one.
                     remove_hop_by_hop(&mut outgoing.parts.headers, false);
                 }
-                Box::pin(send_h2(sender, outgoing, upstream.tls.is_some()))
+                let timing = FirstByte::new(ctx, upstream, sent);
+                Box::pin(send_h2(sender, outgoing, upstream.tls.is_some(), timing))
                     .await
                     .map_err(|(error, _)| h2_error(upstream, error))
             }
-        };
-        answer.map(|answer| answered(ctx, upstream, sent, answer))
+        }
     }
 }
 
-/// Observes the upstream's time to first byte: from `sent`, when the request started out on its
-/// connection, to now, when its response head is in.
-fn answered(ctx: &WorkerCtx, upstream: &UpstreamRuntime, sent: Instant, answer: Answer) -> Answer {
-    upstream.metrics.timing.answered(ctx.index, sent.elapsed());
-    answer
+/// Where and from when an attempt's time to first byte is measured: from `sent`, when the request
+/// started out on its connection, to the arrival of its response head.
+struct FirstByte<'a> {
+    timing: &'a UpstreamTiming,
+    worker: usize,
+    sent: Instant,
+}
+
+impl<'a> FirstByte<'a> {
+    fn new(ctx: &WorkerCtx, upstream: &'a UpstreamRuntime, sent: Instant) -> Self {
+        Self {
+            timing: &upstream.metrics.timing,
+            worker: ctx.index,
+            sent,
+        }
+    }
+
+    /// The response head is in.
+    fn arrived(&self) {
+        self.timing.answered(self.worker, self.sent.elapsed());
+    }
 }
 
 /// One request on an HTTP/1.1 connection with floodgate's own client (see `upstream/http1`).
@@ -149,11 +168,12 @@ async fn send_h1(
     upstream: &UpstreamRuntime,
     mut conn: Http1Conn,
     outgoing: &mut Outgoing<'_>,
-    encoded: &mut Option<(Vec<u8>, bool)>,
+    (encoded, sent): (&mut Option<(Vec<u8>, bool)>, Instant),
 ) -> Result<Answer, http1::SendError> {
     let (head, chunked) = encoded.get_or_insert_with(|| encode_h1(outgoing));
     let method = &outgoing.parts.method;
     let head = http1::send(&mut conn, head, &mut outgoing.body, *chunked, method).await?;
+    FirstByte::new(ctx, upstream, sent).arrived();
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         if !outgoing.upgrade {
             return Err(http1::SendError::BadResponse(ResponseError::UnaskedUpgrade));
@@ -223,6 +243,7 @@ async fn send_h2(
     mut sender: hyper::client::conn::http2::SendRequest<RequestBody>,
     outgoing: &mut Outgoing<'_>,
     tls: bool,
+    first_byte: FirstByte<'_>,
 ) -> Result<Answer, (hyper::Error, bool)> {
     // Into the map once: a request handed back for a retry already has them.
     if let Some(forwarded) = outgoing.forwarded.take() {
@@ -256,7 +277,10 @@ async fn send_h2(
         .try_send_request(Request::from_parts(parts, body))
         .await
     {
-        Ok(response) => Ok(Answer::Response(response.map(ResponseBody::h2))),
+        Ok(response) => {
+            first_byte.arrived();
+            Ok(Answer::Response(response.map(ResponseBody::h2)))
+        }
         Err(mut e) => {
             let returned = e.take_message().map(|request| {
                 let (mut parts, body) = request.into_parts();

@@ -4,7 +4,7 @@
 //! connection out or back in takes no lock and touches no other core's memory.
 
 use floodgate_upstream::breaker::ConnectionPermit;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -41,6 +41,7 @@ impl TargetPool {
             open: Rc::new(OpenCount {
                 count: Cell::new(0),
                 key: key.clone(),
+                metrics: OnceCell::new(),
             }),
         }
     }
@@ -51,6 +52,23 @@ impl TargetPool {
 struct OpenCount {
     count: Cell<usize>,
     key: Arc<str>,
+    /// The target's upstream's metrics and the worker's index, from its first connection: the pool's
+    /// open and idle connections are counted there.
+    metrics: OnceCell<(Arc<UpstreamMetrics>, usize)>,
+}
+
+impl OpenCount {
+    /// `n` connections went into the idle list (`idle`) or came out of it. Counted on the pool, not
+    /// on each connection, so a checkout does not have to touch the connection it pops.
+    fn note_idle(&self, idle: bool, n: u64) {
+        if let Some((metrics, worker)) = self.metrics.get() {
+            if idle {
+                metrics.timing.connections_idle(*worker, n);
+            } else {
+                metrics.timing.connections_busy(*worker, n);
+            }
+        }
+    }
 }
 
 /// Counts one open connection of a target for as long as it lives, in its worker's pool, in the
@@ -58,8 +76,6 @@ struct OpenCount {
 /// the breaker's `max_connections`.
 pub struct OpenGuard {
     open: Rc<OpenCount>,
-    metrics: Arc<UpstreamMetrics>,
-    worker: usize,
     _permit: Option<ConnectionPermit>,
 }
 
@@ -68,22 +84,15 @@ impl OpenGuard {
     pub(crate) fn pool_key(&self) -> &Arc<str> {
         &self.open.key
     }
-
-    /// The connection went into its pool's idle list (`idle`) or came out of it.
-    pub(crate) fn note_idle(&self, idle: bool) {
-        if idle {
-            self.metrics.timing.connection_idle(self.worker);
-        } else {
-            self.metrics.timing.connection_busy(self.worker);
-        }
-    }
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         let count = &self.open.count;
         count.set(count.get().saturating_sub(1));
-        self.metrics.timing.connection_closed(self.worker);
+        if let Some((metrics, worker)) = self.open.metrics.get() {
+            metrics.timing.connection_closed(*worker);
+        }
     }
 }
 
@@ -111,14 +120,16 @@ impl WorkerPools {
                 pool.h2 = None;
             }
             let mut found = None;
+            let before = pool.idle.len();
             while let Some((mut conn, since)) = pool.idle.pop() {
-                conn.open_guard().note_idle(false);
                 if now.duration_since(since) <= idle_timeout && conn.is_reusable_when_idle() {
                     found = Some(Conn::H1(conn));
                     break;
                 }
                 stale.push(conn);
             }
+            pool.open
+                .note_idle(false, (before - pool.idle.len()) as u64);
             found
         };
         // Dropped outside the borrow: closing them touches their pool's count.
@@ -151,11 +162,12 @@ impl WorkerPools {
         let mut targets = self.targets.borrow_mut();
         let open = &pool_of(&mut targets, key).open;
         open.count.set(open.count.get() + 1);
-        metrics.timing.connection_opened(worker);
+        // A pool's target belongs to one upstream (its id is part of the key), so the first
+        // connection's metrics are every connection's.
+        let (metrics, worker) = open.metrics.get_or_init(|| (metrics.clone(), worker));
+        metrics.timing.connection_opened(*worker);
         OpenGuard {
             open: open.clone(),
-            metrics: metrics.clone(),
-            worker,
             _permit: permit,
         }
     }
@@ -177,7 +189,7 @@ impl WorkerPools {
             }
         };
         if pool.idle.len() < max_idle {
-            conn.open_guard().note_idle(true);
+            pool.open.note_idle(true, 1);
             pool.idle.push((conn, Instant::now()));
             return;
         }
@@ -191,15 +203,17 @@ impl WorkerPools {
         let now = Instant::now();
         let mut stale = Vec::new();
         for pool in self.targets.borrow_mut().values_mut() {
+            let before = pool.idle.len();
             // In order: the most recently used stays on top.
             for (mut conn, since) in std::mem::take(&mut pool.idle) {
                 if now.duration_since(since) <= idle_timeout && conn.is_reusable_when_idle() {
                     pool.idle.push((conn, since));
                 } else {
-                    conn.open_guard().note_idle(false);
                     stale.push(conn);
                 }
             }
+            pool.open
+                .note_idle(false, (before - pool.idle.len()) as u64);
             if pool.h2.as_ref().is_some_and(|h2| h2.is_closed()) {
                 pool.h2 = None;
             }

@@ -71,11 +71,6 @@ impl Http1Conn {
         self.open.pool_key()
     }
 
-    /// What counts this connection as open, in its pool and in its upstream's metrics.
-    pub(crate) fn open_guard(&self) -> &OpenGuard {
-        &self.open
-    }
-
     /// Whether this idle connection can carry another request (see [`UpstreamIo::is_reusable_when_idle`]).
     pub fn is_reusable_when_idle(&mut self) -> bool {
         self.buf.is_empty() && self.io.is_reusable_when_idle()
