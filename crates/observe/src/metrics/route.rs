@@ -37,7 +37,7 @@ fn method_index(method: &Method) -> usize {
 
 /// `http::StatusCode` admits 100..=999. RFC 9110 §15 defines only five classes, so 6xx..9xx (which only a
 /// misbehaving upstream sends) are counted as 5xx: a server-side fault.
-fn status_class_index(status: StatusCode) -> usize {
+pub(crate) fn status_class_index(status: StatusCode) -> usize {
     usize::from(status.as_u16() / 100).clamp(1, STATUS_CLASSES) - 1
 }
 

@@ -1,15 +1,19 @@
-//! How long an upstream takes (to connect, to send its response head) and how many connections each
-//! worker holds to it, open and idle.
+//! How an upstream answers (its responses by status class, how long it takes to connect and to send
+//! its response head) and how many connections each worker holds to it, open and idle.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::StatusCode;
+
 use super::exposition::{Kind, TextWriter};
 use super::histogram::{write_histogram, HistogramCell, HistogramSnapshot};
 use super::per_worker::{add_own, PerWorker};
+use super::route::{status_class_index, STATUS_CLASS_LABELS};
 use super::upstream::UpstreamMetrics;
 
+const RESPONSES: &str = "floodgate_upstream_responses_total";
 const CONNECT: &str = "floodgate_upstream_connect_duration_seconds";
 const HEADER: &str = "floodgate_upstream_header_duration_seconds";
 const OPEN: &str = "floodgate_upstream_connections_open";
@@ -19,6 +23,7 @@ const IDLE: &str = "floodgate_upstream_connections_idle";
 /// a worker only ever adds to its own slot, and a scrape subtracts.
 #[derive(Default)]
 struct TimingCell {
+    responses: [AtomicU64; STATUS_CLASS_LABELS.len()],
     connect: HistogramCell,
     header: HistogramCell,
     opened: AtomicU64,
@@ -46,9 +51,12 @@ impl UpstreamTiming {
     }
 
     /// Observes the time from sending a request to receiving its response head
-    /// (`floodgate_upstream_header_duration_seconds`, the time to first byte).
-    pub fn answered(&self, worker: usize, elapsed: Duration) {
-        self.cells.get(worker).header.observe(elapsed);
+    /// (`floodgate_upstream_header_duration_seconds`, the time to first byte), and counts the head's
+    /// `status` in `floodgate_upstream_responses_total`.
+    pub fn answered(&self, worker: usize, elapsed: Duration, status: StatusCode) {
+        let cell = self.cells.get(worker);
+        cell.header.observe(elapsed);
+        add_own(&cell.responses[status_class_index(status)], 1);
     }
 
     /// A connection opened on `worker` (`floodgate_upstream_connections_open` goes up).
@@ -69,6 +77,17 @@ impl UpstreamTiming {
     /// `n` connections left `worker`'s pool: taken for a request, or closed as stale.
     pub fn connections_busy(&self, worker: usize, n: u64) {
         add_own(&self.cells.get(worker).woken, n);
+    }
+
+    /// Responses by status class, summed over workers.
+    fn responses(&self) -> [u64; STATUS_CLASS_LABELS.len()] {
+        let mut totals = [0u64; STATUS_CLASS_LABELS.len()];
+        for cell in self.cells.iter() {
+            for (total, counter) in totals.iter_mut().zip(&cell.responses) {
+                *total = total.wrapping_add(counter.load(Ordering::Relaxed));
+            }
+        }
+        totals
     }
 
     /// `(connect, header, open, idle)` summed over workers.
@@ -98,6 +117,22 @@ pub(super) fn render_upstream_timing(
     w: &mut TextWriter,
     upstreams: &[(Arc<str>, Arc<UpstreamMetrics>)],
 ) {
+    w.family(
+        RESPONSES,
+        "Response heads from an upstream, by status class (retried attempts included).",
+        Kind::Counter,
+    );
+    for (id, m) in upstreams {
+        for (class, count) in STATUS_CLASS_LABELS.iter().zip(m.timing.responses()) {
+            if count > 0 {
+                w.sample(
+                    RESPONSES,
+                    &[("upstream", id), ("status_class", class)],
+                    count,
+                );
+            }
+        }
+    }
     let snapshots: Vec<_> = upstreams
         .iter()
         .map(|(id, m)| (&**id, m.timing.snapshot()))
@@ -150,8 +185,9 @@ mod tests {
         timing.connections_idle(1, 2);
         timing.connections_busy(1, 1);
         timing.connected(0, Duration::from_millis(3));
-        timing.answered(1, Duration::from_micros(700));
-        timing.answered(1, Duration::from_micros(300));
+        timing.answered(1, Duration::from_micros(700), StatusCode::OK);
+        timing.answered(1, Duration::from_micros(300), StatusCode::BAD_GATEWAY);
+        assert_eq!(timing.responses(), [0, 1, 0, 0, 1]);
         let (connect, header, open, idle) = timing.snapshot();
         assert_eq!((open, idle), (2, 1));
         assert_eq!(connect.count(), 1);

@@ -156,9 +156,10 @@ impl<'a> FirstByte<'a> {
         }
     }
 
-    /// The response head is in.
-    fn arrived(&self) {
-        self.timing.answered(self.worker, self.sent.elapsed());
+    /// The response head is in, with `status`.
+    fn arrived(&self, status: StatusCode) {
+        self.timing
+            .answered(self.worker, self.sent.elapsed(), status);
     }
 }
 
@@ -173,7 +174,7 @@ async fn send_h1(
     let (head, chunked) = encoded.get_or_insert_with(|| encode_h1(outgoing));
     let method = &outgoing.parts.method;
     let head = http1::send(&mut conn, head, &mut outgoing.body, *chunked, method).await?;
-    FirstByte::new(ctx, upstream, sent).arrived();
+    FirstByte::new(ctx, upstream, sent).arrived(head.status);
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         if !outgoing.upgrade {
             return Err(http1::SendError::BadResponse(ResponseError::UnaskedUpgrade));
@@ -278,7 +279,7 @@ async fn send_h2(
         .await
     {
         Ok(response) => {
-            first_byte.arrived();
+            first_byte.arrived(response.status());
             Ok(Answer::Response(response.map(ResponseBody::h2)))
         }
         Err(mut e) => {

@@ -180,6 +180,8 @@ routes: [{{ id: api, paths: ["/api/*"], upstream: backend }}]
         1.0,
     )
     .await;
+    let responses = r#"floodgate_upstream_responses_total{upstream="backend",status_class="2xx"}"#;
+    assert_eq!(value(m, responses), Some(3.0));
     let under_10s =
         r#"floodgate_upstream_header_duration_seconds_bucket{upstream="backend",le="10"}"#;
     assert_eq!(value(m, under_10s), Some(3.0));
@@ -351,6 +353,7 @@ routes: [{{ id: api, paths: ["/api/*"], upstream: backend }}]
         "floodgate_requests_total",
         "floodgate_request_duration_seconds",
         "floodgate_upstream_header_duration_seconds",
+        "floodgate_upstream_responses_total",
         "floodgate_tls_handshake_errors_total",
         "floodgate_config_apply_duration_seconds",
         "process_cpu_seconds_total",
