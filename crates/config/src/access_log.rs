@@ -194,6 +194,8 @@ pub enum LogVariable {
     Host,
     /// `$route`: the id of the matched route.
     Route,
+    /// `$trace_id`: the request's trace id, when tracing is on.
+    TraceId,
     /// `$http_NAME`: a request field (`$http_user_agent` is `User-Agent`); the index into
     /// [`AccessLogFormat::captured_headers`].
     Header(usize),
@@ -201,7 +203,7 @@ pub enum LogVariable {
 
 impl LogVariable {
     /// Every variable's name but `$http_*`.
-    pub const NAMES: [(&'static str, LogVariable); 20] = [
+    pub const NAMES: [(&'static str, LogVariable); 21] = [
         ("remote_addr", LogVariable::RemoteAddr),
         ("remote_user", LogVariable::RemoteUser),
         ("time_local", LogVariable::TimeLocal),
@@ -222,6 +224,7 @@ impl LogVariable {
         ("request_id", LogVariable::RequestId),
         ("host", LogVariable::Host),
         ("route", LogVariable::Route),
+        ("trace_id", LogVariable::TraceId),
     ];
 }
 

@@ -29,6 +29,7 @@ mod retries;
 mod route;
 mod size;
 mod timeouts;
+mod tracing_config;
 mod unchanged;
 mod upstream;
 mod validate;
@@ -63,6 +64,7 @@ pub use retries::{BackoffConfig, RetriesConfig, RetryBudgetConfig, RetryOn};
 pub use route::{DirectResponse, MethodOverride, RouteConfig};
 pub use size::ByteSize;
 pub use timeouts::TimeoutsConfig;
+pub use tracing_config::{TraceKeepConfig, TracePropagation, TraceProtocol, TracingConfig};
 pub use unchanged::{gone_items, same_items};
 pub use upstream::{
     Balancer, EwmaConfig, HashOn, KeepaliveConfig, LoadReportsConfig, SlowStartConfig,
@@ -97,9 +99,12 @@ pub struct Config {
     /// Limits and timers of the HTTP/2 server clients talk to.
     #[serde(default)]
     pub http2: Http2Config,
-    /// The JSON access log; off when absent.
+    /// The access log (JSON or text lines); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<AccessLogConfig>,
+    /// Distributed tracing exported to an OpenTelemetry collector; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingConfig>,
     /// How targets given by host name are resolved.
     #[serde(default)]
     pub dns: DnsConfig,

@@ -31,6 +31,7 @@ fn empty_config() -> Config {
         timeouts: crate::TimeoutsConfig::default(),
         http2: Http2Config::default(),
         access_log: None,
+        tracing: None,
         dns: crate::DnsConfig::default(),
         upstreams: Vec::new(),
         routes: Vec::new(),
@@ -52,6 +53,7 @@ pub const TOP_LEVEL_FIELDS: &[&str] = &[
     "timeouts",
     "http2",
     "access_log",
+    "tracing",
     "dns",
     "upstreams",
     "routes",
@@ -148,6 +150,10 @@ fn parse_document(document: Value) -> Result<Config, ConfigError> {
             "access_log" => {
                 config.access_log =
                     decode::<Option<AccessLogConfig>>(&key, value, &mut errors).flatten()
+            }
+            "tracing" => {
+                config.tracing =
+                    decode::<Option<crate::TracingConfig>>(&key, value, &mut errors).flatten()
             }
             "dns" => {
                 if let Some(v) = decode::<Option<crate::DnsConfig>>(&key, value, &mut errors) {

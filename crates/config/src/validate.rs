@@ -44,6 +44,9 @@ impl Config {
         if let Some(access_log) = &self.access_log {
             access_log.validate(&mut errors);
         }
+        if let Some(tracing) = &self.tracing {
+            tracing.validate(&mut errors);
+        }
         self.validate_upstreams(&mut errors);
         self.validate_routes(&mut errors);
         self.validate_consumers(&mut errors);

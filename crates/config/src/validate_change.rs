@@ -106,6 +106,7 @@ impl Config {
             timeouts,
             http2,
             access_log,
+            tracing,
             dns,
             upstreams: _,
             routes: _,
@@ -123,6 +124,7 @@ impl Config {
             && *timeouts == other.timeouts
             && *http2 == other.http2
             && *access_log == other.access_log
+            && *tracing == other.tracing
             && *dns == other.dns
             && *global_plugins == other.global_plugins
             && *real_ip == other.real_ip

@@ -62,6 +62,7 @@ pub fn access_log_line(data: &[u8]) {
         request_id: "id".to_owned(),
         bytes_sent: Some(1),
         captured,
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
     };
 
     let mut scratch = String::new();

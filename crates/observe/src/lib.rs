@@ -20,5 +20,6 @@ pub use logging::init_logging;
 pub use metrics::{
     AccessLogMetrics, BreakerMetrics, ConfigSourceMetrics, EjectionReason, Metrics, PerWorker,
     PluginRejections, PluginStats, Rejection, RouteMetrics, TargetMetrics, TimeoutKind,
-    TimeoutMetrics, TlsFailure, TlsHandshakeMetrics, UpstreamMetrics, UpstreamTiming,
+    TimeoutMetrics, TlsFailure, TlsHandshakeMetrics, TracingMetrics, UpstreamMetrics,
+    UpstreamTiming,
 };

@@ -41,9 +41,7 @@ fn yaml(routes: usize) -> String {
 fn inputs(previous: Option<&Snapshot>) -> BuildInputs<'_> {
     BuildInputs {
         previous,
-        runtime: None,
-        names: None,
-        check_only: false,
+        ..BuildInputs::validating()
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Completion {
     pub access: Option<Box<AccessDetails>>,
     /// The plugins' context of a route with plugins: the chain's `log` phase runs on it here.
     pub plugins: Option<Box<floodgate_plugins::RequestCtx>>,
+    /// The request's trace, ended here, when tracing is on.
+    pub trace: Option<Box<floodgate_trace::RequestTrace>>,
 }
 
 /// The parts of an access log line that only the access log needs.
@@ -63,6 +65,8 @@ pub struct AccessDetails {
     pub request_id: HeaderValue,
     /// The request fields the log's format names, in [`AccessLog::captured_headers`]' order.
     pub captured: Vec<Option<HeaderValue>>,
+    /// The request's trace id, when tracing is on.
+    pub trace_id: Option<String>,
 }
 
 /// Copies the request fields `log`'s format names (none for JSON, which allocates nothing).
@@ -76,6 +80,9 @@ pub fn captured_headers(log: &AccessLog, headers: &http::HeaderMap) -> Vec<Optio
 impl Drop for Completion {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
+        if let Some(trace) = self.trace.take() {
+            self.end_trace(trace, elapsed);
+        }
         let chain = self.route.as_ref().and_then(|r| r.plugins.as_ref());
         if let (Some(chain), Some(ctx)) = (chain, self.plugins.take()) {
             // The `log` phase. Called on the chain here, not through `plugin_phases`, which sits
@@ -114,7 +121,33 @@ impl Drop for Completion {
                 request_id: details.request_id.to_str().unwrap_or("").to_string(),
                 bytes_sent: self.bytes_sent,
                 captured: details.captured,
+                trace_id: details.trace_id,
             });
         }
+    }
+}
+
+impl Completion {
+    /// Hands the request's trace to the snapshot's tracer, which keeps it or not now that the
+    /// outcome is known.
+    #[inline(never)]
+    fn end_trace(&self, trace: Box<floodgate_trace::RequestTrace>, elapsed: std::time::Duration) {
+        let Some(tracer) = &self.snapshot.tracer else {
+            return;
+        };
+        let rejected_by = self
+            .plugins
+            .as_ref()
+            .and_then(|ctx| ctx.rejection.as_ref())
+            .map(|r| r.plugin);
+        tracer.finish(
+            trace,
+            &floodgate_trace::Finished {
+                status: self.status.as_u16(),
+                route: self.route.as_ref().map(|r| &*r.id),
+                rejected_by,
+                elapsed,
+            },
+        );
     }
 }

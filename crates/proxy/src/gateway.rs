@@ -7,8 +7,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use floodgate_config::{AccessLogConfig, Config, FieldError};
+use floodgate_config::{AccessLogConfig, Config, FieldError, TracingConfig};
 use floodgate_observe::{AccessLog, Metrics};
+use floodgate_trace::{SpanQueue, Tracer};
 use tokio::sync::mpsc;
 
 use crate::background::Background;
@@ -78,6 +79,9 @@ pub struct Gateway {
     listener_connections: HashMap<String, Arc<ConnectionCount>>,
     /// The access log open and the settings it was opened with: a reload with the same settings keeps it.
     access_log: Option<(AccessLogConfig, AccessLog)>,
+    /// The span exporter running and the tracing settings it was started with: a reload that keeps
+    /// them keeps its queue and connection.
+    tracing: Option<(TracingConfig, Arc<SpanQueue>)>,
     /// Runs the plugins' background tasks, the active health probes and the resolution of names.
     background: Background,
     /// The active health probes running; shared with `discovery`, whose new answers they follow.
@@ -96,6 +100,7 @@ impl Gateway {
         let worker_count = config.worker_count();
         let access_log = open_access_log(config, None, &metrics)?;
         let background = Background::start().map_err(GatewayError::Worker)?;
+        let tracing = start_tracing(config, None, background.handle().as_ref(), &metrics)?;
         let probes = Arc::new(parking_lot::Mutex::new(Probes::default()));
         let mut discovery = Discovery::new(metrics.clone(), probes.clone());
         let plan = discovery.plan(config, background.handle().as_ref());
@@ -109,6 +114,7 @@ impl Gateway {
                 runtime: background.handle(),
                 names: Some(&plan.answers),
                 check_only: false,
+                tracer: tracer_of(config, tracing.as_ref()),
             },
         )
         .map_err(GatewayError::Invalid)?;
@@ -152,6 +158,7 @@ impl Gateway {
             listeners: HashMap::new(),
             listener_connections: HashMap::new(),
             access_log,
+            tracing,
             background,
             probes,
             discovery,
@@ -174,6 +181,12 @@ impl Gateway {
             );
         }
         let access_log = open_access_log(config, self.access_log.as_ref(), &self.shared.metrics)?;
+        let tracing = start_tracing(
+            config,
+            self.tracing.as_ref(),
+            self.background.handle().as_ref(),
+            &self.shared.metrics,
+        )?;
         let plan = self
             .discovery
             .plan(config, self.background.handle().as_ref());
@@ -188,6 +201,7 @@ impl Gateway {
                 runtime: self.background.handle(),
                 names: Some(&plan.answers),
                 check_only: false,
+                tracer: tracer_of(config, tracing.as_ref()),
             },
         )
         .map_err(GatewayError::Invalid)?;
@@ -205,6 +219,7 @@ impl Gateway {
         // A registry change that arrived while the snapshot was built went to the one before.
         self.registered.apply_to(&snapshot, None);
         self.access_log = access_log;
+        self.tracing = tracing;
         let removed: Vec<String> = self
             .listeners
             .keys()
@@ -380,6 +395,42 @@ fn configured_addresses(config: &Config) -> Vec<(SocketAddr, String, String)> {
                 .map(|addr| (addr, l.name.clone(), format!("listeners[{i}].address")))
         })
         .collect()
+}
+
+/// Starts the span exporter `config.tracing` asks for on the background runtime, reusing the running
+/// one when the settings did not change.
+fn start_tracing(
+    config: &Config,
+    current: Option<&(TracingConfig, Arc<SpanQueue>)>,
+    runtime: Option<&tokio::runtime::Handle>,
+    metrics: &Metrics,
+) -> Result<Option<(TracingConfig, Arc<SpanQueue>)>, GatewayError> {
+    let Some(settings) = &config.tracing else {
+        return Ok(None);
+    };
+    if let Some((running, queue)) = current {
+        if running == settings {
+            return Ok(Some((running.clone(), queue.clone())));
+        }
+    }
+    let invalid =
+        |message: String| GatewayError::Invalid(vec![FieldError::new("tracing.endpoint", message)]);
+    let runtime = runtime.ok_or_else(|| invalid("no runtime to export spans on".to_owned()))?;
+    SpanQueue::start(settings, runtime, metrics.tracing.clone())
+        .map(|queue| Some((settings.clone(), queue)))
+        .map_err(invalid)
+}
+
+/// The tracer of a snapshot of `config`, its spans going to the running exporter.
+fn tracer_of(
+    config: &Config,
+    tracing: Option<&(TracingConfig, Arc<SpanQueue>)>,
+) -> Option<Arc<Tracer>> {
+    let (settings, queue) = tracing?;
+    config
+        .tracing
+        .as_ref()
+        .map(|_| Arc::new(Tracer::new(settings, queue.clone())))
 }
 
 /// Opens the access log, reusing the open one when its settings did not change. A changed format or

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use floodgate_plugins::RequestCtx;
+use floodgate_trace::RequestTrace;
 use http::{HeaderValue, Method, StatusCode};
 
 use crate::client_conn::ConnInfo;
@@ -40,6 +41,8 @@ pub struct UpstreamUsed {
     pub names_target: bool,
     /// Attempts made (0: the request was not forwarded).
     pub attempts: u32,
+    /// The request's trace, when tracing is on: each attempt adds its span.
+    pub trace: Option<Box<RequestTrace>>,
 }
 
 impl UpstreamUsed {
@@ -135,6 +138,7 @@ impl Unanswered {
             details.consumer = used.plugins.as_ref().and_then(|p| p.consumer_id().cloned());
             details.upstream_addr = used.upstream.target;
             details.upstream_attempts = used.upstream.attempts;
+            details.trace_id = used.upstream.trace.as_ref().map(|t| t.trace_id_hex());
             details
         });
         Completion {
@@ -149,6 +153,7 @@ impl Unanswered {
             in_flight,
             slot: used.slot,
             plugins: used.plugins,
+            trace: used.upstream.trace,
         }
     }
 }

@@ -17,6 +17,7 @@ use floodgate_plugins::{
     RunningPlugins, StateStore,
 };
 use floodgate_router::{NextRoute, RouteTable};
+use floodgate_trace::Tracer;
 use floodgate_upstream::health::HealthStates;
 use http::{HeaderValue, StatusCode};
 use tokio_rustls::TlsAcceptor;
@@ -42,6 +43,8 @@ pub struct Snapshot {
     pub unmatched: Arc<RouteMetrics>,
     /// The access log, when on.
     pub access_log: Option<AccessLog>,
+    /// Tracing, when on: each request's trace starts and ends with it.
+    pub tracer: Option<Arc<Tracer>>,
     /// Longest idle timeout of any upstream, for the idle connection sweep.
     pub max_idle_timeout: Duration,
     /// Client connections the gateway keeps open at once (`0`: no limit).
@@ -80,6 +83,8 @@ pub struct BuildInputs<'a> {
     /// checked, but their runtimes and the route table (whose errors that validation reports) are
     /// not built, nor the routes' metrics made. The snapshot has no routes.
     pub check_only: bool,
+    /// The tracing its requests get, when the configuration has a `tracing` section.
+    pub tracer: Option<Arc<Tracer>>,
 }
 
 impl BuildInputs<'static> {
@@ -90,6 +95,7 @@ impl BuildInputs<'static> {
             runtime: None,
             names: None,
             check_only: false,
+            tracer: None,
         }
     }
 
@@ -367,6 +373,7 @@ impl Snapshot {
             },
             unmatched: metrics.unmatched(),
             access_log,
+            tracer: inputs.tracer.clone(),
             max_idle_timeout: config
                 .upstreams
                 .iter()

@@ -14,7 +14,7 @@ use super::timestamp::write_rfc3339_millis;
 /// In the `json` format it is written as one JSON object per line with these snake_case keys, absent values as `null`:
 /// `timestamp` (RFC 3339 UTC, milliseconds), `client_ip`, `method`, `host`, `path`, `protocol`
 /// (`"HTTP/1.1"`, `"HTTP/2"`...), `status`, `route`, `upstream_addr`, `upstream_attempts`, `consumer`, `duration_ms` (a number with
-/// microsecond precision), `request_id`, `bytes_sent`.
+/// microsecond precision), `request_id`, `bytes_sent`, and `trace_id` when tracing is on.
 #[derive(Debug, Clone)]
 pub struct AccessLogEntry {
     /// When the response finished (the line is written then).
@@ -50,6 +50,8 @@ pub struct AccessLogEntry {
     /// The request fields a text format names (`$http_user_agent`...), in the order of
     /// [`AccessLog::captured_headers`](crate::AccessLog::captured_headers); empty for JSON.
     pub captured: Vec<Option<HeaderValue>>,
+    /// The request's trace id (32 hex digits), when tracing is on.
+    pub trace_id: Option<String>,
 }
 
 /// The serialized shape: borrows the entry, so a line costs one timestamp string and the output buffer.
@@ -69,6 +71,8 @@ struct Line<'a> {
     duration_ms: f64,
     request_id: &'a str,
     bytes_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
 }
 
 fn protocol_name(version: Version) -> &'static str {
@@ -108,6 +112,7 @@ impl AccessLogEntry {
             duration_ms: self.duration.as_micros() as f64 / 1_000.0,
             request_id: &self.request_id,
             bytes_sent: self.bytes_sent,
+            trace_id: self.trace_id.as_deref(),
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.push(b'\n');
@@ -139,6 +144,7 @@ pub(crate) mod tests {
             request_id: format!("req-{n}"),
             bytes_sent: Some(512),
             captured: Vec::new(),
+            trace_id: None,
         }
     }
 

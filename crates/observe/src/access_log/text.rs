@@ -93,6 +93,7 @@ pub(crate) fn value_of<'a>(
         LogVariable::RequestId => return entry.request_id.as_bytes(),
         LogVariable::Host => return optional(entry.host.as_deref()),
         LogVariable::Route => return optional(entry.route.as_deref()),
+        LogVariable::TraceId => return optional(entry.trace_id.as_deref()),
         LogVariable::Header(index) => {
             return entry
                 .captured

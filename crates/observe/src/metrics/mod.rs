@@ -20,6 +20,7 @@ mod scrape;
 mod targets;
 mod timeouts;
 mod tls;
+mod trace_export;
 mod upstream;
 mod upstream_timing;
 
@@ -34,5 +35,6 @@ pub use route::RouteMetrics;
 pub use targets::{EjectionReason, TargetMetrics};
 pub use timeouts::{TimeoutKind, TimeoutMetrics};
 pub use tls::{TlsFailure, TlsHandshakeMetrics};
+pub use trace_export::TracingMetrics;
 pub use upstream::UpstreamMetrics;
 pub use upstream_timing::UpstreamTiming;

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub plugins: Arc<super::plugins::PluginStats>,
     /// The etcd configuration source's state, when it is in use.
     pub config_source: super::ConfigSourceMetrics,
+    /// Spans exported, dropped and failed, shared with every exporter started.
+    pub tracing: Arc<super::TracingMetrics>,
     /// The access log's dropped lines, shared with every access log opened.
     pub access_log: Arc<super::AccessLogMetrics>,
     reloads_success: AtomicU64,
@@ -80,6 +82,7 @@ impl Metrics {
             plugins: Arc::default(),
             config_source: Default::default(),
             access_log: Arc::default(),
+            tracing: Arc::default(),
             timeouts: TimeoutMetrics::new(workers),
             overload: OverloadMetrics::new(workers),
             reloads_success: AtomicU64::new(0),

@@ -60,6 +60,7 @@ impl Metrics {
         super::tls::render_tls(&mut w, &self.tls_listeners());
         self.config_source.render(&mut w);
         self.access_log.render(&mut w);
+        self.tracing.render(&mut w);
         super::process_stats::ProcessStats::read().render(&mut w);
         w.finish()
     }

@@ -14,6 +14,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use floodgate_plugins::{RequestCtx, UpstreamRequest};
+use floodgate_trace::context::{TRACEPARENT, TRACESTATE};
+use floodgate_trace::{AttemptOutcome, RequestTrace};
 use floodgate_upstream::breaker::{BreakerReason, Permit};
 use floodgate_upstream::health::{AttemptResult, Eligible, Millis, Nanos};
 use floodgate_upstream::{InFlightGuard, PickContext};
@@ -180,6 +182,9 @@ async fn attempts(
         } else {
             Instant::now()
         };
+        if let Some(trace) = used.trace.as_deref_mut() {
+            trace_attempt(trace, &mut outgoing.parts.headers);
+        }
         let result = match policy.and_then(|p| p.per_try_timeout) {
             None => exchange(ctx, upstream, target, outgoing, sent_at).await,
             Some(limit) => {
@@ -214,6 +219,13 @@ async fn attempts(
             result.as_ref().ok(),
             sent_at,
         );
+        if let Some(trace) = used.trace.as_deref_mut() {
+            let outcome = match &tried {
+                Tried::Status(status, _) => AttemptOutcome::Status(status.as_u16()),
+                Tried::Failed(class) => AttemptOutcome::Failed(class.as_str()),
+            };
+            trace.attempt_ended(&target.address, outcome);
+        }
         let wait = policy.filter(|p| attempt < p.attempts).and_then(|p| {
             let replayable = !outgoing.spent
                 && match &tried {
@@ -275,6 +287,21 @@ async fn attempts(
         }
         attempt += 1;
         used.attempts = attempt;
+    }
+}
+
+/// Starts an attempt's span in `trace` and gives the upstream its trace context: `traceparent` naming
+/// the attempt as the parent, and the client's `tracestate` when its trace is continued.
+#[inline(never)]
+fn trace_attempt(trace: &mut RequestTrace, headers: &mut http::HeaderMap) {
+    headers.insert(TRACEPARENT, trace.attempt_started());
+    match trace.tracestate() {
+        Some(state) => {
+            headers.insert(TRACESTATE, state.clone());
+        }
+        None => {
+            headers.remove(TRACESTATE);
+        }
     }
 }
 

@@ -28,6 +28,7 @@ use crate::underscore_fields;
 use crate::worker_ctx::WorkerCtx;
 use floodgate_config::{MethodOverride, UnderscoresInHeaders};
 use floodgate_observe::Rejection;
+use floodgate_trace::RequestFacts;
 
 /// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
 ///
@@ -81,11 +82,28 @@ pub fn handle(
                 consumer: None,
                 request_id: request_id.clone(),
                 captured: captured_headers(log, req.headers()),
+                trace_id: None,
             })
         });
         let logged = access.is_some();
+        let trace = snapshot.tracer.as_ref().map(|tracer| {
+            let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            tracer.start(
+                req.headers(),
+                started,
+                &RequestFacts {
+                    method: req.method(),
+                    host: request_host(&req),
+                    target,
+                    tls: conn.tls,
+                    client: client_ip,
+                    version: req.version(),
+                },
+            )
+        });
         let mut pending = Unanswered::new(snapshot, ctx.index, method, started, access);
         pending.used.upstream.names_target = logged;
+        pending.used.upstream.trace = trace;
         let session = Session {
             worker: &ctx,
             conn: &conn,

@@ -7,6 +7,7 @@ mod balancing;
 mod balancing_ewma;
 mod circuit_breaker;
 mod client_gone;
+mod distributed_tracing;
 mod dns;
 mod docs_examples;
 mod errors;
