@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Fuzzes floodgate's parsers of untrusted bytes: runs each cargo-fuzz target of every fuzz package
 # (crates/http1/fuzz: the HTTP/1.1 codec; crates/plugins/fuzz: credentials, forwarded addresses, query
-# parameters and configurations (YAML and the admin API's JSON) as the plugins read them, and access log
-# templates with the values clients send; crates/load-report/fuzz: the load reports
+# parameters and configurations (YAML and the admin API's JSON) as the plugins read them, access log
+# templates with the values clients send, and trace headers (traceparent, B3); crates/load-report/fuzz: the load reports
 # targets send) for SECONDS each (default 60). CI runs
 # `./scripts/fuzz.sh 10` from scripts/test.sh, so the whole run takes about SECONDS times the number of
-# targets (twenty) plus the builds.
+# targets (twenty-one) plus the builds.
 #
 # libFuzzer needs a nightly toolchain. Without one this says so and succeeds: the same properties have
 # already run on stable over the committed corpus (crates/*/tests/fuzz_corpus.rs). Inputs the fuzzer

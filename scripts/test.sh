@@ -47,7 +47,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 # The fuzz targets of the HTTP/1.1 codec and of the plugins, for a bounded time each (skipped without a
 # nightly toolchain; the same properties also run on stable in the suite below, over the committed
-# corpus). 10 s for each of the twenty targets keeps this near 3.5 minutes warm and 7 from nothing
+# corpus). 10 s for each of the twenty-one targets keeps this near 3.5 minutes warm and 7 from nothing
 # (installing cargo-fuzz and building included), so the whole run stays well under 20 minutes on two
 # cores (the last CI run took 20.7 minutes at 15 s a target); longer runs are `./scripts/fuzz.sh 600`
 # by hand.

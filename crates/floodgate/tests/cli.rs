@@ -544,3 +544,36 @@ fn validate_reports_bad_access_log_settings_with_their_paths() {
     ));
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+#[test]
+fn validate_reports_bad_tracing_settings_with_their_paths() {
+    let err = validate_fails(&format!(
+        "{LISTENER}tracing: {{ endpoint: \"collector:4317\", sample_ratio: -0.5, queue_spans: 4, export_timeout: 0s, keep: {{ slower_than: 0s }} }}\n"
+    ));
+    assert_reports(
+        &err,
+        "tracing.endpoint: \"collector:4317\" is not an http:// or https:// URL",
+    );
+    assert_reports(
+        &err,
+        "tracing.sample_ratio: must be between 0 and 1, got -0.5",
+    );
+    assert_reports(&err, "tracing.queue_spans: must be between 16 and 1048576");
+    assert_reports(&err, "tracing.export_timeout: must be greater than zero");
+    assert_reports(&err, "tracing.keep.slower_than: must be greater than zero");
+    let err = validate_fails(&format!(
+        "{LISTENER}tracing: {{ endpoint: \"http://c:4317\", protocol: thrift }}\n"
+    ));
+    assert_reports(
+        &err,
+        "tracing.protocol: unknown variant `thrift`, expected `grpc` or `http`",
+    );
+    let err = validate_fails(&format!(
+        "{LISTENER}tracing: {{ endpoint: \"http://c:4317\", keep: {{ errors: true }} }}\n"
+    ));
+    assert_reports(&err, "tracing.keep.errors: unknown field `errors`");
+    let output = validate(&format!(
+        "{LISTENER}tracing: {{ endpoint: \"http://c:4318\", protocol: http, sample_ratio: 0.1, accept: [b3], keep: {{ plugin_rejections: [rate-limit], slower_than: 1s }} }}\n"
+    ));
+    assert!(output.status.success(), "{}", stderr(&output));
+}

@@ -35,6 +35,10 @@ const INTERESTING_PIECES: &[&[u8]] = &[
     b"$http_user_agent",
     b"${request}",
     b"$time_local",
+    b"\ntraceparent: 00-",
+    b"\nb3: ",
+    b"4bf92f3577b34da6a3ce929d0e0e4736",
+    b"00f067aa0ba902b7",
 ];
 
 const MUTATIONS: Mutations = Mutations {
@@ -91,4 +95,17 @@ fn access_log_line() {
         &MUTATIONS,
         floodgate_observe::fuzzing::access_log_line,
     );
+}
+
+/// Trace headers (`floodgate_trace::fuzzing`), fuzzed from this package too.
+#[test]
+fn trace_context() {
+    let run = Run {
+        crate_dir: env!("CARGO_MANIFEST_DIR"),
+        target: "trace_context",
+        min_files: 5,
+        seed: 0x5eed_010c,
+        generated: 20_000,
+    };
+    check(&run, &MUTATIONS, floodgate_trace::fuzzing::trace_context);
 }

@@ -13,6 +13,7 @@
 
 pub mod context;
 mod export;
+pub mod fuzzing;
 mod request;
 
 use std::sync::Arc;
