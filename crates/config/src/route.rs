@@ -62,6 +62,14 @@ pub struct RouteConfig {
     /// Tries a failed request again on another target. Absent: every request gets one attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetriesConfig>,
+    /// Whether the route's requests are traced when the configuration has a `tracing` section; `false`
+    /// leaves them out (no spans, no `traceparent` written, the client's passed on as it came).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub tracing: bool,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// The handling of method-override fields that name a method another route (or none) would serve.

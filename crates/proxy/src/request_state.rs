@@ -132,7 +132,11 @@ impl Unanswered {
         status: StatusCode,
         in_flight: Option<floodgate_upstream::InFlightGuard>,
     ) -> Completion {
-        let used = std::mem::take(&mut self.used);
+        let mut used = std::mem::take(&mut self.used);
+        // A route left out of tracing drops the trace its request started with.
+        if used.route.as_ref().is_some_and(|r| !r.traced) {
+            used.upstream.trace = None;
+        }
         let access = self.access.take().map(|mut details| {
             details.route = used.route.as_ref().map(|r| r.id.clone());
             details.consumer = used.plugins.as_ref().and_then(|p| p.consumer_id().cloned());

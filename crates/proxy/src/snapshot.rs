@@ -147,6 +147,8 @@ pub struct RouteRuntime {
     pub timeout: Duration,
     /// Keep the client's Host header (else the target's address).
     pub preserve_host: bool,
+    /// Whether its requests are traced (when tracing is on).
+    pub traced: bool,
     /// Largest request body.
     pub max_body_bytes: u64,
     /// Protocols a client may upgrade to (lowercase; never `h2c`).
@@ -327,6 +329,7 @@ impl Snapshot {
                     action,
                     timeout: route.timeout.get(),
                     preserve_host: route.preserve_host,
+                    traced: route.tracing,
                     max_body_bytes: route
                         .max_body_bytes
                         .unwrap_or(config.limits.max_body_bytes)

@@ -182,7 +182,7 @@ async fn attempts(
         } else {
             Instant::now()
         };
-        if let Some(trace) = used.trace.as_deref_mut() {
+        if let Some(trace) = used.trace.as_deref_mut().filter(|_| route.traced) {
             trace_attempt(trace, &mut outgoing.parts.headers);
         }
         let result = match policy.and_then(|p| p.per_try_timeout) {
@@ -219,7 +219,7 @@ async fn attempts(
             result.as_ref().ok(),
             sent_at,
         );
-        if let Some(trace) = used.trace.as_deref_mut() {
+        if let Some(trace) = used.trace.as_deref_mut().filter(|_| route.traced) {
             let outcome = match &tried {
                 Tried::Status(status, _) => AttemptOutcome::Status(status.as_u16()),
                 Tried::Failed(class) => AttemptOutcome::Failed(class.as_str()),

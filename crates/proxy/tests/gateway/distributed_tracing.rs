@@ -39,6 +39,7 @@ routes:
   - {{ id: api, paths: ["/api/*"], upstream: backend }}
   - {{ id: down, paths: ["/down/*"], upstream: refused }}
   - {{ id: saved, paths: ["/saved/*"], upstream: both, retries: {{ attempts: 2, retry_on: [connect_failure] }} }}
+  - {{ id: quiet, paths: ["/quiet/*"], upstream: backend, tracing: false }}
 tracing: {tracing}
 {extra}
 "#,
@@ -354,4 +355,43 @@ async fn without_tracing_the_clients_traceparent_passes_untouched() {
     .await
     .unwrap();
     assert_eq!(response.json()["headers"]["traceparent"], parent.as_str());
+}
+
+#[tokio::test]
+async fn a_route_left_out_of_tracing_has_no_spans_and_passes_the_clients_context_on() {
+    let collector = OtlpReceiver::grpc().await;
+    let backend = MockUpstream::http("one").await;
+    let gw = TestGateway::start(&config(
+        &backend,
+        &format!(
+            "{{ endpoint: \"{}\", sample_ratio: 1 }}",
+            collector.endpoint()
+        ),
+        "",
+    ));
+    let addr = gw.addr("main");
+    let parent = format!("00-{TRACE}-{CALLER}-01");
+    let quiet = send(
+        addr,
+        Proto::H1,
+        request("/quiet/x", &[("traceparent", &parent)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(quiet.json()["headers"]["traceparent"], parent.as_str());
+    let traced = send(
+        addr,
+        Proto::H1,
+        request("/api/x", &[("traceparent", &parent)]),
+    )
+    .await
+    .unwrap();
+    assert_ne!(traced.json()["headers"]["traceparent"], parent.as_str());
+    // The traced request's spans arrive; the quiet one's never do (it ended first).
+    let spans = collector.wait_for_spans(2).await;
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    assert!(spans
+        .iter()
+        .all(|s| s.attributes.get("http.route").is_none_or(|r| r == "api")));
+    assert_eq!(server_spans(&spans)[0].attributes["url.path"], "/api/x");
 }
