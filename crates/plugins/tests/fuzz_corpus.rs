@@ -48,8 +48,11 @@ const MUTATIONS: Mutations = Mutations {
     max_len: 4096,
 };
 
+/// One test per target: `target = seed, inputs generated` runs `floodgate_plugins::fuzzing::target`;
+/// `target in module = ...` runs the property of that name in another crate's `fuzzing` module (the
+/// access log's and the trace headers' targets live in this fuzz package too).
 macro_rules! properties {
-    ($($target:ident = $seed:literal, $generated:literal;)*) => {$(
+    ($($target:ident $(in $module:path)? = $seed:literal, $generated:literal;)*) => {$(
         #[test]
         fn $target() {
             let run = Run {
@@ -59,9 +62,14 @@ macro_rules! properties {
                 seed: $seed,
                 generated: $generated,
             };
-            check(&run, &MUTATIONS, fuzzing::$target);
+            check(&run, &MUTATIONS, properties!(@property $target $($module)?));
         }
     )*};
+    (@property $target:ident) => { fuzzing::$target };
+    (@property $target:ident $module:path) => {{
+        use $module as module;
+        module::$target
+    }};
 }
 
 // Generated inputs per target, bounded so each runs in a few seconds of an unoptimised build: the
@@ -77,35 +85,6 @@ properties! {
     jwks_document = 0x5eed_0108, 5_000;
     config_json = 0x5eed_0109, 2_000;
     config_resource_json = 0x5eed_010a, 3_000;
-}
-
-/// The access log's templates (`floodgate_observe::fuzzing`), fuzzed from this package too: a
-/// configuration's template and the client's values on one line.
-#[test]
-fn access_log_line() {
-    let run = Run {
-        crate_dir: env!("CARGO_MANIFEST_DIR"),
-        target: "access_log_line",
-        min_files: 5,
-        seed: 0x5eed_010b,
-        generated: 20_000,
-    };
-    check(
-        &run,
-        &MUTATIONS,
-        floodgate_observe::fuzzing::access_log_line,
-    );
-}
-
-/// Trace headers (`floodgate_trace::fuzzing`), fuzzed from this package too.
-#[test]
-fn trace_context() {
-    let run = Run {
-        crate_dir: env!("CARGO_MANIFEST_DIR"),
-        target: "trace_context",
-        min_files: 5,
-        seed: 0x5eed_010c,
-        generated: 20_000,
-    };
-    check(&run, &MUTATIONS, floodgate_trace::fuzzing::trace_context);
+    access_log_line in floodgate_observe::fuzzing = 0x5eed_010b, 20_000;
+    trace_context in floodgate_trace::fuzzing = 0x5eed_010c, 20_000;
 }

@@ -2,11 +2,10 @@
 //! client's trace continued and handed to the upstream, a span per attempt, the error-aware rule, and
 //! a collector that stalls without delaying anyone.
 
-use std::path::Path;
-
 use bytes::Bytes;
 use floodgate_testkit::{
-    eventually, free_port, send, MockUpstream, OtlpReceiver, Proto, ReceivedSpan, TestGateway,
+    eventually, free_port, json_lines, send, MockUpstream, OtlpReceiver, Proto, ReceivedSpan,
+    TestGateway,
 };
 use http::Request;
 use http_body_util::Full;
@@ -58,14 +57,6 @@ fn children<'a>(spans: &'a [ReceivedSpan], parent: &ReceivedSpan) -> Vec<&'a Rec
         .collect();
     found.sort_by_key(|s| s.attributes.get("http.request.resend_count").cloned());
     found
-}
-
-fn access_log_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 #[tokio::test]
@@ -144,8 +135,8 @@ async fn the_clients_trace_is_continued_and_the_upstream_gets_the_attempt_as_par
     );
 
     // The access log names the trace.
-    eventually("two access log lines", || access_log_lines(&log).len() == 2).await;
-    for line in access_log_lines(&log) {
+    eventually("two access log lines", || json_lines(&log).len() == 2).await;
+    for line in json_lines(&log) {
         assert_eq!(line["trace_id"], TRACE);
     }
 }

@@ -5,10 +5,11 @@
 //! configuration. Each refusal is followed by a request the gateway serves.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use floodgate_testkit::{eventually, request, MockUpstream, Proto, TestGateway, TestResponse};
+use floodgate_testkit::{
+    eventually, json_lines, request, MockUpstream, Proto, TestGateway, TestResponse,
+};
 use http::Method;
 use serde_json::Value;
 
@@ -120,14 +121,6 @@ async fn global_plugins_run_on_every_route_and_a_routes_own_replaces_them() {
     );
 }
 
-fn access_log_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[tokio::test]
 async fn the_consumer_and_the_real_client_address_reach_the_access_log() {
     let backend = MockUpstream::http("b").await;
@@ -152,8 +145,8 @@ async fn the_consumer_and_the_real_client_address_reach_the_access_log() {
     )
     .await;
     assert_eq!(ok.status, 200);
-    eventually("an access log line", || !access_log_lines(&log).is_empty()).await;
-    let lines = access_log_lines(&log);
+    eventually("an access log line", || !json_lines(&log).is_empty()).await;
+    let lines = json_lines(&log);
     assert_eq!(lines[0]["consumer"], "bob");
     assert_eq!(lines[0]["client_ip"], "198.51.100.7");
     drop(gw);
@@ -192,8 +185,8 @@ async fn a_spelling_of_the_real_ip_header_with_underscores_never_reaches_the_ups
         assert_eq!(fields["x_real_ip"], Value::Null);
         assert_eq!(fields["x_tenant"], "kept");
     }
-    eventually("two access log lines", || access_log_lines(&log).len() == 2).await;
-    for line in access_log_lines(&log) {
+    eventually("two access log lines", || json_lines(&log).len() == 2).await;
+    for line in json_lines(&log) {
         assert_eq!(line["client_ip"], "198.51.100.7");
     }
 }
@@ -213,8 +206,8 @@ async fn an_untrusted_peer_cannot_choose_its_address() {
     let addr = gw.addr("main");
     let ok = get(addr, "/a", &[("x-forwarded-for", "198.51.100.7")]).await;
     assert_eq!(ok.status, 200);
-    eventually("an access log line", || !access_log_lines(&log).is_empty()).await;
-    let lines = access_log_lines(&log);
+    eventually("an access log line", || !json_lines(&log).is_empty()).await;
+    let lines = json_lines(&log);
     assert_eq!(lines[0]["client_ip"], "127.0.0.1");
     assert_eq!(lines[0]["consumer"], Value::Null);
 }
