@@ -131,26 +131,63 @@ fn b3_trace_id(field: &[u8]) -> Option<u128> {
     }
 }
 
-/// The `traceparent` value of span `span_id` of trace `trace_id`.
-pub fn traceparent(trace_id: u128, span_id: u64, sampled: bool) -> HeaderValue {
-    let mut out = [0u8; 55];
-    out[..3].copy_from_slice(b"00-");
-    write_hex(&mut out[3..35], trace_id);
-    out[35] = b'-';
-    write_hex(&mut out[36..52], u128::from(span_id));
-    out[52] = b'-';
-    out[53] = b'0';
-    out[54] = if sampled { b'1' } else { b'0' };
-    // Hex digits and dashes are always a valid field value.
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+/// A `traceparent` value the gateway writes: `00-{trace id}-{span id}-{flags}`, kept as its bytes so
+/// an HTTP/1.1 head can take it as it is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Traceparent([u8; 55]);
+
+impl Traceparent {
+    /// The value for span `span_id` of trace `trace_id`.
+    pub fn new(trace_id: u128, span_id: u64, sampled: bool) -> Traceparent {
+        let mut out = [0u8; 55];
+        out[..3].copy_from_slice(b"00-");
+        write_hex(&mut out[3..35], &trace_id.to_be_bytes());
+        out[35] = b'-';
+        write_hex(&mut out[36..52], &span_id.to_be_bytes());
+        out[52] = b'-';
+        out[53] = b'0';
+        out[54] = if sampled { b'1' } else { b'0' };
+        Traceparent(out)
+    }
+
+    /// The value's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The value as a field value (for an HTTP/2 request, whose fields go in a map).
+    pub fn to_header_value(&self) -> HeaderValue {
+        // Hex digits and dashes are always a valid field value.
+        HeaderValue::from_bytes(&self.0).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
 }
 
-fn write_hex(out: &mut [u8], value: u128) {
+impl std::fmt::Debug for Traceparent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// The `traceparent` value of span `span_id` of trace `trace_id`.
+pub fn traceparent(trace_id: u128, span_id: u64, sampled: bool) -> HeaderValue {
+    Traceparent::new(trace_id, span_id, sampled).to_header_value()
+}
+
+/// Two lower-case hex digits per byte value, so a byte is written with one lookup.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let len = out.len();
-    for (i, byte) in out.iter_mut().enumerate() {
-        let shift = 4 * (len - 1 - i);
-        *byte = DIGITS[((value >> shift) & 0xf) as usize];
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    pairs
+};
+
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
 }
 

@@ -2,28 +2,32 @@
 //! response has ended, the decision to keep it and the spans built for the exporter.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderMap, HeaderValue, Method, Version};
+use arrayvec::ArrayVec;
+use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
-use crate::context::{self, TRACESTATE};
+use crate::context::{self, Traceparent};
 use crate::Tracer;
+
+/// Most attempts a request makes (`retries.attempts` is at most 10); attempts past it have no span.
+const MAX_ATTEMPTS: usize = 10;
 
 /// What the request was, for the server span's attributes (OpenTelemetry's HTTP semantic
 /// conventions).
 pub struct RequestFacts<'a> {
     /// Its method.
     pub method: &'a Method,
-    /// `Host` or `:authority`.
-    pub host: Option<&'a str>,
-    /// Path and query as received.
-    pub target: &'a str,
+    /// Its `Host` field, if it had one (else the URI's authority is used).
+    pub host: Option<&'a HeaderValue>,
+    /// Its URI as received: a clone shares its bytes, so no path is copied unless the request is kept.
+    pub uri: &'a Uri,
     /// Whether it came over TLS.
     pub tls: bool,
     /// The client's address.
@@ -37,7 +41,7 @@ struct Attempt {
     span_id: u64,
     start: Duration,
     end: Option<Duration>,
-    target: Option<std::sync::Arc<str>>,
+    target: Option<SocketAddr>,
     outcome: Option<AttemptOutcome>,
 }
 
@@ -51,21 +55,22 @@ pub enum AttemptOutcome {
 }
 
 /// A request's trace, from its arrival to the end of its response.
+///
+/// What a request pays for it when it is not kept: this box, its ids, and the `traceparent` of each
+/// attempt. Wall-clock times, names and attributes are made only for a kept request, when it ends.
 pub struct RequestTrace {
     trace_id: u128,
     span_id: u64,
     parent: Option<u64>,
     sampled: bool,
-    tracestate: Option<HeaderValue>,
-    wall_start: SystemTime,
     started: Instant,
     method: Method,
-    host: Option<String>,
-    target: String,
+    host: Option<HeaderValue>,
+    uri: Uri,
     tls: bool,
     client: IpAddr,
     version: Version,
-    attempts: Vec<Attempt>,
+    attempts: ArrayVec<Attempt, MAX_ATTEMPTS>,
 }
 
 /// How the request ended, for the keep decision and the server span.
@@ -101,17 +106,14 @@ impl RequestTrace {
             span_id: new_span_id(),
             parent: parent_span,
             sampled,
-            // Forwarded as received only when it belongs to the trace continued.
-            tracestate: parent.and_then(|_| headers.get(TRACESTATE).cloned()),
-            wall_start: SystemTime::now(),
             started,
             method: facts.method.clone(),
-            host: facts.host.map(str::to_owned),
-            target: facts.target.to_owned(),
+            host: facts.host.cloned(),
+            uri: facts.uri.clone(),
             tls: facts.tls,
             client: facts.client,
             version: facts.version,
-            attempts: Vec::new(),
+            attempts: ArrayVec::new(),
         }
     }
 
@@ -122,29 +124,32 @@ impl RequestTrace {
 
     /// Starts an upstream attempt's span and gives the `traceparent` to send with it (the attempt is
     /// the upstream's parent).
-    pub fn attempt_started(&mut self) -> HeaderValue {
+    pub fn attempt_started(&mut self) -> Traceparent {
         let span_id = new_span_id();
-        self.attempts.push(Attempt {
+        // Past the most attempts a route can make (a mirror's copies are not attempts) the attempt
+        // goes without a span of its own; the upstream still gets a context.
+        let _ = self.attempts.try_push(Attempt {
             span_id,
             start: self.started.elapsed(),
             end: None,
             target: None,
             outcome: None,
         });
-        context::traceparent(self.trace_id, span_id, self.sampled)
+        Traceparent::new(self.trace_id, span_id, self.sampled)
     }
 
-    /// The `tracestate` to send upstream: the client's, when its trace is continued.
-    pub fn tracestate(&self) -> Option<&HeaderValue> {
-        self.tracestate.as_ref()
+    /// Whether the client's trace is continued: its `tracestate` then goes upstream with it; a
+    /// `tracestate` without a valid parent belongs to no trace and is not passed on.
+    pub fn continued(&self) -> bool {
+        self.parent.is_some()
     }
 
     /// Ends the attempt started last: sent to `target`, it ended with `outcome`.
-    pub fn attempt_ended(&mut self, target: &std::sync::Arc<str>, outcome: AttemptOutcome) {
+    pub fn attempt_ended(&mut self, target: SocketAddr, outcome: AttemptOutcome) {
         let now = self.started.elapsed();
         if let Some(attempt) = self.attempts.last_mut().filter(|a| a.end.is_none()) {
             attempt.end = Some(now);
-            attempt.target = Some(target.clone());
+            attempt.target = Some(target);
             attempt.outcome = Some(outcome);
         }
     }
@@ -176,7 +181,12 @@ impl RequestTrace {
         // A span kept by a rule is exported as sampled: the collector keeps what it receives.
         let flags = TraceFlags::SAMPLED;
         let state = TraceState::NONE;
-        let at = |offset: Duration| self.wall_start + offset;
+        // The wall clock is read once, for a kept request only: its start is now less its duration.
+        let wall_start = SystemTime::now()
+            .checked_sub(end.elapsed)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let at = |offset: Duration| wall_start + offset;
+        let target = self.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut spans = Vec::with_capacity(1 + self.attempts.len());
         let name = match end.route {
             Some(route) => format!("{} {route}", self.method),
@@ -184,17 +194,21 @@ impl RequestTrace {
         };
         let mut attributes = vec![
             KeyValue::new("http.request.method", self.method.to_string()),
-            KeyValue::new("url.path", path_of(&self.target).to_owned()),
+            KeyValue::new("url.path", path_of(target).to_owned()),
             KeyValue::new("url.scheme", if self.tls { "https" } else { "http" }),
             KeyValue::new("http.response.status_code", i64::from(end.status)),
             KeyValue::new("client.address", self.client.to_string()),
             KeyValue::new("network.protocol.version", protocol_version(self.version)),
         ];
-        if let Some(query) = self.target.split_once('?').map(|(_, q)| q) {
+        if let Some(query) = target.split_once('?').map(|(_, q)| q) {
             attributes.push(KeyValue::new("url.query", query.to_owned()));
         }
-        if let Some(host) = &self.host {
-            attributes.push(KeyValue::new("server.address", host.clone()));
+        let host = match &self.host {
+            Some(host) => Some(String::from_utf8_lossy(host.as_bytes()).into_owned()),
+            None => self.uri.authority().map(|a| a.as_str().to_owned()),
+        };
+        if let Some(host) = host {
+            attributes.push(KeyValue::new("server.address", host));
         }
         if let Some(route) = end.route {
             attributes.push(KeyValue::new("http.route", route.to_owned()));
@@ -221,7 +235,7 @@ impl RequestTrace {
             ),
             SpanKind::Server,
             name,
-            (self.wall_start, at(end.elapsed)),
+            (wall_start, at(end.elapsed)),
             attributes,
             status,
             tracer,
@@ -232,8 +246,9 @@ impl RequestTrace {
                 // OpenTelemetry's count of resends: 0 for the first attempt.
                 KeyValue::new("http.request.resend_count", n as i64),
             ];
-            if let Some(target) = &attempt.target {
-                attributes.push(KeyValue::new("server.address", target.to_string()));
+            if let Some(target) = attempt.target {
+                attributes.push(KeyValue::new("server.address", target.ip().to_string()));
+                attributes.push(KeyValue::new("server.port", i64::from(target.port())));
             }
             let status = match attempt.outcome {
                 Some(AttemptOutcome::Status(code)) => {

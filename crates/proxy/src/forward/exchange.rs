@@ -220,16 +220,25 @@ fn encode_h1(outgoing: &Outgoing<'_>) -> (Vec<u8>, bool) {
     };
     let mut head = Vec::with_capacity(384 + headers.len() * 32);
     let forwarded = outgoing.forwarded.as_ref();
+    let trace = outgoing.trace.as_ref();
     encode_request(
         &mut head,
         method,
         outgoing.path.as_str(),
         outgoing.host.as_bytes(),
         headers,
-        |name| forwarded.is_some() && Forwarded::replaces(name),
+        |name| {
+            (forwarded.is_some() && Forwarded::replaces(name))
+                || trace.is_some_and(|t| t.replaces(name))
+        },
         |out| {
             if let Some(forwarded) = forwarded {
                 forwarded.encode(out, headers);
+            }
+            if let Some(trace) = trace {
+                out.extend_from_slice(b"traceparent: ");
+                out.extend_from_slice(trace.traceparent.as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
         },
         framing,
@@ -249,6 +258,10 @@ async fn send_h2(
     // Into the map once: a request handed back for a retry already has them.
     if let Some(forwarded) = outgoing.forwarded.take() {
         forwarded.apply(&mut outgoing.parts.headers);
+    }
+    // Each attempt's own, replacing the one before.
+    if let Some(trace) = &outgoing.trace {
+        trace.apply(&mut outgoing.parts.headers);
     }
     // hyper keeps a request it sent, and a stream refused after that (`REFUSED_STREAM`) is one the
     // upstream did not process; an attempt abandoned at its `per_try_timeout` keeps it too. A copy of

@@ -101,6 +101,7 @@ pub fn send_copy(
         host,
         path,
         forwarded: None,
+        trace: None,
         spent: false,
         may_retry: false,
         replay: None,

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use floodgate_plugins::{RequestCtx, UpstreamRequest};
-use floodgate_trace::context::{TRACEPARENT, TRACESTATE};
-use floodgate_trace::{AttemptOutcome, RequestTrace};
+use floodgate_trace::context::{Traceparent, TRACEPARENT, TRACESTATE};
+use floodgate_trace::AttemptOutcome;
 use floodgate_upstream::breaker::{BreakerReason, Permit};
 use floodgate_upstream::health::{AttemptResult, Eligible, Millis, Nanos};
 use floodgate_upstream::{InFlightGuard, PickContext};
@@ -183,7 +183,10 @@ async fn attempts(
             Instant::now()
         };
         if let Some(trace) = used.trace.as_deref_mut().filter(|_| route.traced) {
-            trace_attempt(trace, &mut outgoing.parts.headers);
+            outgoing.trace = Some(TraceHead {
+                traceparent: trace.attempt_started(),
+                continued: trace.continued(),
+            });
         }
         let result = match policy.and_then(|p| p.per_try_timeout) {
             None => exchange(ctx, upstream, target, outgoing, sent_at).await,
@@ -224,7 +227,7 @@ async fn attempts(
                 Tried::Status(status, _) => AttemptOutcome::Status(status.as_u16()),
                 Tried::Failed(class) => AttemptOutcome::Failed(class.as_str()),
             };
-            trace.attempt_ended(&target.address, outcome);
+            trace.attempt_ended(target.socket_addr, outcome);
         }
         let wait = policy.filter(|p| attempt < p.attempts).and_then(|p| {
             let replayable = !outgoing.spent
@@ -290,16 +293,25 @@ async fn attempts(
     }
 }
 
-/// Starts an attempt's span in `trace` and gives the upstream its trace context: `traceparent` naming
-/// the attempt as the parent, and the client's `tracestate` when its trace is continued.
-#[inline(never)]
-fn trace_attempt(trace: &mut RequestTrace, headers: &mut http::HeaderMap) {
-    headers.insert(TRACEPARENT, trace.attempt_started());
-    match trace.tracestate() {
-        Some(state) => {
-            headers.insert(TRACESTATE, state.clone());
-        }
-        None => {
+/// The trace context an attempt gives its upstream: `traceparent` naming the attempt as the parent,
+/// written by the gateway in place of the client's; the client's `tracestate` goes along only when
+/// its trace is continued.
+#[derive(Clone, Copy)]
+struct TraceHead {
+    traceparent: Traceparent,
+    continued: bool,
+}
+
+impl TraceHead {
+    /// Whether the request's own field `name` gives way to this context.
+    fn replaces(&self, name: &http::HeaderName) -> bool {
+        *name == TRACEPARENT || (!self.continued && *name == TRACESTATE)
+    }
+
+    /// Puts the context in a request's field map (HTTP/2, whose fields go through one).
+    fn apply(&self, headers: &mut http::HeaderMap) {
+        headers.insert(TRACEPARENT, self.traceparent.to_header_value());
+        if !self.continued {
             headers.remove(TRACESTATE);
         }
     }
@@ -544,6 +556,7 @@ fn prepare<'a>(
         host,
         path,
         forwarded: Some(forwarded),
+        trace: None,
         spent: false,
         may_retry: false,
         replay: None,
@@ -564,6 +577,8 @@ struct Outgoing<'a> {
     path: PathAndQuery,
     /// The gateway's forwarding headers, until they are written into the head or put in the map.
     forwarded: Option<Forwarded<'a>>,
+    /// The trace context of the attempt under way, when the request is traced.
+    trace: Option<TraceHead>,
     /// An attempt kept the request (an HTTP/2 connection that did not hand it back): it cannot go
     /// again.
     spent: bool,

@@ -87,14 +87,13 @@ pub fn handle(
         });
         let logged = access.is_some();
         let trace = snapshot.tracer.as_ref().map(|tracer| {
-            let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
             tracer.start(
                 req.headers(),
                 started,
                 &RequestFacts {
                     method: req.method(),
-                    host: request_host(&req),
-                    target,
+                    host: req.headers().get(header::HOST),
+                    uri: req.uri(),
                     tls: conn.tls,
                     client: client_ip,
                     version: req.version(),
