@@ -11,6 +11,12 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// `tracestate` (W3C Trace Context), forwarded as received.
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
+/// Whether a field named `name` can carry a trace context: `traceparent`, `b3` or `x-b3-*`.
+pub fn is_context_name(name: &HeaderName) -> bool {
+    let name = name.as_str().as_bytes();
+    name == b"traceparent" || name == b"b3" || name.starts_with(b"x-b3-")
+}
+
 /// A parent span another service started: the request continues its trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parent {

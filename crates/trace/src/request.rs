@@ -5,8 +5,7 @@ use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
-use arrayvec::ArrayVec;
-use http::{HeaderMap, HeaderValue, Method, Uri, Version};
+use http::{HeaderMap, Method, Uri, Version};
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
@@ -16,16 +15,14 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use crate::context::{self, Traceparent};
 use crate::Tracer;
 
-/// Most attempts a request makes (`retries.attempts` is at most 10); attempts past it have no span.
-const MAX_ATTEMPTS: usize = 10;
-
 /// What the request was, for the server span's attributes (OpenTelemetry's HTTP semantic
 /// conventions).
 pub struct RequestFacts<'a> {
     /// Its method.
     pub method: &'a Method,
-    /// Its `Host` field, if it had one (else the URI's authority is used).
-    pub host: Option<&'a HeaderValue>,
+    /// Whether its fields may hold a trace context (`traceparent`, `b3`, `x-b3-*`): when they cannot,
+    /// nothing is looked up.
+    pub has_context: bool,
     /// Its URI as received: a clone shares its bytes, so no path is copied unless the request is kept.
     pub uri: &'a Uri,
     /// Whether it came over TLS.
@@ -65,12 +62,13 @@ pub struct RequestTrace {
     sampled: bool,
     started: Instant,
     method: Method,
-    host: Option<HeaderValue>,
     uri: Uri,
     tls: bool,
     client: IpAddr,
     version: Version,
-    attempts: ArrayVec<Attempt, MAX_ATTEMPTS>,
+    /// Most requests make one attempt: it is kept inline, the others in a list made for them.
+    first: Option<Attempt>,
+    more: Vec<Attempt>,
 }
 
 /// How the request ended, for the keep decision and the server span.
@@ -92,7 +90,11 @@ impl RequestTrace {
         started: Instant,
         facts: &RequestFacts<'_>,
     ) -> RequestTrace {
-        let parent = context::parent(headers, tracer.accepts_b3);
+        let parent = if facts.has_context {
+            context::parent(headers, tracer.accepts_b3)
+        } else {
+            None
+        };
         let (trace_id, parent_span, sampled) = match parent {
             Some(parent) => (
                 parent.trace_id,
@@ -108,12 +110,12 @@ impl RequestTrace {
             sampled,
             started,
             method: facts.method.clone(),
-            host: facts.host.cloned(),
             uri: facts.uri.clone(),
             tls: facts.tls,
             client: facts.client,
             version: facts.version,
-            attempts: ArrayVec::new(),
+            first: None,
+            more: Vec::new(),
         }
     }
 
@@ -122,20 +124,27 @@ impl RequestTrace {
         format!("{:032x}", self.trace_id)
     }
 
-    /// Starts an upstream attempt's span and gives the `traceparent` to send with it (the attempt is
-    /// the upstream's parent).
-    pub fn attempt_started(&mut self) -> Traceparent {
+    /// Starts an upstream attempt's span, sent at `sent_at`, and gives the `traceparent` to send with
+    /// it (the attempt is the upstream's parent).
+    pub fn attempt_started(&mut self, sent_at: Instant) -> Traceparent {
         let span_id = new_span_id();
-        // Past the most attempts a route can make (a mirror's copies are not attempts) the attempt
-        // goes without a span of its own; the upstream still gets a context.
-        let _ = self.attempts.try_push(Attempt {
+        let attempt = Attempt {
             span_id,
-            start: self.started.elapsed(),
+            start: sent_at.saturating_duration_since(self.started),
             end: None,
             target: None,
             outcome: None,
-        });
+        };
+        if self.first.is_none() {
+            self.first = Some(attempt);
+        } else {
+            self.more.push(attempt);
+        }
         Traceparent::new(self.trace_id, span_id, self.sampled)
+    }
+
+    fn attempts(&self) -> impl Iterator<Item = &Attempt> {
+        self.first.iter().chain(&self.more)
     }
 
     /// Whether the client's trace is continued: its `tracestate` then goes upstream with it; a
@@ -147,7 +156,11 @@ impl RequestTrace {
     /// Ends the attempt started last: sent to `target`, it ended with `outcome`.
     pub fn attempt_ended(&mut self, target: SocketAddr, outcome: AttemptOutcome) {
         let now = self.started.elapsed();
-        if let Some(attempt) = self.attempts.last_mut().filter(|a| a.end.is_none()) {
+        let last = match self.more.last_mut() {
+            Some(last) => Some(last),
+            None => self.first.as_mut(),
+        };
+        if let Some(attempt) = last.filter(|a| a.end.is_none()) {
             attempt.end = Some(now);
             attempt.target = Some(target);
             attempt.outcome = Some(outcome);
@@ -161,8 +174,7 @@ impl RequestTrace {
             || (keep.server_errors && end.status >= 500)
             || (keep.upstream_errors
                 && self
-                    .attempts
-                    .iter()
+                    .attempts()
                     .any(|a| matches!(a.outcome, Some(AttemptOutcome::Failed(_)) | None)))
             || end
                 .rejected_by
@@ -187,7 +199,7 @@ impl RequestTrace {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let at = |offset: Duration| wall_start + offset;
         let target = self.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut spans = Vec::with_capacity(1 + self.attempts.len());
+        let mut spans = Vec::with_capacity(2 + self.more.len());
         let name = match end.route {
             Some(route) => format!("{} {route}", self.method),
             None => self.method.to_string(),
@@ -203,12 +215,13 @@ impl RequestTrace {
         if let Some(query) = target.split_once('?').map(|(_, q)| q) {
             attributes.push(KeyValue::new("url.query", query.to_owned()));
         }
-        let host = match &self.host {
-            Some(host) => Some(String::from_utf8_lossy(host.as_bytes()).into_owned()),
-            None => self.uri.authority().map(|a| a.as_str().to_owned()),
-        };
-        if let Some(host) = host {
-            attributes.push(KeyValue::new("server.address", host));
+        // HTTP/2's `:authority`; an HTTP/1.1 request's `Host` is not copied for the span (a lookup
+        // per request), its route says where it went.
+        if let Some(authority) = self.uri.authority() {
+            attributes.push(KeyValue::new(
+                "server.address",
+                authority.as_str().to_owned(),
+            ));
         }
         if let Some(route) = end.route {
             attributes.push(KeyValue::new("http.route", route.to_owned()));
@@ -240,7 +253,7 @@ impl RequestTrace {
             status,
             tracer,
         ));
-        for (n, attempt) in self.attempts.iter().enumerate() {
+        for (n, attempt) in self.attempts().enumerate() {
             let mut attributes = vec![
                 KeyValue::new("http.request.method", self.method.to_string()),
                 // OpenTelemetry's count of resends: 0 for the first attempt.

@@ -184,7 +184,7 @@ async fn attempts(
         };
         if let Some(trace) = used.trace.as_deref_mut().filter(|_| route.traced) {
             outgoing.trace = Some(TraceHead {
-                traceparent: trace.attempt_started(),
+                traceparent: trace.attempt_started(sent_at),
                 continued: trace.continued(),
             });
         }

@@ -51,7 +51,7 @@ pub fn handle(
         // rule is compared first: under `allow`, the default, the names are not scanned at all.
         let underscores_refused = conn.underscores != UnderscoresInHeaders::Allow
             && !underscore_fields::apply(req.headers_mut(), conn.underscores);
-        let mut seen = FieldsSeen::of(req.headers());
+        let mut seen = FieldsSeen::of(req.headers(), snapshot.tracer.is_some());
         seen.underscores_refused = underscores_refused;
         let request_id = if seen.request_id {
             request_id(req.headers()).0
@@ -92,7 +92,7 @@ pub fn handle(
                 started,
                 &RequestFacts {
                     method: req.method(),
-                    host: req.headers().get(header::HOST),
+                    has_context: seen.trace_context,
                     uri: req.uri(),
                     tls: conn.tls,
                     client: client_ip,
@@ -287,18 +287,21 @@ struct FieldsSeen {
     request_id: bool,
     /// A method-override field ([`method_override::is_override_name`]).
     method_override: bool,
+    /// A trace context field (`traceparent`, `b3`, `x-b3-*`), looked for only when tracing is on.
+    trace_context: bool,
     /// A name holds `_` and the listener refuses such requests (set by the caller, not by the scan).
     underscores_refused: bool,
 }
 
 impl FieldsSeen {
-    fn of(headers: &HeaderMap) -> Self {
+    fn of(headers: &HeaderMap, traced: bool) -> Self {
         let mut seen = Self {
             bytes: 0,
             content_length: false,
             content_type: false,
             request_id: false,
             method_override: false,
+            trace_context: false,
             underscores_refused: false,
         };
         for (name, value) in headers {
@@ -311,6 +314,8 @@ impl FieldsSeen {
                 seen.request_id = true;
             } else if method_override::is_override_name(name.as_str().as_bytes()) {
                 seen.method_override = true;
+            } else if traced && floodgate_trace::context::is_context_name(name) {
+                seen.trace_context = true;
             }
         }
         seen
