@@ -117,3 +117,16 @@ async fn drain(
         }
     }
 }
+
+#[cfg(test)]
+impl SpanQueue {
+    /// A queue with no exporter: the test reads what was pushed from the receiver.
+    pub(crate) fn for_tests() -> (Arc<SpanQueue>, mpsc::Receiver<SpanData>) {
+        let (tx, rx) = mpsc::channel(64);
+        let queue = SpanQueue {
+            tx,
+            metrics: Arc::default(),
+        };
+        (Arc::new(queue), rx)
+    }
+}
