@@ -137,6 +137,35 @@ fn b3_trace_id(field: &[u8]) -> Option<u128> {
     }
 }
 
+/// An upstream attempt's place in its trace, from which its `traceparent` is written: 26 bytes where
+/// the value takes 55.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptContext {
+    trace_id: [u8; 16],
+    span_id: u64,
+    sampled: bool,
+}
+
+impl AttemptContext {
+    /// Span `span_id` of trace `trace_id`.
+    pub fn new(trace_id: u128, span_id: u64, sampled: bool) -> AttemptContext {
+        AttemptContext {
+            trace_id: trace_id.to_be_bytes(),
+            span_id,
+            sampled,
+        }
+    }
+
+    /// The `traceparent` value naming this span as the parent.
+    pub fn traceparent(&self) -> Traceparent {
+        Traceparent::new(
+            u128::from_be_bytes(self.trace_id),
+            self.span_id,
+            self.sampled,
+        )
+    }
+}
+
 /// A `traceparent` value the gateway writes: `00-{trace id}-{span id}-{flags}`, kept as its bytes so
 /// an HTTP/1.1 head can take it as it is.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use opentelemetry::trace::{
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
-use crate::context::{self, Traceparent};
+use crate::context::{self, AttemptContext};
 use crate::Tracer;
 
 /// What the request was, for the server span's attributes (OpenTelemetry's HTTP semantic
@@ -126,7 +126,7 @@ impl RequestTrace {
 
     /// Starts an upstream attempt's span, sent at `sent_at`, and gives the `traceparent` to send with
     /// it (the attempt is the upstream's parent).
-    pub fn attempt_started(&mut self, sent_at: Instant) -> Traceparent {
+    pub fn attempt_started(&mut self, sent_at: Instant) -> AttemptContext {
         let span_id = new_span_id();
         let attempt = Attempt {
             span_id,
@@ -140,7 +140,7 @@ impl RequestTrace {
         } else {
             self.more.push(attempt);
         }
-        Traceparent::new(self.trace_id, span_id, self.sampled)
+        AttemptContext::new(self.trace_id, span_id, self.sampled)
     }
 
     fn attempts(&self) -> impl Iterator<Item = &Attempt> {
