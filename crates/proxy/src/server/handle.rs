@@ -28,7 +28,7 @@ use crate::underscore_fields;
 use crate::worker_ctx::WorkerCtx;
 use floodgate_config::{MethodOverride, UnderscoresInHeaders};
 use floodgate_observe::Rejection;
-use floodgate_trace::RequestFacts;
+use floodgate_trace::{RequestFacts, RequestTrace, Tracer};
 
 /// Serves one request, whichever protocol brought it: never fails; every problem becomes a response.
 ///
@@ -86,20 +86,10 @@ pub fn handle(
             })
         });
         let logged = access.is_some();
-        let trace = snapshot.tracer.as_ref().map(|tracer| {
-            tracer.start(
-                req.headers(),
-                started,
-                &RequestFacts {
-                    method: req.method(),
-                    has_context: seen.trace_context,
-                    uri: req.uri(),
-                    tls: conn.tls,
-                    client: client_ip,
-                    version: req.version(),
-                },
-            )
-        });
+        let trace = match &snapshot.tracer {
+            None => None,
+            Some(tracer) => start_trace(tracer, &req, started, (client_ip, conn.tls), &seen),
+        };
         let mut pending = Unanswered::new(snapshot, ctx.index, method, started, access);
         pending.used.upstream.names_target = logged;
         pending.used.upstream.trace = trace;
@@ -265,6 +255,30 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
     })
+}
+
+/// Starts the trace of `req` (tracing is on). Out of line: most gateways run without tracing, and
+/// the handler's future stays as it was for them.
+#[inline(never)]
+fn start_trace(
+    tracer: &Tracer,
+    req: &Request<ClientBody>,
+    started: Instant,
+    (client, tls): (std::net::IpAddr, bool),
+    seen: &FieldsSeen,
+) -> Option<Box<RequestTrace>> {
+    Some(tracer.start(
+        req.headers(),
+        started,
+        &RequestFacts {
+            method: req.method(),
+            has_context: seen.trace_context,
+            uri: req.uri(),
+            tls,
+            client,
+            version: req.version(),
+        },
+    ))
 }
 
 /// The request's declared length, read by the one `Content-Length` parser of the HTTP/1.1 codec (a
