@@ -115,12 +115,20 @@ fn default_export_timeout() -> HumanDuration {
 impl TracingConfig {
     pub(crate) fn validate(&self, errors: &mut Vec<FieldError>) {
         match http::Uri::try_from(self.endpoint.as_str()) {
-            Ok(uri)
-                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
+            // The exporter is built without TLS: a collector is reached in clear text, usually a
+            // local agent or sidecar that forwards over TLS.
+            Ok(uri) if uri.scheme_str() == Some("https") => errors.push(FieldError::new(
+                "tracing.endpoint",
+                format!(
+                    "{:?}: https is not supported yet; send to a collector or agent on http://",
+                    self.endpoint
+                ),
+            )),
             _ => errors.push(FieldError::new(
                 "tracing.endpoint",
                 format!(
-                    "{:?} is not an http:// or https:// URL such as \"http://127.0.0.1:4317\"",
+                    "{:?} is not an http:// URL such as \"http://127.0.0.1:4317\"",
                     self.endpoint
                 ),
             )),
@@ -202,12 +210,24 @@ mod tests {
     }
 
     #[test]
+    fn https_is_refused_until_the_exporter_speaks_tls() {
+        let config = parse(serde_json::json!({ "endpoint": "https://c:4317" }));
+        let mut errors = Vec::new();
+        config.validate(&mut errors);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.contains("https is not supported yet"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn the_http_url_gets_the_traces_path_when_it_has_none() {
         let url = |endpoint: &str| {
             parse(serde_json::json!({ "endpoint": endpoint, "protocol": "http" })).http_traces_url()
         };
         assert_eq!(url("http://c:4318"), "http://c:4318/v1/traces");
         assert_eq!(url("http://c:4318/"), "http://c:4318/v1/traces");
-        assert_eq!(url("https://c/otlp/v1/traces"), "https://c/otlp/v1/traces");
+        assert_eq!(url("http://c/otlp/v1/traces"), "http://c/otlp/v1/traces");
     }
 }

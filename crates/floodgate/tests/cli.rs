@@ -552,7 +552,7 @@ fn validate_reports_bad_tracing_settings_with_their_paths() {
     ));
     assert_reports(
         &err,
-        "tracing.endpoint: \"collector:4317\" is not an http:// or https:// URL",
+        "tracing.endpoint: \"collector:4317\" is not an http:// URL",
     );
     assert_reports(
         &err,
