@@ -5,6 +5,7 @@ mod exchange;
 pub mod mirror;
 mod replay;
 pub mod retry;
+mod trace_head;
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -14,7 +15,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use floodgate_plugins::{RequestCtx, UpstreamRequest};
-use floodgate_trace::context::{AttemptContext, Traceparent, TRACEPARENT, TRACESTATE};
 use floodgate_trace::AttemptOutcome;
 use floodgate_upstream::breaker::{BreakerReason, Permit};
 use floodgate_upstream::health::{AttemptResult, Eligible, Millis, Nanos};
@@ -22,6 +22,7 @@ use floodgate_upstream::{InFlightGuard, PickContext};
 use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use http_body::Body as _;
+use trace_head::TraceHead;
 
 use self::exchange::{body_error, exchange, upgrade_allowed, Answer, ExchangeError};
 use self::replay::Replay;
@@ -290,38 +291,6 @@ async fn attempts(
         }
         attempt += 1;
         used.attempts = attempt;
-    }
-}
-
-/// The trace context an attempt gives its upstream: `traceparent` naming the attempt as the parent,
-/// written by the gateway in place of the client's; the client's `tracestate` goes along only when
-/// its trace is continued.
-///
-/// Kept as the attempt's ids rather than the 55 bytes of its value: it rides in every [`Outgoing`],
-/// and a larger one costs every request (traced or not) a copy each time it moves.
-#[derive(Clone, Copy)]
-struct TraceHead {
-    context: AttemptContext,
-    continued: bool,
-}
-
-impl TraceHead {
-    /// Whether the request's own field `name` gives way to this context.
-    fn replaces(&self, name: &http::HeaderName) -> bool {
-        *name == TRACEPARENT || (!self.continued && *name == TRACESTATE)
-    }
-
-    /// The `traceparent` value.
-    fn traceparent(&self) -> Traceparent {
-        self.context.traceparent()
-    }
-
-    /// Puts the context in a request's field map (HTTP/2, whose fields go through one).
-    fn apply(&self, headers: &mut http::HeaderMap) {
-        headers.insert(TRACEPARENT, self.traceparent().to_header_value());
-        if !self.continued {
-            headers.remove(TRACESTATE);
-        }
     }
 }
 
