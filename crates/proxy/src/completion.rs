@@ -143,6 +143,7 @@ impl Completion {
         tracer.finish(
             trace,
             &floodgate_trace::Finished {
+                method: &self.method,
                 status: self.status.as_u16(),
                 route: self.route.as_ref().map(|r| &*r.id),
                 rejected_by,

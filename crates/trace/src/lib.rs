@@ -115,7 +115,6 @@ mod tests {
             &headers,
             Instant::now(),
             &RequestFacts {
-                method: &Method::GET,
                 has_context: traceparent.is_some(),
                 uri: &uri,
                 tls: false,
@@ -137,6 +136,7 @@ mod tests {
 
     fn ended(status: u16) -> Finished<'static> {
         Finished {
+            method: &Method::GET,
             status,
             route: Some("api"),
             rejected_by: None,

@@ -18,8 +18,6 @@ use crate::Tracer;
 /// What the request was, for the server span's attributes (OpenTelemetry's HTTP semantic
 /// conventions).
 pub struct RequestFacts<'a> {
-    /// Its method.
-    pub method: &'a Method,
     /// Whether its fields may hold a trace context (`traceparent`, `b3`, `x-b3-*`): when they cannot,
     /// nothing is looked up.
     pub has_context: bool,
@@ -61,7 +59,6 @@ pub struct RequestTrace {
     parent: Option<u64>,
     sampled: bool,
     started: Instant,
-    method: Method,
     uri: Uri,
     tls: bool,
     client: IpAddr,
@@ -73,6 +70,8 @@ pub struct RequestTrace {
 
 /// How the request ended, for the keep decision and the server span.
 pub struct Finished<'a> {
+    /// The request's method.
+    pub method: &'a Method,
     /// The status sent to the client.
     pub status: u16,
     /// The matched route's id.
@@ -84,6 +83,7 @@ pub struct Finished<'a> {
 }
 
 impl RequestTrace {
+    #[inline(always)] // built in its box, not on the stack and copied there
     pub(crate) fn start(
         tracer: &Tracer,
         headers: &HeaderMap,
@@ -109,7 +109,6 @@ impl RequestTrace {
             parent: parent_span,
             sampled,
             started,
-            method: facts.method.clone(),
             uri: facts.uri.clone(),
             tls: facts.tls,
             client: facts.client,
@@ -201,11 +200,11 @@ impl RequestTrace {
         let target = self.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut spans = Vec::with_capacity(2 + self.more.len());
         let name = match end.route {
-            Some(route) => format!("{} {route}", self.method),
-            None => self.method.to_string(),
+            Some(route) => format!("{} {route}", end.method),
+            None => end.method.to_string(),
         };
         let mut attributes = vec![
-            KeyValue::new("http.request.method", self.method.to_string()),
+            KeyValue::new("http.request.method", end.method.to_string()),
             KeyValue::new("url.path", path_of(target).to_owned()),
             KeyValue::new("url.scheme", if self.tls { "https" } else { "http" }),
             KeyValue::new("http.response.status_code", i64::from(end.status)),
@@ -255,7 +254,7 @@ impl RequestTrace {
         ));
         for (n, attempt) in self.attempts().enumerate() {
             let mut attributes = vec![
-                KeyValue::new("http.request.method", self.method.to_string()),
+                KeyValue::new("http.request.method", end.method.to_string()),
                 // OpenTelemetry's count of resends: 0 for the first attempt.
                 KeyValue::new("http.request.resend_count", n as i64),
             ];
@@ -288,7 +287,7 @@ impl RequestTrace {
                 ),
                 (SpanId::from(self.span_id), false),
                 SpanKind::Client,
-                format!("{} upstream", self.method),
+                format!("{} upstream", end.method),
                 (at(attempt.start), at(attempt.end.unwrap_or(end.elapsed))),
                 attributes,
                 status,

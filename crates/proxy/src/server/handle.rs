@@ -271,7 +271,6 @@ fn start_trace(
         req.headers(),
         started,
         &RequestFacts {
-            method: req.method(),
             has_context: seen.trace_context,
             uri: req.uri(),
             tls,
