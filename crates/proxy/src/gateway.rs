@@ -114,7 +114,7 @@ impl Gateway {
                 runtime: background.handle(),
                 names: Some(&plan.answers),
                 check_only: false,
-                tracer: tracer_of(config, tracing.as_ref()),
+                tracer: tracer_of(tracing.as_ref()),
             },
         )
         .map_err(GatewayError::Invalid)?;
@@ -201,7 +201,7 @@ impl Gateway {
                 runtime: self.background.handle(),
                 names: Some(&plan.answers),
                 check_only: false,
-                tracer: tracer_of(config, tracing.as_ref()),
+                tracer: tracer_of(tracing.as_ref()),
             },
         )
         .map_err(GatewayError::Invalid)?;
@@ -421,16 +421,10 @@ fn start_tracing(
         .map_err(invalid)
 }
 
-/// The tracer of a snapshot of `config`, its spans going to the running exporter.
-fn tracer_of(
-    config: &Config,
-    tracing: Option<&(TracingConfig, Arc<SpanQueue>)>,
-) -> Option<Arc<Tracer>> {
-    let (settings, queue) = tracing?;
-    config
-        .tracing
-        .as_ref()
-        .map(|_| Arc::new(Tracer::new(settings, queue.clone())))
+/// The tracer of a snapshot, its spans going to the running exporter (there is one exactly when the
+/// configuration has a `tracing` section).
+fn tracer_of(tracing: Option<&(TracingConfig, Arc<SpanQueue>)>) -> Option<Arc<Tracer>> {
+    tracing.map(|(settings, queue)| Arc::new(Tracer::new(settings, queue.clone())))
 }
 
 /// Opens the access log, reusing the open one when its settings did not change. A changed format or

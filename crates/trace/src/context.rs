@@ -164,20 +164,6 @@ impl AttemptContext {
             self.sampled,
         )
     }
-
-    /// Appends the `traceparent` value to `out` (an HTTP/1.1 head), without making it first.
-    pub fn write_traceparent(&self, out: &mut Vec<u8>) {
-        out.reserve(55);
-        out.extend_from_slice(b"00-");
-        for byte in self.trace_id {
-            out.extend_from_slice(&HEX_PAIRS[usize::from(byte)]);
-        }
-        out.push(b'-');
-        for byte in self.span_id.to_be_bytes() {
-            out.extend_from_slice(&HEX_PAIRS[usize::from(byte)]);
-        }
-        out.extend_from_slice(if self.sampled { b"-01" } else { b"-00" });
-    }
 }
 
 /// A `traceparent` value the gateway writes: `00-{trace id}-{span id}-{flags}`, kept as its bytes so
@@ -363,15 +349,6 @@ mod tests {
         headers.insert("x-b3-sampled", HeaderValue::from_static("0"));
         headers.insert("x-b3-flags", HeaderValue::from_static("1"));
         assert_eq!(parent(&headers, true).unwrap().sampled, Some(true), "debug");
-    }
-
-    #[test]
-    fn an_attempt_writes_the_same_value_either_way() {
-        let context = AttemptContext::new(0x4bf92f3577b34da6a3ce929d0e0e4736, 0xab, true);
-        let mut out = b"x".to_vec();
-        context.write_traceparent(&mut out);
-        assert_eq!(&out[1..], context.traceparent().as_bytes());
-        assert_eq!(&out[1..], format!("00-{ID}-00000000000000ab-01").as_bytes());
     }
 
     #[test]

@@ -197,7 +197,6 @@ impl RequestTrace {
             .checked_sub(end.elapsed)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let at = |offset: Duration| wall_start + offset;
-        let target = self.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut spans = Vec::with_capacity(2 + self.more.len());
         let name = match end.route {
             Some(route) => format!("{} {route}", end.method),
@@ -205,13 +204,20 @@ impl RequestTrace {
         };
         let mut attributes = vec![
             KeyValue::new("http.request.method", end.method.to_string()),
-            KeyValue::new("url.path", path_of(target).to_owned()),
+            // An authority-form target (CONNECT) has no path.
+            KeyValue::new(
+                "url.path",
+                match self.uri.path() {
+                    "" => "/".to_owned(),
+                    path => path.to_owned(),
+                },
+            ),
             KeyValue::new("url.scheme", if self.tls { "https" } else { "http" }),
             KeyValue::new("http.response.status_code", i64::from(end.status)),
             KeyValue::new("client.address", self.client.to_string()),
             KeyValue::new("network.protocol.version", protocol_version(self.version)),
         ];
-        if let Some(query) = target.split_once('?').map(|(_, q)| q) {
+        if let Some(query) = self.uri.query() {
             attributes.push(KeyValue::new("url.query", query.to_owned()));
         }
         // HTTP/2's `:authority`; an HTTP/1.1 request's `Host` is not copied for the span (a lookup
@@ -324,10 +330,6 @@ fn span(
         status,
         instrumentation_scope: tracer.scope.clone(),
     }
-}
-
-fn path_of(target: &str) -> &str {
-    target.split_once('?').map_or(target, |(path, _)| path)
 }
 
 fn protocol_version(version: Version) -> &'static str {

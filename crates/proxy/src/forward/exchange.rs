@@ -237,7 +237,7 @@ fn encode_h1(outgoing: &Outgoing<'_>) -> (Vec<u8>, bool) {
             }
             if let Some(trace) = trace {
                 out.extend_from_slice(b"traceparent: ");
-                trace.context.write_traceparent(out);
+                out.extend_from_slice(trace.traceparent().as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
         },
